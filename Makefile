@@ -1,0 +1,16 @@
+PYTHON ?= python3
+
+.PHONY: test lint bench stress
+
+# The whole suite, standard library only, against a real tmux.
+test:
+	$(PYTHON) -m unittest -v test_tmuxsess
+
+# Dev tools only; the tool itself stays dependency-free.
+lint:
+	$(PYTHON) -m pip install --quiet ruff vermin
+	$(PYTHON) -m ruff check --target-version py38 --select E,F,W,B --ignore B904 --line-length 100 tmuxsess.py test_tmuxsess.py bench_tmuxsess.py
+	$(PYTHON) -m vermin --no-tips --violations -t=3.8- tmuxsess.py test_tmuxsess.py bench_tmuxsess.py
+
+bench:
+	$(PYTHON) bench_tmuxsess.py

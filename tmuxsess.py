@@ -1,0 +1,2339 @@
+#!/usr/bin/env python3
+"""tmuxsess: drive interactive terminal programs inside tmux, exactly.
+
+Create a session, send it input, know when the program has answered, read
+exactly what it said, check its health, clean it up::
+
+    tmuxsess.py create -n calc --python          # returns once ">>>" is shown
+    tmuxsess.py run -s calc -c 'import math; math.factorial(20)'
+    2432902008176640000
+    tmuxsess.py send -s calc -c 'import time; time.sleep(2)' -w '>>>'
+    tmuxsess.py capture -s calc -n 20
+    tmuxsess.py attach -s calc                   # watch it yourself
+    tmuxsess.py kill -s calc
+
+The same operations are plain functions for programs that ``import tmuxsess``::
+
+    s = tmuxsess.create_session("calc", kind="python-repl")
+    r = tmuxsess.run("x = 6 * 7\\nprint(x)", session="calc")
+    assert r.output == "42\\n" and r.exit_status == 0
+    tmuxsess.kill_session(session="calc")
+
+How it stays exact where shell snippets guess:
+
+* Text goes in through a paste buffer private to each call, so no byte of it is
+  read as a tmux key name, flag or command separator.
+* Every session this tool creates writes a *transcript*: ``pipe-pane`` copies all
+  the program's output to a private file, so "output after this send" is a byte
+  offset, never a guess from the screen, and nothing scrolls away.
+* Its shells, Python REPLs and gdbs print invisible OSC 133 prompt marks (with
+  the shell's ``$?``, or whether Python raised), so the tool knows when the
+  program is back at its prompt and how the command ended.
+
+Requires tmux 3.0 or newer and Python 3.8 or newer; standard library only.
+"""
+
+import argparse
+import codecs
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import shlex
+import signal
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+__version__ = "1.0.0"
+
+SESSION_TYPES = ("shell", "python-repl", "debugger", "command")
+REGISTRY_VERSION = "1.0"
+NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}\Z")
+PANE_WIDTH, PANE_HEIGHT = 200, 50
+DEFAULT_LOCK_TIMEOUT = 10.0
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+class TmuxsessError(Exception):
+    """An expected failure: a one-line message, an optional hint, and a kind.
+
+    The kind says what went wrong (``usage``, ``taken``, ``target``, ``tmux``,
+    ``no-server``, ``not-ready``, ``registry``, ``lock``, ``unhealthy``,
+    ``timeout``); each subcommand maps kinds to its documented exit codes.
+    """
+
+    def __init__(self, message: str, kind: str = "usage", hint: str = "") -> None:
+        super().__init__(message)
+        self.message, self.kind, self.hint = message, kind, hint
+
+
+def _fail(message: str, kind: str = "usage", hint: str = "") -> "TmuxsessError":
+    return TmuxsessError(message, kind, hint)
+
+
+# ---------------------------------------------------------------------------
+# Public data
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Session:
+    """One registry entry: where a session lives and what runs in it."""
+
+    name: str
+    socket: str
+    target: str
+    pane_id: str = ""
+    type: str = "shell"
+    pid: int = 0
+    created_at: str = ""
+    last_active: str = ""
+    transcript: str = ""
+    prompt: str = ""
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    _KNOWN = ("socket", "target", "pane_id", "type", "pid", "created_at",
+              "last_active", "transcript", "prompt")
+
+    @classmethod
+    def from_json(cls, name: str, entry: Dict[str, Any]) -> "Session":
+        known = {k: entry[k] for k in cls._KNOWN if k in entry}
+        extra = {k: v for k, v in entry.items() if k not in cls._KNOWN}
+        s = cls(name=name, **known)
+        s.extra = extra
+        return s
+
+    def to_json(self) -> Dict[str, Any]:
+        entry = dict(self.extra)
+        for k in self._KNOWN:
+            value = getattr(self, k)
+            if value or k in ("socket", "target", "type", "pid", "created_at",
+                              "last_active"):
+                entry[k] = value
+        return entry
+
+
+@dataclass
+class Health:
+    """What ``pane-health`` reports; ``status`` is one of the names below."""
+
+    status: str  # healthy, dead, missing, zombie, server_not_running
+    server_running: bool = False
+    session_exists: bool = False
+    pane_exists: bool = False
+    pane_dead: bool = False
+    pid: Optional[int] = None
+    process_running: bool = False
+    exit_status: Optional[int] = None
+
+    @property
+    def short(self) -> str:
+        """The one-word status used in listings."""
+        return {"healthy": "alive", "server_not_running": "server"}.get(
+            self.status, self.status)
+
+    def sentence(self, name: str) -> str:
+        if self.status == "healthy":
+            return "Session %s is healthy: pid %s is running." % (name, self.pid)
+        if self.status == "dead":
+            return "Session %s is dead: its program exited with status %s." % (
+                name, self.exit_status)
+        if self.status == "zombie":
+            return "Session %s is a zombie: the pane exists but pid %s is not running." % (
+                name, self.pid)
+        if self.status == "missing":
+            return "Session %s is missing: the tmux server runs but has no such pane." % name
+        return "Session %s has no tmux server running." % name
+
+
+HEALTH_EXIT = {"healthy": 0, "dead": 1, "missing": 2, "zombie": 3,
+               "server_not_running": 4}
+
+
+@dataclass
+class Pane:
+    """A resolved target: the server, the pane, and what the tool knows of it."""
+
+    server: "Server"
+    pane_id: str
+    target: str
+    session: str
+    type: str = ""
+    transcript: str = ""
+    prompt: str = ""
+    registered: bool = False
+    pid: int = 0
+    dead: bool = False
+    dead_status: Optional[int] = None
+    sent: str = ""
+    server_pid: int = 0
+    piped: bool = False
+    line: int = 0  # absolute line of the cursor: history size + cursor row
+
+    @property
+    def label(self) -> str:
+        return self.session or self.target
+
+
+@dataclass
+class SessionStatus:
+    """A row of ``list-sessions``."""
+
+    name: str
+    socket: str
+    target: str
+    status: str
+    pid: int
+    created_at: str
+    last_active: str
+    type: str = ""
+
+
+@dataclass
+class RunResult:
+    """What ``run`` returns: exactly the program's output and how it ended."""
+
+    output: str
+    exit_status: Optional[int]
+    timed_out: bool = False
+    elapsed: float = 0.0
+    pane_died: bool = False
+    truncated: bool = False
+
+
+@dataclass
+class WaitResult:
+    """What a wait found: the match, or why it stopped without one."""
+
+    found: bool
+    match: str = ""
+    reason: str = ""  # "", timeout, dead, server
+    exit_status: Optional[int] = None
+    tail: str = ""
+    elapsed: float = 0.0
+
+
+@dataclass
+class FoundSession:
+    """A tmux session seen on a socket, registered or not."""
+
+    name: str
+    socket: str
+    windows: int
+    attached: bool
+    created_at: str
+    status: str
+    registered: bool
+    type: str = ""
+
+
+# ---------------------------------------------------------------------------
+# Places
+# ---------------------------------------------------------------------------
+
+def state_dir() -> str:
+    """Where the registry, its lock and the transcripts live."""
+    override = os.environ.get("TMUXSESS_STATE_DIR")
+    if override:
+        return os.path.abspath(override)
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "claude-tmux")
+
+
+def socket_dir() -> str:
+    """The tool's own directory of tmux sockets."""
+    override = os.environ.get("CLAUDE_TMUX_SOCKET_DIR")
+    if override:
+        return os.path.abspath(override)
+    tmp = os.environ.get("TMPDIR") or "/tmp"
+    return os.path.join(tmp, "claude-tmux-%d" % os.geteuid())
+
+
+def default_socket() -> str:
+    return os.path.join(socket_dir(), "claude.sock")
+
+
+def registry_path() -> str:
+    return os.path.join(state_dir(), ".sessions.json")
+
+
+def private_dir(path: str, what: str) -> str:
+    """Create ``path`` 0700 if needed; refuse one that others could tamper with.
+
+    A symlink, a directory owned by someone else, or one that group or others
+    may write to could let another user read or plant sockets and transcripts.
+    """
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.lstat(path)
+    except OSError as e:
+        raise _fail("cannot create %s %s: %s" % (what, path, e.strerror), "registry")
+    problem = ""
+    if stat.S_ISLNK(st.st_mode):
+        problem = "is a symlink"
+    elif not stat.S_ISDIR(st.st_mode):
+        problem = "is not a directory"
+    elif st.st_uid != os.geteuid():
+        problem = "is owned by uid %d, not by you" % st.st_uid
+    elif st.st_mode & 0o022:
+        problem = "is writable by group or others (mode %o)" % stat.S_IMODE(st.st_mode)
+    if problem:
+        raise _fail("refusing %s %s: it %s" % (what, path, problem), "registry",
+                    "remove it, or point %s at a private directory" % (
+                        "CLAUDE_TMUX_SOCKET_DIR" if what == "socket dir"
+                        else "TMUXSESS_STATE_DIR"))
+    return path
+
+
+def _utcnow() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(text: str) -> Optional[float]:
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=timezone.utc).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_duration(text: str) -> float:
+    """``30s``, ``15m``, ``2h``, ``1d`` or bare seconds, as seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
+    if not m:
+        raise _fail("bad duration %r: use 30s, 15m, 2h, 1d or seconds" % text)
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def validate_name(name: str) -> str:
+    """Session names: 1-64 of ``A-Z a-z 0-9 _ -``, not starting with ``-``."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise _fail("invalid session name %r" % (name,), "usage",
+                    "use 1-64 characters of A-Z a-z 0-9 _ -, not starting with -")
+    return name
+
+
+# ---------------------------------------------------------------------------
+# The tmux runner
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Server:
+    """A tmux server: a socket path (``-S``), a socket name (``-L``), or the default."""
+
+    socket: str = ""
+    name: str = ""
+
+    def args(self) -> List[str]:
+        if self.socket:
+            return ["-S", self.socket]
+        if self.name:
+            return ["-L", self.name]
+        return []
+
+    @property
+    def label(self) -> str:
+        return self.socket or (("-L " + self.name) if self.name else "default server")
+
+
+TRANSIENT_TMUX = re.compile(r"lost server|server exited unexpectedly|"
+                            r"resource temporarily unavailable|interrupted", re.I)
+NO_SERVER = re.compile(r"no server running|error connecting to|"
+                       r"server exited unexpectedly", re.I)
+
+
+def _tmux_binary() -> str:
+    return os.environ.get("TMUXSESS_TMUX") or "tmux"
+
+
+def _escape_arg(arg: str) -> str:
+    # tmux splits command sequences at an argument that ends in ";" and turns a
+    # final "\;" into ";"; this keeps every argument exactly as given.
+    return arg[:-1] + "\\;" if arg.endswith(";") else arg
+
+
+def tmux(server: Server, *commands: Sequence[str], stdin: Optional[bytes] = None,
+         config: bool = False) -> str:
+    """Run one tmux client with one or more commands; return its stdout.
+
+    Commands are argument lists, joined into one command sequence so a whole
+    step costs one process. ``config=True`` adds ``-f /dev/null`` so a server
+    started by this call reads no user configuration.
+    """
+    argv = [_tmux_binary()] + (["-f", "/dev/null"] if config else []) + server.args()
+    for i, command in enumerate(commands):
+        if i:
+            argv.append(";")
+        argv.extend(_escape_arg(a) for a in command)
+    try:
+        proc = subprocess.run(argv, input=stdin if stdin is not None else b"",
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        raise _fail("tmux not found (looked for %r)" % argv[0], "tmux",
+                    "install tmux 3.0 or newer, or set TMUXSESS_TMUX to its path")
+    except OSError as e:
+        raise _fail("cannot run tmux: %s" % e.strerror, "tmux")
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        message = err[-1] if err else "tmux exited with status %d" % proc.returncode
+        kind = "no-server" if NO_SERVER.search(message) else "tmux"
+        e = _fail("tmux: %s (%s)" % (message, server.label), kind)
+        e.transient = bool(TRANSIENT_TMUX.search(message)) or proc.returncode < 0  # type: ignore[attr-defined]
+        raise e
+    return proc.stdout.decode("utf-8", "replace")
+
+
+def _rows(output: str, fields: int) -> List[List[str]]:
+    rows = []
+    for line in output.splitlines():
+        parts = line.split("\t")
+        if len(parts) == fields:
+            rows.append(parts)
+    return rows
+
+
+def _process_state(pid: int) -> str:
+    """``running``, ``zombie`` or ``gone`` for a process id."""
+    if pid <= 0:
+        return "gone"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "gone"
+    except PermissionError:
+        return "running"
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+        return "zombie" if state in (b"Z", b"X") else "running"
+    except (OSError, IndexError):
+        return "running"
+
+
+# Pane fields asked for in one query; see _pane_from_row.
+PANE_FORMAT = "\t".join([
+    "#{session_name}", "#{window_index}", "#{pane_index}", "#{pane_id}",
+    "#{pane_pid}", "#{pane_dead}", "#{pane_dead_status}", "#{@tmuxsess-type}",
+    "#{@tmuxsess-transcript}", "#{@tmuxsess-prompt}", "#{@tmuxsess-sent}",
+    "#{@tmuxsess-created}", "#{session_created}", "#{session_windows}",
+    "#{session_attached}", "#{pid}", "#{pane_pipe}", "#{history_size}", "#{cursor_y}",
+])
+PANE_FIELDS = PANE_FORMAT.count("\t") + 1
+
+
+def _list_panes(server: Server) -> Optional[List[List[str]]]:
+    """Every pane on a server in one call, or None when no server runs there."""
+    try:
+        return _rows(tmux(server, ["list-panes", "-a", "-F", PANE_FORMAT]), PANE_FIELDS)
+    except TmuxsessError as e:
+        if e.kind == "no-server":
+            return None
+        raise
+
+
+def _health_from_row(row: Optional[List[str]], server_up: bool, session_up: bool) -> Health:
+    if not server_up:
+        return Health("server_not_running")
+    if row is None:
+        return Health("missing", server_running=True, session_exists=session_up)
+    pid = int(row[4] or 0)
+    if row[5] == "1":
+        status = int(row[6]) if row[6].lstrip("-").isdigit() else None
+        return Health("dead", True, True, True, pane_dead=True, pid=pid or None,
+                      exit_status=status)
+    state = _process_state(pid)
+    if state == "running":
+        return Health("healthy", True, True, True, pid=pid, process_running=True)
+    return Health("zombie", True, True, True, pid=pid)
+
+
+def _find_row(rows: List[List[str]], session: Session) -> Tuple[Optional[List[str]], bool]:
+    """The pane row of a registered session, and whether its session exists."""
+    by_session = [r for r in rows if r[0] == session.name]
+    if session.pane_id:
+        for r in by_session or rows:
+            if r[3] == session.pane_id:
+                return r, True
+        return None, bool(by_session)
+    # Entries written by the older bash scripts know only "NAME:W.P".
+    m = re.fullmatch(r"(.*):(\d+)\.(\d+)", session.target or "")
+    for r in by_session:
+        if not m or (r[1], r[2]) == (m.group(2), m.group(3)):
+            return r, True
+    return None, bool(by_session)
+
+
+# ---------------------------------------------------------------------------
+# The registry
+# ---------------------------------------------------------------------------
+
+class Registry:
+    """The JSON file of registered sessions, changed only under an flock.
+
+    Readers never lock: every write replaces the file atomically, so a reader
+    sees the old or the new version, never a mix. The lock dies with the
+    process that holds it, so a killed writer never leaves it stuck.
+    """
+
+    def __init__(self, directory: Optional[str] = None) -> None:
+        self.dir = directory or state_dir()
+        self.path = os.path.join(self.dir, ".sessions.json")
+        self.lock_path = os.path.join(self.dir, ".sessions.lock")
+
+    def load(self) -> Dict[str, Any]:
+        """The whole document; an empty one when no file exists yet."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return {"version": REGISTRY_VERSION, "sessions": {}}
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise self._corrupt("it is a symlink")
+            raise _fail("cannot read registry %s: %s" % (self.path, e.strerror), "registry")
+        with os.fdopen(fd, "rb") as f:
+            raw = f.read()
+        if not raw.strip():
+            raise self._corrupt("the file is empty")
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise self._corrupt("it is not UTF-8 text")
+        except ValueError as e:
+            raise self._corrupt("invalid JSON: %s" % e)
+        if not isinstance(doc, dict):
+            raise self._corrupt("the top level is a %s, not an object" % type(doc).__name__)
+        version = doc.setdefault("version", REGISTRY_VERSION)
+        if not isinstance(version, str) or version.split(".")[0] != "1":
+            raise self._corrupt("unknown version %r (this tool reads 1.x)" % (version,))
+        sessions = doc.setdefault("sessions", {})
+        if not isinstance(sessions, dict):
+            raise self._corrupt('"sessions" is a %s, not an object' % type(sessions).__name__)
+        for name, entry in sessions.items():
+            if not isinstance(entry, dict):
+                raise self._corrupt('session %r is a %s, not an object' % (
+                    name, type(entry).__name__))
+        return doc
+
+    def _corrupt(self, problem: str) -> TmuxsessError:
+        return _fail("registry %s is corrupt: %s" % (self.path, problem), "registry",
+                     "it was left untouched; run 'tmuxsess.py repair' to move it "
+                     "aside and rebuild it from tmux")
+
+    def sessions(self) -> Dict[str, Session]:
+        return {name: Session.from_json(name, entry)
+                for name, entry in self.load()["sessions"].items()}
+
+    @contextlib.contextmanager
+    def lock(self, timeout: Optional[float] = None) -> Iterator[None]:
+        """Hold the registry lock; wait at most ``timeout`` seconds for it."""
+        private_dir(self.dir, "state dir")
+        if timeout is None:
+            timeout = float(os.environ.get("TMUXSESS_LOCK_TIMEOUT") or DEFAULT_LOCK_TIMEOUT)
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as e:
+            raise _fail("cannot open lock %s: %s" % (self.lock_path, e.strerror), "registry")
+        try:
+            deadline = time.monotonic() + timeout
+            delay = 0.001
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise _fail("registry lock %s is held by another process; gave up "
+                                    "after %gs" % (self.lock_path, timeout), "lock",
+                                    "another tmuxsess is stuck? see: fuser %s" % self.lock_path)
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    @contextlib.contextmanager
+    def transaction(self, timeout: Optional[float] = None) -> Iterator[Dict[str, Any]]:
+        """Lock, load, let the caller change ``doc["sessions"]``, write if changed."""
+        with self.lock(timeout):
+            doc = self.load()
+            before = json.dumps(doc, sort_keys=True)
+            yield doc
+            if json.dumps(doc, sort_keys=True) != before:
+                self._write(doc)
+
+    def _write(self, doc: Dict[str, Any]) -> None:
+        data = (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode("utf-8")
+        tmp = "%s.tmp-%d-%s" % (self.path, os.getpid(), uuid.uuid4().hex[:8])
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError as e:
+            raise _fail("cannot write registry %s: %s" % (self.path, e.strerror), "registry")
+
+
+def _touch(session: str) -> None:
+    """Record activity; skipped when the entry was touched this second already."""
+    reg = Registry()
+    now = _utcnow()
+    try:
+        current = reg.load()["sessions"].get(session)
+        if not current or current.get("last_active") == now:
+            return
+        with reg.transaction() as doc:
+            entry = doc["sessions"].get(session)
+            if entry is not None:
+                entry["last_active"] = now
+    except TmuxsessError:
+        pass  # activity time is a courtesy; never fail a send over it
+
+
+# ---------------------------------------------------------------------------
+# Picking the pane
+# ---------------------------------------------------------------------------
+
+def _candidates(sessions: Dict[str, Session]) -> str:
+    return ", ".join(sorted(sessions)) or "none"
+
+
+def resolve(session: Optional[str] = None, socket: Optional[str] = None,
+            socket_name: Optional[str] = None, target: Optional[str] = None
+            ) -> Tuple[Pane, Health]:
+    """Find the pane a command acts on, and its health, with one tmux query.
+
+    Highest first: ``socket``/``socket_name`` with ``target``; then the
+    registered ``session``; then the only registered session.
+    """
+    if target is not None or socket or socket_name:
+        server = Server(socket or "", socket_name or "")
+        if target is None:
+            if not session:
+                raise _fail("-S/-L needs -t TARGET (or -s NAME)", "target",
+                            "example: -S %s -t mysession" % default_socket())
+            target = "=%s:" % validate_name(session)
+        return _query_pane(server, target, Session(name="", socket=server.socket,
+                                                    target=target))
+    sessions = Registry().sessions()
+    if session is not None:
+        validate_name(session)
+        if session not in sessions:
+            raise _fail("session %r is not registered (registered: %s)" % (
+                session, _candidates(sessions)), "target",
+                "see 'tmuxsess.py list', or 'tmuxsess.py find --all' for unregistered ones")
+        entry = sessions[session]
+    elif len(sessions) == 1:
+        entry = next(iter(sessions.values()))
+    elif not sessions:
+        raise _fail("no session is registered", "target",
+                    "create one: tmuxsess.py create -n NAME --python")
+    else:
+        raise _fail("%d sessions are registered; say which with -s NAME (%s)" % (
+            len(sessions), _candidates(sessions)), "target")
+    server = Server(entry.socket)
+    return _query_pane(server, entry.pane_id or entry.target, entry)
+
+
+def _query_pane(server: Server, target: str, entry: Session) -> Tuple[Pane, Health]:
+    rows: Optional[List[List[str]]]
+    try:
+        rows = _rows(tmux(server, ["display-message", "-p", "-t", target, "-F",
+                                   PANE_FORMAT]), PANE_FIELDS)
+    except TmuxsessError as e:
+        if e.kind != "no-server":
+            if entry.name:  # a registered pane that tmux no longer knows
+                rows = []
+            else:
+                raise _fail("no pane %r on %s" % (target, server.label), "target")
+        else:
+            rows = None
+    registered = bool(entry.name)
+    if rows and entry.name and rows[0][0] != entry.name and entry.pane_id:
+        rows = []  # the pane id now belongs to another session: ours is gone
+    if rows is None:
+        health = Health("server_not_running")
+        row = None
+    elif not rows or not rows[0][3]:
+        if not registered:
+            raise _fail("no pane %r on %s" % (target, server.label), "target",
+                        "see: tmuxsess.py find %s" % (
+                            "-S " + server.socket if server.socket else "-A"))
+        row = None
+        session_up = False
+        with contextlib.suppress(TmuxsessError):
+            tmux(server, ["has-session", "-t", "=" + entry.name])
+            session_up = True
+        health = Health("missing", server_running=True, session_exists=session_up)
+    else:
+        row = rows[0]
+        health = _health_from_row(row, True, True)
+    if row is not None:
+        name = row[0]
+        pane = Pane(server=server, pane_id=row[3], target="%s:%s.%s" % tuple(row[:3]),
+                    session=name, type=row[7] or entry.type, transcript=row[8],
+                    prompt=row[9] or entry.prompt, registered=registered,
+                    pid=int(row[4] or 0), dead=row[5] == "1",
+                    dead_status=health.exit_status, sent=row[10],
+                    server_pid=int(row[15] or 0), piped=row[16] == "1",
+                    line=int(row[17] or 0) + int(row[18] or 0))
+        if not registered:
+            regs = {s.pane_id: s for s in _safe_sessions().values()
+                    if s.socket == server.socket}
+            pane.registered = pane.pane_id in regs
+    else:
+        pane = Pane(server=server, pane_id=entry.pane_id, target=entry.target,
+                    session=entry.name, type=entry.type, transcript=entry.transcript,
+                    prompt=entry.prompt, registered=registered)
+    return pane, health
+
+
+def _safe_sessions() -> Dict[str, Session]:
+    try:
+        return Registry().sessions()
+    except TmuxsessError:
+        return {}
+
+
+# ---------------------------------------------------------------------------
+# Lifecycle: create, list, health, kill, cleanup, find
+# ---------------------------------------------------------------------------
+
+BASH_RC = r"""# Written by tmuxsess: invisible OSC 133 marks around every prompt and command.
+PS1='\$ '
+PS0='\e]133;C\a'
+PROMPT_COMMAND='printf "\033]133;D;%s\007\033]133;A\007" "$?"'
+unset HISTFILE
+"""
+
+PYTHON_STARTUP = r'''# Written by tmuxsess: invisible OSC 133 prompt marks for the Python REPL.
+def _tmuxsess_prompts():
+    import sys
+    counts = [0, 0]  # exceptions shown, exceptions already reported
+    shown = sys.excepthook
+
+    def excepthook(*args):
+        counts[0] += 1
+        shown(*args)
+
+    class Prompt(object):
+        def __init__(self, text, primary):
+            self.text, self.primary = text, primary
+
+        def __str__(self):
+            if not self.primary:
+                return "\001\033]133;A;k=s\007\002" + self.text
+            failed = int(counts[0] != counts[1])
+            counts[1] = counts[0]
+            return "\001\033]133;D;%d\007\033]133;A\007\002%s" % (failed, self.text)
+
+    sys.excepthook = excepthook
+    sys.ps1, sys.ps2 = Prompt(">>> ", True), Prompt("... ", False)
+
+
+_tmuxsess_prompts()
+del _tmuxsess_prompts
+'''
+
+GDB_PROMPT = "set prompt \\001\\033]133;A\\007\\002(gdb) "
+
+
+def _write_private(path: str, text: str) -> str:
+    """Write a small file atomically, 0600, unless it already holds ``text``."""
+    data = text.encode("utf-8")
+    with contextlib.suppress(OSError):
+        with open(path, "rb") as f:
+            if f.read() == data:
+                return path
+    tmp = "%s.tmp-%d" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+    return path
+
+
+def _program(kind: str, command: Optional[str], env: Dict[str, str]) -> List[str]:
+    """The argument list the pane runs (always several words: tmux then skips sh -c)."""
+    init = private_dir(os.path.join(state_dir(), "init"), "state dir")
+    envs = ["%s=%s" % kv for kv in env.items()]
+    if kind == "shell":
+        rc = _write_private(os.path.join(init, "bashrc"), BASH_RC)
+        return ["env"] + envs + ["bash", "--noprofile", "--rcfile", rc, "-i"]
+    if kind == "python-repl":
+        startup = _write_private(os.path.join(init, "python_startup.py"), PYTHON_STARTUP)
+        return (["env", "PYTHON_BASIC_REPL=1", "PYTHONSTARTUP=" + startup] + envs
+                + ["python3", "-q"])
+    if kind == "debugger":
+        return ["env"] + envs + ["gdb", "-q", "-nx", "-iex", "set pagination off",
+                                 "-iex", "set confirm off", "-iex", "set width 0",
+                                 "-iex", GDB_PROMPT]
+    shell = os.environ.get("SHELL") or "/bin/sh"
+    return ["env"] + envs + [shell, "-c", command or ""]
+
+
+def create_session(name: str, kind: str = "shell", command: Optional[str] = None,
+                   socket: Optional[str] = None, window: str = "shell",
+                   cwd: Optional[str] = None, env: Optional[Dict[str, str]] = None,
+                   register: bool = True, wait: bool = True, ready_timeout: float = 15.0,
+                   prompt: Optional[str] = None) -> Dict[str, Any]:
+    """Start a program in a new detached session; return its record.
+
+    Returns once the program shows its first prompt (unless ``wait`` is false),
+    so input sent right after is never typed into a program still starting.
+    """
+    validate_name(name)
+    if kind not in SESSION_TYPES:
+        raise _fail("unknown session type %r (one of %s)" % (kind, ", ".join(SESSION_TYPES)))
+    if kind == "command" and not command:
+        raise _fail("--cmd needs a command")
+    if not window or "\n" in window or window.endswith(";"):
+        raise _fail("invalid window name %r" % window)
+    if cwd is not None and not os.path.isdir(cwd):
+        raise _fail("working directory %s does not exist" % cwd)
+    env = dict(env or {})
+    for key in env:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise _fail("invalid environment variable name %r" % key)
+    if prompt:
+        _compile_prompt(prompt)
+    if socket:
+        socket = os.path.abspath(socket)
+    else:
+        private_dir(socket_dir(), "socket dir")
+        socket = default_socket()
+    server = Server(socket)
+    transcripts = private_dir(os.path.join(private_dir(state_dir(), "state dir"),
+                                           "transcripts"), "state dir")
+    transcript = os.path.join(transcripts, "%s.%s.log" % (name, uuid.uuid4().hex[:12]))
+    os.close(os.open(transcript, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    program = _program(kind, command, env)
+    created = _utcnow()
+    target = "=%s:" % name
+    steps: List[List[str]] = [
+        ["new-session", "-d", "-s", name, "-n", window, "-x", str(PANE_WIDTH),
+         "-y", str(PANE_HEIGHT), "-P", "-F", PANE_FORMAT]
+        + (["-c", os.path.abspath(cwd)] if cwd else []) + ["--"] + program,
+        ["set-option", "-w", "-t", target, "remain-on-exit", "on"],
+        ["pipe-pane", "-O", "-t", target, "exec cat >> " + shlex.quote(transcript)],
+        ["set-option", "-t", target, "@tmuxsess-type", kind],
+        ["set-option", "-t", target, "@tmuxsess-created", created],
+        ["set-option", "-t", target, "@tmuxsess-transcript", transcript],
+    ]
+    if prompt:
+        steps.append(["set-option", "-t", target, "@tmuxsess-prompt", prompt])
+    registry = Registry()
+    record: Dict[str, Any] = {}
+    try:
+        with (registry.transaction() if register else _no_transaction()) as doc:
+            if register and name in doc["sessions"]:
+                raise _fail("session %r already exists in the registry" % name, "taken",
+                            "pick another name, or remove it: tmuxsess.py kill -s %s" % name)
+            try:
+                out = tmux(server, *steps, config=True)
+            except TmuxsessError as e:
+                if "duplicate session" in e.message:
+                    raise _fail("session %r already exists on %s" % (name, socket), "taken",
+                                "pick another name, or: tmuxsess.py kill -S %s -t %s" % (
+                                    socket, name))
+                raise
+            rows = _rows(out, PANE_FIELDS)
+            if not rows:
+                raise _fail("tmux did not report the new pane", "tmux")
+            row = rows[0]
+            entry = Session(name=name, socket=socket, target="%s:%s.%s" % tuple(row[:3]),
+                            pane_id=row[3], type=kind, pid=int(row[4] or 0),
+                            created_at=created, last_active=created,
+                            transcript=transcript, prompt=prompt or "")
+            record = entry.to_json()
+            if register:
+                doc["sessions"][name] = record
+    except BaseException:
+        if not record:
+            with contextlib.suppress(OSError):
+                os.unlink(transcript)
+        raise
+    pane = Pane(server=server, pane_id=record["pane_id"], target=record["target"],
+                session=name, type=kind, transcript=transcript, prompt=prompt or "",
+                registered=register, pid=record["pid"])
+    if wait:
+        try:
+            _wait_ready(pane, ready_timeout)
+        except BaseException:
+            _destroy(pane, deregister=register)
+            raise
+    result = {"name": name}
+    result.update(record)
+    result["registered"] = register
+    return result
+
+
+@contextlib.contextmanager
+def _no_transaction() -> Iterator[Dict[str, Any]]:
+    yield {"sessions": {}}
+
+
+def _destroy(pane: Pane, deregister: bool) -> None:
+    """Undo a create that did not become ready."""
+    with contextlib.suppress(TmuxsessError):
+        tmux(pane.server, ["kill-session", "-t", "=" + pane.session])
+    if deregister:
+        with contextlib.suppress(TmuxsessError):
+            with Registry().transaction() as doc:
+                doc["sessions"].pop(pane.session, None)
+    with contextlib.suppress(OSError):
+        os.unlink(pane.transcript)
+
+
+def pane_health(session: Optional[str] = None, socket: Optional[str] = None,
+                socket_name: Optional[str] = None, target: Optional[str] = None) -> Health:
+    """The health of one pane: healthy, dead, missing, zombie or server_not_running."""
+    return resolve(session, socket, socket_name, target)[1]
+
+
+def list_sessions() -> List[SessionStatus]:
+    """Every registered session with its status: one tmux query per socket."""
+    sessions = Registry().sessions()
+    panes_by_socket: Dict[str, Optional[List[List[str]]]] = {}
+    result = []
+    for s in sorted(sessions.values(), key=lambda s: s.name):
+        if s.socket not in panes_by_socket:
+            panes_by_socket[s.socket] = _list_panes(Server(s.socket))
+        rows = panes_by_socket[s.socket]
+        if rows is None:
+            health = Health("server_not_running")
+        else:
+            row, session_up = _find_row(rows, s)
+            health = _health_from_row(row, True, session_up)
+        result.append(SessionStatus(s.name, s.socket, s.target, health.short,
+                                    health.pid or s.pid, s.created_at, s.last_active, s.type))
+    return result
+
+
+def kill_session(session: Optional[str] = None, socket: Optional[str] = None,
+                 socket_name: Optional[str] = None, target: Optional[str] = None,
+                 dry_run: bool = False) -> Dict[str, Any]:
+    """Kill the tmux session and remove its registry entry as one operation.
+
+    Returns ``{"name", "killed", "deregistered", "dry_run"}``.
+    """
+    pane, health = resolve(session, socket, socket_name, target)
+    name = pane.session
+    registered_as = ""
+    if pane.registered:
+        regs = Registry().sessions()
+        registered_as = name if name in regs else next(
+            (n for n, s in regs.items() if s.pane_id == pane.pane_id
+             and s.socket == pane.server.socket), "")
+    alive = health.status not in ("missing", "server_not_running")
+    result = {"name": name, "killed": False, "deregistered": False, "dry_run": dry_run,
+              "socket": pane.server.socket, "status": health.short}
+    if dry_run:
+        result["killed"], result["deregistered"] = alive, bool(registered_as)
+        return result
+    if alive:
+        try:
+            tmux(pane.server, ["kill-session", "-t", "=" + name])
+            result["killed"] = True
+        except TmuxsessError as e:
+            if e.kind not in ("no-server", "tmux"):
+                raise
+    if registered_as:
+        with Registry().transaction() as doc:
+            if doc["sessions"].pop(registered_as, None) is not None:
+                result["deregistered"] = True
+    if pane.transcript and (result["killed"] or result["deregistered"]):
+        _remove_transcript(pane.transcript)
+    return result
+
+
+def _remove_transcript(path: str) -> None:
+    # Only files in our own transcripts dir: a registry entry must not make us
+    # delete anything else.
+    if os.path.dirname(os.path.abspath(path)) == os.path.join(state_dir(), "transcripts"):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def cleanup_sessions(all: bool = False, older_than: Optional[float] = None,
+                     idle: Optional[float] = None, dry_run: bool = False
+                     ) -> List[Dict[str, Any]]:
+    """Remove unhealthy sessions (and, widened, old or idle ones) from the registry.
+
+    Selected sessions that are still alive are killed too, so nothing is left
+    running untracked. Returns one ``{"name", "reason", "killed", ...}`` per removal.
+    """
+    now = time.time()
+    statuses = {s.name: s for s in list_sessions()}
+    chosen: Dict[str, Tuple[str, SessionStatus]] = {}
+    for s in statuses.values():
+        reasons = []
+        if s.status != "alive":
+            reasons.append(s.status)
+        if all:
+            reasons.append("--all")
+        created = _parse_time(s.created_at)
+        if older_than is not None and created is not None and now - created > older_than:
+            reasons.append("created %s ago" % _ago(now - created))
+        active = _parse_time(s.last_active) or created
+        if idle is not None and active is not None and now - active > idle:
+            reasons.append("idle for %s" % _ago(now - active))
+        if reasons:
+            chosen[s.name] = (", ".join(reasons), s)
+    removed = []
+    sessions = Registry().sessions()
+    for name, (reason, s) in sorted(chosen.items()):
+        item = {"name": name, "reason": reason, "status": s.status,
+                "killed": False, "removed": False, "dry_run": dry_run}
+        if s.status == "alive":
+            item["killed"] = True
+            if not dry_run:
+                with contextlib.suppress(TmuxsessError):
+                    tmux(Server(s.socket), ["kill-session", "-t", "=" + name])
+        elif s.status in ("dead", "zombie") and not dry_run:
+            with contextlib.suppress(TmuxsessError):
+                tmux(Server(s.socket), ["kill-session", "-t", "=" + name])
+        removed.append(item)
+    if not dry_run and removed:
+        with Registry().transaction() as doc:
+            for item in removed:
+                if doc["sessions"].pop(item["name"], None) is not None:
+                    item["removed"] = True
+        for item in removed:
+            entry = sessions.get(item["name"])
+            if entry and entry.transcript:
+                _remove_transcript(entry.transcript)
+    elif dry_run:
+        for item in removed:
+            item["removed"] = True
+    return removed
+
+
+def find_sessions(socket: Optional[str] = None, socket_name: Optional[str] = None,
+                  all_sockets: bool = False, query: Optional[str] = None
+                  ) -> List[FoundSession]:
+    """tmux sessions on one server, or on every socket in the socket dir.
+
+    Sessions are listed whether registered or not: this is how to find what a
+    lost registry no longer knows.
+    """
+    servers: List[Server] = []
+    if all_sockets:
+        directory = socket_dir()
+        with contextlib.suppress(OSError):
+            for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+                with contextlib.suppress(OSError):
+                    if stat.S_ISSOCK(entry.stat(follow_symlinks=False).st_mode):
+                        servers.append(Server(entry.path))
+    elif socket or socket_name:
+        servers.append(Server(os.path.abspath(socket) if socket else "", socket_name or ""))
+    else:
+        servers.append(Server(default_socket()))
+    regs = _safe_sessions()
+    found = []
+    for server in servers:
+        rows = _list_panes(server)
+        for row in rows or []:
+            name = row[0]
+            if query and query.lower() not in name.lower():
+                continue
+            if any(f.name == name and f.socket == server.label for f in found):
+                continue  # one row per session, from its first pane
+            health = _health_from_row(row, True, True)
+            reg = regs.get(name)
+            created = row[12]
+            found.append(FoundSession(
+                name=name, socket=server.label, windows=int(row[13] or 0),
+                attached=row[14] not in ("", "0"),
+                created_at=datetime.fromtimestamp(int(created), timezone.utc).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ") if created.isdigit() else "",
+                status=health.short, type=row[7],
+                registered=bool(reg and reg.socket == server.socket)))
+    return found
+
+
+def capture(session: Optional[str] = None, socket: Optional[str] = None,
+            socket_name: Optional[str] = None, target: Optional[str] = None,
+            lines: int = 200, all: bool = False, ansi: bool = False) -> str:
+    """The pane's text, wrapped lines joined, trailing blank lines dropped.
+
+    Works on a dead pane, so a crash can be read after the program died.
+    """
+    pane, health = resolve(session, socket, socket_name, target)
+    if health.status in ("missing", "server_not_running"):
+        raise _fail("session %s is %s: nothing to capture" % (pane.label, health.short),
+                    "target", _transcript_hint(pane))
+    return _capture_pane(pane, None if all else lines, ansi)
+
+
+def _transcript_hint(pane: Pane) -> str:
+    if pane.transcript and os.path.exists(pane.transcript):
+        return "its transcript survives: tmuxsess.py capture --transcript -s %s" % pane.session
+    return ""
+
+
+def _capture_pane(pane: Pane, lines: Optional[int], ansi: bool = False) -> str:
+    start = "-" if lines is None else str(-max(lines, 1))
+    args = ["capture-pane", "-p", "-J", "-t", pane.pane_id or pane.target, "-S", start]
+    if ansi:
+        args.insert(2, "-e")
+    text = tmux(pane.server, args)
+    out = [line.rstrip() if not ansi else line for line in text.split("\n")]
+    while out and not _strip_ansi(out[-1]).strip():
+        out.pop()
+    if lines is not None:
+        out = out[-lines:]
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def read_transcript(session: Optional[str] = None, socket: Optional[str] = None,
+                    socket_name: Optional[str] = None, target: Optional[str] = None,
+                    raw: bool = False) -> Iterator[str]:
+    """Everything the pane's program wrote since create, in chunks, streamed.
+
+    ANSI sequences and prompt marks are removed unless ``raw``; carriage
+    returns are resolved the way a terminal shows them.
+    """
+    pane, _ = resolve(session, socket, socket_name, target)
+    if not pane.transcript:
+        raise _fail("session %s has no transcript (it was not created by tmuxsess)"
+                    % pane.label, "target", "use: tmuxsess.py capture --all")
+    try:
+        f = open(pane.transcript, "rb")
+    except OSError as e:
+        raise _fail("cannot read transcript %s: %s" % (pane.transcript, e.strerror), "target")
+    with f:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        carry = ""
+        while True:
+            chunk = f.read(1 << 20)
+            text = carry + decoder.decode(chunk, final=not chunk)
+            if raw:
+                carry = ""
+                if text:
+                    yield text
+            else:
+                # Render whole lines only; an escape sequence never spans a newline.
+                cut = text.rfind("\n") + 1 if chunk else len(text)
+                carry = text[cut:]
+                if cut:
+                    yield render(text[:cut])
+            if not chunk:
+                return
+
+
+def attach_command(session: Optional[str] = None, socket: Optional[str] = None,
+                   socket_name: Optional[str] = None, target: Optional[str] = None
+                   ) -> List[str]:
+    """The ``tmux attach`` command line for a session."""
+    pane, health = resolve(session, socket, socket_name, target)
+    if health.status in ("missing", "server_not_running"):
+        raise _fail("session %s is %s: nothing to attach to" % (pane.label, health.short),
+                    "target")
+    return [_tmux_binary()] + pane.server.args() + ["attach", "-t", "=" + pane.session]
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return "%d%s" % (seconds // size, unit)
+    return "%ds" % seconds
+
+
+# ---------------------------------------------------------------------------
+# Reading output: transcripts, prompt marks, rendering
+# ---------------------------------------------------------------------------
+
+ESCAPE_RE = re.compile(
+    r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"    # OSC, prompt marks among them
+    r"|\x1b\[[0-?]*[ -/]*[@-~]"             # CSI: colours, cursor moves
+    r"|\x1b[PX^_][^\x1b]*\x1b\\"            # DCS, SOS, PM, APC
+    r"|\x1b[ -/]*[0-~]"                     # two-byte escapes, charsets
+    r"|\x1b"                                # a lone escape
+    r"|[\x00-\x07\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]")  # other controls
+MARK_RE = re.compile(rb"\x1b\]133;([A-D])([^\x07\x1b]*)(?:\x07|\x1b\\)")
+
+
+def _strip_ansi(text: str) -> str:
+    return ESCAPE_RE.sub("", text)
+
+
+def render(text: str) -> str:
+    """Terminal output as a person reads it: escapes removed, ``\\r`` resolved."""
+    text = _strip_ansi(text)
+    if "\r" not in text and "\b" not in text:
+        return text
+    return "\n".join(_overlay(line) for line in text.split("\n"))
+
+
+def _overlay(line: str) -> str:
+    line = line.rstrip("\r")
+    if "\r" not in line and "\b" not in line:
+        return line
+    cells: List[str] = []
+    col = 0
+    for ch in line:
+        if ch == "\r":
+            col = 0
+        elif ch == "\b":
+            col = max(0, col - 1)
+        else:
+            if col < len(cells):
+                cells[col] = ch
+            else:
+                cells.append(ch)
+            col += 1
+    return "".join(cells)
+
+
+def _compile_prompt(prompt: str) -> "re.Pattern[str]":
+    try:
+        return re.compile(prompt)
+    except re.error as e:
+        raise _fail("bad prompt regex %r: %s" % (prompt, e))
+
+
+def _compile_pattern(pattern: str, fixed: bool) -> "re.Pattern[str]":
+    if fixed:
+        return re.compile(re.escape(pattern))
+    try:
+        return re.compile(pattern, re.MULTILINE)
+    except re.error as e:
+        raise _fail("bad pattern %r: %s" % (pattern, e))
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _tail_bytes(path: str, size: int = 65536) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, _size(path) - size))
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _prompt_mode(pane: Pane, prompt: Optional[str] = None) -> str:
+    """How to tell the program is back at its prompt: marks, or a regex."""
+    if prompt or pane.prompt:
+        return "regex"
+    if pane.transcript and pane.type in ("shell", "python-repl"):
+        return "marks"
+    if pane.transcript and pane.type == "debugger":
+        return "prompt-mark"
+    return ""
+
+
+def _at_prompt(tail: bytes, mode: str, prompt_re: Optional["re.Pattern[str]"]) -> bool:
+    """Whether a transcript ends with the program waiting at its main prompt."""
+    if mode == "regex":
+        last = render(tail.decode("utf-8", "replace")).rsplit("\n", 1)[-1]
+        return bool(prompt_re and prompt_re.search(last))
+    marks = list(MARK_RE.finditer(tail))
+    if not marks:
+        return False
+    last = marks[-1]
+    return (last.group(1) == b"A" and not last.group(2)
+            and b"\n" not in tail[last.end():])
+
+
+@dataclass
+class _Watch:
+    """What to wait for after a send, and how to find where the output starts."""
+
+    mode: str                       # marks, prompt-mark, regex, pattern, settle
+    skip_lines: int = 0             # echo lines to skip (programs without a C mark)
+    cmark: bool = False             # output starts after the shell's C mark
+    partial: bytes = b""            # echo of text sent without Enter
+    pattern: Optional["re.Pattern[str]"] = None
+    max_output: int = 0             # 0: keep everything
+
+
+class _Follower:
+    """Follows a transcript from an offset and decides when the exchange is done.
+
+    Polls the file (no tmux process per poll) with an interval that starts at
+    a millisecond and backs off; checks by pid whether the program or the
+    server died meanwhile.
+    """
+
+    LOOKBACK = 65536
+
+    def __init__(self, pane: Pane, offset: int, watch: _Watch) -> None:
+        self.pane, self.watch = pane, watch
+        self.file = open(pane.transcript, "rb")
+        self.file.seek(offset)
+        self.buf = bytearray()
+        self.start: Optional[int] = None    # where output begins in buf
+        self.end: Optional[int] = None      # where output ends (prompt) in buf
+        self.status: Optional[int] = None
+        self.match = ""
+        self.dropped = 0
+        self.scanned = 0
+        self.began = time.monotonic()
+
+    def close(self) -> None:
+        self.file.close()
+
+    def _feed(self) -> bool:
+        chunk = self.file.read(1 << 20)
+        if not chunk:
+            return False
+        self.buf += chunk
+        return True
+
+    def _find_start(self) -> None:
+        w, buf = self.watch, self.buf
+        if w.cmark:
+            for m in MARK_RE.finditer(buf):
+                if m.group(1) == b"C":
+                    self.start = m.end()
+                    return
+                if m.group(1) == b"D":  # nothing ran (an empty line)
+                    self.start = m.start()
+                    return
+            return
+        pos = 0
+        for _ in range(w.skip_lines):
+            nl = buf.find(b"\n", pos)
+            if nl < 0:
+                return
+            pos = nl + 1
+        if w.partial:
+            have = bytes(buf[pos:pos + len(w.partial)])
+            if have == w.partial:
+                pos += len(w.partial)
+            elif w.partial.startswith(have) and b"\n" not in have and (
+                    time.monotonic() - self.began < 0.2):
+                return  # the echo may still be arriving
+        self.start = pos
+
+    def _trim(self) -> None:
+        # Keep at most max_output bytes of output in memory: the newest ones.
+        limit = self.watch.max_output
+        if not limit or self.start is None:
+            return
+        excess = len(self.buf) - self.start - limit - self.LOOKBACK
+        if excess > 0:
+            del self.buf[self.start:self.start + excess]
+            self.dropped += excess
+            self.scanned = max(self.start, self.scanned - excess)
+
+    def _check(self) -> bool:
+        if self.start is None:
+            self._find_start()
+            if self.start is None:
+                return False
+            self.scanned = self.start
+        w, buf = self.watch, self.buf
+        if w.mode in ("marks", "prompt-mark"):
+            from_ = max(self.start, self.scanned - 64)
+            for m in MARK_RE.finditer(buf, from_):
+                kind, arg = m.group(1), m.group(2)
+                if w.mode == "marks" and kind == b"D" and self.end is None:
+                    self.end = m.start()
+                    value = arg.lstrip(b";")
+                    self.status = int(value) if value.lstrip(b"-").isdigit() else None
+                elif kind == b"A" and not arg and (w.mode == "prompt-mark"
+                                                   or self.end is not None):
+                    if self.end is None:
+                        self.end = m.start()
+                    self.scanned = len(buf)
+                    return True
+            self.scanned = len(buf)
+            self._trim()
+            return False
+        if w.mode == "regex":
+            nl = buf.rfind(b"\n", self.start)
+            last = render(bytes(buf[nl + 1 if nl >= 0 else self.start:]).decode(
+                "utf-8", "replace"))
+            if w.pattern is not None and w.pattern.search(last):
+                self.end = nl + 1 if nl >= 0 else self.start
+                return True
+            self._trim()
+            return False
+        if w.mode == "pattern":
+            from_ = max(self.start, self.scanned - self.LOOKBACK)
+            text = render(bytes(buf[from_:]).decode("utf-8", "replace"))
+            m = w.pattern.search(text) if w.pattern is not None else None
+            self.scanned = len(buf)
+            if m:
+                self.match = m.group(0)
+                return True
+            self._trim()
+            return False
+        return False
+
+    def follow(self, timeout: float, interval: float = 0.05,
+               settle: float = 0.0) -> str:
+        """Wait; return ``done``, ``timeout``, ``dead`` or ``server``.
+
+        With ``settle``, done means no new output for that long.
+        """
+        deadline = self.began + timeout
+        delay, quiet_since = 0.001, time.monotonic()
+        while True:
+            if self._feed():
+                quiet_since = time.monotonic()
+                delay = 0.001
+                if not settle and self._check():
+                    return "done"
+                continue
+            if not settle and self.start is None and self._check():
+                return "done"  # a partial echo that never came
+            now = time.monotonic()
+            if settle and now - quiet_since >= settle:
+                return "done"
+            reason = self._gone()
+            if reason:
+                time.sleep(0.02)  # the pipe may still carry the last output
+                while self._feed():
+                    pass
+                if not settle and self._check():
+                    return "done"
+                return reason
+            if now >= deadline:
+                return "timeout"
+            time.sleep(min(delay, max(deadline - now, 0.0005)))
+            delay = min(delay * 2, interval)
+
+    def _gone(self) -> str:
+        if self.pane.server_pid and _process_state(self.pane.server_pid) != "running":
+            return "server"
+        if self.pane.pid and _process_state(self.pane.pid) != "running":
+            return "dead"
+        return ""
+
+    def output(self) -> str:
+        """The output between the echo and the prompt, as a person reads it."""
+        if self.start is None:
+            return ""
+        end = self.end if self.end is not None else len(self.buf)
+        text = render(bytes(self.buf[self.start:end]).decode("utf-8", "replace"))
+        if self.dropped:
+            text = ("[tmuxsess: %d earlier bytes of output omitted; all of it is in "
+                    "'capture --transcript']\n" % self.dropped) + text
+        return text
+
+    def tail(self, lines: int = 10) -> str:
+        text = render(bytes(self.buf[-self.LOOKBACK:]).decode("utf-8", "replace"))
+        return "\n".join(text.rstrip("\n").split("\n")[-lines:])
+
+
+def _wait_ready(pane: Pane, timeout: float) -> None:
+    """Block until a new session's program shows its first prompt."""
+    mode = _prompt_mode(pane)
+    if mode == "regex":
+        watch = _Watch("regex", pattern=_compile_prompt(pane.prompt))
+    elif mode:
+        watch = _Watch("prompt-mark")
+    else:
+        watch = _Watch("settle")
+    f = _Follower(pane, 0, watch)
+    try:
+        settle = 0.25 if watch.mode == "settle" else 0.0
+        reason = f.follow(timeout, settle=settle)
+        if reason == "done" and settle and f._gone():
+            reason = "dead"
+    finally:
+        f.close()
+    if reason == "done":
+        return
+    tail = f.tail()
+    if reason == "timeout":
+        raise _fail("%s did not show its prompt within %gs" % (pane.session, timeout),
+                    "not-ready", ("last output: " + tail.replace("\n", " | "))[:500]
+                    if tail else "it printed nothing; raise --ready-timeout, or --no-wait")
+    raise _fail("the program in %s exited before it was ready" % pane.session, "not-ready",
+                ("last output: " + tail.replace("\n", " | "))[:500] if tail else "")
+
+
+# ---------------------------------------------------------------------------
+# Talking to sessions: send, wait, run
+# ---------------------------------------------------------------------------
+
+def python_unit(code: str) -> str:
+    """One REPL line that runs a whole block the way the REPL would, as one unit.
+
+    Blank lines inside indented code cannot end a block early, and values of
+    expression statements are still shown.
+    """
+    return ("exec(compile(__import__('ast').Interactive(compile(%r,'<stdin>','exec',1024)"
+            ".body),'<stdin>','single'))" % code)
+
+
+def _python_line_is_complete(code: str) -> bool:
+    import codeop
+    import warnings
+    if "\n" in code:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return codeop.compile_command(code, "<stdin>", "single") is not None
+        except (SyntaxError, ValueError, OverflowError):
+            return True  # let the REPL show the error itself
+
+
+def _deliver(pane: Pane, payload: Optional[bytes], keys: Sequence[str], enter: bool,
+             record: str, retries: int, interval: float, verbose: bool = False) -> None:
+    """Put text (via a private paste buffer) and keys into the pane: one tmux call."""
+    target = pane.pane_id or pane.target
+    buffer = "tmuxsess-%d-%s" % (os.getpid(), uuid.uuid4().hex[:12])
+    steps: List[List[str]] = []
+    if payload:
+        # -r: newlines go in as typed (LF), not rewritten; -p: bracketed paste
+        # when the program asked for it; -d: the buffer is gone afterwards.
+        steps += [["load-buffer", "-b", buffer, "-"],
+                  ["paste-buffer", "-d", "-r", "-p", "-b", buffer, "-t", target]]
+    if enter:
+        steps.append(["send-keys", "-t", target, "Enter"])
+    if keys:
+        steps.append(["send-keys", "-t", target] + list(keys))
+    if record and pane.session:
+        steps.append(["set-option", "-t", "=%s:" % pane.session, "@tmuxsess-sent", record])
+    if not steps:
+        return
+    attempt = 0
+    while True:
+        try:
+            tmux(pane.server, *steps, stdin=payload)
+            return
+        except TmuxsessError as e:
+            if payload:
+                with contextlib.suppress(TmuxsessError):
+                    tmux(pane.server, ["delete-buffer", "-b", buffer])
+            if not getattr(e, "transient", False) or attempt >= retries:
+                if attempt:
+                    e.message += " (after %d retries)" % attempt
+                e.kind = "send" if e.kind == "tmux" else e.kind
+                raise
+            if verbose:
+                print("tmuxsess: retrying after: %s" % e.message, file=sys.stderr)
+            time.sleep(interval * (2 ** attempt))
+            attempt += 1
+
+
+@contextlib.contextmanager
+def _transcript_for(pane: Pane) -> Iterator[bool]:
+    """Give a pane without a transcript a temporary one for this exchange."""
+    if pane.transcript:
+        yield True
+        return
+    if pane.piped:
+        yield False  # someone else's pipe-pane: we must not replace it
+        return
+    directory = private_dir(os.path.join(private_dir(state_dir(), "state dir"),
+                                         "transcripts"), "state dir")
+    path = os.path.join(directory, "temp.%s.log" % uuid.uuid4().hex[:12])
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        tmux(pane.server, ["pipe-pane", "-O", "-t", pane.pane_id,
+                           "exec cat >> " + shlex.quote(path)])
+        pane.transcript = path
+        try:
+            yield True
+        finally:
+            with contextlib.suppress(TmuxsessError):
+                tmux(pane.server, ["pipe-pane", "-t", pane.pane_id])
+            pane.transcript = ""
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _check_text(text: str) -> bytes:
+    if "\0" in text:
+        raise _fail("the text contains a NUL byte, which a terminal cannot carry",
+                    "usage", "remove it, or send binary data through a file")
+    return text.encode("utf-8", "surrogateescape")
+
+
+def send(text: Optional[str] = None, keys: Sequence[str] = (), *, enter: bool = True,
+         multiline: bool = False, wait: Optional[str] = None, fixed: bool = False,
+         timeout: float = 30.0, retries: int = 3, interval: float = 0.5,
+         verbose: bool = False, session: Optional[str] = None,
+         socket: Optional[str] = None, socket_name: Optional[str] = None,
+         target: Optional[str] = None) -> Dict[str, Any]:
+    """Send text exactly as given (and/or keys); optionally wait for a pattern.
+
+    ``text`` is literal, always: no word in it is a key name. Enter follows it
+    unless ``enter`` is false or ``keys`` are given. With ``multiline`` the
+    text is pasted as one block (for a Python REPL: run as one unit). ``wait``
+    is matched only in output that appears after this send, never in what was
+    on screen before nor in the echo of the text.
+    """
+    if text is None and not keys:
+        raise _fail("nothing to send: give -c TEXT, --file PATH or -k KEY")
+    pattern = _compile_pattern(wait, fixed) if wait is not None else None
+    pane, health = resolve(session, socket, socket_name, target)
+    if health.status != "healthy":
+        raise _fail("session %s is not healthy (%s); nothing was sent" % (
+            pane.label, health.status), "unhealthy", _transcript_hint(pane))
+    payload = b""
+    enter = enter and not keys
+    if text is not None:
+        if multiline and pane.type == "python-repl" and text.strip():
+            text = python_unit(text)
+            enter = True
+        elif multiline and pane.type == "python-repl":
+            text = ""
+        payload = _check_text(text)
+    started = time.monotonic()
+    result: Dict[str, Any] = {"session": pane.session, "pane_id": pane.pane_id,
+                              "sent": True, "bytes": len(payload), "keys": list(keys)}
+    with contextlib.ExitStack() as stack:
+        following = pattern is not None and stack.enter_context(_transcript_for(pane))
+        mode = _prompt_mode(pane)
+        offset = _size(pane.transcript) if pane.transcript else 0
+        cmark = bool(enter and mode == "marks" and pane.type == "shell"
+                     and _at_prompt(_tail_bytes(pane.transcript), mode, None))
+        lines = payload.count(b"\n") + (1 if enter else 0) if text is not None else 0
+        partial = b"" if enter or keys or text is None else payload.rsplit(b"\n", 1)[-1]
+        record = "%d %d %d" % (offset, lines, int(cmark)) if pane.type else ""
+        baseline = pane.line
+        _deliver(pane, payload, keys, enter, record, retries, interval, verbose)
+        if pane.registered:
+            _touch(pane.session)
+        if pattern is None:
+            return result
+        if following:
+            watch = _Watch("pattern", skip_lines=lines, cmark=cmark, partial=partial,
+                           pattern=pattern)
+            f = _Follower(pane, offset, watch)
+            try:
+                reason = f.follow(timeout)
+                found = WaitResult(reason == "done", f.match, "" if reason == "done"
+                                   else reason, tail=f.tail())
+            finally:
+                f.close()
+        else:
+            found = _wait_on_screen(pane, pattern, timeout, None, baseline + lines)
+    found.elapsed = round(time.monotonic() - started, 3)
+    if found.reason == "dead":
+        found.exit_status = _dead_status(pane)
+    result.update({"found": found.found, "match": found.match, "reason": found.reason,
+                   "elapsed": found.elapsed, "exit_status": found.exit_status,
+                   "tail": found.tail})
+    return result
+
+
+def _dead_status(pane: Pane) -> Optional[int]:
+    with contextlib.suppress(TmuxsessError):
+        out = tmux(pane.server, ["display-message", "-p", "-t", pane.pane_id,
+                                 "#{pane_dead}\t#{pane_dead_status}"]).strip().split("\t")
+        if len(out) == 2 and out[0] == "1" and out[1].lstrip("-").isdigit():
+            return int(out[1])
+    return None
+
+
+def _wait_on_screen(pane: Pane, pattern: "re.Pattern[str]", timeout: float,
+                    lines: Optional[int], from_line: Optional[int] = None,
+                    interval: float = 0.2) -> WaitResult:
+    """Poll the screen (one tmux call per look) for panes without a transcript.
+
+    ``from_line`` is an absolute line (history size + cursor row): only text
+    from there on counts; otherwise the last ``lines`` lines do.
+    """
+    began = time.monotonic()
+    delay = 0.01
+    target = pane.pane_id or pane.target
+    text = ""
+    while True:
+        state = "#{pane_dead}\t#{pane_dead_status}"
+        try:
+            out = tmux(pane.server, ["display-message", "-p", "-t", target, state],
+                       ["capture-pane", "-p", "-J", "-t", target, "-S",
+                        "-" if from_line is not None else str(-(lines or 1000))])
+        except TmuxsessError as e:
+            return WaitResult(False, reason="server" if e.kind == "no-server" else "dead",
+                              tail=text, elapsed=time.monotonic() - began)
+        head, _, text = out.partition("\n")
+        dead, status = (head.split("\t") + ["", ""])[:2]
+        if from_line is not None:
+            # Rows of a full capture start at the top of history, so a row's index
+            # is its absolute line (until history overflows and drops lines).
+            text = "\n".join(text.split("\n")[from_line:])
+        m = pattern.search(text)
+        tail = "\n".join(text.rstrip("\n").split("\n")[-10:])
+        if m:
+            return WaitResult(True, m.group(0), tail=tail,
+                              elapsed=time.monotonic() - began)
+        if dead == "1":
+            return WaitResult(False, reason="dead", tail=tail,
+                              exit_status=int(status) if status.lstrip("-").isdigit()
+                              else None, elapsed=time.monotonic() - began)
+        if time.monotonic() - began >= timeout:
+            return WaitResult(False, reason="timeout", tail=tail,
+                              elapsed=time.monotonic() - began)
+        time.sleep(delay)
+        delay = min(delay * 2, interval)
+
+
+def wait_for_text(pattern: str, *, fixed: bool = False, timeout: float = 15.0,
+                  interval: Optional[float] = None, lines: int = 1000,
+                  whole_pane: bool = False, session: Optional[str] = None,
+                  socket: Optional[str] = None, socket_name: Optional[str] = None,
+                  target: Optional[str] = None) -> WaitResult:
+    """Wait until ``pattern`` appears in the pane's output.
+
+    On a session with a send recorded by this tool only output after that
+    send counts; ``whole_pane`` searches the last ``lines`` lines instead.
+    Returns early when the program exits or the server goes away.
+    """
+    regex = _compile_pattern(pattern, fixed)
+    pane, health = resolve(session, socket, socket_name, target)
+    if health.status in ("missing", "server_not_running"):
+        return WaitResult(False, reason="server" if health.status == "server_not_running"
+                          else "missing")
+    sent = pane.sent.split()
+    if not whole_pane and pane.transcript and len(sent) == 3 and all(
+            p.isdigit() for p in sent):
+        watch = _Watch("pattern", skip_lines=int(sent[1]), cmark=sent[2] == "1",
+                       pattern=regex)
+        f = _Follower(pane, int(sent[0]), watch)
+        try:
+            reason = f.follow(timeout, interval or 0.05)
+            result = WaitResult(reason == "done", f.match,
+                                "" if reason == "done" else reason, tail=f.tail(),
+                                elapsed=round(time.monotonic() - f.began, 3))
+        finally:
+            f.close()
+        if result.reason == "dead":
+            result.exit_status = _dead_status(pane)
+        return result
+    return _wait_on_screen(pane, regex, timeout, lines, None, interval or 0.2)
+
+
+def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
+        max_output: int = 1 << 20, session: Optional[str] = None,
+        socket: Optional[str] = None, socket_name: Optional[str] = None,
+        target: Optional[str] = None) -> RunResult:
+    """Send code, wait until the program is back at its prompt, return its output.
+
+    ``output`` is exactly what the program printed: no echo, no prompt.
+    ``exit_status`` is the shell command's own, 1 if Python raised (else 0),
+    None when the program does not say; ``timed_out`` and ``pane_died`` say
+    why a run ended early (with the output so far).
+    """
+    began = time.monotonic()
+    pane, health = resolve(session, socket, socket_name, target)
+    if health.status == "dead":
+        return RunResult(_capture_tail(pane), health.exit_status, pane_died=True)
+    if health.status != "healthy":
+        raise _fail("session %s is not healthy (%s)" % (pane.label, health.status),
+                    "unhealthy")
+    _check_text(code)  # refuse NUL before anything is typed
+    prompt_re = _compile_prompt(prompt) if prompt else (
+        _compile_prompt(pane.prompt) if pane.prompt else None)
+    mode = _prompt_mode(pane, prompt)
+    if not mode:
+        raise _fail("tmuxsess does not know the prompt of %s" % pane.label, "usage",
+                    "pass --prompt REGEX matching the program's prompt line")
+    with _transcript_for(pane) as following:
+        if not following:
+            raise _fail("%s already pipes its output elsewhere (pipe-pane); run cannot "
+                        "follow it" % pane.label, "unhealthy", "use send -w, or capture")
+        # Never type into a program that is still busy with something else.
+        if mode != "regex" or pane.transcript == "" or _size(pane.transcript):
+            tail = _tail_bytes(pane.transcript)
+            if not _at_prompt(tail, mode, prompt_re):
+                ready = _await_prompt(pane, mode, prompt_re, timeout)
+                if ready != "done":
+                    return _early(pane, ready, began, "the program is not at its prompt "
+                                  "(busy, or waiting for input: use send)")
+        if pane.type == "python-repl" and not prompt:
+            units = [code if _python_line_is_complete(code) else python_unit(code)]
+        elif mode == "marks":
+            units = [code[:-1] if code.endswith("\n") else code]
+        else:
+            units = code.split("\n")
+            if len(units) > 1 and units[-1] == "":
+                units.pop()
+        outputs, status, reason = [], None, "done"
+        for unit in units:
+            remaining = timeout - (time.monotonic() - began)
+            result = _exchange(pane, unit, mode, prompt_re, remaining, max_output)
+            outputs.append(result[0])
+            status, reason = result[1], result[2]
+            if reason != "done":
+                break
+        if pane.registered:
+            _touch(pane.session)
+    output = "".join(outputs)
+    elapsed = round(time.monotonic() - began, 3)
+    if reason == "done":
+        if mode == "prompt-mark" or mode == "regex":
+            status = 0 if status is None else status
+        return RunResult(output, status, elapsed=elapsed,
+                         truncated=output.startswith("[tmuxsess: "))
+    if reason == "timeout":
+        return RunResult(output, None, timed_out=True, elapsed=elapsed)
+    return RunResult(output, _dead_status(pane), pane_died=True, elapsed=elapsed)
+
+
+def _early(pane: Pane, reason: str, began: float, why: str) -> RunResult:
+    elapsed = round(time.monotonic() - began, 3)
+    if reason == "timeout":
+        return RunResult(why + "\n", None, timed_out=True, elapsed=elapsed)
+    return RunResult("", _dead_status(pane), pane_died=True, elapsed=elapsed)
+
+
+def _capture_tail(pane: Pane) -> str:
+    with contextlib.suppress(TmuxsessError):
+        return _capture_pane(pane, 20)
+    return ""
+
+
+def _await_prompt(pane: Pane, mode: str, prompt_re: Optional["re.Pattern[str]"],
+                  timeout: float) -> str:
+    began = time.monotonic()
+    delay = 0.001
+    while True:
+        if _at_prompt(_tail_bytes(pane.transcript), mode, prompt_re):
+            return "done"
+        if pane.pid and _process_state(pane.pid) != "running":
+            return "dead"
+        if time.monotonic() - began >= timeout:
+            return "timeout"
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _exchange(pane: Pane, unit: str, mode: str, prompt_re: Optional["re.Pattern[str]"],
+              timeout: float, max_output: int) -> Tuple[str, Optional[int], str]:
+    """One line (or pasted block) in, its output out: (output, status, reason)."""
+    payload = _check_text(unit)
+    offset = _size(pane.transcript)
+    cmark = pane.type == "shell" and mode == "marks"
+    lines = 1 if cmark else payload.count(b"\n") + 1
+    watch = _Watch("regex" if mode == "regex" else mode, skip_lines=lines, cmark=cmark,
+                   pattern=prompt_re, max_output=max_output)
+    f = _Follower(pane, offset, watch)
+    try:
+        record = "%d %d %d" % (offset, lines, int(cmark))
+        _deliver(pane, payload, (), True, record if pane.type else "", 0, 0.1)
+        reason = f.follow(max(timeout, 0.001))
+        return f.output(), f.status, reason
+    finally:
+        f.close()
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+# Exit codes per subcommand for each kind of failure; "lock" is 75 everywhere.
+EXIT_CODES: Dict[str, Dict[str, int]] = {
+    "create-session": {"usage": 1, "taken": 2, "tmux": 3, "no-server": 3,
+                       "not-ready": 3, "registry": 4},
+    "safe-send": {"send": 1, "tmux": 1, "timeout": 2, "unhealthy": 3, "usage": 4,
+                  "target": 4, "registry": 4, "no-server": 3},
+    "pane-health": {},
+    "kill-session": {"usage": 3, "target": 2},
+    "run": {"usage": 126, "target": 126, "unhealthy": 126, "registry": 126,
+            "tmux": 126, "send": 126, "no-server": 125},
+}
+
+OVERVIEW = """\
+usage: tmuxsess.py COMMAND [options]   (tmuxsess.py COMMAND --help for more)
+
+Drive interactive terminal programs in tmux, exactly.
+
+pre-check   list-sessions (list, ls)    registered sessions and their status
+            find-sessions (find)        tmux sessions on a socket, registered or not
+create      create-session (create)     start a shell, Python, gdb or command
+active use  run                         send code, print exactly its output
+            safe-send (send)            send text or keys; -w waits for output
+            wait-for-text (wait)        wait for a pattern in new output
+            capture                     read the pane (or --transcript: everything)
+            attach                      watch it live in tmux
+health      pane-health (health)        healthy, dead, missing, zombie, no server
+cleanup     kill-session (kill)         kill one session and deregister it
+            cleanup-sessions (cleanup)  remove dead (or old, idle, all) sessions
+
+Example:  tmuxsess.py create -n calc --python && tmuxsess.py run -s calc -c '6*7'
+"""
+
+
+def _add_target(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("target (highest first: -S/-L with -t, then -s, then "
+                             "the only registered session)")
+    g.add_argument("-S", "--socket", metavar="PATH", help="tmux socket path")
+    g.add_argument("-L", "--socket-name", metavar="NAME", help="tmux socket name")
+    g.add_argument("-t", "--target", metavar="TARGET", help="tmux target pane")
+    g.add_argument("-s", "--session", metavar="NAME", help="registered session name")
+
+
+def _target(a: argparse.Namespace) -> Dict[str, Any]:
+    return {"session": a.session, "socket": a.socket, "socket_name": a.socket_name,
+            "target": a.target}
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _when(text: str) -> str:
+    t = _parse_time(text)
+    return _ago(time.time() - t) + " ago" if t is not None else "-"
+
+
+def _read_text(a: argparse.Namespace) -> Optional[str]:
+    if getattr(a, "file", None) is not None:
+        if a.command is not None:
+            raise _fail("give -c TEXT or --file PATH, not both")
+        try:
+            if a.file == "-":
+                data = sys.stdin.buffer.read()
+            else:
+                with open(a.file, "rb") as f:
+                    data = f.read()
+        except OSError as e:
+            raise _fail("cannot read %s: %s" % (a.file, e.strerror))
+        return data.decode("utf-8", "surrogateescape")
+    return a.command
+
+
+def cmd_create(a: argparse.Namespace) -> int:
+    kind, command = "shell", None
+    if a.python:
+        kind = "python-repl"
+    elif a.gdb:
+        kind = "debugger"
+    elif a.cmd is not None:
+        kind, command = "command", a.cmd
+    env = {}
+    for pair in a.env or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise _fail("--env wants KEY=VALUE, got %r" % pair)
+        env[key] = value
+    record = create_session(a.name, kind, command, socket=a.socket, window=a.window,
+                            cwd=a.cwd, env=env, register=not a.no_register,
+                            wait=not a.no_wait, ready_timeout=a.ready_timeout,
+                            prompt=a.prompt)
+    shown = {k: record.get(k) for k in ("name", "socket", "target", "pane_id", "type",
+                                        "pid", "registered", "created_at", "transcript")}
+    _print_json(shown)
+    how = "-s %s" % a.name if record["registered"] else "-S %s -t %s" % (
+        shlex.quote(record["socket"]), a.name)
+    print("To watch it:  tmux -S %s attach -t %s" % (shlex.quote(record["socket"]), a.name),
+          file=sys.stderr)
+    print("To read it:   %s capture %s" % (_me(), how), file=sys.stderr)
+    return 0
+
+
+def _me() -> str:
+    return shlex.quote(sys.argv[0]) if sys.argv and sys.argv[0] else "tmuxsess.py"
+
+
+def cmd_list(a: argparse.Namespace) -> int:
+    rows = list_sessions()
+    alive = sum(1 for r in rows if r.status == "alive")
+    if a.json:
+        _print_json({"sessions": [asdict(r) for r in rows], "total": len(rows),
+                     "alive": alive, "dead": len(rows) - alive})
+        return 0
+    if not rows:
+        print("No sessions registered.")
+    else:
+        table = [("NAME", "SOCKET", "TARGET", "STATUS", "PID", "CREATED", "LAST-ACTIVE")]
+        table += [(r.name, r.socket, r.target, r.status, str(r.pid or "-"),
+                   _when(r.created_at), _when(r.last_active)) for r in rows]
+        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+        for row in table:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    print("Total: %d | Alive: %d | Dead: %d" % (len(rows), alive, len(rows) - alive))
+    return 0
+
+
+def cmd_health(a: argparse.Namespace) -> int:
+    try:
+        pane, health = resolve(**_target(a))
+        label = pane.label
+    except TmuxsessError as e:
+        if e.kind != "target" or a.target is None:
+            raise
+        health, label = Health("missing", server_running=True), a.target
+    if a.format == "text":
+        print(health.sentence(label))
+    else:
+        _print_json(asdict(health))
+    return HEALTH_EXIT[health.status]
+
+
+def cmd_kill(a: argparse.Namespace) -> int:
+    r = kill_session(dry_run=a.dry_run, **_target(a))
+    verb = "would be" if a.dry_run else "was"
+    done = [w for w, ok in (("killed", r["killed"]), ("deregistered", r["deregistered"]))
+            if ok]
+    if done:
+        print("%s %s %s" % (r["name"], verb, " and ".join(done)))
+    if a.verbose or not done:
+        print("%s: status %s, socket %s, killed=%s, deregistered=%s" % (
+            r["name"], r["status"], r["socket"], r["killed"], r["deregistered"]),
+            file=sys.stderr)
+    if a.dry_run:
+        return 0
+    return {2: 0, 1: 1, 0: 2}[len(done)]
+
+
+def cmd_cleanup(a: argparse.Namespace) -> int:
+    older = parse_duration(a.older_than) if a.older_than else None
+    idle = parse_duration(a.idle) if a.idle else None
+    removed = cleanup_sessions(all=a.all, older_than=older, idle=idle, dry_run=a.dry_run)
+    if a.json:
+        _print_json({"removed": removed, "dry_run": a.dry_run})
+        return 0
+    for item in removed:
+        print("%s %s: %s%s" % ("would remove" if a.dry_run else "removed", item["name"],
+                               item["reason"], " (killed)" if item["killed"] else ""))
+    if not removed:
+        print("Nothing to clean up.")
+    return 0
+
+
+def cmd_find(a: argparse.Namespace) -> int:
+    found = find_sessions(a.socket, a.socket_name, a.all, a.query)
+    if a.json:
+        _print_json([asdict(f) for f in found])
+    elif found:
+        table = [("NAME", "SOCKET", "STATUS", "REGISTERED", "TYPE", "WINDOWS", "CREATED")]
+        table += [(f.name, f.socket, f.status, "yes" if f.registered else "no",
+                   f.type or "-", str(f.windows), _when(f.created_at)) for f in found]
+        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+        for row in table:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    else:
+        print("No tmux sessions found.", file=sys.stderr)
+    return 0 if found else 1
+
+
+def cmd_capture(a: argparse.Namespace) -> int:
+    if a.transcript:
+        for chunk in read_transcript(raw=a.raw or a.ansi, **_target(a)):
+            sys.stdout.write(chunk)
+        return 0
+    if a.lines < 1:
+        raise _fail("-n must be at least 1")
+    sys.stdout.write(capture(lines=a.lines, all=a.all, ansi=a.ansi, **_target(a)))
+    return 0
+
+
+def cmd_attach(a: argparse.Namespace) -> int:
+    argv = attach_command(**_target(a))
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print(" ".join(shlex.quote(x) for x in argv))
+        print("tmuxsess: not on a terminal; run the command above to attach",
+              file=sys.stderr)
+        return 0
+    env = dict(os.environ)
+    env.pop("TMUX", None)  # attaching from inside tmux nests, which works
+    os.execvpe(argv[0], argv, env)
+    return 0  # not reached
+
+
+def cmd_send(a: argparse.Namespace) -> int:
+    text = _read_text(a)
+    if a.timeout <= 0 or a.retries < 0 or a.interval <= 0:
+        raise _fail("-T and -i must be positive, -r at least 0")
+    r = send(text, a.keys or (), enter=not a.literal, multiline=a.multiline,
+             wait=a.wait, fixed=a.fixed, timeout=a.timeout, retries=a.retries,
+             interval=a.interval, verbose=a.verbose, **_target(a))
+    if a.json:
+        _print_json(r)
+    elif a.verbose:
+        print("sent %d bytes%s to %s" % (r["bytes"], " and keys " + " ".join(r["keys"])
+                                         if r["keys"] else "", r["session"] or r["pane_id"]),
+              file=sys.stderr)
+    if a.wait is None or r.get("found"):
+        return 0
+    if r["reason"] == "timeout":
+        _error("pattern %r not seen within %gs" % (a.wait, a.timeout),
+               _tail_hint(r.get("tail", "")))
+        return 2
+    _error(_gone_message(r["reason"], r.get("exit_status")), _tail_hint(r.get("tail", "")))
+    return 3
+
+
+def _gone_message(reason: str, status: Optional[int]) -> str:
+    if reason == "dead":
+        return "the program exited%s while waiting" % (
+            "" if status is None else " with status %d" % status)
+    if reason == "server":
+        return "the tmux server went away while waiting"
+    return "the pane is %s" % reason
+
+
+def _tail_hint(tail: str) -> str:
+    return "last lines:\n" + tail if tail.strip() else ""
+
+
+def cmd_wait(a: argparse.Namespace) -> int:
+    if a.timeout <= 0:
+        raise _fail("-T must be positive")
+    r = wait_for_text(a.pattern, fixed=a.fixed, timeout=a.timeout, interval=a.interval,
+                      lines=a.lines, whole_pane=a.whole_pane, **_target(a))
+    if a.json:
+        _print_json(asdict(r))
+    if r.found:
+        return 0
+    if not a.json:
+        if r.reason == "timeout":
+            _error("pattern %r not seen within %gs" % (a.pattern, a.timeout),
+                   _tail_hint(r.tail))
+        else:
+            _error(_gone_message(r.reason, r.exit_status), _tail_hint(r.tail))
+    return 1
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    code = _read_text(a)
+    if code is None:
+        raise _fail("give -c CODE or --file PATH")
+    if a.timeout <= 0:
+        raise _fail("-T must be positive")
+    r = run(code, timeout=a.timeout, prompt=a.prompt, max_output=a.max_output,
+            **_target(a))
+    if a.json:
+        _print_json({"output": r.output, "exit_status": r.exit_status,
+                     "timed_out": r.timed_out, "elapsed": r.elapsed,
+                     "pane_died": r.pane_died, "truncated": r.truncated})
+    else:
+        sys.stdout.write(r.output)
+        sys.stdout.flush()
+    if r.timed_out:
+        if not a.json:
+            _error("no prompt within %gs; output so far is above" % a.timeout,
+                   "the program is still running: send -k C-c to interrupt it")
+        return 124
+    if r.pane_died:
+        if not a.json:
+            _error(_gone_message("dead", r.exit_status))
+        return 125
+    return r.exit_status or 0
+
+
+def _error(message: str, hint: str = "") -> None:
+    print("tmuxsess: error: " + message, file=sys.stderr)
+    if hint:
+        print("hint: " + hint, file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="tmuxsess.py", formatter_class=fmt,
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version="tmuxsess " + __version__)
+    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
+
+    def command(name: str, aliases: List[str], func: Callable[[argparse.Namespace], int],
+                help: str, examples: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, aliases=aliases, help=help, description=help,
+                           epilog="examples:\n" + examples, formatter_class=fmt)
+        p.set_defaults(func=func, name_=name)
+        return p
+
+    p = command("create-session", ["create"], cmd_create,
+                "Start a program in a new detached tmux session and register it; "
+                "returns once it shows its first prompt.",
+                "  tmuxsess.py create -n calc --python\n"
+                "  tmuxsess.py create -n build --shell -c ~/src/app -e CI=1\n"
+                "  tmuxsess.py create -n db --cmd 'psql mydb' --prompt '=[#>] $'\n")
+    p.add_argument("-n", "--name", required=True, help="session name (A-Z a-z 0-9 _ -)")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--shell", action="store_true", help="bash (the default)")
+    kind.add_argument("--python", action="store_true", help="Python REPL (python3 -q)")
+    kind.add_argument("--gdb", action="store_true", help="gdb, quiet, no pagination")
+    kind.add_argument("--cmd", metavar="COMMAND", help="any command, run by $SHELL -c")
+    p.add_argument("--prompt", metavar="REGEX",
+                   help="the program's prompt line (for --cmd): readiness and run use it")
+    p.add_argument("-S", "--socket", metavar="PATH", help="tmux socket (default: %s)"
+                   % "<socket dir>/claude.sock")
+    p.add_argument("-w", "--window", default="shell", help="window name (default: shell)")
+    p.add_argument("-c", "--cwd", metavar="DIR", help="working directory")
+    p.add_argument("-e", "--env", action="append", metavar="K=V", help="environment (repeat)")
+    p.add_argument("--no-register", action="store_true", help="do not add it to the registry")
+    p.add_argument("--no-wait", action="store_true", help="return without waiting for a prompt")
+    p.add_argument("--ready-timeout", type=float, default=15.0, metavar="SEC",
+                   help="how long to wait for the first prompt (default 15)")
+
+    p = command("list-sessions", ["list", "ls"], cmd_list,
+                "List registered sessions with their status (one tmux query per socket).",
+                "  tmuxsess.py list\n  tmuxsess.py ls --json | jq '.sessions[].name'\n")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = command("safe-send", ["send"], cmd_send,
+                "Send text exactly as given (or keys with -k), optionally waiting for "
+                "a pattern in the output that follows.",
+                "  tmuxsess.py send -s calc -c 'x = 41;' -w '>>>'\n"
+                "  tmuxsess.py send -s calc -k C-c\n"
+                "  tmuxsess.py send -s calc -m --file block.py -w '>>> $' -T 60\n")
+    _add_target(p)
+    p.add_argument("-c", "--command", metavar="TEXT", help="literal text; Enter follows")
+    p.add_argument("--file", metavar="PATH", help="read the text from a file (- = stdin)")
+    p.add_argument("-k", "--keys", nargs="+", metavar="KEY", help="tmux key names: C-c Up Enter")
+    p.add_argument("-l", "--literal", action="store_true", help="do not press Enter after")
+    p.add_argument("-m", "--multiline", action="store_true",
+                   help="paste as one block (Python: run as one unit)")
+    p.add_argument("-w", "--wait", metavar="PATTERN", help="wait for this in new output")
+    p.add_argument("-F", "--fixed", action="store_true", help="PATTERN is a fixed string")
+    p.add_argument("-T", "--timeout", type=float, default=30.0, metavar="SEC")
+    p.add_argument("-r", "--retries", type=int, default=3, metavar="N")
+    p.add_argument("-i", "--interval", type=float, default=0.5, metavar="SEC",
+                   help="retry backoff base (default 0.5)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--json", action="store_true")
+
+    p = command("wait-for-text", ["wait"], cmd_wait,
+                "Wait for a pattern in the output since the last send (or in the whole "
+                "pane); returns early if the program exits.",
+                "  tmuxsess.py wait -s calc -p '^>>> ' -T 15\n"
+                "  tmuxsess.py wait -s build -F -p 'BUILD OK' -T 600\n")
+    _add_target(p)
+    p.add_argument("-p", "--pattern", required=True, help="Python regex (multiline)")
+    p.add_argument("-F", "--fixed", action="store_true", help="fixed string, not a regex")
+    p.add_argument("-T", "--timeout", type=float, default=15.0, metavar="SEC")
+    p.add_argument("-i", "--interval", type=float, metavar="SEC", help="longest poll interval")
+    p.add_argument("-l", "--lines", type=int, default=1000, help="pane lines searched "
+                   "with --whole-pane (default 1000)")
+    p.add_argument("--whole-pane", action="store_true", help="search the whole pane, "
+                   "old output included")
+    p.add_argument("--json", action="store_true")
+
+    p = command("pane-health", ["health"], cmd_health,
+                "Report whether a session's pane is healthy; the exit code says which.",
+                "  tmuxsess.py health -s calc --format text\n"
+                "  tmuxsess.py health -s calc && tmuxsess.py run -s calc -c 'go()'\n")
+    _add_target(p)
+    p.add_argument("--format", choices=("json", "text"), default="json")
+
+    p = command("kill-session", ["kill"], cmd_kill,
+                "Kill a session's tmux session and remove its registry entry.",
+                "  tmuxsess.py kill -s calc\n  tmuxsess.py kill -s calc --dry-run\n")
+    _add_target(p)
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+    p = command("cleanup-sessions", ["cleanup"], cmd_cleanup,
+                "Remove dead, missing and zombie sessions from the registry; --all, "
+                "--older-than and --idle widen the selection (alive ones are killed).",
+                "  tmuxsess.py cleanup --dry-run\n  tmuxsess.py cleanup --idle 2h\n"
+                "  tmuxsess.py cleanup --all\n")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--older-than", metavar="DUR", help="created longer ago (30s 15m 2h 1d)")
+    p.add_argument("--idle", metavar="DUR", help="no activity for longer")
+    p.add_argument("--json", action="store_true")
+
+    p = command("find-sessions", ["find"], cmd_find,
+                "List tmux sessions on a server, registered or not.",
+                "  tmuxsess.py find --all\n  tmuxsess.py find -S /tmp/my.sock -q data\n")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-L", "--socket-name", metavar="NAME")
+    g.add_argument("-S", "--socket", metavar="PATH")
+    g.add_argument("-A", "--all", action="store_true", help="every socket in the socket dir")
+    p.add_argument("-q", "--query", metavar="TEXT", help="names containing TEXT")
+    p.add_argument("--json", action="store_true")
+
+    p = command("run", [], cmd_run,
+                "Send code, wait for the prompt, print exactly the output; exit with the "
+                "command's status (shell), 1 if Python raised, 124 timeout, 125 pane died, "
+                "126 could not run.",
+                "  tmuxsess.py run -s calc -c 'sum(range(10))'\n"
+                "  tmuxsess.py run -s sh -c 'make test'; echo $?\n"
+                "  tmuxsess.py run -s calc --file analysis.py -T 300 --json\n")
+    _add_target(p)
+    p.add_argument("-c", "--command", metavar="CODE")
+    p.add_argument("--file", metavar="PATH", help="read the code from a file (- = stdin)")
+    p.add_argument("-T", "--timeout", type=float, default=30.0, metavar="SEC")
+    p.add_argument("--prompt", metavar="REGEX", help="the program's prompt line")
+    p.add_argument("--max-output", type=int, default=1 << 20, metavar="BYTES",
+                   help="keep at most this much output (default 1 MiB; 0: all)")
+    p.add_argument("--json", action="store_true")
+
+    p = command("capture", [], cmd_capture,
+                "Print the pane's text (works on a dead pane), or with --transcript "
+                "everything the program wrote since create.",
+                "  tmuxsess.py capture -s calc -n 50\n"
+                "  tmuxsess.py capture -s calc --transcript > calc.log\n")
+    _add_target(p)
+    p.add_argument("-n", "--lines", type=int, default=200)
+    p.add_argument("--all", action="store_true", help="all history")
+    p.add_argument("--ansi", action="store_true", help="keep colours and attributes")
+    p.add_argument("--transcript", action="store_true", help="everything since create")
+    p.add_argument("--raw", action="store_true", help="with --transcript: bytes as written")
+
+    p = command("attach", [], cmd_attach,
+                "Attach to a session in tmux (prints the command when not on a terminal).",
+                "  tmuxsess.py attach -s calc\n")
+    _add_target(p)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        sys.stdout.write(OVERVIEW)
+        return 0
+    parser = build_parser()
+    try:
+        a = parser.parse_args(argv)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+        if code == 0:
+            return 0
+        name = next((x for x in argv if not x.startswith("-")), "")
+        return _usage_code(name)
+    if not getattr(a, "func", None):
+        sys.stdout.write(OVERVIEW)
+        return 1
+    try:
+        return a.func(a)
+    except TmuxsessError as e:
+        _error(e.message, e.hint)
+        if e.kind == "lock":
+            return 75
+        return EXIT_CODES.get(a.name_, {}).get(e.kind, 1)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _usage_code(name: str) -> int:
+    aliases = {"create": "create-session", "send": "safe-send", "kill": "kill-session"}
+    name = aliases.get(name, name)
+    return {"create-session": 1, "safe-send": 4, "kill-session": 3, "run": 126}.get(name, 1)
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(AttributeError):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    sys.exit(main())
