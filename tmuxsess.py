@@ -502,6 +502,9 @@ class Registry:
                 raise self._corrupt("it is a symlink")
             raise _fail("cannot read registry %s: %s" % (self.path, e.strerror), "registry")
         with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+                os.fchmod(f.fileno(), 0o600)  # others must not read session details
             raw = f.read()
         if not raw.strip():
             raise self._corrupt("the file is empty")
@@ -526,9 +529,11 @@ class Registry:
         return doc
 
     def _corrupt(self, problem: str) -> TmuxsessError:
-        return _fail("registry %s is corrupt: %s" % (self.path, problem), "registry",
+        e = _fail("registry %s is corrupt: %s" % (self.path, problem), "registry",
                      "it was left untouched; run 'tmuxsess.py repair' to move it "
                      "aside and rebuild it from tmux")
+        e.corrupt = True  # type: ignore[attr-defined]
+        return e
 
     def sessions(self) -> Dict[str, Session]:
         return {name: Session.from_json(name, entry)
@@ -1067,6 +1072,50 @@ def find_sessions(socket: Optional[str] = None, socket_name: Optional[str] = Non
                 status=health.short, type=row[7],
                 registered=bool(reg and reg.socket == server.socket)))
     return found
+
+
+def repair() -> Dict[str, Any]:
+    """Rebuild a corrupt registry from the live tmux sessions in the socket dir.
+
+    The bad file is moved aside as ``.sessions.json.corrupt-<UTC time>``, never
+    deleted. Sessions are recognised by the metadata create-session stores on
+    them (``@tmuxsess-type`` and friends): tmux is the source of truth, the
+    registry a cache. A registry that reads fine is left exactly as it is.
+    """
+    reg = Registry()
+    with reg.lock():
+        try:
+            doc = reg.load()
+            return {"corrupt": False, "moved_to": "", "sessions": sorted(doc["sessions"])}
+        except TmuxsessError as e:
+            if not getattr(e, "corrupt", False):
+                raise
+            problem = e.message
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        moved = "%s.corrupt-%s" % (reg.path, stamp)
+        n = 1
+        while os.path.lexists(moved):
+            n += 1
+            moved = "%s.corrupt-%s-%d" % (reg.path, stamp, n)
+        os.rename(reg.path, moved)
+        sessions: Dict[str, Any] = {}
+        for found in find_sessions(all_sockets=True):
+            if not found.type or found.name in sessions:
+                continue
+            rows = _list_panes(Server(found.socket)) or []
+            row = next((r for r in rows if r[0] == found.name), None)
+            if row is None:
+                continue
+            entry = Session(name=found.name, socket=found.socket,
+                            target="%s:%s.%s" % tuple(row[:3]), pane_id=row[3],
+                            type=row[7], pid=int(row[4] or 0),
+                            created_at=row[11] or found.created_at,
+                            last_active=row[11] or found.created_at,
+                            transcript=row[8], prompt=row[9])
+            sessions[found.name] = entry.to_json()
+        reg._write({"version": REGISTRY_VERSION, "sessions": sessions})
+    return {"corrupt": True, "problem": problem, "moved_to": moved,
+            "sessions": sorted(sessions)}
 
 
 def capture(session: Optional[str] = None, socket: Optional[str] = None,
@@ -1874,6 +1923,7 @@ active use  run                         send code, print exactly its output
 health      pane-health (health)        healthy, dead, missing, zombie, no server
 cleanup     kill-session (kill)         kill one session and deregister it
             cleanup-sessions (cleanup)  remove dead (or old, idle, all) sessions
+recovery    repair                      rebuild a corrupt registry from tmux
 
 Example:  tmuxsess.py create -n calc --python && tmuxsess.py run -s calc -c '6*7'
 """
@@ -2041,6 +2091,18 @@ def cmd_capture(a: argparse.Namespace) -> int:
     if a.lines < 1:
         raise _fail("-n must be at least 1")
     sys.stdout.write(capture(lines=a.lines, all=a.all, ansi=a.ansi, **_target(a)))
+    return 0
+
+
+def cmd_repair(a: argparse.Namespace) -> int:
+    r = repair()
+    if a.json:
+        _print_json(r)
+    elif r["corrupt"]:
+        print("%s\nmoved it to %s; rebuilt from tmux with %d session(s): %s" % (
+            r["problem"], r["moved_to"], len(r["sessions"]), " ".join(r["sessions"]) or "-"))
+    else:
+        print("registry is fine (%d session(s)); nothing changed" % len(r["sessions"]))
     return 0
 
 
@@ -2287,6 +2349,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ansi", action="store_true", help="keep colours and attributes")
     p.add_argument("--transcript", action="store_true", help="everything since create")
     p.add_argument("--raw", action="store_true", help="with --transcript: bytes as written")
+
+    p = command("repair", [], cmd_repair,
+                "Move a corrupt registry aside and rebuild it from the live tmux "
+                "sessions in the socket dir; a good registry is left untouched.",
+                "  tmuxsess.py repair\n  tmuxsess.py repair --json\n")
+    p.add_argument("--json", action="store_true")
 
     p = command("attach", [], cmd_attach,
                 "Attach to a session in tmux (prints the command when not on a terminal).",
