@@ -1791,7 +1791,7 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
     began = time.monotonic()
     pane, health = resolve(session, socket, socket_name, target)
     if health.status == "dead":
-        return RunResult(_capture_tail(pane), health.exit_status, pane_died=True)
+        return RunResult("", health.exit_status, pane_died=True)
     if health.status != "healthy":
         raise _fail("session %s is not healthy (%s)" % (pane.label, health.status),
                     "unhealthy")
@@ -1849,12 +1849,6 @@ def _early(pane: Pane, reason: str, began: float, why: str) -> RunResult:
     if reason == "timeout":
         return RunResult(why + "\n", None, timed_out=True, elapsed=elapsed)
     return RunResult("", _dead_status(pane), pane_died=True, elapsed=elapsed)
-
-
-def _capture_tail(pane: Pane) -> str:
-    with contextlib.suppress(TmuxsessError):
-        return _capture_pane(pane, 20)
-    return ""
 
 
 def _await_prompt(pane: Pane, mode: str, prompt_re: Optional["re.Pattern[str]"],
