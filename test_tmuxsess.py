@@ -16,13 +16,12 @@ import sys
 import tempfile
 import time
 import unittest
-from concurrent.futures import ThreadPoolExecutor
 from unittest import mock
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOOL = os.path.join(HERE, "tmuxsess.py")
 sys.path.insert(0, HERE)
-import tmuxsess  # noqa: E402
+import tmuxsess  # noqa: E402,F401  (tests call its functions too)
 
 
 def wait_until(predicate, timeout=10.0, what="condition"):
@@ -49,10 +48,13 @@ class TmuxTestCase(unittest.TestCase):
         self.state = os.path.join(self.tmp, "state")
         self.sockets = os.path.join(self.tmp, "sock")
         self.socket = os.path.join(self.sockets, "claude.sock")
+        # TMUX_TMPDIR keeps tmux's default server and -L sockets in here too.
         self.env = dict(os.environ, TMUXSESS_STATE_DIR=self.state,
-                        CLAUDE_TMUX_SOCKET_DIR=self.sockets)
-        self.env.pop("TMUX", None)
-        self.env.pop("TMUX_PANE", None)
+                        CLAUDE_TMUX_SOCKET_DIR=self.sockets,
+                        TMUX_TMPDIR=os.path.join(self.tmp, "tmux-default"))
+        for name in ("TMUX", "TMUX_PANE", "TMUXSESS_TMUX", "TMUXSESS_LOCK_TIMEOUT"):
+            self.env.pop(name, None)
+        os.mkdir(self.env["TMUX_TMPDIR"], 0o700)
         patcher = mock.patch.dict(os.environ, self.env, clear=True)
         patcher.start()
         self.addCleanup(patcher.stop)

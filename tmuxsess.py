@@ -50,7 +50,8 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence,
+                    Tuple)
 
 __version__ = "1.0.0"
 
@@ -1147,6 +1148,11 @@ def _capture_pane(pane: Pane, lines: Optional[int], ansi: bool = False) -> str:
     out = [line.rstrip() if not ansi else line for line in text.split("\n")]
     while out and not _strip_ansi(out[-1]).strip():
         out.pop()
+    if pane.dead and out:
+        # tmux writes "Pane is dead" on the bottom row; close the blank gap above
+        # it so the program's last words stay within the last few lines.
+        while len(out) > 1 and not _strip_ansi(out[-2]).strip():
+            del out[-2]
     if lines is not None:
         out = out[-lines:]
     return "\n".join(out) + ("\n" if out else "")
@@ -2200,9 +2206,17 @@ def _error(message: str, hint: str = "") -> None:
         print("hint: " + hint, file=sys.stderr)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line gets the same one-line error as the rest."""
+
+    def error(self, message: str) -> "NoReturn":
+        _error("%s: %s" % (self.prog, message), "see: %s --help" % self.prog)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(prog="tmuxsess.py", formatter_class=fmt,
+    parser = _Parser(prog="tmuxsess.py", formatter_class=fmt,
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version="tmuxsess " + __version__)
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
@@ -2364,7 +2378,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     parser = build_parser()
     try:
-        a = parser.parse_args(argv)
+        words, held = _dash_values(parser, argv)
+        a = parser.parse_args(words)
+        _restore_values(a, held)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
         if code == 0:
@@ -2387,6 +2403,49 @@ def main(argv: Optional[List[str]] = None) -> int:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+def _dash_values(parser: argparse.ArgumentParser, argv: List[str]
+                 ) -> Tuple[List[str], Dict[str, str]]:
+    """Let an option's value start with "-": ``-c -1;`` sends the text ``-1;``.
+
+    argparse would read such a value as another option (and drops a value of
+    ``--``); people and agents pass whatever text they have, so the word after
+    a value-taking option is its value. Text values travel as placeholders
+    (argv cannot hold NUL, so none collides) put back by ``_restore_values``.
+    """
+    commands: Dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            commands = action.choices
+    name = next((x for x in argv if not x.startswith("-")), "")
+    if name not in commands:
+        return argv, {}
+    options = commands[name]._option_string_actions
+    out: List[str] = []
+    held: Dict[str, str] = {}
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        action = options.get(word)
+        if (action is not None and action.nargs is None and action.option_strings
+                and i + 1 < len(argv) and argv[i + 1].startswith("-")):
+            value = argv[i + 1]
+            if action.type is None:
+                held["\0%d" % len(held)] = value
+                value = "\0%d" % (len(held) - 1)
+            out.append("%s=%s" % (max(action.option_strings, key=len), value))
+            i += 2
+            continue
+        out.append(word)
+        i += 1
+    return out, held
+
+
+def _restore_values(a: argparse.Namespace, held: Dict[str, str]) -> None:
+    for key, value in vars(a).items():
+        if isinstance(value, str) and value in held:
+            setattr(a, key, held[value])
 
 
 def _usage_code(name: str) -> int:
