@@ -1205,6 +1205,74 @@ def attach_command(session: Optional[str] = None, socket: Optional[str] = None,
     return [_tmux_binary()] + pane.server.args() + ["attach", "-t", "=" + pane.session]
 
 
+SKILL_MD = """\
+---
+name: tmuxsess
+description: Drive interactive terminal programs (Python REPL, gdb, bash, psql, \
+sqlite3, git add -p) in tmux sessions that persist between commands. Use it when work \
+needs state kept across steps (a REPL holding data, a debugger stopped at a breakpoint), \
+a program that asks questions, or a long job the user wants to watch.
+---
+
+# tmuxsess: interactive programs in tmux, exactly
+
+The tool is `{tool}`: one Python file that needs tmux and Python 3.8 or newer.
+Every subcommand explains itself with `--help`.
+
+## Rules
+
+1. **Check before you create.** `{tool} list` shows the registered sessions and
+   their health. Reuse a live session for the same work; give new work a new,
+   descriptive name (`data-analysis-2026-11`, not `test`). `{tool} find --all`
+   shows tmux sessions the registry does not know.
+2. **Tell the user how to watch.** `create` prints `To watch it: tmux -S ...
+   attach -t NAME` on stderr. Pass that line on, so the user can see what you do.
+3. **Prefer `run`.** `{tool} run -s NAME -c CODE` types the code, waits until the
+   program is back at its prompt and prints exactly its output: no echo, no
+   prompt. Its exit status is the shell command's own, 1 if Python raised, 124 on
+   timeout (raise `-T SEC`), 125 if the program died. Multi-line Python runs as
+   one unit; long code goes in a file: `--file PATH`.
+4. **Text is literal; keys go through `-k`.** `-c` text arrives byte for byte:
+   `Enter`, `C-c`, a trailing `;` or a leading `-` are just text. To press keys:
+   `{tool} send -s NAME -k C-c` (interrupt), `-k Escape`, `-k Up Enter`. For a
+   program that asks questions (`git add -p`, an installer), answer with
+   `{tool} send -s NAME -c ANSWER -w PATTERN`, which waits for PATTERN in the
+   output that follows, and read the screen with `{tool} capture -s NAME`.
+5. **Never type into a busy program.** When `run` times out (124) the program is
+   still working: wait for it with `{tool} wait -s NAME -p PATTERN -T SEC`, or
+   interrupt it with `{tool} send -s NAME -k C-c`.
+6. **Read before you clean up.** `{tool} health -s NAME --format text` says
+   healthy, dead, missing or zombie. `{tool} capture -s NAME -n 50` works on a
+   dead pane, and `{tool} capture -s NAME --transcript` has everything the
+   program wrote since create: save what explains a crash first.
+7. **Clean up.** `{tool} kill -s NAME` when the work is done; `{tool} cleanup`
+   removes dead sessions. Leave running only what the user asked to keep.
+
+## Example
+
+```sh
+{tool} list
+{tool} create -n calc --python
+{tool} run -s calc -c 'import math; print(math.factorial(20))'
+{tool} run -s calc -c 'squares = [i * i for i in range(5)]
+print(sum(squares))'
+{tool} create -n build --shell
+{tool} run -s build -c 'test -d /tmp && echo ok'
+{tool} kill -s calc
+{tool} kill -s build
+```
+"""
+
+
+def skill(tool: Optional[str] = None) -> str:
+    """A SKILL.md for an agent's skill directory, naming the tool by ``tool``.
+
+    By default the tool is this file's absolute path: where it was vendored.
+    """
+    path = tool or os.path.abspath(__file__)
+    return SKILL_MD.replace("{tool}", shlex.quote(path))
+
+
 def _ago(seconds: float) -> str:
     seconds = max(0, int(seconds))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -1924,6 +1992,7 @@ health      pane-health (health)        healthy, dead, missing, zombie, no serve
 cleanup     kill-session (kill)         kill one session and deregister it
             cleanup-sessions (cleanup)  remove dead (or old, idle, all) sessions
 recovery    repair                      rebuild a corrupt registry from tmux
+for agents  skill                       print (or --write) a SKILL.md for this tool
 
 Example:  tmuxsess.py create -n calc --python && tmuxsess.py run -s calc -c '6*7'
 """
@@ -2117,6 +2186,27 @@ def cmd_attach(a: argparse.Namespace) -> int:
     env.pop("TMUX", None)  # attaching from inside tmux nests, which works
     os.execvpe(argv[0], argv, env)
     return 0  # not reached
+
+
+def cmd_skill(a: argparse.Namespace) -> int:
+    text = skill(a.tool)
+    if a.write is None:
+        sys.stdout.write(text)
+        return 0
+    path = os.path.join(a.write, "SKILL.md")
+    with contextlib.suppress(OSError):
+        with open(path, encoding="utf-8") as f:
+            if f.read() != text and not a.force:
+                raise _fail("%s exists and differs; not overwriting it" % path, "usage",
+                            "add --force to replace it")
+    try:
+        os.makedirs(a.write, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise _fail("cannot write %s: %s" % (path, e.strerror))
+    print("wrote %s" % path, file=sys.stderr)
+    return 0
 
 
 def cmd_send(a: argparse.Namespace) -> int:
@@ -2361,13 +2451,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("repair", [], cmd_repair,
                 "Move a corrupt registry aside and rebuild it from the live tmux "
                 "sessions in the socket dir; a good registry is left untouched.",
-                "  tmuxsess.py repair\n  tmuxsess.py repair --json\n")
+                "  tmuxsess.py repair\n  tmuxsess.py repair --json\n"
+                "  tmuxsess.py list || tmuxsess.py repair    # list names a corrupt file\n")
     p.add_argument("--json", action="store_true")
 
     p = command("attach", [], cmd_attach,
                 "Attach to a session in tmux (prints the command when not on a terminal).",
-                "  tmuxsess.py attach -s calc\n")
+                "  tmuxsess.py attach -s calc\n"
+                "  tmuxsess.py attach -S /tmp/my.sock -t work    # a session it did not create\n")
     _add_target(p)
+
+    p = command("skill", [], cmd_skill,
+                "Print a SKILL.md that teaches an agent to use this tool (or write it "
+                "into a skill directory).",
+                "  tmuxsess.py skill\n"
+                "  tmuxsess.py skill --write ~/.claude/skills/tmux\n"
+                "  tmuxsess.py skill --tool ./tools/tmuxsess.py --write .claude/skills/tmux\n")
+    p.add_argument("--write", metavar="DIR", help="write DIR/SKILL.md instead of printing")
+    p.add_argument("--tool", metavar="PATH",
+                   help="how SKILL.md names the tool (default: this file's absolute path)")
+    p.add_argument("--force", action="store_true", help="replace a SKILL.md that differs")
     return parser
 
 
