@@ -110,5 +110,143 @@ class SmokeTest(TmuxTestCase):
         self.assertEqual(self.registry()["sessions"], {})
 
 
+# ==== docs tests ====
+
+def fenced_blocks(markdown, language="sh"):
+    """(heading of the enclosing "## " section, code) for each fenced block."""
+    section, blocks, code, fence = "", [], [], None
+    for line in markdown.split("\n"):
+        if fence is not None:
+            if line.startswith("```"):
+                if fence == language:
+                    blocks.append((section, "\n".join(code) + "\n"))
+                fence, code = None, []
+            else:
+                code.append(line)
+        elif line.startswith("```"):
+            fence = line[3:].strip()
+        elif line.startswith("## "):
+            section = line[3:].strip()
+    return blocks
+
+
+class DocsTestCase(TmuxTestCase):
+    def run_script(self, code, cwd, env):
+        """Run shell example code as a user would paste it; stop at the first failure."""
+        return subprocess.run(["bash", "-e", "-o", "pipefail", "-x", "-c", code], cwd=cwd,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              universal_newlines=True, timeout=120)
+
+    def sandbox(self, name):
+        """A fresh directory holding a copy of the tool, with its own state and sockets."""
+        root = os.path.join(self.tmp, name)
+        os.mkdir(root)
+        shutil.copy(TOOL, os.path.join(root, "tmuxsess.py"))
+        env = dict(self.env, TMUXSESS_STATE_DIR=os.path.join(root, "state"),
+                   CLAUDE_TMUX_SOCKET_DIR=os.path.join(root, "sock"), TMPDIR=root,
+                   PATH=os.environ.get("PATH", "/usr/bin:/bin"))
+        return root, env
+
+
+class ReadmeExamplesTest(DocsTestCase):
+    """Every ```sh block of README.md runs and succeeds, so the docs cannot rot.
+
+    Blocks run in order, one bash script per "## " section (later blocks of a
+    section use the sessions earlier ones created), each section in a fresh
+    directory with its own state and socket dirs. A section must clean up
+    after itself: no registered session may be left.
+    """
+
+    def test_readme_examples(self):
+        with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
+            blocks = fenced_blocks(f.read())
+        sections = {}
+        for section, code in blocks:
+            sections.setdefault(section, []).append(code)
+        self.assertGreaterEqual(len(blocks), 15)
+        self.assertIn("make test\n", blocks[0][1], "README starts with the test command")
+        with open(os.path.join(HERE, "Makefile")) as f:
+            self.assertIn("unittest -v test_tmuxsess", f.read())
+        for i, (section, codes) in enumerate(sections.items()):
+            # `make test` is this very suite: it is checked above, not run again.
+            code = "".join(codes).replace("make test\n", "")
+            with self.subTest(section=section or "(top)"):
+                root, env = self.sandbox("readme-%d" % i)
+                r = self.run_script(code, root, env)
+                self.assertEqual(r.returncode, 0, "section %r failed:\n%s" % (section, r.stdout))
+                self.assertNotRegex(r.stdout, r'File ".*tmuxsess\.py"', "a tool traceback")
+                left = subprocess.run([sys.executable, TOOL, "list", "--json"], env=env,
+                                      stdout=subprocess.PIPE, universal_newlines=True)
+                self.assertEqual(json.loads(left.stdout)["total"], 0,
+                                 "section %r left sessions behind" % section)
+
+
+class SkillTest(DocsTestCase):
+    """`tmuxsess.py skill` is a valid SKILL.md whose commands all run."""
+
+    def parse(self, text):
+        self.assertTrue(text.startswith("---\n"), "front matter first")
+        head, sep, body = text[4:].partition("\n---\n")
+        self.assertTrue(sep, "front matter is closed")
+        meta = {}
+        for line in head.split("\n"):
+            key, colon, value = line.partition(":")
+            self.assertTrue(colon and key.strip().isidentifier(), "bad front matter %r" % line)
+            meta[key.strip()] = value.strip()
+        return meta, body
+
+    def test_front_matter_and_rules(self):
+        r = self.ok("skill")
+        meta, body = self.parse(r.stdout)
+        self.assertEqual(meta["name"], "tmuxsess")
+        self.assertIn("Use it when", meta["description"])
+        self.assertGreater(len(meta["description"]), 80)
+        self.assertIn(TOOL, body, "names the tool by its vendored path")
+        for rule in ("list", "attach", " run ", "-k C-c", "kill -s"):
+            self.assertIn(rule, body)
+
+    def test_every_command_runs(self):
+        root, env = self.sandbox("skill")
+        text = self.ok("skill", "--tool", os.path.join(root, "tmuxsess.py")).stdout
+        blocks = fenced_blocks(text)
+        self.assertTrue(blocks)
+        for _section, code in blocks:
+            r = self.run_script(code, root, env)
+            self.assertEqual(r.returncode, 0, r.stdout)
+            self.assertIn("2432902008176640000", r.stdout)
+            self.assertIn("30\n", r.stdout)
+
+    def test_write_creates_skill_md_and_keeps_edits(self):
+        target = os.path.join(self.tmp, "skills", "tmux")
+        self.ok("skill", "--write", target)
+        path = os.path.join(target, "SKILL.md")
+        with open(path, encoding="utf-8") as f:
+            self.assertEqual(f.read(), self.ok("skill").stdout)
+        self.ok("skill", "--write", target)  # unchanged: rewriting is fine
+        with open(path, "a", encoding="utf-8") as f:
+            f.write("my own notes\n")
+        r = self.cli("skill", "--write", target)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("tmuxsess: error:", r.stderr)
+        self.assertIn("--force", r.stderr)
+        self.ok("skill", "--write", target, "--force")
+        with open(path, encoding="utf-8") as f:
+            self.assertNotIn("my own notes", f.read())
+
+
+class HelpTest(TmuxTestCase):
+    def test_overview_version_and_examples(self):
+        overview = self.ok().stdout
+        for stage in ("pre-check", "create", "active use", "health", "cleanup"):
+            self.assertIn(stage, overview)
+        self.assertRegex(self.ok("--version").stdout, r"^tmuxsess \d+\.\d+\.\d+\n$")
+        for command in ("create-session", "list-sessions", "safe-send", "wait-for-text",
+                        "pane-health", "kill-session", "cleanup-sessions", "find-sessions",
+                        "run", "capture", "repair", "attach", "skill"):
+            self.assertIn(command, overview)
+            text = self.ok(command, "--help").stdout
+            examples = text.split("examples:\n", 1)[-1]
+            self.assertGreaterEqual(examples.count("tmuxsess.py " ), 2, command)
+
 if __name__ == "__main__":
     unittest.main()

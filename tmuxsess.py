@@ -950,7 +950,8 @@ def kill_session(session: Optional[str] = None, socket: Optional[str] = None,
              and s.socket == pane.server.socket), "")
     alive = health.status not in ("missing", "server_not_running")
     result = {"name": name, "killed": False, "deregistered": False, "dry_run": dry_run,
-              "socket": pane.server.socket, "status": health.short}
+              "socket": pane.server.socket, "status": health.short,
+              "registered": bool(registered_as)}
     if dry_run:
         result["killed"], result["deregistered"] = alive, bool(registered_as)
         return result
@@ -2118,7 +2119,10 @@ def cmd_kill(a: argparse.Namespace) -> int:
             file=sys.stderr)
     if a.dry_run:
         return 0
-    return {2: 0, 1: 1, 0: 2}[len(done)]
+    if not done:
+        return 2
+    # An unregistered session has nothing to deregister: killing it is all of it.
+    return 0 if r["killed"] and (r["deregistered"] or not r["registered"]) else 1
 
 
 def cmd_cleanup(a: argparse.Namespace) -> int:
