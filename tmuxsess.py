@@ -136,6 +136,7 @@ class Health:
     pid: Optional[int] = None
     process_running: bool = False
     exit_status: Optional[int] = None
+    exit_signal: Optional[int] = None  # the signal that killed a dead pane's program
 
     @property
     def short(self) -> str:
@@ -147,8 +148,14 @@ class Health:
         if self.status == "healthy":
             return "Session %s is healthy: pid %s is running." % (name, self.pid)
         if self.status == "dead":
-            return "Session %s is dead: its program exited with status %s." % (
-                name, self.exit_status)
+            how = "exited"
+            if self.exit_status is not None:
+                how = "exited with status %d" % self.exit_status
+            elif self.exit_signal:
+                how = "was killed by signal %d" % self.exit_signal
+                with contextlib.suppress(ValueError):
+                    how += " (%s)" % signal.Signals(self.exit_signal).name
+            return "Session %s is dead: its program %s." % (name, how)
         if self.status == "zombie":
             return "Session %s is a zombie: the pane exists but pid %s is not running." % (
                 name, self.pid)
@@ -429,6 +436,7 @@ PANE_FORMAT = "\t".join([
     "#{@tmuxsess-transcript}", "#{@tmuxsess-prompt}", "#{@tmuxsess-sent}",
     "#{@tmuxsess-created}", "#{session_created}", "#{session_windows}",
     "#{session_attached}", "#{pid}", "#{pane_pipe}", "#{history_size}", "#{cursor_y}",
+    "#{pane_dead_signal}",
 ])
 PANE_FIELDS = PANE_FORMAT.count("\t") + 1
 
@@ -450,13 +458,35 @@ def _health_from_row(row: Optional[List[str]], server_up: bool, session_up: bool
         return Health("missing", server_running=True, session_exists=session_up)
     pid = int(row[4] or 0)
     if row[5] == "1":
-        status = int(row[6]) if row[6].lstrip("-").isdigit() else None
+        status, sig = _dead_exit(row, pid)
         return Health("dead", True, True, True, pane_dead=True, pid=pid or None,
-                      exit_status=status)
+                      exit_status=status, exit_signal=sig)
     state = _process_state(pid)
     if state == "running":
         return Health("healthy", True, True, True, pid=pid, process_running=True)
     return Health("zombie", True, True, True, pid=pid)
+
+
+def _dead_exit(row: List[str], pid: int) -> Tuple[Optional[int], Optional[int]]:
+    """How a dead pane's program ended: (exit status, signal); None if unknown.
+
+    tmux marks a pane dead when its pty closes, which can be well before it
+    reaps the program (seconds, on a busy server); until then it reports
+    neither. The unreaped zombie still holds its wait status in /proc.
+    """
+    if row[6].lstrip("-").isdigit():
+        return int(row[6]), None
+    if row[19].isdigit() and int(row[19]):
+        return None, int(row[19])
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        if pid > 0 and fields[0] == b"Z":
+            code = int(fields[49])  # field 52, exit_code, in waitpid(2) form
+            return ((code >> 8) & 0xFF, None) if not code & 0x7F else (None, code & 0x7F)
+    except (OSError, IndexError, ValueError):
+        pass
+    return None, None
 
 
 def _find_row(rows: List[List[str]], session: Session) -> Tuple[Optional[List[str]], bool]:
