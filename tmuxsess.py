@@ -702,8 +702,10 @@ def _query_pane(server: Server, target: str, entry: Session) -> Tuple[Pane, Heal
         else:
             rows = None
     registered = bool(entry.name)
-    if rows and entry.name and rows[0][0] != entry.name and entry.pane_id:
-        rows = []  # the pane id now belongs to another session: ours is gone
+    if rows and entry.name and rows[0][0] != entry.name:
+        # The pane id now belongs to another session, or an old "NAME:0.0" target
+        # matched another session by prefix (tmux's rule): ours is gone.
+        rows = []
     if rows is None:
         health = Health("server_not_running")
         row = None
