@@ -854,6 +854,9 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
         _compile_prompt(prompt)
     if socket:
         socket = os.path.abspath(socket)
+        if not os.path.isdir(os.path.dirname(socket)):
+            # tmux would exit 0 having started nothing.
+            raise _fail("socket directory %s does not exist" % os.path.dirname(socket))
     else:
         private_dir(socket_dir(), "socket dir")
         socket = default_socket()
