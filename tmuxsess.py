@@ -973,7 +973,7 @@ def kill_session(session: Optional[str] = None, socket: Optional[str] = None,
                  dry_run: bool = False) -> Dict[str, Any]:
     """Kill the tmux session and remove its registry entry as one operation.
 
-    Returns ``{"name", "killed", "deregistered", "dry_run"}``.
+    Returns ``{"name", "killed", "deregistered", "registered", "dry_run", ...}``.
     """
     pane, health = resolve(session, socket, socket_name, target)
     name = pane.session
@@ -984,8 +984,9 @@ def kill_session(session: Optional[str] = None, socket: Optional[str] = None,
             (n for n, s in regs.items() if s.pane_id == pane.pane_id
              and s.socket == pane.server.socket), "")
     alive = health.status not in ("missing", "server_not_running")
-    result = {"name": name, "killed": False, "deregistered": False, "dry_run": dry_run,
-              "socket": pane.server.socket, "status": health.short}
+    result = {"name": pane.label, "killed": False, "deregistered": False,
+              "registered": bool(registered_as), "dry_run": dry_run,
+              "socket": pane.server.label, "status": health.short}
     if dry_run:
         result["killed"], result["deregistered"] = alive, bool(registered_as)
         return result
@@ -2078,13 +2079,18 @@ def cmd_kill(a: argparse.Namespace) -> int:
             if ok]
     if done:
         print("%s %s %s" % (r["name"], verb, " and ".join(done)))
-    if a.verbose or not done:
+    if a.verbose:
         print("%s: status %s, socket %s, killed=%s, deregistered=%s" % (
             r["name"], r["status"], r["socket"], r["killed"], r["deregistered"]),
             file=sys.stderr)
-    if a.dry_run:
-        return 0
-    return {2: 0, 1: 1, 0: 2}[len(done)]
+    if not done:
+        why = {"server": "no tmux server runs on %s" % r["socket"],
+               "missing": "tmux has no such session"}.get(r["status"], "tmux could not kill it")
+        _error("nothing to kill: %s is not registered and %s" % (r["name"], why))
+        return 2
+    # A session that was never registered is done once killed; a dry run
+    # exits as the real kill would.
+    return 0 if len(done) == 2 or not r["registered"] else 1
 
 
 def cmd_cleanup(a: argparse.Namespace) -> int:
@@ -2096,7 +2102,8 @@ def cmd_cleanup(a: argparse.Namespace) -> int:
         return 0
     for item in removed:
         print("%s %s: %s%s" % ("would remove" if a.dry_run else "removed", item["name"],
-                               item["reason"], " (killed)" if item["killed"] else ""))
+                               item["reason"], "" if not item["killed"] else
+                               " (would be killed)" if a.dry_run else " (killed)"))
     if not removed:
         print("Nothing to clean up.")
     return 0
