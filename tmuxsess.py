@@ -493,7 +493,8 @@ def _find_row(rows: List[List[str]], session: Session) -> Tuple[Optional[List[st
     """The pane row of a registered session, and whether its session exists."""
     by_session = [r for r in rows if r[0] == session.name]
     if session.pane_id:
-        for r in by_session or rows:
+        # Only in its own session: pane ids start again at %0 on a new server.
+        for r in by_session:
             if r[3] == session.pane_id:
                 return r, True
         return None, bool(by_session)
