@@ -417,6 +417,29 @@ class LifecycleListHealthTest(LifecycleCase):
         self.assertEqual(text.stdout, "Session sig is dead: its program was killed by "
                                       "signal 9 (SIGKILL).\n")
 
+    def test_list_agrees_with_health_after_a_server_restart(self):
+        self.api_create("a", "command", command="sleep 60", wait=False)
+        self.tmux("kill-server")
+        # A new server numbers its panes from %0 again: a's old id is b's now.
+        wait_until(lambda: self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "b")
+                   .returncode == 0, what="a new server")
+        self.assertEqual([(s.name, s.status) for s in tmuxsess.list_sessions()],
+                         [("a", "missing")])
+        self.assertEqual(self.cli("health", "-s", "a").returncode, 2)
+        self.assertEqual(self.ok("cleanup").stdout, "removed a: missing\n")
+        self.assertEqual(self.tmux_sessions(), ["b"])
+
+    def test_list_reports_a_corrupt_registry(self):
+        os.makedirs(self.state, 0o700)
+        path = os.path.join(self.state, ".sessions.json")
+        with open(path, "w") as f:
+            f.write('{"version": "1.0", "sessions": [')
+        for args in (["list"], ["list", "--json"]):
+            r = self.fails(1, *args)
+            self.assertIn(path, r.stderr)
+        with open(path) as f:
+            self.assertEqual(f.read(), '{"version": "1.0", "sessions": [')
+
     def test_list_of_30_sessions_asks_tmux_once_per_socket(self):
         other = os.path.join(self.sockets, "second.sock")
         os.makedirs(self.sockets, 0o700)
