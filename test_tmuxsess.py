@@ -242,19 +242,20 @@ class LifecycleCreateTest(LifecycleCase):
         # Not ready in time: exit 3 soon after the timeout, nothing left behind.
         before = self.transcripts()
         start = time.monotonic()
-        r = self.fails(3, "create", "-n", "late", "--ready-timeout", "1", *never)
+        r = self.fails(3, "create", "-n", "late", "--ready-timeout", "0.5", *never)
         self.assertLess(time.monotonic() - start, 8)
-        self.assertIn("did not show its prompt within 1s", r.stderr)
+        self.assertIn("did not show its prompt within 0.5s", r.stderr)
         # A --cmd without --prompt is ready once its output settles; output that
         # never stops is not ready.
-        r = self.fails(3, "create", "-n", "chatty", "--ready-timeout", "1", "--cmd",
+        r = self.fails(3, "create", "-n", "chatty", "--ready-timeout", "0.5", "--cmd",
                        "while :; do echo tick; sleep 0.05; done")
         self.assertIn("tick", r.stderr)
         self.assertEqual(self.tmux_sessions(), ["nowait"])
         self.assertEqual(sorted(self.registry()["sessions"]), ["nowait"])
         self.assertEqual(self.transcripts(), before)
         self.ok("create", "-n", "settles", "--cmd", "echo hello-settled; sleep 60")
-        self.assertIn("hello-settled", tmuxsess.capture(session="settles"))
+        wait_until(lambda: "hello-settled" in tmuxsess.capture(session="settles"),
+                   what="the quiet program's output")
 
     def test_gdb_has_pagination_and_confirm_off(self):
         if not shutil.which("gdb"):
@@ -700,7 +701,8 @@ class LifecycleRaceTest(LifecycleCase):
         return results
 
     def test_20_parallel_creates(self):
-        results = self.parallel([["create", "-n", "par%02d" % i] for i in range(20)])
+        results = self.parallel([["create", "-n", "par%02d" % i, "--ready-timeout", "60"]
+                                 for i in range(20)])
         self.assertEqual([r[0] for r in results], [0] * 20, [r[2] for r in results if r[0]])
         doc = self.registry()  # valid JSON, the spec's shape
         self.assertEqual(sorted(doc["sessions"]), ["par%02d" % i for i in range(20)])
