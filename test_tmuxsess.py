@@ -601,6 +601,9 @@ class LifecycleCaptureTest(LifecycleCase):
                          ["row300", ""])
         ansi = self.ok("capture", "-s", "cap", "--ansi", "--all").stdout
         self.assertIn("\x1b[31mRED", ansi)
+        for line in ansi.splitlines():  # colours never bleed into the next line
+            if "\x1b[" in line:
+                self.assertTrue(line.endswith("\x1b[0m"), repr(line))
         self.fails(1, "capture", "-s", "cap", "-n", "0")
 
     def test_crashed_python_traceback_is_readable_after_death(self):

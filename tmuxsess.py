@@ -1192,6 +1192,10 @@ def _capture_pane(pane: Pane, lines: Optional[int], ansi: bool = False) -> str:
             del out[-2]
     if lines is not None:
         out = out[-lines:]
+    if ansi:
+        # tmux does not reset attributes at the end of a line, so colour would
+        # bleed into the next line (and the user's terminal after the last).
+        out = [line + "\x1b[0m" if "\x1b[" in line else line for line in out]
     return "\n".join(out) + ("\n" if out else "")
 
 
