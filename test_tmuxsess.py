@@ -248,5 +248,730 @@ class HelpTest(TmuxTestCase):
             examples = text.split("examples:\n", 1)[-1]
             self.assertGreaterEqual(examples.count("tmuxsess.py " ), 2, command)
 
+
+# ==== lifecycle tests ====
+
+ZOMBIE_PY = """\
+import ctypes, threading, time
+threading.Thread(target=time.sleep, args=(600,)).start()
+print("zombie-leader", flush=True)
+ctypes.CDLL(None).pthread_exit(None)  # the main thread ends; the process lives on
+"""
+TIME_RE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z"
+
+
+class LifecycleCase(TmuxTestCase):
+    """Helpers for the lifecycle tests: sessions in each state, made cheaply."""
+
+    def api_create(self, name, kind="shell", **kw):
+        return tmuxsess.create_session(name, kind, **kw)
+
+    def health(self, name):
+        return tmuxsess.pane_health(session=name)
+
+    def wait_status(self, name, status, timeout=15.0):
+        return wait_until(lambda: self.health(name).status == status and self.health(name),
+                          timeout, "%s to be %s" % (name, status))
+
+    def make_dead(self, name, code=7):
+        """A Python REPL whose program exited with ``code``."""
+        self.api_create(name, "python-repl")
+        tmuxsess.send("raise SystemExit(%d)" % code, session=name)
+        return self.wait_status(name, "dead")
+
+    def make_zombie(self, name):
+        """A pane whose program's main thread is a zombie while the pane lives."""
+        script = os.path.join(self.tmp, "zombie.py")
+        with open(script, "w") as f:
+            f.write(ZOMBIE_PY)
+        self.api_create(name, "command", command="exec %s %s" % (sys.executable, script),
+                        wait=False)
+        return self.wait_status(name, "zombie")
+
+    def registry_bytes(self):
+        try:
+            with open(os.path.join(self.state, ".sessions.json"), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def transcripts(self):
+        try:
+            return sorted(os.listdir(os.path.join(self.state, "transcripts")))
+        except FileNotFoundError:
+            return []
+
+    def tmux_sessions(self, socket=None):
+        r = self.tmux("list-sessions", "-F", "#{session_name}", socket=socket)
+        return sorted(r.stdout.split()) if r.returncode == 0 else []
+
+    def edit_registry(self, change):
+        path = os.path.join(self.state, ".sessions.json")
+        doc = self.registry()
+        change(doc)
+        with open(path, "w") as f:
+            json.dump(doc, f)
+
+    def fails(self, code, *args, error=True, **kw):
+        """Run the CLI, expect exit ``code`` and a one-line error without traceback."""
+        r = self.cli(*args, **kw)
+        self.assertEqual(r.returncode, code, "%s:\n%s%s" % (args, r.stdout, r.stderr))
+        self.assertNoTraceback(r)
+        if error:
+            self.assertTrue(r.stderr.startswith("tmuxsess: error: "), r.stderr)
+            self.assertLessEqual(len(r.stderr.splitlines()), 2, r.stderr)
+        return r
+
+
+class LifecycleCreateTest(LifecycleCase):
+    def test_create_prints_record_registers_and_waits_for_the_prompt(self):
+        r = self.ok("create", "-n", "calc", "--python")
+        rec = json.loads(r.stdout)
+        # Returned only once ">>>" is up: the pane shows it right now.
+        self.assertEqual(tmuxsess.capture(session="calc").rstrip("\n").splitlines()[-1],
+                         ">>>")
+        info = self.tmux("display-message", "-p", "-t", "=calc:", "#{session_name}:"
+                         "#{window_index}.#{pane_index} #{pane_id} #{pane_pid} "
+                         "#{pane_width}x#{pane_height} #{window_name} "
+                         "#{remain-on-exit}").stdout.split()
+        self.assertEqual(rec["name"], "calc")
+        self.assertEqual(rec["socket"], self.socket)
+        self.assertEqual([rec["target"], rec["pane_id"], str(rec["pid"])], info[:3])
+        self.assertEqual(info[3:], ["200x50", "shell", "on"])
+        self.assertEqual(rec["type"], "python-repl")
+        self.assertIs(rec["registered"], True)
+        # stderr: how a person watches and reads it.
+        self.assertIn("tmux -S %s attach -t calc" % self.socket, r.stderr)
+        self.assertRegex(r.stderr, r"tmuxsess\.py capture -s calc")
+        # The registry: the spec's shape, private files and dirs.
+        doc = self.registry()
+        self.assertEqual(doc["version"], "1.0")
+        entry = doc["sessions"]["calc"]
+        for key in ("socket", "target", "pane_id", "type", "pid"):
+            self.assertEqual(entry[key], rec[key], key)
+        self.assertRegex(entry["created_at"], TIME_RE)
+        self.assertRegex(entry["last_active"], TIME_RE)
+        for path, mode in ((self.state, 0o700), (self.sockets, 0o700),
+                           (os.path.join(self.state, ".sessions.json"), 0o600),
+                           (rec["transcript"], 0o600)):
+            self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), mode, path)
+
+    def test_flags_cwd_env_window_socket_no_register(self):
+        cwd = os.path.join(self.tmp, "a dir")
+        os.mkdir(cwd)
+        custom = os.path.join(self.tmp, "custom.sock")
+        r = self.ok("create", "-n", "job", "-c", cwd, "-e", "GREETING=hello there",
+                    "-e", "EQ=a=b", "-w", "work", "-S", custom, "--no-register")
+        rec = json.loads(r.stdout)
+        self.assertIs(rec["registered"], False)
+        self.assertEqual(rec["socket"], custom)
+        self.assertIn("capture -S %s -t job" % custom, r.stderr)
+        self.assertIsNone(self.registry_bytes())  # nothing registered, no file made
+        self.assertEqual(self.tmux("display-message", "-p", "-t", "=job:", "#{window_name}",
+                                   socket=custom).stdout, "work\n")
+        out = tmuxsess.run('pwd; echo "[$GREETING|$EQ]"', socket=custom, target="job")
+        self.assertEqual(out.output, "%s\n[hello there|a=b]\n" % cwd)
+
+    def test_no_wait_and_ready_timeout(self):
+        never = ["--cmd", "sleep 60", "--prompt", "^NEVER> $"]
+        start = time.monotonic()
+        self.ok("create", "-n", "nowait", "--no-wait", *never)
+        self.assertLess(time.monotonic() - start, 8, "--no-wait waited for the prompt")
+        self.assertEqual(self.health("nowait").status, "healthy")
+        # Not ready in time: exit 3 soon after the timeout, nothing left behind.
+        before = self.transcripts()
+        start = time.monotonic()
+        r = self.fails(3, "create", "-n", "late", "--ready-timeout", "0.5", *never)
+        self.assertLess(time.monotonic() - start, 8)
+        self.assertIn("did not show its prompt within 0.5s", r.stderr)
+        # A --cmd without --prompt is ready once its output settles; output that
+        # never stops is not ready.
+        r = self.fails(3, "create", "-n", "chatty", "--ready-timeout", "0.5", "--cmd",
+                       "while :; do echo tick; sleep 0.05; done")
+        self.assertIn("tick", r.stderr)
+        self.assertEqual(self.tmux_sessions(), ["nowait"])
+        self.assertEqual(sorted(self.registry()["sessions"]), ["nowait"])
+        self.assertEqual(self.transcripts(), before)
+        self.ok("create", "-n", "settles", "--cmd", "echo hello-settled; sleep 60")
+        wait_until(lambda: "hello-settled" in tmuxsess.capture(session="settles"),
+                   what="the quiet program's output")
+
+    def test_gdb_has_pagination_and_confirm_off(self):
+        if not shutil.which("gdb"):
+            self.skipTest("gdb is not installed")
+        self.assertEqual(self.create("dbg", "--gdb")["type"], "debugger")
+        self.assertEqual(tmuxsess.run("show pagination", session="dbg").output,
+                         "State of pagination is off.\n")
+        self.assertIn("is off.", tmuxsess.run("show confirm", session="dbg").output)
+
+    def test_exit_codes(self):
+        self.create("taken")
+        before = self.registry_bytes()
+        # 1: bad arguments, refused before tmux is called.
+        self.fails(1, "create", "--python")
+        self.fails(1, "create", "-n", "x", "-c", os.path.join(self.tmp, "nowhere"))
+        self.fails(1, "create", "-n", "x", "-e", "NOEQUALS")
+        self.fails(1, "create", "-n", "x", "-S", os.path.join(self.tmp, "nowhere", "s.sock"))
+        for bad in ("a:b", "a.b", "", "-x", "a" * 65, "a b", "a\nb"):
+            r = self.fails(1, "create", "-n", bad)
+            self.assertIn("invalid session name", r.stderr)
+        self.assertEqual(self.registry_bytes(), before)
+        self.assertEqual(self.tmux_sessions(), ["taken"])
+        # 2: the name is taken, in the registry or only in tmux.
+        self.fails(2, "create", "-n", "taken")
+        self.tmux("new-session", "-d", "-s", "bytmux")
+        r = self.fails(2, "create", "-n", "bytmux")
+        self.assertIn("already exists", r.stderr)
+        # 3: tmux failed.
+        env = dict(self.env, TMUXSESS_TMUX=os.path.join(self.tmp, "no-tmux-here"))
+        self.fails(3, "create", "-n", "x", env=env)
+        # 4: the registry failed (a corrupt one is reported and left alone).
+        with open(os.path.join(self.state, ".sessions.json"), "w") as f:
+            f.write("{not json")
+        r = self.fails(4, "create", "-n", "x")
+        self.assertIn(".sessions.json", r.stderr)
+        self.assertEqual(self.registry_bytes(), b"{not json")
+        self.assertEqual(self.tmux_sessions(), ["bytmux", "taken"])
+        self.assertEqual(len(self.transcripts()), 1)  # taken's only
+
+
+class LifecycleRegistryTest(LifecycleCase):
+    def test_unknown_fields_survive_rewrites(self):
+        self.api_create("one", "command", command="sleep 60", wait=False)
+
+        def add(doc):
+            doc["written_by"] = "a newer tmuxsess"
+            doc["sessions"]["one"]["color"] = {"fg": "red"}
+        self.edit_registry(add)
+        self.api_create("two", "command", command="sleep 60", wait=False)
+        tmuxsess.kill_session(session="two")
+        doc = self.registry()
+        self.assertEqual(doc["written_by"], "a newer tmuxsess")
+        self.assertEqual(doc["sessions"]["one"]["color"], {"fg": "red"})
+        self.assertEqual(sorted(doc["sessions"]), ["one"])
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(
+            self.state, ".sessions.json")).st_mode), 0o600)
+
+    def test_entry_of_the_old_bash_scripts_is_used(self):
+        # The old scripts' servers read the user's config and stored "NAME:0.0".
+        os.makedirs(self.sockets, 0o700)
+        self.tmux("new-session", "-d", "-s", "legacy", "-x", "120", "-y", "20")
+        self.tmux("new-session", "-d", "-s", "oldish", "-x", "120", "-y", "20")
+        os.makedirs(self.state, 0o700, exist_ok=True)
+        with open(os.path.join(self.state, ".sessions.json"), "w") as f:
+            json.dump({"version": "1.0", "sessions": {
+                name: {"socket": self.socket, "target": name + ":0.0", "type": "shell",
+                       "pid": 0, "created_at": "2026-01-01T00:00:00Z",
+                       "last_active": "2026-01-01T00:00:00Z"}
+                for name in ("legacy", "old")}}, f)
+        rows = {s.name: s.status for s in tmuxsess.list_sessions()}
+        self.assertEqual(rows, {"legacy": "alive", "old": "missing"})
+        self.assertEqual(self.cli("health", "-s", "legacy").returncode, 0)
+        self.tmux("send-keys", "-t", "legacy", "echo legacy-$((6*7))", "Enter")
+        wait_until(lambda: "legacy-42" in tmuxsess.capture(session="legacy"),
+                   what="echo in the legacy pane")
+        # "old:0.0" must not reach "oldish" through tmux's prefix matching.
+        self.assertEqual(self.cli("health", "-s", "old").returncode, 2)
+        self.assertEqual(self.fails(1, "kill", "-s", "old", error=False).stdout,
+                         "old was deregistered\n")
+        self.ok("kill", "-s", "legacy")
+        self.assertEqual(self.tmux_sessions(), ["oldish"])
+        self.assertEqual(self.registry()["sessions"], {})
+
+
+class LifecycleListHealthTest(LifecycleCase):
+    def make_every_status(self):
+        """Sessions alive, dead, missing, zombie and server (their server is gone)."""
+        other = os.path.join(self.tmp, "other.sock")
+        self.api_create("a-alive")
+        self.make_dead("b-dead", 7)
+        self.api_create("c-missing", "command", command="sleep 60", wait=False)
+        self.tmux("kill-session", "-t", "=c-missing")
+        self.make_zombie("d-zombie")
+        self.api_create("e-server", "command", command="sleep 60", socket=other, wait=False)
+        self.tmux("kill-server", socket=other)
+
+    def test_list_table_json_and_statuses(self):
+        self.assertEqual(self.ok("list").stdout.splitlines()[-1],
+                         "Total: 0 | Alive: 0 | Dead: 0")
+        self.make_every_status()
+        lines = self.ok("ls").stdout.splitlines()
+        self.assertEqual(lines[0].split(), ["NAME", "SOCKET", "TARGET", "STATUS", "PID",
+                                            "CREATED", "LAST-ACTIVE"])
+        rows = {line.split()[0]: line.split() for line in lines[1:-1]}
+        self.assertEqual({name: row[3] for name, row in rows.items()},
+                         {"a-alive": "alive", "b-dead": "dead", "c-missing": "missing",
+                          "d-zombie": "zombie", "e-server": "server"})
+        self.assertEqual(rows["a-alive"][1:3], [self.socket, "a-alive:0.0"])
+        self.assertEqual(rows["a-alive"][4], str(self.health("a-alive").pid))
+        self.assertRegex(lines[1], r"\d+[smhd] ago +\d+[smhd] ago$")
+        self.assertEqual(lines[-1], "Total: 5 | Alive: 1 | Dead: 4")
+        doc = json.loads(self.ok("list-sessions", "--json").stdout)
+        self.assertEqual((doc["total"], doc["alive"], doc["dead"]), (5, 1, 4))
+        byname = {s["name"]: s for s in doc["sessions"]}
+        self.assertEqual(byname["e-server"]["status"], "server")
+        self.assertEqual(byname["b-dead"]["status"], "dead")
+        for key in ("name", "socket", "target", "status", "pid", "created_at",
+                    "last_active"):
+            self.assertIn(key, byname["a-alive"])
+        self.assertRegex(byname["a-alive"]["created_at"], TIME_RE)
+
+    def test_health_exit_codes_json_and_text(self):
+        self.make_every_status()
+        want = {"a-alive": (0, "healthy"), "b-dead": (1, "dead"),
+                "c-missing": (2, "missing"), "d-zombie": (3, "zombie"),
+                "e-server": (4, "server_not_running")}
+        for name, (code, status) in want.items():
+            r = self.cli("health", "-s", name)
+            self.assertEqual(r.returncode, code, name + r.stderr)
+            h = json.loads(r.stdout)
+            self.assertEqual(h["status"], status)
+            self.assertEqual(sorted(h), sorted([
+                "status", "server_running", "session_exists", "pane_exists", "pane_dead",
+                "pid", "process_running", "exit_status", "exit_signal"]))
+            text = self.cli("pane-health", "-s", name, "--format", "text")
+            self.assertEqual(text.returncode, code)
+            self.assertEqual(len(text.stdout.splitlines()), 1)
+            self.assertTrue(text.stdout.startswith("Session %s " % name), text.stdout)
+        alive = json.loads(self.cli("health", "-s", "a-alive").stdout)
+        self.assertEqual((alive["server_running"], alive["pane_exists"],
+                          alive["process_running"], alive["pane_dead"]),
+                         (True, True, True, False))
+        dead = json.loads(self.cli("health", "-s", "b-dead").stdout)
+        self.assertEqual((dead["pane_dead"], dead["exit_status"]), (True, 7))
+        self.assertIn("exited with status 7",
+                      self.cli("health", "-s", "b-dead", "--format", "text").stdout)
+        # 1 also for bad arguments and unknown names (candidates listed).
+        self.fails(1, "health", "-s", "a:b")
+        self.fails(1, "health", "-s", "a-alive", "--format", "xml")
+        r = self.fails(1, "health", "-s", "nope")
+        self.assertIn("a-alive, b-dead, c-missing, d-zombie, e-server", r.stderr)
+
+    def test_health_of_a_program_killed_by_a_signal(self):
+        self.api_create("sig", "python-repl")
+        tmuxsess.send("import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
+                      session="sig")
+        h = self.wait_status("sig", "dead")
+        self.assertEqual((h.exit_status, h.exit_signal), (None, 9))
+        text = self.cli("health", "-s", "sig", "--format", "text")
+        self.assertEqual(text.stdout, "Session sig is dead: its program was killed by "
+                                      "signal 9 (SIGKILL).\n")
+
+    def test_list_agrees_with_health_after_a_server_restart(self):
+        self.api_create("a", "command", command="sleep 60", wait=False)
+        self.tmux("kill-server")
+        # A new server numbers its panes from %0 again: a's old id is b's now.
+        wait_until(lambda: self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "b")
+                   .returncode == 0, what="a new server")
+        self.assertEqual([(s.name, s.status) for s in tmuxsess.list_sessions()],
+                         [("a", "missing")])
+        self.assertEqual(self.cli("health", "-s", "a").returncode, 2)
+        self.assertEqual(self.ok("cleanup").stdout, "removed a: missing\n")
+        self.assertEqual(self.tmux_sessions(), ["b"])
+
+    def test_list_reports_a_corrupt_registry(self):
+        os.makedirs(self.state, 0o700)
+        path = os.path.join(self.state, ".sessions.json")
+        with open(path, "w") as f:
+            f.write('{"version": "1.0", "sessions": [')
+        for args in (["list"], ["list", "--json"]):
+            r = self.fails(1, *args)
+            self.assertIn(path, r.stderr)
+        with open(path) as f:
+            self.assertEqual(f.read(), '{"version": "1.0", "sessions": [')
+
+    def test_list_of_30_sessions_asks_tmux_once_per_socket(self):
+        other = os.path.join(self.sockets, "second.sock")
+        os.makedirs(self.sockets, 0o700)
+        for i in range(30):
+            self.api_create("s%02d" % i, "command", command="sleep 60", wait=False,
+                            socket=other if i % 3 == 0 else None)
+        log = os.path.join(self.tmp, "tmux-calls.log")
+        wrapper = os.path.join(self.tmp, "tmux-wrapper")
+        with open(wrapper, "w") as f:
+            f.write('#!/bin/sh\necho "$*" >> %s\nexec tmux "$@"\n' % log)
+        os.chmod(wrapper, 0o700)
+        r = self.ok("list", env=dict(self.env, TMUXSESS_TMUX=wrapper))
+        self.assertEqual(r.stdout.splitlines()[-1], "Total: 30 | Alive: 30 | Dead: 0")
+        with open(log) as f:
+            calls = f.read().splitlines()
+        self.assertEqual(len(calls), 2, calls)
+        self.assertEqual(sorted(c.split()[1] for c in calls), sorted([self.socket, other]))
+
+
+class LifecycleKillCleanupTest(LifecycleCase):
+    def test_kill_exit_codes_and_dry_run(self):
+        rec = self.api_create("k1", "command", command="sleep 60", wait=False)
+        self.api_create("k2", "command", command="sleep 60", wait=False)
+        before = self.registry_bytes()
+        r = self.ok("kill", "-s", "k1", "--dry-run")
+        self.assertEqual(r.stdout, "k1 would be killed and deregistered\n")
+        self.assertEqual(self.registry_bytes(), before)
+        self.assertEqual(self.tmux_sessions(), ["k1", "k2"])
+        # 0: killed and deregistered (its transcript goes too).
+        self.assertEqual(self.ok("kill-session", "-s", "k1").stdout,
+                         "k1 was killed and deregistered\n")
+        self.assertEqual(self.tmux_sessions(), ["k2"])
+        self.assertEqual(sorted(self.registry()["sessions"]), ["k2"])
+        self.assertFalse(os.path.exists(rec["transcript"]))
+        # 1: one of the two (its tmux session was already gone).
+        self.tmux("kill-session", "-t", "=k2")
+        self.assertEqual(self.fails(1, "kill", "-s", "k2", error=False).stdout,
+                         "k2 was deregistered\n")
+        # 2: neither / not found.
+        self.fails(2, "kill", "-s", "k2")
+        self.fails(2, "kill", "-S", self.socket, "-t", "nothing-here")
+        # 3: bad arguments.
+        self.fails(3, "kill", "-s", "a:b")
+        self.fails(3, "kill", "--bogus")
+        # An unregistered session is done once killed.
+        self.tmux("new-session", "-d", "-s", "loose")
+        self.tmux("new-session", "-d", "-s", "keep")
+        self.assertEqual(self.ok("kill", "-S", self.socket, "-t", "loose").stdout,
+                         "loose was killed\n")
+        self.assertEqual(self.tmux_sessions(), ["keep"])
+
+    def test_cleanup_removes_unhealthy_only_by_default(self):
+        self.api_create("alive", "command", command="sleep 60", wait=False)
+        self.make_dead("dead", 3)
+        self.api_create("gone", "command", command="sleep 60", wait=False)
+        self.tmux("kill-session", "-t", "=gone")
+        before = self.registry_bytes()
+        r = self.ok("cleanup", "--dry-run")
+        self.assertEqual(r.stdout, "would remove dead: dead\nwould remove gone: missing\n")
+        self.assertEqual(self.registry_bytes(), before)
+        self.assertEqual(self.tmux_sessions(), ["alive", "dead"])
+        r = self.ok("cleanup-sessions")
+        self.assertEqual(r.stdout, "removed dead: dead\nremoved gone: missing\n")
+        self.assertEqual(sorted(self.registry()["sessions"]), ["alive"])
+        self.assertEqual(self.tmux_sessions(), ["alive"])  # the dead pane is gone too
+        self.assertEqual(len(self.transcripts()), 1)
+        self.assertEqual(self.ok("cleanup").stdout, "Nothing to clean up.\n")
+
+    def test_cleanup_older_than_idle_all_json(self):
+        for name in ("old", "idle", "fresh"):
+            self.api_create(name, "command", command="sleep 60", wait=False)
+
+        def age(doc):
+            doc["sessions"]["old"]["created_at"] = "2020-01-01T00:00:00Z"
+            doc["sessions"]["idle"]["last_active"] = "2020-01-01T00:00:00Z"
+        self.edit_registry(age)
+        before = self.registry_bytes()
+        r = self.ok("cleanup", "--older-than", "2h", "--dry-run")
+        self.assertRegex(r.stdout, r"\Awould remove old: created \d+d ago "
+                                   r"\(would be killed\)\n\Z")
+        r = self.ok("cleanup", "--idle", "1d", "--dry-run", "--json")
+        doc = json.loads(r.stdout)
+        self.assertIs(doc["dry_run"], True)
+        self.assertEqual([(i["name"], i["status"], i["killed"]) for i in doc["removed"]],
+                         [("idle", "alive", True)])
+        self.assertRegex(doc["removed"][0]["reason"], r"^idle for \d+d$")
+        self.assertEqual(self.registry_bytes(), before)
+        self.assertEqual(self.tmux_sessions(), ["fresh", "idle", "old"])
+        # Selected sessions that are alive are killed, not left running untracked.
+        r = self.ok("cleanup", "--older-than", "1h", "--idle", "3600")
+        self.assertRegex(r.stdout, r"\Aremoved idle: idle for \d+d \(killed\)\n"
+                                   r"removed old: created \d+d ago \(killed\)\n\Z")
+        self.assertEqual(self.tmux_sessions(), ["fresh"])
+        self.assertEqual(sorted(self.registry()["sessions"]), ["fresh"])
+        r = self.ok("cleanup", "--all", "--json")
+        self.assertEqual([(i["name"], i["reason"], i["killed"], i["removed"])
+                          for i in json.loads(r.stdout)["removed"]],
+                         [("fresh", "--all", True, True)])
+        self.assertEqual(self.tmux_sessions(), [])
+        self.assertEqual(self.registry()["sessions"], {})
+        self.fails(1, "cleanup", "--older-than", "2x")
+        self.fails(1, "cleanup", "--idle")
+
+
+class LifecycleFindTest(LifecycleCase):
+    def test_find_registered_unregistered_and_sockets(self):
+        self.fails(1, "find", error=False)  # no server yet
+        self.api_create("reg", "command", command="sleep 60", wait=False)
+        self.api_create("unreg", "command", command="sleep 60", wait=False, register=False)
+        in_dir = os.path.join(self.sockets, "mine.sock")
+        outside = os.path.join(self.tmp, "outside.sock")
+        self.tmux("new-session", "-d", "-s", "indir", socket=in_dir)
+        self.tmux("new-session", "-d", "-s", "far", socket=outside)
+        subprocess.run(["tmux", "-L", "named", "new-session", "-d", "-s", "bylabel"],
+                       env=self.env, check=True)
+        r = self.ok("find")
+        rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()[1:]}
+        self.assertEqual(r.stdout.split()[:4], ["NAME", "SOCKET", "STATUS", "REGISTERED"])
+        self.assertEqual(sorted(rows), ["reg", "unreg"])
+        self.assertEqual((rows["reg"][3], rows["unreg"][3]), ("yes", "no"))
+        found = json.loads(self.ok("find", "-A", "--json").stdout)
+        self.assertEqual(sorted((f["name"], f["socket"]) for f in found),
+                         [("indir", in_dir), ("reg", self.socket), ("unreg", self.socket)])
+        self.assertEqual({f["name"]: f["registered"] for f in found},
+                         {"indir": False, "reg": True, "unreg": False})
+        self.assertEqual(sorted(found[0]), sorted(["name", "socket", "windows", "attached",
+                                                   "created_at", "status", "registered",
+                                                   "type"]))
+        self.assertEqual([f["name"] for f in json.loads(
+            self.ok("find", "-S", outside, "--json").stdout)], ["far"])
+        self.assertEqual([f["name"] for f in json.loads(
+            self.ok("find", "-L", "named", "--json").stdout)], ["bylabel"])
+        self.assertEqual([f["name"] for f in json.loads(
+            self.ok("find", "--all", "-q", "REG", "--json").stdout)], ["reg", "unreg"])
+        r = self.fails(1, "find", "-A", "-q", "zzz", error=False)
+        self.assertEqual(r.stdout, "")
+        self.assertIn("No tmux sessions found", r.stderr)
+        self.fails(1, "find", "-L", "nobody-runs-this", error=False)
+        self.fails(1, "find", "-L", "x", "-S", outside)
+
+
+class LifecycleCaptureTest(LifecycleCase):
+    def test_joined_lines_trailing_blanks_lines_all_ansi(self):
+        self.api_create("cap")
+        tmuxsess.run("printf '%0450d\\n' 0; printf '\\033[31mRED\\033[0m\\n'; "
+                     "seq -f 'row%g' 1 300; echo; echo", session="cap")
+        text = self.ok("capture", "-s", "cap", "--all").stdout
+        lines = text.split("\n")
+        self.assertIn("0" * 450, lines)  # wider than the pane, back as one line
+        self.assertIn("row1", lines)
+        self.assertTrue(text.endswith("row300\n\n\n#\n") or text.endswith("row300\n\n\n$\n"),
+                        text[-40:])  # blank output lines kept, trailing blanks dropped
+        self.assertNotIn("\x1b", text)
+        default = self.ok("capture", "-s", "cap").stdout.split("\n")
+        self.assertEqual(len(default), 201)  # 200 lines and the final newline
+        self.assertNotIn("row1", default)
+        self.assertEqual(self.ok("capture", "-s", "cap", "-n", "4").stdout.split("\n")[:2],
+                         ["row300", ""])
+        ansi = self.ok("capture", "-s", "cap", "--ansi", "--all").stdout
+        self.assertIn("\x1b[31mRED", ansi)
+        for line in ansi.splitlines():  # colours never bleed into the next line
+            if "\x1b[" in line:
+                self.assertTrue(line.endswith("\x1b[0m"), repr(line))
+        self.fails(1, "capture", "-s", "cap", "-n", "0")
+
+    def test_crashed_python_traceback_is_readable_after_death(self):
+        self.api_create("crash", "python-repl")
+        tmuxsess.run("def f():\n    raise ValueError('boom-42')", session="crash")
+        self.assertEqual(tmuxsess.run("f()", session="crash").exit_status, 1)
+        tmuxsess.send("import os; os._exit(3)", session="crash")
+        self.assertEqual(self.wait_status("crash", "dead").exit_status, 3)
+        for args in (["-n", "20"], []):
+            text = self.ok("capture", "-s", "crash", *args).stdout
+            self.assertIn("Traceback (most recent call last):\n", text)
+            self.assertIn("ValueError: boom-42\n>>> import os; os._exit(3)\n", text)
+        # A script that dies of its exception: the traceback stays in the pane.
+        script = os.path.join(self.tmp, "crash.py")
+        with open(script, "w") as f:
+            f.write("def main():\n    raise KeyError('lost-key')\n\nmain()\n")
+        self.api_create("script")
+        tmuxsess.send("exec %s %s" % (sys.executable, script), session="script")
+        self.assertEqual(self.wait_status("script", "dead").exit_status, 1)
+        text = self.ok("capture", "-s", "script", "-n", "20").stdout
+        self.assertIn("KeyError: 'lost-key'", text)
+        self.assertIn('line 2, in main', text)
+        self.fails(1, "capture", "-s", "nope")
+
+
+class LifecycleTargetTest(LifecycleCase):
+    def test_target_precedence_and_errors(self):
+        for cmd in (["capture"], ["health"], ["kill"], ["attach"]):
+            r = self.cli(*cmd)
+            self.assertIn("no session is registered", r.stderr)
+            self.assertEqual(r.returncode, {"kill": 2}.get(cmd[0], 1), cmd)
+        a = self.api_create("a", "command", command="sleep 60", wait=False)
+        # The single registered session is the default.
+        self.assertEqual(json.loads(self.ok("health").stdout)["pid"], a["pid"])
+        b = self.api_create("b", "command", command="sleep 60", wait=False)
+        for cmd, code in (("capture", 1), ("health", 1), ("kill", 2), ("attach", 1)):
+            r = self.fails(code, cmd)
+            self.assertIn("2 sessions are registered", r.stderr)
+            self.assertIn("(a, b)", r.stderr)
+            r = self.fails(code, cmd, "-s", "c")
+            self.assertIn("'c' is not registered (registered: a, b)", r.stderr)
+        # -s picks; -S/-L with -t beats -s.
+        self.assertEqual(json.loads(self.ok("health", "-s", "b").stdout)["pid"], b["pid"])
+        self.assertEqual(json.loads(self.ok("health", "-s", "b", "-S", self.socket,
+                                            "-t", "a").stdout)["pid"], a["pid"])
+        subprocess.run(["tmux", "-L", "lbl", "new-session", "-d", "-s", "c"],
+                       env=self.env, check=True)
+        subprocess.run(["tmux", "new-session", "-d", "-s", "d"], env=self.env, check=True)
+        pid = subprocess.run(["tmux", "-L", "lbl", "display-message", "-p", "-t", "c",
+                              "#{pane_pid}"], env=self.env, stdout=subprocess.PIPE,
+                             universal_newlines=True).stdout.strip()
+        self.assertEqual(str(json.loads(self.ok("health", "-s", "a", "-L", "lbl",
+                                                "-t", "c").stdout)["pid"]), pid)
+        # -t alone is tmux's default server, as with tmux itself.
+        self.assertEqual(self.cli("health", "-t", "d").returncode, 0)
+        self.assertEqual(self.cli("health", "-t", "c").returncode, 2)
+
+    def test_server_with_base_index_1(self):
+        conf = os.path.join(self.tmp, "base1.conf")
+        with open(conf, "w") as f:
+            f.write("set -g base-index 1\nset -g pane-base-index 1\n")
+        sock = os.path.join(self.tmp, "base1.sock")
+        subprocess.run(["tmux", "-f", conf, "-S", sock, "new-session", "-d", "-s", "mine",
+                        "-x", "100", "-y", "20"], env=self.env, check=True)
+        self.tmux("split-window", "-t", "mine", socket=sock)
+        rec = self.create("onb1", "-S", sock)
+        panes = self.tmux("list-panes", "-a", "-F", "#{session_name} #{session_name}:"
+                          "#{window_index}.#{pane_index} #{pane_id}", socket=sock).stdout
+        self.assertIn("onb1 onb1:1.1 %s\n" % rec["pane_id"], panes)
+        self.assertEqual(rec["target"], "onb1:1.1")
+        self.assertEqual(self.registry()["sessions"]["onb1"]["target"], "onb1:1.1")
+        self.assertEqual(tmuxsess.run("echo on-base-1", session="onb1").output, "on-base-1\n")
+        self.assertEqual([s.status for s in tmuxsess.list_sessions()], ["alive"])
+        # A pane the tool did not make, by target and by pane id.
+        self.tmux("send-keys", "-t", "mine:1.2", "echo second-$((40+2))", "Enter", socket=sock)
+        wait_until(lambda: "second-42" in tmuxsess.capture(socket=sock, target="mine:1.2"),
+                   what="the second pane's echo")
+        pane2 = self.tmux("display-message", "-p", "-t", "mine:1.2", "#{pane_id}",
+                          socket=sock).stdout.strip()
+        self.assertIn("second-42", self.ok("capture", "-S", sock, "-t", pane2).stdout)
+        self.assertEqual(json.loads(self.ok("health", "-S", sock, "-t", pane2).stdout)[
+            "status"], "healthy")
+        self.ok("kill", "-s", "onb1")
+        self.assertEqual(self.tmux_sessions(sock), ["mine"])
+
+
+class LifecycleRaceTest(LifecycleCase):
+    def parallel(self, argv_list):
+        procs = [subprocess.Popen([sys.executable, TOOL] + argv, env=self.env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  universal_newlines=True) for argv in argv_list]
+        for p in procs:
+            self.addCleanup(p.kill)  # harmless once it exited; kills it if a test broke
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            results.append((p.returncode, out, err))
+        return results
+
+    def test_20_parallel_creates(self):
+        results = self.parallel([["create", "-n", "par%02d" % i, "--ready-timeout", "60"]
+                                 for i in range(20)])
+        self.assertEqual([r[0] for r in results], [0] * 20, [r[2] for r in results if r[0]])
+        doc = self.registry()  # valid JSON, the spec's shape
+        self.assertEqual(sorted(doc["sessions"]), ["par%02d" % i for i in range(20)])
+        self.assertEqual(len({e["pane_id"] for e in doc["sessions"].values()}), 20)
+        statuses = tmuxsess.list_sessions()
+        self.assertEqual([s.status for s in statuses], ["alive"] * 20)
+        self.assertEqual(self.tmux_sessions(), sorted(doc["sessions"]))
+        self.assertEqual(len(self.transcripts()), 20)
+
+    def test_10_parallel_creates_of_one_name(self):
+        custom = os.path.join(self.tmp, "nr.sock")
+        for extra, socket in (([], self.socket), (["--no-register", "-S", custom], custom)):
+            results = self.parallel([["create", "-n", "same", "--cmd", "sleep 60"] + extra
+                                     for _ in range(10)])
+            codes = sorted(r[0] for r in results)
+            self.assertEqual(codes, [0] + [2] * 9, [r[2] for r in results])
+            for code, _out, err in results:
+                if code:
+                    self.assertIn("already exists", err)
+                    self.assertNotIn("Traceback", err)
+            winner = json.loads(next(r[1] for r in results if r[0] == 0))
+            # Nothing half-made: one tmux session, one transcript, one entry at most.
+            self.assertEqual(self.tmux_sessions(socket), ["same"])
+            self.assertEqual(self.tmux("display-message", "-p", "-t", "=same:", "#{pane_id}",
+                                       socket=socket).stdout.strip(), winner["pane_id"])
+            self.assertEqual(self.transcripts(), [os.path.basename(winner["transcript"])])
+            self.assertEqual({n: e["pane_id"] for n, e in self.registry()["sessions"].items()},
+                             {"same": winner["pane_id"]} if not extra else {})
+            tmuxsess.kill_session(socket=socket, target="same")
+            self.assertEqual(self.transcripts(), [])
+
+
+class LifecycleAttachTest(LifecycleCase):
+    def test_attach_prints_the_command_when_not_on_a_terminal(self):
+        import shlex
+        self.api_create("watch", "command", command="sleep 60", wait=False)
+        r = self.ok("attach", "-s", "watch", input="")
+        argv = shlex.split(r.stdout)
+        self.assertEqual(argv, ["tmux", "-S", self.socket, "attach", "-t", "=watch"])
+        self.assertIn("not on a terminal", r.stderr)
+        # The printed command names the right server and session.
+        check = argv[:argv.index("attach")] + ["has-session", "-t", argv[-1]]
+        self.assertEqual(subprocess.run(check, env=self.env).returncode, 0)
+        self.tmux("kill-session", "-t", "=watch")
+        self.fails(1, "attach", "-s", "watch", input="")
+
+
+class LifecycleWorkflowTest(LifecycleCase):
+    """The seed guide's four workflows, done with this tool."""
+
+    def socket_of(self, name):
+        # SOCKET=$(jq -r '.sessions["NAME"].socket' .sessions.json)
+        with open(os.path.join(self.state, ".sessions.json")) as f:
+            return json.load(f)["sessions"][name]["socket"]
+
+    def test_ephemeral_calculation(self):
+        import math
+        self.assertIn("Total: 0", self.ok("list-sessions").stdout)
+        self.ok("create-session", "-n", "quick-calc", "--python")
+        self.ok("safe-send", "-s", "quick-calc", "-c",
+                "import math; print(math.factorial(100))", "-w", ">>>", "-T", "10")
+        sock = self.socket_of("quick-calc")
+        out = self.tmux("capture-pane", "-p", "-t", "quick-calc:0.0", "-S", "-10",
+                        socket=sock).stdout
+        self.assertIn(str(math.factorial(100))[:60], out)
+        self.tmux("kill-session", "-t", "quick-calc", socket=sock)
+        # Its server went with its last session.
+        self.assertEqual(self.ok("cleanup-sessions").stdout,
+                         "removed quick-calc: server\n")
+        self.assertEqual(self.registry()["sessions"], {})
+        self.assertEqual(self.transcripts(), [])
+
+    def test_long_running_session(self):
+        name = "data-analysis-2025-11"
+        self.ok("create-session", "-n", name, "--python")
+        self.ok("safe-send", "-s", name, "-c", "data = list(range(10))", "-w", ">>>")
+        self.ok("safe-send", "-s", name, "-c", "print(sum(data) * 3)", "-w", "^135$")
+        self.assertEqual(self.cli("pane-health", "-s", name).returncode, 0)
+        self.assertIn(" alive ", self.ok("list-sessions").stdout)
+        self.assertEqual(self.ok("run", "-s", name, "-c", "len(data)").stdout, "10\n")
+        self.tmux("kill-session", "-t", name, socket=self.socket_of(name))
+        self.ok("cleanup-sessions")
+        self.assertEqual(self.registry()["sessions"], {})
+
+    def test_crash_recovery(self):
+        self.ok("create-session", "-n", "crashed-session", "--python")
+        self.ok("safe-send", "-s", "crashed-session", "-c",
+                "import os; print('last words'); os._exit(2)")
+        wait_until(lambda: " dead " in self.ok("list-sessions").stdout, 15, "dead status")
+        r = self.cli("pane-health", "-s", "crashed-session", "--format", "text")
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stdout, "Session crashed-session is dead: its program "
+                                   "exited with status 2.\n")
+        sock = self.socket_of("crashed-session")
+        out = self.tmux("capture-pane", "-p", "-t", "crashed-session:0.0", "-S", "-200",
+                        socket=sock).stdout
+        self.assertIn("last words", out)
+        self.assertIn("last words", self.ok("capture", "-s", "crashed-session").stdout)
+        self.assertEqual(self.ok("cleanup-sessions").stdout,
+                         "removed crashed-session: dead\n")
+        self.ok("create-session", "-n", "crashed-session-recovery", "--python")
+        self.ok("safe-send", "-s", "crashed-session-recovery", "-c",
+                "# Resuming from crash...", "-w", ">>>")
+        self.assertEqual(sorted(self.registry()["sessions"]), ["crashed-session-recovery"])
+        self.assertEqual(self.tmux_sessions(), ["crashed-session-recovery"])
+
+    def test_multi_session_workspace(self):
+        names = ["loader-session", "analysis-session", "monitor-session"]
+        procs = [subprocess.Popen([sys.executable, TOOL, "create-session", "-n", n,
+                                   "--python"], env=self.env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL) for n in names]
+        self.assertEqual([p.wait(timeout=60) for p in procs], [0, 0, 0])
+        sends = [subprocess.Popen([sys.executable, TOOL, "safe-send", "-s", n, "-c",
+                                   "import time; time.sleep(0.3); print('done-' + %r)" % n,
+                                   "-w", "^done-", "-T", "30"], env=self.env)
+                 for n in names]
+        self.assertEqual([p.wait(timeout=60) for p in sends], [0, 0, 0])
+        out = self.ok("list-sessions").stdout
+        self.assertEqual(out.splitlines()[-1], "Total: 3 | Alive: 3 | Dead: 0")
+        for n in names:
+            self.assertIn("done-" + n, tmuxsess.capture(session=n))
+        r = self.ok("cleanup-sessions", "--all")
+        self.assertEqual(sorted(r.stdout.splitlines()),
+                         sorted("removed %s: --all (killed)" % n for n in names))
+        self.assertEqual(self.tmux_sessions(), [])
+        self.assertEqual(self.registry()["sessions"], {})
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -136,6 +136,7 @@ class Health:
     pid: Optional[int] = None
     process_running: bool = False
     exit_status: Optional[int] = None
+    exit_signal: Optional[int] = None  # the signal that killed a dead pane's program
 
     @property
     def short(self) -> str:
@@ -147,8 +148,14 @@ class Health:
         if self.status == "healthy":
             return "Session %s is healthy: pid %s is running." % (name, self.pid)
         if self.status == "dead":
-            return "Session %s is dead: its program exited with status %s." % (
-                name, self.exit_status)
+            how = "exited"
+            if self.exit_status is not None:
+                how = "exited with status %d" % self.exit_status
+            elif self.exit_signal:
+                how = "was killed by signal %d" % self.exit_signal
+                with contextlib.suppress(ValueError):
+                    how += " (%s)" % signal.Signals(self.exit_signal).name
+            return "Session %s is dead: its program %s." % (name, how)
         if self.status == "zombie":
             return "Session %s is a zombie: the pane exists but pid %s is not running." % (
                 name, self.pid)
@@ -429,6 +436,7 @@ PANE_FORMAT = "\t".join([
     "#{@tmuxsess-transcript}", "#{@tmuxsess-prompt}", "#{@tmuxsess-sent}",
     "#{@tmuxsess-created}", "#{session_created}", "#{session_windows}",
     "#{session_attached}", "#{pid}", "#{pane_pipe}", "#{history_size}", "#{cursor_y}",
+    "#{pane_dead_signal}",
 ])
 PANE_FIELDS = PANE_FORMAT.count("\t") + 1
 
@@ -450,20 +458,43 @@ def _health_from_row(row: Optional[List[str]], server_up: bool, session_up: bool
         return Health("missing", server_running=True, session_exists=session_up)
     pid = int(row[4] or 0)
     if row[5] == "1":
-        status = int(row[6]) if row[6].lstrip("-").isdigit() else None
+        status, sig = _dead_exit(row, pid)
         return Health("dead", True, True, True, pane_dead=True, pid=pid or None,
-                      exit_status=status)
+                      exit_status=status, exit_signal=sig)
     state = _process_state(pid)
     if state == "running":
         return Health("healthy", True, True, True, pid=pid, process_running=True)
     return Health("zombie", True, True, True, pid=pid)
 
 
+def _dead_exit(row: List[str], pid: int) -> Tuple[Optional[int], Optional[int]]:
+    """How a dead pane's program ended: (exit status, signal); None if unknown.
+
+    tmux marks a pane dead when its pty closes, which can be well before it
+    reaps the program (seconds, on a busy server); until then it reports
+    neither. The unreaped zombie still holds its wait status in /proc.
+    """
+    if row[6].lstrip("-").isdigit():
+        return int(row[6]), None
+    if row[19].isdigit() and int(row[19]):
+        return None, int(row[19])
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        if pid > 0 and fields[0] == b"Z":
+            code = int(fields[49])  # field 52, exit_code, in waitpid(2) form
+            return ((code >> 8) & 0xFF, None) if not code & 0x7F else (None, code & 0x7F)
+    except (OSError, IndexError, ValueError):
+        pass
+    return None, None
+
+
 def _find_row(rows: List[List[str]], session: Session) -> Tuple[Optional[List[str]], bool]:
     """The pane row of a registered session, and whether its session exists."""
     by_session = [r for r in rows if r[0] == session.name]
     if session.pane_id:
-        for r in by_session or rows:
+        # Only in its own session: pane ids start again at %0 on a new server.
+        for r in by_session:
             if r[3] == session.pane_id:
                 return r, True
         return None, bool(by_session)
@@ -672,8 +703,10 @@ def _query_pane(server: Server, target: str, entry: Session) -> Tuple[Pane, Heal
         else:
             rows = None
     registered = bool(entry.name)
-    if rows and entry.name and rows[0][0] != entry.name and entry.pane_id:
-        rows = []  # the pane id now belongs to another session: ours is gone
+    if rows and entry.name and rows[0][0] != entry.name:
+        # The pane id now belongs to another session, or an old "NAME:0.0" target
+        # matched another session by prefix (tmux's rule): ours is gone.
+        rows = []
     if rows is None:
         health = Health("server_not_running")
         row = None
@@ -822,6 +855,9 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
         _compile_prompt(prompt)
     if socket:
         socket = os.path.abspath(socket)
+        if not os.path.isdir(os.path.dirname(socket)):
+            # tmux would exit 0 having started nothing.
+            raise _fail("socket directory %s does not exist" % os.path.dirname(socket))
     else:
         private_dir(socket_dir(), "socket dir")
         socket = default_socket()
@@ -938,7 +974,7 @@ def kill_session(session: Optional[str] = None, socket: Optional[str] = None,
                  dry_run: bool = False) -> Dict[str, Any]:
     """Kill the tmux session and remove its registry entry as one operation.
 
-    Returns ``{"name", "killed", "deregistered", "dry_run"}``.
+    Returns ``{"name", "killed", "deregistered", "registered", "dry_run", ...}``.
     """
     pane, health = resolve(session, socket, socket_name, target)
     name = pane.session
@@ -949,9 +985,9 @@ def kill_session(session: Optional[str] = None, socket: Optional[str] = None,
             (n for n, s in regs.items() if s.pane_id == pane.pane_id
              and s.socket == pane.server.socket), "")
     alive = health.status not in ("missing", "server_not_running")
-    result = {"name": name, "killed": False, "deregistered": False, "dry_run": dry_run,
-              "socket": pane.server.socket, "status": health.short,
-              "registered": bool(registered_as)}
+    result = {"name": pane.label, "killed": False, "deregistered": False,
+              "registered": bool(registered_as), "dry_run": dry_run,
+              "socket": pane.server.label, "status": health.short}
     if dry_run:
         result["killed"], result["deregistered"] = alive, bool(registered_as)
         return result
@@ -1156,6 +1192,10 @@ def _capture_pane(pane: Pane, lines: Optional[int], ansi: bool = False) -> str:
             del out[-2]
     if lines is not None:
         out = out[-lines:]
+    if ansi:
+        # tmux does not reset attributes at the end of a line, so colour would
+        # bleed into the next line (and the user's terminal after the last).
+        out = [line + "\x1b[0m" if "\x1b[" in line else line for line in out]
     return "\n".join(out) + ("\n" if out else "")
 
 
@@ -2113,16 +2153,18 @@ def cmd_kill(a: argparse.Namespace) -> int:
             if ok]
     if done:
         print("%s %s %s" % (r["name"], verb, " and ".join(done)))
-    if a.verbose or not done:
+    if a.verbose:
         print("%s: status %s, socket %s, killed=%s, deregistered=%s" % (
             r["name"], r["status"], r["socket"], r["killed"], r["deregistered"]),
             file=sys.stderr)
-    if a.dry_run:
-        return 0
     if not done:
+        why = {"server": "no tmux server runs on %s" % r["socket"],
+               "missing": "tmux has no such session"}.get(r["status"], "tmux could not kill it")
+        _error("nothing to kill: %s is not registered and %s" % (r["name"], why))
         return 2
-    # An unregistered session has nothing to deregister: killing it is all of it.
-    return 0 if r["killed"] and (r["deregistered"] or not r["registered"]) else 1
+    # A session that was never registered is done once killed; a dry run
+    # exits as the real kill would.
+    return 0 if len(done) == 2 or not r["registered"] else 1
 
 
 def cmd_cleanup(a: argparse.Namespace) -> int:
@@ -2134,7 +2176,8 @@ def cmd_cleanup(a: argparse.Namespace) -> int:
         return 0
     for item in removed:
         print("%s %s: %s%s" % ("would remove" if a.dry_run else "removed", item["name"],
-                               item["reason"], " (killed)" if item["killed"] else ""))
+                               item["reason"], "" if not item["killed"] else
+                               " (would be killed)" if a.dry_run else " (killed)"))
     if not removed:
         print("Nothing to clean up.")
     return 0
