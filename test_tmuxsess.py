@@ -7,9 +7,11 @@ whose socket lies under that temp dir, even when it fails.
 Run:  python3 -m unittest -v test_tmuxsess
 """
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -109,6 +111,92 @@ class SmokeTest(TmuxTestCase):
         self.ok("kill", "-s", "py")
         self.assertEqual(self.registry()["sessions"], {})
 
+
+# ==== stress tests ====
+
+# Runs a command and writes its peak RSS (KiB) to a file. A process started by
+# fork+exec from this big test process would report this process's size as
+# its own peak (Linux keeps the pre-exec high-water mark), so a small wrapper
+# starts it and reads RUSAGE_CHILDREN.
+RSS_WRAPPER = """\
+import resource, subprocess, sys
+rc = subprocess.call(sys.argv[2:])
+with open(sys.argv[1], "w") as f:
+    f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(rc if rc >= 0 else 128 - rc)
+"""
+
+
+def _peak_run(argv, env, stdout_path, timeout=120.0):
+    """Run ``argv`` with stdout into a file; return (exit code, stderr, peak RSS in KiB)."""
+    rss_path = stdout_path + ".rss"
+    with open(stdout_path, "wb") as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-S", "-c", RSS_WRAPPER, rss_path] + argv,
+                                stdout=out, stderr=err, env=env, start_new_session=True)
+        try:
+            proc.wait(timeout)
+        finally:
+            if proc.returncode is None:  # a hang must not hang the suite
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        err.seek(0)
+        with open(rss_path) as f:
+            return proc.returncode, err.read().decode("utf-8", "replace"), int(f.read())
+
+
+class OutputBoundsTest(TmuxTestCase):
+    """Big output: run honours --max-output exactly; wait and capture stay small."""
+
+    def peak(self, *args):
+        path = os.path.join(self.tmp, "stdout-%d" % len(os.listdir(self.tmp)))
+        rc, err, kib = _peak_run([sys.executable, TOOL] + [str(a) for a in args],
+                                 self.env, path)
+        with open(path, "rb") as f:
+            return rc, f.read(), err, kib
+
+    def test_run_keeps_at_most_max_output_bytes_from_a_line_start(self):
+        tmuxsess.create_session("sh")
+        full = "".join("%d\n" % i for i in range(1, 100001))
+        r = self.cli("run", "-s", "sh", "--max-output", "1000", "-c", "seq 1 100000")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        notice, _, rest = r.stdout.partition("\n")
+        self.assertRegex(notice, r"^\[tmuxsess: \d+ earlier bytes of output omitted; "
+                                 r"all of it is in 'capture --transcript'\]$")
+        self.assertLessEqual(len(rest.encode()), 1000)
+        self.assertGreater(rest.count("\n"), 100)  # the cap is used, not undershot
+        self.assertTrue(full.endswith(rest) and full[-len(rest) - 1] == "\n",
+                        "not a run of whole last lines: %r" % rest[:40])
+        r = self.cli("run", "-s", "sh", "--max-output", "0", "-c", "seq 1 100000")
+        self.assertEqual((r.returncode, r.stdout), (0, full))
+        r = self.cli("run", "-s", "sh", "--max-output", "7", "-c", "printf '%s' ééééé")
+        self.assertEqual(r.stdout.split("\n", 1)[1], "ééé")  # never half a character
+
+    def test_wait_on_30mb_of_output_keeps_memory_small(self):
+        tmuxsess.create_session("sh")
+        rc, _, err, small = self.peak("send", "-s", "sh", "-c", "echo END-$((6*7))",
+                                      "-w", "END-42")
+        self.assertEqual(rc, 0, err)
+        rc, _, err, big = self.peak(
+            "send", "-s", "sh", "-T", "60", "-w", "END-42", "-c",
+            "head -c 30000000 /dev/zero | tr '\\0' x | fold -w 100; echo END-$((6*7))")
+        self.assertEqual(rc, 0, err)
+        self.assertNoTraceback(subprocess.CompletedProcess([], rc, "", err))
+        # Holding the output would cost 30 MB and more; the look-back window is 64 KiB
+        # (plus one 1 MiB read and its rendering).
+        self.assertLess(big - small, 12 * 1024, "send -w grew by %d KiB" % (big - small))
+
+    def test_transcript_streams_a_20mb_line_without_newline(self):
+        tmuxsess.create_session("sh")
+        r = tmuxsess.run("head -c 20000000 /dev/zero | tr '\\0' y; echo", session="sh",
+                         timeout=60)
+        self.assertEqual(r.exit_status, 0)
+        rc, _, err, small = self.peak("health", "-s", "sh")
+        self.assertEqual(rc, 0, err)
+        rc, out, err, big = self.peak("capture", "-s", "sh", "--transcript")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out.count(b"y"), 20000000 + out.count(b"tr '\\0' y"))
+        self.assertLess(big - small, 48 * 1024, "capture grew by %d KiB" % (big - small))
 
 if __name__ == "__main__":
     unittest.main()

@@ -1187,6 +1187,11 @@ def read_transcript(session: Optional[str] = None, socket: Optional[str] = None,
             else:
                 # Render whole lines only; an escape sequence never spans a newline.
                 cut = text.rfind("\n") + 1 if chunk else len(text)
+                if not cut and len(text) > 1 << 20:
+                    # A line longer than a chunk goes out in pieces (memory stays
+                    # bounded); only an unfinished escape sequence waits.
+                    esc = text.rfind("\x1b", len(text) - 256)
+                    cut = esc if esc > 0 else len(text)
                 carry = text[cut:]
                 if cut:
                     yield render(text[:cut])
@@ -1388,10 +1393,17 @@ class _Follower:
 
     def _trim(self) -> None:
         # Keep at most max_output bytes of output in memory: the newest ones.
-        limit = self.watch.max_output
-        if not limit or self.start is None:
+        # A pattern is only sought in the last LOOKBACK bytes, so a wait keeps
+        # no more than that, however much the program prints.
+        if self.start is None:
             return
-        excess = len(self.buf) - self.start - limit - self.LOOKBACK
+        if self.watch.mode == "pattern":
+            keep = self.LOOKBACK
+        elif self.watch.max_output:
+            keep = self.watch.max_output + self.LOOKBACK
+        else:
+            return
+        excess = len(self.buf) - self.start - keep
         if excess > 0:
             del self.buf[self.start:self.start + excess]
             self.dropped += excess
@@ -1486,11 +1498,22 @@ class _Follower:
         """The output between the echo and the prompt, as a person reads it."""
         if self.start is None:
             return ""
+        start, dropped = self.start, self.dropped
         end = self.end if self.end is not None else len(self.buf)
-        text = render(bytes(self.buf[self.start:end]).decode("utf-8", "replace"))
-        if self.dropped:
+        limit = self.watch.max_output
+        if limit and end - start > limit:
+            # _trim keeps some slack; the caller asked for at most max_output.
+            dropped += end - limit - start
+            start = end - limit
+            nl = self.buf.find(b"\n", start, end - 1)
+            skip = nl + 1 - start if nl >= 0 else 0  # start at a line
+            while nl < 0 and skip < 3 and self.buf[start + skip] & 0xC0 == 0x80:
+                skip += 1  # or at least not inside a UTF-8 character
+            start, dropped = start + skip, dropped + skip
+        text = render(bytes(self.buf[start:end]).decode("utf-8", "replace"))
+        if dropped:
             text = ("[tmuxsess: %d earlier bytes of output omitted; all of it is in "
-                    "'capture --transcript']\n" % self.dropped) + text
+                    "'capture --transcript']\n" % dropped) + text
         return text
 
     def tail(self, lines: int = 10) -> str:
