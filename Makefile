@@ -15,3 +15,7 @@ lint:
 # Round-trip times against the floor (interpreter start-up + one tmux call).
 bench:
 	$(PYTHON) bench_tmuxsess.py
+
+# The slow promises: concurrency, SIGKILLed writers, 50 MB of output, 1,000 runs.
+stress:
+	TMUXSESS_STRESS=1 $(PYTHON) -m unittest -v test_tmuxsess.StressTest
