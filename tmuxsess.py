@@ -1498,19 +1498,17 @@ class _Follower:
         """The output between the echo and the prompt, as a person reads it."""
         if self.start is None:
             return ""
-        start, dropped = self.start, self.dropped
         end = self.end if self.end is not None else len(self.buf)
+        data, dropped = bytes(self.buf[self.start:end]), self.dropped
         limit = self.watch.max_output
-        if limit and end - start > limit:
-            # _trim keeps some slack; the caller asked for at most max_output.
-            dropped += end - limit - start
-            start = end - limit
-            nl = self.buf.find(b"\n", start, end - 1)
-            skip = nl + 1 - start if nl >= 0 else 0  # start at a line
-            while nl < 0 and skip < 3 and self.buf[start + skip] & 0xC0 == 0x80:
-                skip += 1  # or at least not inside a UTF-8 character
-            start, dropped = start + skip, dropped + skip
-        text = render(bytes(self.buf[start:end]).decode("utf-8", "replace"))
+        if limit and len(data) > limit:
+            # _trim keeps a margin for matching; the caller gets at most the
+            # newest ``limit`` bytes, from the start of a line where there is one.
+            cut = len(data) - limit
+            nl = data.find(b"\n", cut - 1, len(data) - 1)
+            cut = nl + 1 if nl >= 0 else cut
+            data, dropped = data[cut:], dropped + cut
+        text = render(data.decode("utf-8", "replace"))
         if dropped:
             text = ("[tmuxsess: %d earlier bytes of output omitted; all of it is in "
                     "'capture --transcript']\n" % dropped) + text
