@@ -200,6 +200,17 @@ class OutputBoundsTest(TmuxTestCase):
         self.assertEqual(out.count(b"y"), 20000000 + out.count(b"tr '\\0' y"))
         self.assertLess(big - small, 48 * 1024, "capture grew by %d KiB" % (big - small))
 
+class TranscriptEchoTest(TmuxTestCase):
+    def test_transcript_shows_a_pasted_command_as_the_screen_does(self):
+        # bash redraws pasted text as "\r", cursor-forward over the prompt, text;
+        # dropping the move showed "echo hi-$((6*7))))" here, without the prompt.
+        tmuxsess.create_session("sh")
+        self.assertEqual(tmuxsess.run("echo hi-$((6*7))", session="sh").output, "hi-42\n")
+        r = self.ok("capture", "-s", "sh", "--transcript")
+        self.assertRegex(r.stdout, r"(?m)^[#$] echo hi-\$\(\(6\*7\)\)\nhi-42$")
+        self.assertEqual(tmuxsess.render("50%\r100%\r\n"), "100%\n")
+        self.assertEqual(tmuxsess.render("abc\rX\x1b[Kq\x1b[2Cz\r\n"), "Xq  z\n")
+
 def _kill_quietly(pid):
     with contextlib.suppress(OSError):
         os.kill(pid, signal.SIGKILL)

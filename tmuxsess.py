@@ -1238,29 +1238,44 @@ def _strip_ansi(text: str) -> str:
 
 def render(text: str) -> str:
     """Terminal output as a person reads it: escapes removed, ``\\r`` resolved."""
-    text = _strip_ansi(text)
     if "\r" not in text and "\b" not in text:
-        return text
+        return _strip_ansi(text)
     return "\n".join(_overlay(line) for line in text.split("\n"))
+
+
+CURSOR_RE = re.compile(r"\x1b\[(\d*)([CK])")  # cursor forward, erase to end of line
 
 
 def _overlay(line: str) -> str:
     line = line.rstrip("\r")
     if "\r" not in line and "\b" not in line:
-        return line
+        return _strip_ansi(line)
+    # Escapes are dropped, but moves are kept: readline redraws a line as "\r",
+    # a cursor-forward over the prompt, then the text.
     cells: List[str] = []
-    col = 0
-    for ch in line:
+    col = i = 0
+    while i < len(line):
+        ch = line[i]
+        m = ESCAPE_RE.match(line, i) if ch < " " or ch == "\x7f" else None
         if ch == "\r":
             col = 0
         elif ch == "\b":
             col = max(0, col - 1)
+        elif m:
+            move = CURSOR_RE.fullmatch(m.group(0))
+            if move and move.group(2) == "C":
+                col += int(move.group(1) or 1)
+            elif move and move.group(1) in ("", "0"):
+                del cells[col:]
+            i = m.end()
+            continue
         else:
             if col < len(cells):
                 cells[col] = ch
             else:
-                cells.append(ch)
+                cells.extend(" " * (col - len(cells)) + ch)
             col += 1
+        i += 1
     return "".join(cells)
 
 
