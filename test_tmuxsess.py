@@ -375,9 +375,11 @@ class StressTest(TmuxTestCase):
             with reg.lock(timeout=0):
                 pass
             self.assertLess(time.monotonic() - t0, 1.0)
-        self.assertGreater(len(committed), rounds)  # the writer got to write, often
-        # Killed between creating its temp file and os.replace: litter, never the registry.
+        self.assertGreater(len(committed), 20)  # the writer got to write (load varies)
+        # Killed between creating its temp file and os.replace: litter, never the
+        # registry. Some kills must have landed there, or the test proved little.
         interrupted = len([n for n in os.listdir(self.state) if ".tmp-" in n])
+        self.assertGreater(interrupted, 0)
         # The CLI reads what the killed writers left like any registry.
         r = self.cli("list", "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
