@@ -9,8 +9,13 @@ test:
 # Dev tools only; the tool itself stays dependency-free.
 lint:
 	$(PYTHON) -m pip install --quiet ruff vermin
-	$(PYTHON) -m ruff check --target-version py38 --select E,F,W,B --ignore B904 --line-length 100 tmuxsess.py test_tmuxsess.py
-	$(PYTHON) -c 'import sys, vermin; sys.exit(vermin.main())' --no-tips --violations --exclude str.decode -t=3.8- tmuxsess.py test_tmuxsess.py
+	$(PYTHON) -m ruff check --target-version py38 --select E,F,W,B --ignore B904 --line-length 100 tmuxsess.py test_tmuxsess.py bench_tmuxsess.py
+	$(PYTHON) -c 'import sys, vermin; sys.exit(vermin.main())' --no-tips --violations --exclude str.decode -t=3.8- tmuxsess.py test_tmuxsess.py bench_tmuxsess.py
 
+# Round-trip times against the floor (interpreter start-up + one tmux call).
 bench:
 	$(PYTHON) bench_tmuxsess.py
+
+# The slow promises: concurrency, SIGKILLed writers, 50 MB of output, 1,000 runs.
+stress:
+	TMUXSESS_STRESS=1 $(PYTHON) -m unittest -v test_tmuxsess.StressTest

@@ -1228,6 +1228,11 @@ def read_transcript(session: Optional[str] = None, socket: Optional[str] = None,
             else:
                 # Render whole lines only; an escape sequence never spans a newline.
                 cut = text.rfind("\n") + 1 if chunk else len(text)
+                if not cut and len(text) > 1 << 20:
+                    # A line longer than a chunk goes out in pieces (memory stays
+                    # bounded); only an unfinished escape sequence waits.
+                    esc = text.rfind("\x1b", len(text) - 256)
+                    cut = esc if esc > 0 else len(text)
                 carry = text[cut:]
                 if cut:
                     yield render(text[:cut])
@@ -1342,29 +1347,44 @@ def _strip_ansi(text: str) -> str:
 
 def render(text: str) -> str:
     """Terminal output as a person reads it: escapes removed, ``\\r`` resolved."""
-    text = _strip_ansi(text)
     if "\r" not in text and "\b" not in text:
-        return text
+        return _strip_ansi(text)
     return "\n".join(_overlay(line) for line in text.split("\n"))
+
+
+CURSOR_RE = re.compile(r"\x1b\[(\d*)([CK])")  # cursor forward, erase to end of line
 
 
 def _overlay(line: str) -> str:
     line = line.rstrip("\r")
     if "\r" not in line and "\b" not in line:
-        return line
+        return _strip_ansi(line)
+    # Escapes are dropped, but moves are kept: readline redraws a line as "\r",
+    # a cursor-forward over the prompt, then the text.
     cells: List[str] = []
-    col = 0
-    for ch in line:
+    col = i = 0
+    while i < len(line):
+        ch = line[i]
+        m = ESCAPE_RE.match(line, i) if ch < " " or ch == "\x7f" else None
         if ch == "\r":
             col = 0
         elif ch == "\b":
             col = max(0, col - 1)
+        elif m:
+            move = CURSOR_RE.fullmatch(m.group(0))
+            if move and move.group(2) == "C":
+                col += int(move.group(1) or 1)
+            elif move and move.group(1) in ("", "0"):
+                del cells[col:]
+            i = m.end()
+            continue
         else:
             if col < len(cells):
                 cells[col] = ch
             else:
-                cells.append(ch)
+                cells.extend(" " * (col - len(cells)) + ch)
             col += 1
+        i += 1
     return "".join(cells)
 
 
@@ -1497,10 +1517,17 @@ class _Follower:
 
     def _trim(self) -> None:
         # Keep at most max_output bytes of output in memory: the newest ones.
-        limit = self.watch.max_output
-        if not limit or self.start is None:
+        # A pattern is only sought in the last LOOKBACK bytes, so a wait keeps
+        # no more than that, however much the program prints.
+        if self.start is None:
             return
-        excess = len(self.buf) - self.start - limit - self.LOOKBACK
+        if self.watch.mode == "pattern":
+            keep = self.LOOKBACK
+        elif self.watch.max_output:
+            keep = self.watch.max_output + self.LOOKBACK
+        else:
+            return
+        excess = len(self.buf) - self.start - keep
         if excess > 0:
             del self.buf[self.start:self.start + excess]
             self.dropped += excess
@@ -1596,10 +1623,19 @@ class _Follower:
         if self.start is None:
             return ""
         end = self.end if self.end is not None else len(self.buf)
-        text = render(bytes(self.buf[self.start:end]).decode("utf-8", "replace"))
-        if self.dropped:
+        data, dropped = bytes(self.buf[self.start:end]), self.dropped
+        limit = self.watch.max_output
+        if limit and len(data) > limit:
+            # _trim keeps a margin for matching; the caller gets at most the
+            # newest ``limit`` bytes, from the start of a line where there is one.
+            cut = len(data) - limit
+            nl = data.find(b"\n", cut - 1, len(data) - 1)
+            cut = nl + 1 if nl >= 0 else cut
+            data, dropped = data[cut:], dropped + cut
+        text = render(data.decode("utf-8", "replace"))
+        if dropped:
             text = ("[tmuxsess: %d earlier bytes of output omitted; all of it is in "
-                    "'capture --transcript']\n" % self.dropped) + text
+                    "'capture --transcript']\n" % dropped) + text
         return text
 
     def tail(self, lines: int = 10) -> str:

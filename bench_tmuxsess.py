@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Benchmark of tmuxsess's round trip, against the floor it cannot beat.
+
+Measured side by side, interleaved (one sample of each per round, in a
+rotating order) so machine noise hits every row alike:
+
+  a  CLI run      ``python3 tmuxsess.py run -c 'print(i)'`` on a Python session
+                  (a new process each time, as an agent calls it)
+  b  API run      ``tmuxsess.run('print(i)')`` in this process
+  c  floor        ``python3 -c pass`` (with site, as the CLI runs) plus one bare
+                  ``tmux display -p`` on the same server: what any CLI built
+                  on tmux pays at least
+  t  tmux call    one bare ``tmux display -p``, started from this process
+  also           ``python3 -S -c pass``, ``python3 -c pass`` and
+                  ``python3 tmuxsess.py --version`` (start-up plus import)
+
+Then 1,000 sequential API runs in one session, each of which must return
+exactly its own output. Everything lives in a temp dir (state, sockets,
+TMUX_TMPDIR) that is removed at the end, the server killed, even on Ctrl-C.
+
+Run:  make bench     (or: python3 bench_tmuxsess.py [-n ROUNDS] [--runs N])
+"""
+
+import argparse
+import os
+import platform
+import random
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOOL = os.path.join(HERE, "tmuxsess.py")
+PY = sys.executable
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def median(values):
+    ordered = sorted(values)
+    n = len(ordered)
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+
+def timed(argv, env):
+    """Seconds one process takes from start to exit, and its stdout."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (argv, proc.returncode,
+                                                    proc.stderr.decode(errors="replace")))
+    return elapsed, proc.stdout.decode("utf-8", "replace")
+
+
+def machine_line():
+    tmux = subprocess.run(["tmux", "-V"], stdout=subprocess.PIPE,
+                          universal_newlines=True).stdout.strip()
+    load = ""
+    if hasattr(os, "getloadavg"):
+        load = " | load %.2f %.2f %.2f" % os.getloadavg()
+    return "python %s | %s | nproc %d | %s %s%s" % (
+        platform.python_version(), tmux, os.cpu_count() or 0, platform.system(),
+        platform.machine(), load)
+
+
+def kill_servers(root):
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            try:
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    subprocess.run(["tmux", "-S", path, "kill-server"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            except OSError:
+                pass
+
+
+def bench(rounds, runs):
+    import tmuxsess
+
+    env = dict(os.environ)
+    socket = tmuxsess.default_socket()
+    print(machine_line())
+    print("setup: one python-repl session on %s; %d interleaved rounds" % (socket, rounds))
+    tmuxsess.create_session("bench", kind="python-repl")
+    sys.stdout.flush()
+
+    mismatches = {"a": 0, "b": 0}
+
+    def cli_run(i):
+        elapsed, out = timed([PY, TOOL, "run", "-s", "bench", "-c", "print(%d)" % i], env)
+        mismatches["a"] += out != "%d\n" % i
+        return elapsed
+
+    def api_run(i):
+        t0 = time.perf_counter()
+        r = tmuxsess.run("print(%d)" % i, session="bench")
+        elapsed = time.perf_counter() - t0
+        mismatches["b"] += r.output != "%d\n" % i or r.exit_status != 0
+        return elapsed
+
+    def floor(i):
+        return (timed([PY, "-c", "pass"], env)[0]
+                + timed(["tmux", "-S", socket, "display", "-p", "#{pid}"], env)[0])
+
+    samples = {
+        "a": ("CLI run -c 'print(i)'", cli_run),
+        "b": ("API tmuxsess.run()", api_run),
+        "c": ("floor: python3 -c pass + tmux display -p", floor),
+        "t": ("one bare tmux display -p (subprocess)",
+              lambda i: timed(["tmux", "-S", socket, "display", "-p", "#{pid}"], env)[0]),
+        "S": ("python3 -S -c pass", lambda i: timed([PY, "-S", "-c", "pass"], env)[0]),
+        "p": ("python3 -c pass", lambda i: timed([PY, "-c", "pass"], env)[0]),
+        "v": ("python3 tmuxsess.py --version", lambda i: timed([PY, TOOL, "--version"], env)[0]),
+    }
+    times = {k: [] for k in samples}
+    keys = list(samples)
+    for k in keys:  # warm up caches once; not counted
+        samples[k][1](0)
+    rng = random.Random(4)
+    for i in range(1, rounds + 1):
+        order = keys[:]
+        rng.shuffle(order)
+        for k in order:
+            times[k].append(samples[k][1](i))
+
+    print()
+    print("%-3s %-44s %8s %8s %8s %8s" % ("", "ms over %d rounds" % rounds, "min",
+                                          "median", "p90", "max"))
+    for k in keys:
+        ms = [t * 1000 for t in times[k]]
+        print("%-3s %-44s %8.2f %8.2f %8.2f %8.2f" % (
+            k, samples[k][0], min(ms), median(ms), percentile(ms, 0.9), max(ms)))
+    med = {k: median(v) for k, v in times.items()}
+    print()
+    print("ratio a/c (CLI run / floor):          %.2f" % (med["a"] / med["c"]))
+    print("ratio b/t (API run / one tmux call):  %.2f" % (med["b"] / med["t"]))
+    print("output mismatches: CLI %d, API %d (of %d each)" % (
+        mismatches["a"], mismatches["b"], rounds))
+
+    print()
+    print("%d sequential API runs in one session ..." % runs)
+    sys.stdout.flush()
+    per_run, wrong = [], 0
+    t_all = time.perf_counter()
+    for i in range(runs):
+        t0 = time.perf_counter()
+        r = tmuxsess.run("print(%d)" % i, session="bench")
+        per_run.append(time.perf_counter() - t0)
+        if r.output != "%d\n" % i or r.exit_status != 0:
+            wrong += 1
+            if wrong <= 5:
+                print("  run %d returned %r (status %r)" % (i, r.output, r.exit_status))
+    total = time.perf_counter() - t_all
+    ms = [t * 1000 for t in per_run]
+    print("%d runs: total %.2f s; per run median %.2f ms, p90 %.2f ms, max %.2f ms; "
+          "mismatches %d" % (runs, total, median(ms), percentile(ms, 0.9), max(ms), wrong))
+    tmuxsess.kill_session(session="bench")
+    return 0 if wrong == 0 and not any(mismatches.values()) else 1
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", "--rounds", type=int, default=40,
+                        help="interleaved rounds for the side-by-side table (default 40)")
+    parser.add_argument("--runs", type=int, default=1000,
+                        help="sequential API runs in one session (default 1000)")
+    a = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="tmuxsess-bench-")
+    # Our own state, sockets and tmux default dir: nothing of the user's is touched.
+    os.environ.update(TMUXSESS_STATE_DIR=os.path.join(tmp, "state"),
+                      CLAUDE_TMUX_SOCKET_DIR=os.path.join(tmp, "sock"),
+                      TMUX_TMPDIR=os.path.join(tmp, "tmux"))
+    for name in ("TMUX", "TMUX_PANE", "TMUXSESS_TMUX"):
+        os.environ.pop(name, None)
+    os.mkdir(os.environ["TMUX_TMPDIR"], 0o700)
+    sys.path.insert(0, HERE)
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        return bench(a.rounds, a.runs)
+    except KeyboardInterrupt:
+        print("\ninterrupted; cleaning up", file=sys.stderr)
+        return 130
+    finally:
+        # Ctrl-C during cleanup must not leave a server behind either.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        kill_servers(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
