@@ -318,7 +318,8 @@ class TalkFaultTest(TalkCase):
         # Two sends into one pane: each block arrives whole, in either order.
         for path, (x, y) in ((a, "AC"), (b, "BD")):
             one, two = blocks[x] + b"\r", blocks[y] + b"\r"
-            wait_until(lambda: os.path.getsize(path) >= len(one + two), 30, "both blocks")
+            size = len(one + two)
+            wait_until(lambda p=path, n=size: os.path.getsize(p) >= n, 30, "both blocks")
             with open(path, "rb") as f:
                 got = f.read()
             self.assertIn(got, (one + two, two + one), "blocks mixed in " + path)
@@ -638,6 +639,20 @@ class TalkForeignPaneTest(TalkCase):
         self.assertEqual(r.stdout, "hi\nthere\n")
         pipe = self.tmux("display-message", "-p", "-t", "own", "#{pane_pipe}", socket=self.own)
         self.assertEqual(pipe.stdout.strip(), "0")  # the temporary transcript is gone
+
+
+    def test_send_wait_on_a_pane_that_pipes_elsewhere(self):
+        # The user's own pipe-pane stays; waits then read the screen, by the same rule.
+        self.tmux("pipe-pane", "-t", "own", "cat >/dev/null", socket=self.own)
+        target = ["-S", self.own, "-t", "own"]
+        r = self.ok("send", *target, "-c", "sleep 0.5; echo PIPED-$((40+2))", "-T", "10",
+                    "-w", r"TOKEN|PIPED\S*", "--json")
+        self.assertEqual(json.loads(r.stdout)["match"], "PIPED-42")
+        self.ok("send", *target, "-c", "sleep 0.5; echo TOKEN3-$((40+2))")
+        r = self.ok("wait", *target, "-p", r"TOKEN\S*", "-T", "30", "--json")
+        self.assertEqual(json.loads(r.stdout)["match"], "TOKEN3-42")
+        pipe = self.tmux("display-message", "-p", "-t", "own", "#{pane_pipe}", socket=self.own)
+        self.assertEqual(pipe.stdout.strip(), "1")
 
 
 class TalkTranscriptTest(TalkCase):

@@ -1487,10 +1487,19 @@ class _Follower:
         if self.start is None:
             return ""
         end = self.end if self.end is not None else len(self.buf)
-        text = render(bytes(self.buf[self.start:end]).decode("utf-8", "replace"))
-        if self.dropped:
+        data, dropped = bytes(self.buf[self.start:end]), self.dropped
+        limit = self.watch.max_output
+        if limit and len(data) > limit:
+            # _trim keeps a margin for matching; the caller gets at most the
+            # newest ``limit`` bytes, from the start of a line where there is one.
+            cut = len(data) - limit
+            nl = data.find(b"\n", cut - 1, len(data) - 1)
+            cut = nl + 1 if nl >= 0 else cut
+            data, dropped = data[cut:], dropped + cut
+        text = render(data.decode("utf-8", "replace"))
+        if dropped:
             text = ("[tmuxsess: %d earlier bytes of output omitted; all of it is in "
-                    "'capture --transcript']\n" % self.dropped) + text
+                    "'capture --transcript']\n" % dropped) + text
         return text
 
     def tail(self, lines: int = 10) -> str:
@@ -1568,8 +1577,10 @@ def _deliver(pane: Pane, payload: Optional[bytes], keys: Sequence[str], enter: b
         steps.append(["send-keys", "-t", target, "Enter"])
     if keys:
         steps.append(["send-keys", "-t", target] + list(keys))
-    if record and pane.session:
-        steps.append(["set-option", "-t", "=%s:" % pane.session, "@tmuxsess-sent", record])
+    if record and pane.pane_id:
+        # A pane option (a session can hold panes the tool did not make); -F
+        # lets the record name the cursor's line at the moment of sending.
+        steps.append(["set-option", "-p", "-F", "-t", pane.pane_id, "@tmuxsess-sent", record])
     if not steps:
         return
     attempt = 0
@@ -1661,6 +1672,7 @@ def send(text: Optional[str] = None, keys: Sequence[str] = (), *, enter: bool = 
     result: Dict[str, Any] = {"session": pane.session, "pane_id": pane.pane_id,
                               "sent": True, "bytes": len(payload), "keys": list(keys)}
     with contextlib.ExitStack() as stack:
+        own = bool(pane.transcript)  # not a temporary one for this call
         following = pattern is not None and stack.enter_context(_transcript_for(pane))
         mode = _prompt_mode(pane)
         offset = _size(pane.transcript) if pane.transcript else 0
@@ -1668,7 +1680,12 @@ def send(text: Optional[str] = None, keys: Sequence[str] = (), *, enter: bool = 
                      and _at_prompt(_tail_bytes(pane.transcript), mode, None))
         lines = payload.count(b"\n") + (1 if enter else 0) if text is not None else 0
         partial = b"" if enter or keys or text is None else payload.rsplit(b"\n", 1)[-1]
-        record = "%d %d %d" % (offset, lines, int(cmark)) if pane.type else ""
+        if own:
+            record = "%d %d %d" % (offset, lines, int(cmark))
+        else:
+            # No transcript to hold an offset: a later wait reads the screen from
+            # the cursor's line as it is when the text goes in (tmux fills it in).
+            record = "line #{history_size} #{cursor_y} %d" % lines
         baseline = pane.line
         _deliver(pane, payload, keys, enter, record, retries, interval, verbose)
         if pane.registered:
@@ -1686,7 +1703,7 @@ def send(text: Optional[str] = None, keys: Sequence[str] = (), *, enter: bool = 
             finally:
                 f.close()
         else:
-            found = _wait_on_screen(pane, pattern, timeout, None, baseline + lines)
+            found = _wait_on_screen(pane, pattern, timeout, None, baseline, skip=lines)
     found.elapsed = round(time.monotonic() - started, 3)
     if found.reason == "dead":
         found.exit_status = _dead_status(pane)
@@ -1707,31 +1724,50 @@ def _dead_status(pane: Pane) -> Optional[int]:
 
 def _wait_on_screen(pane: Pane, pattern: "re.Pattern[str]", timeout: float,
                     lines: Optional[int], from_line: Optional[int] = None,
-                    interval: float = 0.2) -> WaitResult:
+                    interval: float = 0.2, skip: int = 0) -> WaitResult:
     """Poll the screen (one tmux call per look) for panes without a transcript.
 
-    ``from_line`` is an absolute line (history size + cursor row): only text
-    from there on counts; otherwise the last ``lines`` lines do.
+    ``from_line`` is an absolute row (history size + cursor row): only text
+    from there on, after ``skip`` more lines (the echo), counts; otherwise the
+    last ``lines`` lines do.
     """
     began = time.monotonic()
     delay = 0.01
     target = pane.pane_id or pane.target
     text = ""
     while True:
-        state = "#{pane_dead}\t#{pane_dead_status}"
+        state = "#{pane_dead}\t#{pane_dead_status}\t#{history_size}\t#{pane_height}"
+        if from_line is None:
+            captures = [["capture-pane", "-p", "-J", "-t", target, "-S",
+                         str(-(lines or 1000))]]
+        else:
+            # Rows as they are (-N) and with wrapped rows joined (-J), taken in
+            # the same instant: the rows say where an absolute row begins in the
+            # joined text, which is what patterns are matched against.
+            captures = [["capture-pane", "-p", "-N", "-t", target, "-S", "-"],
+                        ["capture-pane", "-p", "-J", "-t", target, "-S", "-"]]
         try:
             out = tmux(pane.server, ["display-message", "-p", "-t", target, state],
-                       ["capture-pane", "-p", "-J", "-t", target, "-S",
-                        "-" if from_line is not None else str(-(lines or 1000))])
+                       *captures)
         except TmuxsessError as e:
             return WaitResult(False, reason="server" if e.kind == "no-server" else "dead",
                               tail=text, elapsed=time.monotonic() - began)
         head, _, text = out.partition("\n")
-        dead, status = (head.split("\t") + ["", ""])[:2]
+        dead, status, size, height = (head.split("\t") + ["", "", "", ""])[:4]
         if from_line is not None:
-            # Rows of a full capture start at the top of history, so a row's index
-            # is its absolute line (until history overflows and drops lines).
-            text = "\n".join(text.split("\n")[from_line:])
+            # A row's index is its absolute line until history overflows and
+            # tmux drops its oldest lines.
+            count = int(size or 0) + int(height or 0)
+            rows = text.split("\n")
+            joined, pos = "\n".join(rows[count:]), 0
+            for row in rows[:min(from_line, count)]:
+                pos += len(row)
+                if joined.startswith("\n", pos):  # not a wrapped row
+                    pos += 1
+            for _ in range(skip):  # the echo of the text sent
+                nl = joined.find("\n", pos)
+                pos = nl + 1 if nl >= 0 else len(joined)
+            text = joined[pos:]
         m = pattern.search(text)
         tail = "\n".join(text.rstrip("\n").split("\n")[-10:])
         if m:
@@ -1780,6 +1816,10 @@ def wait_for_text(pattern: str, *, fixed: bool = False, timeout: float = 15.0,
         if result.reason == "dead":
             result.exit_status = _dead_status(pane)
         return result
+    if not whole_pane and len(sent) == 4 and sent[0] == "line" and all(
+            p.isdigit() for p in sent[1:]):
+        return _wait_on_screen(pane, regex, timeout, lines, int(sent[1]) + int(sent[2]),
+                               interval or 0.2, skip=int(sent[3]))
     return _wait_on_screen(pane, regex, timeout, lines, None, interval or 0.2)
 
 
