@@ -268,6 +268,11 @@ class TalkFaultTest(TalkCase):
         tmuxsess.run("x = 41;", session="py")
         self.assertEqual(tmuxsess.run("x", session="py").output, "41\n")
         self.assertEqual(self.ok("run", "-s", "py", "-c", "-1").stdout, "-1\n")
+        # A TAB is text too, not readline's completion key; nor is ^A "go to start".
+        tmuxsess.send('u = "a\tb"', wait=r"^>>> $", timeout=30, session="py")
+        self.assertEqual(tmuxsess.run("len(u), u", session="py").output, "(3, 'a\\tb')\n")
+        r = self.ok("run", "-s", "py", "-c", 'v = "\tc\x01d"; len(v), v')
+        self.assertEqual(r.stdout, "(4, '\\tc\\x01d')\n")
 
     def test_3_blank_lines_and_big_blocks_run_as_one_unit(self):
         self.make("py", "python-repl")

@@ -750,7 +750,21 @@ def _tmuxsess_prompts():
             counts[1] = counts[0]
             return "\001\033]133;D;%d\007\033]133;A\007\002%s" % (failed, self.text)
 
+    hook = getattr(sys, "__interactivehook__", None)
+
+    def interactivehook():
+        # site's hook binds TAB to completion, which eats tabs in the text
+        # sent here; a TAB inserts a TAB, as in Python without that hook.
+        if hook is not None:
+            hook()
+        try:
+            import readline
+            readline.parse_and_bind("tab: tab-insert")
+        except Exception:
+            pass
+
     sys.excepthook = excepthook
+    sys.__interactivehook__ = interactivehook
     sys.ps1, sys.ps2 = Prompt(">>> ", True), Prompt("... ", False)
 
 
@@ -1861,7 +1875,10 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
                     return _early(pane, ready, began, "the program is not at its prompt "
                                   "(busy, or waiting for input: use send)")
         if pane.type == "python-repl" and not prompt:
-            units = [code if _python_line_is_complete(code) else python_unit(code)]
+            # Typed as is only when it is one complete line with nothing that
+            # readline takes for an editing key (tabs, control characters).
+            typed = code.isprintable() and _python_line_is_complete(code)
+            units = [code if typed else python_unit(code)]
         elif mode == "marks":
             units = [code[:-1] if code.endswith("\n") else code]
         else:
