@@ -663,6 +663,22 @@ class TalkForeignPaneTest(TalkCase):
         self.assertEqual(pipe.stdout.strip(), "1")
 
 
+    def test_wait_when_tmux_drops_history_lines(self):
+        # A long-lived pane's history is full: each scrolled line makes tmux drop
+        # old ones, so rows move up while the wait looks for the send's output.
+        self.tmux("set-option", "-g", "history-limit", "20", socket=self.own)
+        self.tmux("new-window", "-d", "-t", "own:", "-n", "full", "env", "PS1=full$ ",
+                  "bash", "--norc", "--noprofile", socket=self.own)
+        self.tmux("send-keys", "-t", "own:full", "echo HIST-OLD; seq 1 100", "Enter",
+                  socket=self.own)
+        wait_until(lambda: "\n100\n" in self.tmux("capture-pane", "-p", "-t", "own:full",
+                                                   socket=self.own).stdout, 20, "history")
+        target = ["-S", self.own, "-t", "own:full"]
+        self.ok("send", *target, "-c", "sleep 0.5; echo HIST-$((40+2)); seq 1 8")
+        r = self.ok("wait", *target, "-p", r"HIST\S*", "-T", "10", "--json")
+        self.assertEqual(json.loads(r.stdout)["match"], "HIST-42")
+
+
 class TalkTranscriptTest(TalkCase):
     def test_transcript_strips_ansi_unless_raw(self):
         self.make("sh")

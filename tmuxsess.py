@@ -1698,8 +1698,10 @@ def send(text: Optional[str] = None, keys: Sequence[str] = (), *, enter: bool = 
             record = "%d %d %d" % (offset, lines, int(cmark))
         else:
             # No transcript to hold an offset: a later wait reads the screen from
-            # the cursor's line as it is when the text goes in (tmux fills it in).
-            record = "line #{history_size} #{cursor_y} %d" % lines
+            # the cursor's row as it is when the text goes in (tmux fills it in),
+            # found again by the echo's end once tmux drops old history lines.
+            record = "line #{history_size} #{cursor_y} %d %s" % (
+                lines, _echo_anchor(text).replace("#", "##"))
         baseline = pane.line
         _deliver(pane, payload, keys, enter, record, retries, interval, verbose)
         if pane.registered:
@@ -1717,7 +1719,8 @@ def send(text: Optional[str] = None, keys: Sequence[str] = (), *, enter: bool = 
             finally:
                 f.close()
         else:
-            found = _wait_on_screen(pane, pattern, timeout, None, baseline, skip=lines)
+            found = _wait_on_screen(pane, pattern, timeout, None, baseline, skip=lines,
+                                    anchor=_echo_anchor(text))
     found.elapsed = round(time.monotonic() - started, 3)
     if found.reason == "dead":
         found.exit_status = _dead_status(pane)
@@ -1736,21 +1739,60 @@ def _dead_status(pane: Pane) -> Optional[int]:
     return None
 
 
+def _echo_anchor(text: Optional[str]) -> str:
+    """The end of the first line sent, to recognise its echo on the screen."""
+    first = (text or "").split("\n", 1)[0].rstrip()[-40:]
+    return first if first.isprintable() else ""
+
+
+def _new_screen_text(rows: List[str], joined: str, row: int, skip: int,
+                     history: int, limit: int, anchor: str) -> str:
+    """The joined text from absolute row ``row`` on, after ``skip`` lines.
+
+    ``rows`` are the pane's rows as they are (-N) and ``joined`` the same with
+    wrapped rows joined (-J): they differ only by the newlines of wrapped rows.
+    """
+    offsets, pos = [], 0
+    for r in rows:
+        offsets.append(pos)
+        pos += len(r)
+        if joined.startswith("\n", pos):  # not a wrapped row
+            pos += 1
+    step = max(limit // 10, 1)
+    if anchor and history >= limit - step:
+        # A full history drops its oldest ``step`` lines at a time, moving every
+        # row up by a multiple of that: find the row that holds the echo.
+        for candidate in range(row, -1, -step):
+            if candidate < len(rows):
+                end = joined.find("\n", offsets[candidate])
+                line = joined[offsets[candidate]:end if end >= 0 else len(joined)]
+                if line.rstrip().endswith(anchor):
+                    row = candidate
+                    break
+    pos = offsets[row] if row < len(offsets) else len(joined)
+    for _ in range(skip):  # the echo of the text sent
+        nl = joined.find("\n", pos)
+        pos = nl + 1 if nl >= 0 else len(joined)
+    return joined[pos:]
+
+
 def _wait_on_screen(pane: Pane, pattern: "re.Pattern[str]", timeout: float,
                     lines: Optional[int], from_line: Optional[int] = None,
-                    interval: float = 0.2, skip: int = 0) -> WaitResult:
+                    interval: float = 0.2, skip: int = 0, anchor: str = "") -> WaitResult:
     """Poll the screen (one tmux call per look) for panes without a transcript.
 
-    ``from_line`` is an absolute row (history size + cursor row): only text
-    from there on, after ``skip`` more lines (the echo), counts; otherwise the
-    last ``lines`` lines do.
+    ``from_line`` is an absolute row (history size + cursor row) where text was
+    sent (``anchor``: the end of its first line): only text from there on,
+    after ``skip`` more lines (the echo), counts; otherwise the last ``lines``
+    lines do.
     """
     began = time.monotonic()
     delay = 0.01
     target = pane.pane_id or pane.target
     text = ""
     while True:
-        state = "#{pane_dead}\t#{pane_dead_status}\t#{history_size}\t#{pane_height}"
+        state = ("#{pane_dead}\t#{pane_dead_status}\t#{history_size}\t#{pane_height}"
+                 "\t#{history_limit}")
         if from_line is None:
             captures = [["capture-pane", "-p", "-J", "-t", target, "-S",
                          str(-(lines or 1000))]]
@@ -1767,21 +1809,12 @@ def _wait_on_screen(pane: Pane, pattern: "re.Pattern[str]", timeout: float,
             return WaitResult(False, reason="server" if e.kind == "no-server" else "dead",
                               tail=text, elapsed=time.monotonic() - began)
         head, _, text = out.partition("\n")
-        dead, status, size, height = (head.split("\t") + ["", "", "", ""])[:4]
+        dead, status, size, height, limit = (head.split("\t") + [""] * 5)[:5]
         if from_line is not None:
-            # A row's index is its absolute line until history overflows and
-            # tmux drops its oldest lines.
             count = int(size or 0) + int(height or 0)
             rows = text.split("\n")
-            joined, pos = "\n".join(rows[count:]), 0
-            for row in rows[:min(from_line, count)]:
-                pos += len(row)
-                if joined.startswith("\n", pos):  # not a wrapped row
-                    pos += 1
-            for _ in range(skip):  # the echo of the text sent
-                nl = joined.find("\n", pos)
-                pos = nl + 1 if nl >= 0 else len(joined)
-            text = joined[pos:]
+            text = _new_screen_text(rows[:count], "\n".join(rows[count:]), from_line,
+                                    skip, int(size or 0), int(limit or 0), anchor)
         m = pattern.search(text)
         tail = "\n".join(text.rstrip("\n").split("\n")[-10:])
         if m:
@@ -1830,10 +1863,11 @@ def wait_for_text(pattern: str, *, fixed: bool = False, timeout: float = 15.0,
         if result.reason == "dead":
             result.exit_status = _dead_status(pane)
         return result
-    if not whole_pane and len(sent) == 4 and sent[0] == "line" and all(
-            p.isdigit() for p in sent[1:]):
-        return _wait_on_screen(pane, regex, timeout, lines, int(sent[1]) + int(sent[2]),
-                               interval or 0.2, skip=int(sent[3]))
+    screen = pane.sent.split(" ", 4)  # "line HISTORY CURSOR SKIP ANCHOR": no transcript
+    if not whole_pane and len(screen) == 5 and screen[0] == "line" and all(
+            p.isdigit() for p in screen[1:4]):
+        return _wait_on_screen(pane, regex, timeout, lines, int(screen[1]) + int(screen[2]),
+                               interval or 0.2, skip=int(screen[3]), anchor=screen[4])
     return _wait_on_screen(pane, regex, timeout, lines, None, interval or 0.2)
 
 
