@@ -609,6 +609,12 @@ class TalkSendTest(TalkCase):
         self.assertTrue(r.stderr.startswith("tmuxsess: error: pattern 'never' not seen"))
         self.assertIn("some-output-2", r.stderr)
 
+    def test_wait_after_keys_skips_the_recalled_line(self):
+        self.make("sh")
+        tmuxsess.run("echo RECALL-$((6*7))", session="sh")
+        r = self.ok("send", "-s", "sh", "-k", "Up", "Enter", "-w", r"RECALL\S*", "--json")
+        self.assertEqual(json.loads(r.stdout)["match"], "RECALL-42")
+
     def test_json(self):
         self.make("sh")
         r = self.ok("send", "-s", "sh", "-c", "echo j-$((2*3))", "-w", "j-\\d", "--json")

@@ -1690,9 +1690,11 @@ def send(text: Optional[str] = None, keys: Sequence[str] = (), *, enter: bool = 
         following = pattern is not None and stack.enter_context(_transcript_for(pane))
         mode = _prompt_mode(pane)
         offset = _size(pane.transcript) if pane.transcript else 0
-        cmark = bool(enter and mode == "marks" and pane.type == "shell"
+        # Enter pressed through -k (say "-k Up Enter") ends an echoed line too.
+        presses = int(enter) + sum(k in ("Enter", "C-m", "KPEnter") for k in keys)
+        cmark = bool(presses and mode == "marks" and pane.type == "shell"
                      and _at_prompt(_tail_bytes(pane.transcript), mode, None))
-        lines = payload.count(b"\n") + (1 if enter else 0) if text is not None else 0
+        lines = payload.count(b"\n") + presses
         partial = b"" if enter or keys or text is None else payload.rsplit(b"\n", 1)[-1]
         if own:
             record = "%d %d %d" % (offset, lines, int(cmark))
