@@ -783,7 +783,21 @@ def _tmuxsess_prompts():
             counts[1] = counts[0]
             return "\001\033]133;D;%d\007\033]133;A\007\002%s" % (failed, self.text)
 
+    hook = getattr(sys, "__interactivehook__", None)
+
+    def interactivehook():
+        # site's hook binds TAB to completion, which eats tabs in the text
+        # sent here; a TAB inserts a TAB, as in Python without that hook.
+        if hook is not None:
+            hook()
+        try:
+            import readline
+            readline.parse_and_bind("tab: tab-insert")
+        except Exception:
+            pass
+
     sys.excepthook = excepthook
+    sys.__interactivehook__ = interactivehook
     sys.ps1, sys.ps2 = Prompt(">>> ", True), Prompt("... ", False)
 
 
@@ -1713,8 +1727,10 @@ def _deliver(pane: Pane, payload: Optional[bytes], keys: Sequence[str], enter: b
         steps.append(["send-keys", "-t", target, "Enter"])
     if keys:
         steps.append(["send-keys", "-t", target] + list(keys))
-    if record and pane.session:
-        steps.append(["set-option", "-t", "=%s:" % pane.session, "@tmuxsess-sent", record])
+    if record and pane.pane_id:
+        # A pane option (a session can hold panes the tool did not make); -F
+        # lets the record name the cursor's line at the moment of sending.
+        steps.append(["set-option", "-p", "-F", "-t", pane.pane_id, "@tmuxsess-sent", record])
     if not steps:
         return
     attempt = 0
@@ -1806,14 +1822,24 @@ def send(text: Optional[str] = None, keys: Sequence[str] = (), *, enter: bool = 
     result: Dict[str, Any] = {"session": pane.session, "pane_id": pane.pane_id,
                               "sent": True, "bytes": len(payload), "keys": list(keys)}
     with contextlib.ExitStack() as stack:
+        own = bool(pane.transcript)  # not a temporary one for this call
         following = pattern is not None and stack.enter_context(_transcript_for(pane))
         mode = _prompt_mode(pane)
         offset = _size(pane.transcript) if pane.transcript else 0
-        cmark = bool(enter and mode == "marks" and pane.type == "shell"
+        # Enter pressed through -k (say "-k Up Enter") ends an echoed line too.
+        presses = int(enter) + sum(k in ("Enter", "C-m", "KPEnter") for k in keys)
+        cmark = bool(presses and mode == "marks" and pane.type == "shell"
                      and _at_prompt(_tail_bytes(pane.transcript), mode, None))
-        lines = payload.count(b"\n") + (1 if enter else 0) if text is not None else 0
+        lines = payload.count(b"\n") + presses
         partial = b"" if enter or keys or text is None else payload.rsplit(b"\n", 1)[-1]
-        record = "%d %d %d" % (offset, lines, int(cmark)) if pane.type else ""
+        if own:
+            record = "%d %d %d" % (offset, lines, int(cmark))
+        else:
+            # No transcript to hold an offset: a later wait reads the screen from
+            # the cursor's row as it is when the text goes in (tmux fills it in),
+            # found again by the echo's end once tmux drops old history lines.
+            record = "line #{history_size} #{cursor_y} %d %s" % (
+                lines, _echo_anchor(text).replace("#", "##"))
         baseline = pane.line
         _deliver(pane, payload, keys, enter, record, retries, interval, verbose)
         if pane.registered:
@@ -1831,7 +1857,8 @@ def send(text: Optional[str] = None, keys: Sequence[str] = (), *, enter: bool = 
             finally:
                 f.close()
         else:
-            found = _wait_on_screen(pane, pattern, timeout, None, baseline + lines)
+            found = _wait_on_screen(pane, pattern, timeout, None, baseline, skip=lines,
+                                    anchor=_echo_anchor(text))
     found.elapsed = round(time.monotonic() - started, 3)
     if found.reason == "dead":
         found.exit_status = _dead_status(pane)
@@ -1850,33 +1877,82 @@ def _dead_status(pane: Pane) -> Optional[int]:
     return None
 
 
+def _echo_anchor(text: Optional[str]) -> str:
+    """The end of the first line sent, to recognise its echo on the screen."""
+    first = (text or "").split("\n", 1)[0].rstrip()[-40:]
+    return first if first.isprintable() else ""
+
+
+def _new_screen_text(rows: List[str], joined: str, row: int, skip: int,
+                     history: int, limit: int, anchor: str) -> str:
+    """The joined text from absolute row ``row`` on, after ``skip`` lines.
+
+    ``rows`` are the pane's rows as they are (-N) and ``joined`` the same with
+    wrapped rows joined (-J): they differ only by the newlines of wrapped rows.
+    """
+    offsets, pos = [], 0
+    for r in rows:
+        offsets.append(pos)
+        pos += len(r)
+        if joined.startswith("\n", pos):  # not a wrapped row
+            pos += 1
+    step = max(limit // 10, 1)
+    if anchor and history >= limit - step:
+        # A full history drops its oldest ``step`` lines at a time, moving every
+        # row up by a multiple of that: find the row that holds the echo.
+        for candidate in range(row, -1, -step):
+            if candidate < len(rows):
+                end = joined.find("\n", offsets[candidate])
+                line = joined[offsets[candidate]:end if end >= 0 else len(joined)]
+                if line.rstrip().endswith(anchor):
+                    row = candidate
+                    break
+    pos = offsets[row] if row < len(offsets) else len(joined)
+    for _ in range(skip):  # the echo of the text sent
+        nl = joined.find("\n", pos)
+        pos = nl + 1 if nl >= 0 else len(joined)
+    return joined[pos:]
+
+
 def _wait_on_screen(pane: Pane, pattern: "re.Pattern[str]", timeout: float,
                     lines: Optional[int], from_line: Optional[int] = None,
-                    interval: float = 0.2) -> WaitResult:
+                    interval: float = 0.2, skip: int = 0, anchor: str = "") -> WaitResult:
     """Poll the screen (one tmux call per look) for panes without a transcript.
 
-    ``from_line`` is an absolute line (history size + cursor row): only text
-    from there on counts; otherwise the last ``lines`` lines do.
+    ``from_line`` is an absolute row (history size + cursor row) where text was
+    sent (``anchor``: the end of its first line): only text from there on,
+    after ``skip`` more lines (the echo), counts; otherwise the last ``lines``
+    lines do.
     """
     began = time.monotonic()
     delay = 0.01
     target = pane.pane_id or pane.target
     text = ""
     while True:
-        state = "#{pane_dead}\t#{pane_dead_status}"
+        state = ("#{pane_dead}\t#{pane_dead_status}\t#{history_size}\t#{pane_height}"
+                 "\t#{history_limit}")
+        if from_line is None:
+            captures = [["capture-pane", "-p", "-J", "-t", target, "-S",
+                         str(-(lines or 1000))]]
+        else:
+            # Rows as they are (-N) and with wrapped rows joined (-J), taken in
+            # the same instant: the rows say where an absolute row begins in the
+            # joined text, which is what patterns are matched against.
+            captures = [["capture-pane", "-p", "-N", "-t", target, "-S", "-"],
+                        ["capture-pane", "-p", "-J", "-t", target, "-S", "-"]]
         try:
             out = tmux(pane.server, ["display-message", "-p", "-t", target, state],
-                       ["capture-pane", "-p", "-J", "-t", target, "-S",
-                        "-" if from_line is not None else str(-(lines or 1000))])
+                       *captures)
         except TmuxsessError as e:
             return WaitResult(False, reason="server" if e.kind == "no-server" else "dead",
                               tail=text, elapsed=time.monotonic() - began)
         head, _, text = out.partition("\n")
-        dead, status = (head.split("\t") + ["", ""])[:2]
+        dead, status, size, height, limit = (head.split("\t") + [""] * 5)[:5]
         if from_line is not None:
-            # Rows of a full capture start at the top of history, so a row's index
-            # is its absolute line (until history overflows and drops lines).
-            text = "\n".join(text.split("\n")[from_line:])
+            count = int(size or 0) + int(height or 0)
+            rows = text.split("\n")
+            text = _new_screen_text(rows[:count], "\n".join(rows[count:]), from_line,
+                                    skip, int(size or 0), int(limit or 0), anchor)
         m = pattern.search(text)
         tail = "\n".join(text.rstrip("\n").split("\n")[-10:])
         if m:
@@ -1925,6 +2001,11 @@ def wait_for_text(pattern: str, *, fixed: bool = False, timeout: float = 15.0,
         if result.reason == "dead":
             result.exit_status = _dead_status(pane)
         return result
+    screen = pane.sent.split(" ", 4)  # "line HISTORY CURSOR SKIP ANCHOR": no transcript
+    if not whole_pane and len(screen) == 5 and screen[0] == "line" and all(
+            p.isdigit() for p in screen[1:4]):
+        return _wait_on_screen(pane, regex, timeout, lines, int(screen[1]) + int(screen[2]),
+                               interval or 0.2, skip=int(screen[3]), anchor=screen[4])
     return _wait_on_screen(pane, regex, timeout, lines, None, interval or 0.2)
 
 
@@ -1966,7 +2047,10 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
                     return _early(pane, ready, began, "the program is not at its prompt "
                                   "(busy, or waiting for input: use send)")
         if pane.type == "python-repl" and not prompt:
-            units = [code if _python_line_is_complete(code) else python_unit(code)]
+            # Typed as is only when it is one complete line with nothing that
+            # readline takes for an editing key (tabs, control characters).
+            typed = code.isprintable() and _python_line_is_complete(code)
+            units = [code if typed else python_unit(code)]
         elif mode == "marks":
             units = [code[:-1] if code.endswith("\n") else code]
         else:
