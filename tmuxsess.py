@@ -664,13 +664,16 @@ def _query_pane(server: Server, target: str, entry: Session) -> Tuple[Pane, Heal
         rows = _rows(tmux(server, ["display-message", "-p", "-t", target, "-F",
                                    PANE_FORMAT]), PANE_FIELDS)
     except TmuxsessError as e:
-        if e.kind != "no-server":
-            if entry.name:  # a registered pane that tmux no longer knows
-                rows = []
-            else:
-                raise _fail("no pane %r on %s" % (target, server.label), "target")
-        else:
+        if e.kind == "no-server":
             rows = None
+        elif "can't find" not in e.message:
+            # tmux missing or failing is not a missing pane: saying so would let
+            # kill and cleanup deregister sessions that are still running.
+            raise
+        elif entry.name:  # a registered pane that tmux no longer knows
+            rows = []
+        else:
+            raise _fail("no pane %r on %s" % (target, server.label), "target")
     registered = bool(entry.name)
     if rows and entry.name and rows[0][0] != entry.name and entry.pane_id:
         rows = []  # the pane id now belongs to another session: ours is gone
@@ -1902,7 +1905,7 @@ EXIT_CODES: Dict[str, Dict[str, int]] = {
     "safe-send": {"send": 1, "tmux": 1, "timeout": 2, "unhealthy": 3, "usage": 4,
                   "target": 4, "registry": 4, "no-server": 3},
     "pane-health": {},
-    "kill-session": {"usage": 3, "target": 2},
+    "kill-session": {"usage": 3, "target": 2, "tmux": 2, "registry": 2},
     "run": {"usage": 126, "target": 126, "unhealthy": 126, "registry": 126,
             "tmux": 126, "send": 126, "no-server": 125},
 }
