@@ -545,11 +545,12 @@ class Registry:
         """Hold the registry lock; wait at most ``timeout`` seconds for it."""
         private_dir(self.dir, "state dir")
         if timeout is None:
-            timeout = float(os.environ.get("TMUXSESS_LOCK_TIMEOUT") or DEFAULT_LOCK_TIMEOUT)
+            timeout = _lock_timeout()
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except OSError as e:
-            raise _fail("cannot open lock %s: %s" % (self.lock_path, e.strerror), "registry")
+            problem = "it is a symlink" if e.errno == errno.ELOOP else e.strerror
+            raise _fail("cannot open lock %s: %s" % (self.lock_path, problem), "registry")
         try:
             deadline = time.monotonic() + timeout
             delay = 0.001
@@ -597,6 +598,17 @@ class Registry:
             raise _fail("cannot write registry %s: %s" % (self.path, e.strerror), "registry")
 
 
+def _lock_timeout() -> float:
+    """How long to wait for the registry lock: TMUXSESS_LOCK_TIMEOUT, else 10 s."""
+    text = os.environ.get("TMUXSESS_LOCK_TIMEOUT") or ""
+    if not text:
+        return DEFAULT_LOCK_TIMEOUT
+    with contextlib.suppress(ValueError):
+        if float(text) >= 0:  # also refuses nan
+            return float(text)
+    raise _fail("TMUXSESS_LOCK_TIMEOUT must be a number of seconds, not %r" % text)
+
+
 def _touch(session: str) -> None:
     """Record activity; skipped when the entry was touched this second already."""
     reg = Registry()
@@ -605,7 +617,8 @@ def _touch(session: str) -> None:
         current = reg.load()["sessions"].get(session)
         if not current or current.get("last_active") == now:
             return
-        with reg.transaction() as doc:
+        # A courtesy: never hold up a send or run for long behind a busy lock.
+        with reg.transaction(timeout=min(_lock_timeout(), 1.0)) as doc:
             entry = doc["sessions"].get(session)
             if entry is not None:
                 entry["last_active"] = now
@@ -957,17 +970,18 @@ def kill_session(session: Optional[str] = None, socket: Optional[str] = None,
     if dry_run:
         result["killed"], result["deregistered"] = alive, bool(registered_as)
         return result
-    if alive:
-        try:
-            tmux(pane.server, ["kill-session", "-t", "=" + name])
-            result["killed"] = True
-        except TmuxsessError as e:
-            if e.kind not in ("no-server", "tmux"):
-                raise
-    if registered_as:
-        with Registry().transaction() as doc:
-            if doc["sessions"].pop(registered_as, None) is not None:
-                result["deregistered"] = True
+    # Lock before killing: a busy registry (exit 75) then leaves the session
+    # running and registered, never killed but still listed.
+    with (Registry().transaction() if registered_as else _no_transaction()) as doc:
+        if alive:
+            try:
+                tmux(pane.server, ["kill-session", "-t", "=" + name])
+                result["killed"] = True
+            except TmuxsessError as e:
+                if e.kind not in ("no-server", "tmux"):
+                    raise
+        if registered_as and doc["sessions"].pop(registered_as, None) is not None:
+            result["deregistered"] = True
     if pane.transcript and (result["killed"] or result["deregistered"]):
         _remove_transcript(pane.transcript)
     return result
@@ -1008,23 +1022,23 @@ def cleanup_sessions(all: bool = False, older_than: Optional[float] = None,
             chosen[s.name] = (", ".join(reasons), s)
     removed = []
     sessions = Registry().sessions()
-    for name, (reason, s) in sorted(chosen.items()):
-        item = {"name": name, "reason": reason, "status": s.status,
-                "killed": False, "removed": False, "dry_run": dry_run}
-        if s.status == "alive":
-            item["killed"] = True
-            if not dry_run:
+    # Lock before killing, as kill does: a busy registry changes nothing.
+    with (Registry().transaction() if chosen and not dry_run else _no_transaction()) as doc:
+        for name, (reason, s) in sorted(chosen.items()):
+            item = {"name": name, "reason": reason, "status": s.status,
+                    "killed": False, "removed": False, "dry_run": dry_run}
+            if s.status == "alive":
+                item["killed"] = True
+                if not dry_run:
+                    with contextlib.suppress(TmuxsessError):
+                        tmux(Server(s.socket), ["kill-session", "-t", "=" + name])
+            elif s.status in ("dead", "zombie") and not dry_run:
                 with contextlib.suppress(TmuxsessError):
                     tmux(Server(s.socket), ["kill-session", "-t", "=" + name])
-        elif s.status in ("dead", "zombie") and not dry_run:
-            with contextlib.suppress(TmuxsessError):
-                tmux(Server(s.socket), ["kill-session", "-t", "=" + name])
-        removed.append(item)
+            if not dry_run and doc["sessions"].pop(name, None) is not None:
+                item["removed"] = True
+            removed.append(item)
     if not dry_run and removed:
-        with Registry().transaction() as doc:
-            for item in removed:
-                if doc["sessions"].pop(item["name"], None) is not None:
-                    item["removed"] = True
         for item in removed:
             entry = sessions.get(item["name"])
             if entry and entry.transcript:
