@@ -582,6 +582,12 @@ class Registry:
     def _write(self, doc: Dict[str, Any]) -> None:
         data = (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode("utf-8")
         tmp = "%s.tmp-%d-%s" % (self.path, os.getpid(), uuid.uuid4().hex[:8])
+        # Under the lock every temp file is a leftover of a writer that was killed.
+        prefix = os.path.basename(self.path) + ".tmp-"
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.dir):
+                if name.startswith(prefix):
+                    os.unlink(os.path.join(self.dir, name))
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:
