@@ -276,7 +276,8 @@ def private_dir(path: str, what: str) -> str:
     may write to could let another user read or plant sockets and transcripts.
     """
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        if not os.path.lexists(path):  # never makedirs through a planted symlink
+            os.makedirs(path, mode=0o700, exist_ok=True)
         st = os.lstat(path)
     except OSError as e:
         raise _fail("cannot create %s %s: %s" % (what, path, e.strerror), "registry")
@@ -294,6 +295,19 @@ def private_dir(path: str, what: str) -> str:
                     "remove it, or point %s at a private directory" % (
                         "CLAUDE_TMUX_SOCKET_DIR" if what == "socket dir"
                         else "TMUXSESS_STATE_DIR"))
+    return path
+
+
+def _checked_socket(path: str) -> str:
+    """A socket in the tool's own socket dir is used only while that dir is private.
+
+    Otherwise someone else could have swapped in a server of their own. Sockets
+    elsewhere (``-S``, recorded in the registry) are used as given.
+    """
+    directory = socket_dir()
+    if (path and os.path.dirname(os.path.abspath(path)) == directory
+            and os.path.lexists(directory)):
+        private_dir(directory, "socket dir")
     return path
 
 
@@ -494,19 +508,29 @@ class Registry:
 
     def load(self) -> Dict[str, Any]:
         """The whole document; an empty one when no file exists yet."""
+        if os.path.lexists(self.dir):  # a registry others could plant is not read
+            private_dir(self.dir, "state dir")
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+            # O_NONBLOCK: a FIFO planted here must not hang every command.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             return {"version": REGISTRY_VERSION, "sessions": {}}
         except OSError as e:
             if e.errno == errno.ELOOP:
                 raise self._corrupt("it is a symlink")
             raise _fail("cannot read registry %s: %s" % (self.path, e.strerror), "registry")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise self._corrupt("it is not a regular file")
         with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())
             if st.st_mode & 0o077 and st.st_uid == os.geteuid():
                 os.fchmod(f.fileno(), 0o600)  # others must not read session details
-            raw = f.read()
+            try:
+                raw = f.read()
+            except OSError as e:
+                raise _fail("cannot read registry %s: %s" % (self.path, e.strerror),
+                            "registry")
         if not raw.strip():
             raise self._corrupt("the file is empty")
         try:
@@ -673,7 +697,7 @@ def resolve(session: Optional[str] = None, socket: Optional[str] = None,
     else:
         raise _fail("%d sessions are registered; say which with -s NAME (%s)" % (
             len(sessions), _candidates(sessions)), "target")
-    server = Server(entry.socket)
+    server = Server(_checked_socket(entry.socket))
     return _query_pane(server, entry.pane_id or entry.target, entry)
 
 
@@ -791,11 +815,22 @@ def _write_private(path: str, text: str) -> str:
             if f.read() == data:
                 return path
     tmp = "%s.tmp-%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise _fail("cannot write %s: %s" % (path, e.strerror), "registry")
     return path
+
+
+def _new_private_file(path: str) -> None:
+    """Create an empty 0600 file; never through a symlink, never over a file."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    except OSError as e:
+        raise _fail("cannot create transcript %s: %s" % (path, e.strerror), "registry")
 
 
 def _program(kind: str, command: Optional[str], env: Dict[str, str]) -> List[str]:
@@ -844,6 +879,11 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
         _compile_prompt(prompt)
     if socket:
         socket = os.path.abspath(socket)
+        if os.path.dirname(socket) == socket_dir():
+            private_dir(socket_dir(), "socket dir")
+        elif not os.path.isdir(os.path.dirname(socket)):
+            # tmux would only print "error creating" and still exit 0
+            raise _fail("the directory of socket %s does not exist" % socket)
     else:
         private_dir(socket_dir(), "socket dir")
         socket = default_socket()
@@ -851,7 +891,7 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
     transcripts = private_dir(os.path.join(private_dir(state_dir(), "state dir"),
                                            "transcripts"), "state dir")
     transcript = os.path.join(transcripts, "%s.%s.log" % (name, uuid.uuid4().hex[:12]))
-    os.close(os.open(transcript, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    _new_private_file(transcript)
     program = _program(kind, command, env)
     created = _utcnow()
     target = "=%s:" % name
@@ -943,7 +983,7 @@ def list_sessions() -> List[SessionStatus]:
     result = []
     for s in sorted(sessions.values(), key=lambda s: s.name):
         if s.socket not in panes_by_socket:
-            panes_by_socket[s.socket] = _list_panes(Server(s.socket))
+            panes_by_socket[s.socket] = _list_panes(Server(_checked_socket(s.socket)))
         rows = panes_by_socket[s.socket]
         if rows is None:
             health = Health("server_not_running")
@@ -1066,6 +1106,7 @@ def find_sessions(socket: Optional[str] = None, socket_name: Optional[str] = Non
     servers: List[Server] = []
     if all_sockets:
         directory = socket_dir()
+        _checked_socket(default_socket())  # never scan a dir others can plant sockets in
         with contextlib.suppress(OSError):
             for entry in sorted(os.scandir(directory), key=lambda e: e.name):
                 with contextlib.suppress(OSError):
@@ -1074,7 +1115,7 @@ def find_sessions(socket: Optional[str] = None, socket_name: Optional[str] = Non
     elif socket or socket_name:
         servers.append(Server(os.path.abspath(socket) if socket else "", socket_name or ""))
     else:
-        servers.append(Server(default_socket()))
+        servers.append(Server(_checked_socket(default_socket())))
     regs = _safe_sessions()
     found = []
     for server in servers:
@@ -1627,7 +1668,7 @@ def _transcript_for(pane: Pane) -> Iterator[bool]:
     directory = private_dir(os.path.join(private_dir(state_dir(), "state dir"),
                                          "transcripts"), "state dir")
     path = os.path.join(directory, "temp.%s.log" % uuid.uuid4().hex[:12])
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    _new_private_file(path)
     try:
         tmux(pane.server, ["pipe-pane", "-O", "-t", pane.pane_id,
                            "exec cat >> " + shlex.quote(path)])
