@@ -672,6 +672,8 @@ def resolve(session: Optional[str] = None, socket: Optional[str] = None,
     Highest first: ``socket``/``socket_name`` with ``target``; then the
     registered ``session``; then the only registered session.
     """
+    if session is not None:
+        validate_name(session)  # even where -t wins: a bad name is refused, not ignored
     if target is not None or socket or socket_name:
         server = Server(socket or "", socket_name or "")
         if target is None:
@@ -683,7 +685,6 @@ def resolve(session: Optional[str] = None, socket: Optional[str] = None,
                                                     target=target))
     sessions = Registry().sessions()
     if session is not None:
-        validate_name(session)
         if session not in sessions:
             raise _fail("session %r is not registered (registered: %s)" % (
                 session, _candidates(sessions)), "target",
