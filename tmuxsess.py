@@ -210,6 +210,7 @@ class RunResult:
     elapsed: float = 0.0
     pane_died: bool = False
     truncated: bool = False
+    server_gone: bool = False  # the tmux server went away (so did the program)
 
 
 @dataclass
@@ -436,6 +437,23 @@ def _process_state(pid: int) -> str:
         return "running"
 
 
+def _zombie_status(pid: int) -> Optional[int]:
+    """The exit status of an exited, not yet reaped process, from /proc (Linux).
+
+    tmux at times marks a pane dead but misses the SIGCHLD, leaving its program
+    a zombie with the status unknown to tmux until some other child exits.
+    """
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        if fields[0] != b"Z" or len(fields) < 50:
+            return None
+        wait_status = int(fields[49])  # field 52, exit_code, as waitpid reports it
+    except (OSError, IndexError, ValueError):
+        return None
+    return os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else None
+
+
 # Pane fields asked for in one query; see _pane_from_row.
 PANE_FORMAT = "\t".join([
     "#{session_name}", "#{window_index}", "#{pane_index}", "#{pane_id}",
@@ -464,7 +482,7 @@ def _health_from_row(row: Optional[List[str]], server_up: bool, session_up: bool
         return Health("missing", server_running=True, session_exists=session_up)
     pid = int(row[4] or 0)
     if row[5] == "1":
-        status = int(row[6]) if row[6].lstrip("-").isdigit() else None
+        status = int(row[6]) if row[6].lstrip("-").isdigit() else _zombie_status(pid)
         return Health("dead", True, True, True, pane_dead=True, pid=pid or None,
                       exit_status=status)
     state = _process_state(pid)
@@ -1762,12 +1780,31 @@ def send(text: Optional[str] = None, keys: Sequence[str] = (), *, enter: bool = 
 
 
 def _dead_status(pane: Pane) -> Optional[int]:
-    with contextlib.suppress(TmuxsessError):
-        out = tmux(pane.server, ["display-message", "-p", "-t", pane.pane_id,
-                                 "#{pane_dead}\t#{pane_dead_status}"]).strip().split("\t")
-        if len(out) == 2 and out[0] == "1" and out[1].lstrip("-").isdigit():
-            return int(out[1])
-    return None
+    """The exit status of a pane's program that has just exited.
+
+    tmux marks the pane dead when the terminal closes, which can be before it
+    has reaped the program and learnt its status (or signal): give it a moment,
+    a second at most, to catch up.
+    """
+    deadline = time.monotonic() + 1.0
+    while True:
+        try:
+            out = tmux(pane.server, ["display-message", "-p", "-t", pane.pane_id,
+                                     "#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}"])
+        except TmuxsessError:
+            return None
+        dead, status, signum = (out.rstrip("\n").split("\t") + ["", "", ""])[:3]
+        if dead == "1":
+            if status.lstrip("-").isdigit():
+                return int(status)
+            if signum:
+                return None  # killed by a signal: no exit status
+            zombie = _zombie_status(pane.pid) if pane.pid else None
+            if zombie is not None:
+                return zombie
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.01)
 
 
 def _wait_on_screen(pane: Pane, pattern: "re.Pattern[str]", timeout: float,
@@ -1912,14 +1949,16 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
                          truncated=output.startswith("[tmuxsess: "))
     if reason == "timeout":
         return RunResult(output, None, timed_out=True, elapsed=elapsed)
-    return RunResult(output, _dead_status(pane), pane_died=True, elapsed=elapsed)
+    return RunResult(output, _dead_status(pane), pane_died=True, elapsed=elapsed,
+                     server_gone=reason == "server")
 
 
 def _early(pane: Pane, reason: str, began: float, why: str) -> RunResult:
     elapsed = round(time.monotonic() - began, 3)
     if reason == "timeout":
         return RunResult(why + "\n", None, timed_out=True, elapsed=elapsed)
-    return RunResult("", _dead_status(pane), pane_died=True, elapsed=elapsed)
+    return RunResult("", _dead_status(pane), pane_died=True, elapsed=elapsed,
+                     server_gone=reason == "server")
 
 
 def _await_prompt(pane: Pane, mode: str, prompt_re: Optional["re.Pattern[str]"],
@@ -1929,6 +1968,8 @@ def _await_prompt(pane: Pane, mode: str, prompt_re: Optional["re.Pattern[str]"],
     while True:
         if _at_prompt(_tail_bytes(pane.transcript), mode, prompt_re):
             return "done"
+        if pane.server_pid and _process_state(pane.server_pid) != "running":
+            return "server"
         if pane.pid and _process_state(pane.pid) != "running":
             return "dead"
         if time.monotonic() - began >= timeout:
@@ -2249,7 +2290,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     if a.json:
         _print_json({"output": r.output, "exit_status": r.exit_status,
                      "timed_out": r.timed_out, "elapsed": r.elapsed,
-                     "pane_died": r.pane_died, "truncated": r.truncated})
+                     "pane_died": r.pane_died, "truncated": r.truncated,
+                     "server_gone": r.server_gone})
     else:
         sys.stdout.write(r.output)
         sys.stdout.flush()
@@ -2260,7 +2302,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         return 124
     if r.pane_died:
         if not a.json:
-            _error(_gone_message("dead", r.exit_status))
+            _error(_gone_message("server" if r.server_gone else "dead", r.exit_status))
         return 125
     return r.exit_status or 0
 
