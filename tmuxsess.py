@@ -55,6 +55,10 @@ from typing import (Any, Callable, Dict, Iterator, List, NoReturn, Optional, Seq
 
 __version__ = "1.0.0"
 
+if __name__ == "__main__":
+    # Ctrl-C while this file is still loading: exit 130 quietly, as later on.
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+
 SESSION_TYPES = ("shell", "python-repl", "debugger", "command")
 REGISTRY_VERSION = "1.0"
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}\Z")
@@ -1660,6 +1664,12 @@ def _deliver(pane: Pane, payload: Optional[bytes], keys: Sequence[str], enter: b
         try:
             tmux(pane.server, *steps, stdin=payload)
             return
+        except KeyboardInterrupt:
+            # Ctrl-C mid-call: our private buffer must not outlive us.
+            if payload:
+                with contextlib.suppress(TmuxsessError):
+                    tmux(pane.server, ["delete-buffer", "-b", buffer])
+            raise
         except TmuxsessError as e:
             if payload:
                 with contextlib.suppress(TmuxsessError):
@@ -2564,4 +2574,8 @@ def _usage_code(name: str) -> int:
 if __name__ == "__main__":
     with contextlib.suppress(AttributeError):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    sys.exit(main())
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # outside a command, e.g. while parsing arguments
+        sys.exit(130)
