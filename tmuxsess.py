@@ -930,6 +930,8 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
     ]
     if prompt:
         steps.append(["set-option", "-t", target, "@tmuxsess-prompt", prompt])
+    if register:  # repair adopts only sessions that were registered
+        steps.append(["set-option", "-t", target, "@tmuxsess-registered", "1"])
     registry = Registry()
     record: Dict[str, Any] = {}
     try:
@@ -1163,7 +1165,7 @@ def find_sessions(socket: Optional[str] = None, socket_name: Optional[str] = Non
 
 
 def repair() -> Dict[str, Any]:
-    """Rebuild a corrupt registry from the live tmux sessions in the socket dir.
+    """Rebuild a corrupt (or lost) registry from the live tmux sessions in the socket dir.
 
     The bad file is moved aside as ``.sessions.json.corrupt-<UTC time>``, never
     deleted. Sessions are recognised by the metadata create-session stores on
@@ -1172,38 +1174,68 @@ def repair() -> Dict[str, Any]:
     """
     reg = Registry()
     with reg.lock():
+        existed = os.path.lexists(reg.path)
         try:
             doc = reg.load()
-            return {"corrupt": False, "moved_to": "", "sessions": sorted(doc["sessions"])}
+            if existed:
+                return {"corrupt": False, "missing": False, "moved_to": "",
+                        "sessions": sorted(doc["sessions"])}
+            problem = "there is no registry %s" % reg.path
         except TmuxsessError as e:
             if not getattr(e, "corrupt", False):
                 raise
             problem = e.message
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        moved = "%s.corrupt-%s" % (reg.path, stamp)
-        n = 1
-        while os.path.lexists(moved):
-            n += 1
-            moved = "%s.corrupt-%s-%d" % (reg.path, stamp, n)
-        os.rename(reg.path, moved)
-        sessions: Dict[str, Any] = {}
-        for found in find_sessions(all_sockets=True):
-            if not found.type or found.name in sessions:
+        # Ask tmux first: when that fails, the bad file has not been moved yet.
+        sessions = _registered_in_tmux()
+        moved = ""
+        if existed:
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            moved = "%s.corrupt-%s" % (reg.path, stamp)
+            n = 1
+            while os.path.lexists(moved):
+                n += 1
+                moved = "%s.corrupt-%s-%d" % (reg.path, stamp, n)
+            try:
+                os.rename(reg.path, moved)
+            except OSError as e:
+                raise _fail("cannot move %s aside: %s" % (reg.path, e.strerror), "registry")
+        if existed or sessions:
+            reg._write({"version": REGISTRY_VERSION, "sessions": sessions})
+    return {"corrupt": existed, "missing": not existed, "problem": problem,
+            "moved_to": moved, "sessions": sorted(sessions)}
+
+
+def _registered_in_tmux() -> Dict[str, Any]:
+    """Registry entries for the sessions create-session registered, from tmux itself."""
+    directory = socket_dir()
+    _checked_socket(default_socket())  # never adopt sockets others could plant
+    sockets: List[str] = []
+    with contextlib.suppress(OSError):
+        for item in sorted(os.scandir(directory), key=lambda e: e.name):
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(item.stat(follow_symlinks=False).st_mode):
+                    sockets.append(item.path)
+    sessions: Dict[str, Any] = {}
+    for socket in sockets:
+        try:
+            out = tmux(Server(socket), ["list-panes", "-a", "-F",
+                                        PANE_FORMAT + "\t#{@tmuxsess-registered}"])
+        except TmuxsessError as e:
+            if e.kind == "no-server":
+                continue  # a stale socket
+            raise
+        for row in _rows(out, PANE_FIELDS + 1):
+            name, kind = row[0], row[7]
+            # Only what the tool registered: not foreign sessions, not --no-register.
+            if (row[-1] != "1" or kind not in SESSION_TYPES or not NAME_RE.match(name)
+                    or name in sessions):
                 continue
-            rows = _list_panes(Server(found.socket)) or []
-            row = next((r for r in rows if r[0] == found.name), None)
-            if row is None:
-                continue
-            entry = Session(name=found.name, socket=found.socket,
-                            target="%s:%s.%s" % tuple(row[:3]), pane_id=row[3],
-                            type=row[7], pid=int(row[4] or 0),
-                            created_at=row[11] or found.created_at,
-                            last_active=row[11] or found.created_at,
-                            transcript=row[8], prompt=row[9])
-            sessions[found.name] = entry.to_json()
-        reg._write({"version": REGISTRY_VERSION, "sessions": sessions})
-    return {"corrupt": True, "problem": problem, "moved_to": moved,
-            "sessions": sorted(sessions)}
+            created = row[11] or _utcnow()
+            sessions[name] = Session(
+                name=name, socket=socket, target="%s:%s.%s" % tuple(row[:3]),
+                pane_id=row[3], type=kind, pid=int(row[4] or 0), created_at=created,
+                last_active=created, transcript=row[8], prompt=row[9]).to_json()
+    return sessions
 
 
 def capture(session: Optional[str] = None, socket: Optional[str] = None,
@@ -2214,11 +2246,15 @@ def cmd_repair(a: argparse.Namespace) -> int:
     r = repair()
     if a.json:
         _print_json(r)
-    elif r["corrupt"]:
-        print("%s\nmoved it to %s; rebuilt from tmux with %d session(s): %s" % (
-            r["problem"], r["moved_to"], len(r["sessions"]), " ".join(r["sessions"]) or "-"))
-    else:
+    elif not r["corrupt"] and not r["missing"]:
         print("registry is fine (%d session(s)); nothing changed" % len(r["sessions"]))
+    elif r["missing"] and not r["sessions"]:
+        print("%s and no registered tmux session to rebuild it from; nothing changed"
+              % r["problem"])
+    else:
+        print("%s\n%srebuilt from tmux with %d session(s): %s" % (
+            r["problem"], "moved it to %s; " % r["moved_to"] if r["moved_to"] else "",
+            len(r["sessions"]), " ".join(r["sessions"]) or "-"))
     return 0
 
 
