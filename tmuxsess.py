@@ -1588,7 +1588,8 @@ class _Follower:
                     pass
                 if not settle and self._check():
                     return "done"
-                return reason
+                # A killed server takes its panes along: by now it is gone too.
+                return self._gone() or reason
             if now >= deadline:
                 return "timeout"
             time.sleep(min(delay, max(deadline - now, 0.0005)))
