@@ -55,6 +55,10 @@ from typing import (Any, Callable, Dict, Iterator, List, NoReturn, Optional, Seq
 
 __version__ = "1.0.0"
 
+if __name__ == "__main__":
+    # Ctrl-C while this file is still loading: exit 130 quietly, as later on.
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+
 SESSION_TYPES = ("shell", "python-repl", "debugger", "command")
 REGISTRY_VERSION = "1.0"
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}\Z")
@@ -217,6 +221,7 @@ class RunResult:
     elapsed: float = 0.0
     pane_died: bool = False
     truncated: bool = False
+    server_gone: bool = False  # the tmux server went away (so did the program)
 
 
 @dataclass
@@ -283,7 +288,8 @@ def private_dir(path: str, what: str) -> str:
     may write to could let another user read or plant sockets and transcripts.
     """
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        if not os.path.lexists(path):  # never makedirs through a planted symlink
+            os.makedirs(path, mode=0o700, exist_ok=True)
         st = os.lstat(path)
     except OSError as e:
         raise _fail("cannot create %s %s: %s" % (what, path, e.strerror), "registry")
@@ -301,6 +307,19 @@ def private_dir(path: str, what: str) -> str:
                     "remove it, or point %s at a private directory" % (
                         "CLAUDE_TMUX_SOCKET_DIR" if what == "socket dir"
                         else "TMUXSESS_STATE_DIR"))
+    return path
+
+
+def _checked_socket(path: str) -> str:
+    """A socket in the tool's own socket dir is used only while that dir is private.
+
+    Otherwise someone else could have swapped in a server of their own. Sockets
+    elsewhere (``-S``, recorded in the registry) are used as given.
+    """
+    directory = socket_dir()
+    if (path and os.path.dirname(os.path.abspath(path)) == directory
+            and os.path.lexists(directory)):
+        private_dir(directory, "socket dir")
     return path
 
 
@@ -429,6 +448,31 @@ def _process_state(pid: int) -> str:
         return "running"
 
 
+def _zombie_exit(pid: int) -> Tuple[Optional[int], Optional[int]]:
+    """(exit status, signal) of an exited, not yet reaped process; Nones if unknown.
+
+    tmux marks a pane dead when its pty closes, which can be well before it
+    reaps the program (seconds on a busy server, or until another child exits
+    when it missed the SIGCHLD); until then it reports neither. The zombie
+    still holds its wait status in /proc (Linux).
+    """
+    if pid <= 0:
+        return None, None
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        if fields[0] != b"Z" or len(fields) < 50:
+            return None, None
+        code = int(fields[49])  # field 52, exit_code, in waitpid(2) form
+    except (OSError, IndexError, ValueError):
+        return None, None
+    if os.WIFEXITED(code):
+        return os.WEXITSTATUS(code), None
+    if os.WIFSIGNALED(code):
+        return None, os.WTERMSIG(code)
+    return None, None
+
+
 # Pane fields asked for in one query; see _pane_from_row.
 PANE_FORMAT = "\t".join([
     "#{session_name}", "#{window_index}", "#{pane_index}", "#{pane_id}",
@@ -468,25 +512,12 @@ def _health_from_row(row: Optional[List[str]], server_up: bool, session_up: bool
 
 
 def _dead_exit(row: List[str], pid: int) -> Tuple[Optional[int], Optional[int]]:
-    """How a dead pane's program ended: (exit status, signal); None if unknown.
-
-    tmux marks a pane dead when its pty closes, which can be well before it
-    reaps the program (seconds, on a busy server); until then it reports
-    neither. The unreaped zombie still holds its wait status in /proc.
-    """
+    """How a dead pane's program ended: (exit status, signal); None if unknown."""
     if row[6].lstrip("-").isdigit():
         return int(row[6]), None
     if row[19].isdigit() and int(row[19]):
         return None, int(row[19])
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        if pid > 0 and fields[0] == b"Z":
-            code = int(fields[49])  # field 52, exit_code, in waitpid(2) form
-            return ((code >> 8) & 0xFF, None) if not code & 0x7F else (None, code & 0x7F)
-    except (OSError, IndexError, ValueError):
-        pass
-    return None, None
+    return _zombie_exit(pid)
 
 
 def _find_row(rows: List[List[str]], session: Session) -> Tuple[Optional[List[str]], bool]:
@@ -525,19 +556,29 @@ class Registry:
 
     def load(self) -> Dict[str, Any]:
         """The whole document; an empty one when no file exists yet."""
+        if os.path.lexists(self.dir):  # a registry others could plant is not read
+            private_dir(self.dir, "state dir")
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+            # O_NONBLOCK: a FIFO planted here must not hang every command.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             return {"version": REGISTRY_VERSION, "sessions": {}}
         except OSError as e:
             if e.errno == errno.ELOOP:
                 raise self._corrupt("it is a symlink")
             raise _fail("cannot read registry %s: %s" % (self.path, e.strerror), "registry")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise self._corrupt("it is not a regular file")
         with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())
             if st.st_mode & 0o077 and st.st_uid == os.geteuid():
                 os.fchmod(f.fileno(), 0o600)  # others must not read session details
-            raw = f.read()
+            try:
+                raw = f.read()
+            except OSError as e:
+                raise _fail("cannot read registry %s: %s" % (self.path, e.strerror),
+                            "registry")
         if not raw.strip():
             raise self._corrupt("the file is empty")
         try:
@@ -576,11 +617,12 @@ class Registry:
         """Hold the registry lock; wait at most ``timeout`` seconds for it."""
         private_dir(self.dir, "state dir")
         if timeout is None:
-            timeout = float(os.environ.get("TMUXSESS_LOCK_TIMEOUT") or DEFAULT_LOCK_TIMEOUT)
+            timeout = _lock_timeout()
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except OSError as e:
-            raise _fail("cannot open lock %s: %s" % (self.lock_path, e.strerror), "registry")
+            problem = "it is a symlink" if e.errno == errno.ELOOP else e.strerror
+            raise _fail("cannot open lock %s: %s" % (self.lock_path, problem), "registry")
         try:
             deadline = time.monotonic() + timeout
             delay = 0.001
@@ -612,6 +654,12 @@ class Registry:
     def _write(self, doc: Dict[str, Any]) -> None:
         data = (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode("utf-8")
         tmp = "%s.tmp-%d-%s" % (self.path, os.getpid(), uuid.uuid4().hex[:8])
+        # Under the lock every temp file is a leftover of a writer that was killed.
+        prefix = os.path.basename(self.path) + ".tmp-"
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.dir):
+                if name.startswith(prefix):
+                    os.unlink(os.path.join(self.dir, name))
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:
@@ -628,6 +676,17 @@ class Registry:
             raise _fail("cannot write registry %s: %s" % (self.path, e.strerror), "registry")
 
 
+def _lock_timeout() -> float:
+    """How long to wait for the registry lock: TMUXSESS_LOCK_TIMEOUT, else 10 s."""
+    text = os.environ.get("TMUXSESS_LOCK_TIMEOUT") or ""
+    if not text:
+        return DEFAULT_LOCK_TIMEOUT
+    with contextlib.suppress(ValueError):
+        if float(text) >= 0:  # also refuses nan
+            return float(text)
+    raise _fail("TMUXSESS_LOCK_TIMEOUT must be a number of seconds, not %r" % text)
+
+
 def _touch(session: str) -> None:
     """Record activity; skipped when the entry was touched this second already."""
     reg = Registry()
@@ -636,7 +695,8 @@ def _touch(session: str) -> None:
         current = reg.load()["sessions"].get(session)
         if not current or current.get("last_active") == now:
             return
-        with reg.transaction() as doc:
+        # A courtesy: never hold up a send or run for long behind a busy lock.
+        with reg.transaction(timeout=min(_lock_timeout(), 1.0)) as doc:
             entry = doc["sessions"].get(session)
             if entry is not None:
                 entry["last_active"] = now
@@ -660,6 +720,8 @@ def resolve(session: Optional[str] = None, socket: Optional[str] = None,
     Highest first: ``socket``/``socket_name`` with ``target``; then the
     registered ``session``; then the only registered session.
     """
+    if session is not None:
+        validate_name(session)  # even where -t wins: a bad name is refused, not ignored
     if target is not None or socket or socket_name:
         server = Server(socket or "", socket_name or "")
         if target is None:
@@ -671,7 +733,6 @@ def resolve(session: Optional[str] = None, socket: Optional[str] = None,
                                                     target=target))
     sessions = Registry().sessions()
     if session is not None:
-        validate_name(session)
         if session not in sessions:
             raise _fail("session %r is not registered (registered: %s)" % (
                 session, _candidates(sessions)), "target",
@@ -685,7 +746,7 @@ def resolve(session: Optional[str] = None, socket: Optional[str] = None,
     else:
         raise _fail("%d sessions are registered; say which with -s NAME (%s)" % (
             len(sessions), _candidates(sessions)), "target")
-    server = Server(entry.socket)
+    server = Server(_checked_socket(entry.socket))
     return _query_pane(server, entry.pane_id or entry.target, entry)
 
 
@@ -695,13 +756,16 @@ def _query_pane(server: Server, target: str, entry: Session) -> Tuple[Pane, Heal
         rows = _rows(tmux(server, ["display-message", "-p", "-t", target, "-F",
                                    PANE_FORMAT]), PANE_FIELDS)
     except TmuxsessError as e:
-        if e.kind != "no-server":
-            if entry.name:  # a registered pane that tmux no longer knows
-                rows = []
-            else:
-                raise _fail("no pane %r on %s" % (target, server.label), "target")
-        else:
+        if e.kind == "no-server":
             rows = None
+        elif "can't find" not in e.message:
+            # tmux missing or failing is not a missing pane: saying so would let
+            # kill and cleanup deregister sessions that are still running.
+            raise
+        elif entry.name:  # a registered pane that tmux no longer knows
+            rows = []
+        else:
+            raise _fail("no pane %r on %s" % (target, server.label), "target")
     registered = bool(entry.name)
     if rows and entry.name and rows[0][0] != entry.name:
         # The pane id now belongs to another session, or an old "NAME:0.0" target
@@ -816,11 +880,22 @@ def _write_private(path: str, text: str) -> str:
             if f.read() == data:
                 return path
     tmp = "%s.tmp-%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise _fail("cannot write %s: %s" % (path, e.strerror), "registry")
     return path
+
+
+def _new_private_file(path: str) -> None:
+    """Create an empty 0600 file; never through a symlink, never over a file."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    except OSError as e:
+        raise _fail("cannot create transcript %s: %s" % (path, e.strerror), "registry")
 
 
 def _program(kind: str, command: Optional[str], env: Dict[str, str]) -> List[str]:
@@ -869,9 +944,11 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
         _compile_prompt(prompt)
     if socket:
         socket = os.path.abspath(socket)
-        if not os.path.isdir(os.path.dirname(socket)):
-            # tmux would exit 0 having started nothing.
-            raise _fail("socket directory %s does not exist" % os.path.dirname(socket))
+        if os.path.dirname(socket) == socket_dir():
+            private_dir(socket_dir(), "socket dir")
+        elif not os.path.isdir(os.path.dirname(socket)):
+            # tmux would only print "error creating" and still exit 0
+            raise _fail("the directory of socket %s does not exist" % socket)
     else:
         private_dir(socket_dir(), "socket dir")
         socket = default_socket()
@@ -879,7 +956,7 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
     transcripts = private_dir(os.path.join(private_dir(state_dir(), "state dir"),
                                            "transcripts"), "state dir")
     transcript = os.path.join(transcripts, "%s.%s.log" % (name, uuid.uuid4().hex[:12]))
-    os.close(os.open(transcript, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    _new_private_file(transcript)
     program = _program(kind, command, env)
     created = _utcnow()
     target = "=%s:" % name
@@ -895,6 +972,8 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
     ]
     if prompt:
         steps.append(["set-option", "-t", target, "@tmuxsess-prompt", prompt])
+    if register:  # repair adopts only sessions that were registered
+        steps.append(["set-option", "-t", target, "@tmuxsess-registered", "1"])
     registry = Registry()
     record: Dict[str, Any] = {}
     try:
@@ -971,7 +1050,7 @@ def list_sessions() -> List[SessionStatus]:
     result = []
     for s in sorted(sessions.values(), key=lambda s: s.name):
         if s.socket not in panes_by_socket:
-            panes_by_socket[s.socket] = _list_panes(Server(s.socket))
+            panes_by_socket[s.socket] = _list_panes(Server(_checked_socket(s.socket)))
         rows = panes_by_socket[s.socket]
         if rows is None:
             health = Health("server_not_running")
@@ -1005,17 +1084,18 @@ def kill_session(session: Optional[str] = None, socket: Optional[str] = None,
     if dry_run:
         result["killed"], result["deregistered"] = alive, bool(registered_as)
         return result
-    if alive:
-        try:
-            tmux(pane.server, ["kill-session", "-t", "=" + name])
-            result["killed"] = True
-        except TmuxsessError as e:
-            if e.kind not in ("no-server", "tmux"):
-                raise
-    if registered_as:
-        with Registry().transaction() as doc:
-            if doc["sessions"].pop(registered_as, None) is not None:
-                result["deregistered"] = True
+    # Lock before killing: a busy registry (exit 75) then leaves the session
+    # running and registered, never killed but still listed.
+    with (Registry().transaction() if registered_as else _no_transaction()) as doc:
+        if alive:
+            try:
+                tmux(pane.server, ["kill-session", "-t", "=" + name])
+                result["killed"] = True
+            except TmuxsessError as e:
+                if e.kind not in ("no-server", "tmux"):
+                    raise
+        if registered_as and doc["sessions"].pop(registered_as, None) is not None:
+            result["deregistered"] = True
     if pane.transcript and (result["killed"] or result["deregistered"]):
         _remove_transcript(pane.transcript)
     return result
@@ -1056,23 +1136,23 @@ def cleanup_sessions(all: bool = False, older_than: Optional[float] = None,
             chosen[s.name] = (", ".join(reasons), s)
     removed = []
     sessions = Registry().sessions()
-    for name, (reason, s) in sorted(chosen.items()):
-        item = {"name": name, "reason": reason, "status": s.status,
-                "killed": False, "removed": False, "dry_run": dry_run}
-        if s.status == "alive":
-            item["killed"] = True
-            if not dry_run:
+    # Lock before killing, as kill does: a busy registry changes nothing.
+    with (Registry().transaction() if chosen and not dry_run else _no_transaction()) as doc:
+        for name, (reason, s) in sorted(chosen.items()):
+            item = {"name": name, "reason": reason, "status": s.status,
+                    "killed": False, "removed": False, "dry_run": dry_run}
+            if s.status == "alive":
+                item["killed"] = True
+                if not dry_run:
+                    with contextlib.suppress(TmuxsessError):
+                        tmux(Server(s.socket), ["kill-session", "-t", "=" + name])
+            elif s.status in ("dead", "zombie") and not dry_run:
                 with contextlib.suppress(TmuxsessError):
                     tmux(Server(s.socket), ["kill-session", "-t", "=" + name])
-        elif s.status in ("dead", "zombie") and not dry_run:
-            with contextlib.suppress(TmuxsessError):
-                tmux(Server(s.socket), ["kill-session", "-t", "=" + name])
-        removed.append(item)
+            if not dry_run and doc["sessions"].pop(name, None) is not None:
+                item["removed"] = True
+            removed.append(item)
     if not dry_run and removed:
-        with Registry().transaction() as doc:
-            for item in removed:
-                if doc["sessions"].pop(item["name"], None) is not None:
-                    item["removed"] = True
         for item in removed:
             entry = sessions.get(item["name"])
             if entry and entry.transcript:
@@ -1094,6 +1174,7 @@ def find_sessions(socket: Optional[str] = None, socket_name: Optional[str] = Non
     servers: List[Server] = []
     if all_sockets:
         directory = socket_dir()
+        _checked_socket(default_socket())  # never scan a dir others can plant sockets in
         with contextlib.suppress(OSError):
             for entry in sorted(os.scandir(directory), key=lambda e: e.name):
                 with contextlib.suppress(OSError):
@@ -1102,7 +1183,7 @@ def find_sessions(socket: Optional[str] = None, socket_name: Optional[str] = Non
     elif socket or socket_name:
         servers.append(Server(os.path.abspath(socket) if socket else "", socket_name or ""))
     else:
-        servers.append(Server(default_socket()))
+        servers.append(Server(_checked_socket(default_socket())))
     regs = _safe_sessions()
     found = []
     for server in servers:
@@ -1127,7 +1208,7 @@ def find_sessions(socket: Optional[str] = None, socket_name: Optional[str] = Non
 
 
 def repair() -> Dict[str, Any]:
-    """Rebuild a corrupt registry from the live tmux sessions in the socket dir.
+    """Rebuild a corrupt (or lost) registry from the live tmux sessions in the socket dir.
 
     The bad file is moved aside as ``.sessions.json.corrupt-<UTC time>``, never
     deleted. Sessions are recognised by the metadata create-session stores on
@@ -1136,38 +1217,68 @@ def repair() -> Dict[str, Any]:
     """
     reg = Registry()
     with reg.lock():
+        existed = os.path.lexists(reg.path)
         try:
             doc = reg.load()
-            return {"corrupt": False, "moved_to": "", "sessions": sorted(doc["sessions"])}
+            if existed:
+                return {"corrupt": False, "missing": False, "moved_to": "",
+                        "sessions": sorted(doc["sessions"])}
+            problem = "there is no registry %s" % reg.path
         except TmuxsessError as e:
             if not getattr(e, "corrupt", False):
                 raise
             problem = e.message
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        moved = "%s.corrupt-%s" % (reg.path, stamp)
-        n = 1
-        while os.path.lexists(moved):
-            n += 1
-            moved = "%s.corrupt-%s-%d" % (reg.path, stamp, n)
-        os.rename(reg.path, moved)
-        sessions: Dict[str, Any] = {}
-        for found in find_sessions(all_sockets=True):
-            if not found.type or found.name in sessions:
+        # Ask tmux first: when that fails, the bad file has not been moved yet.
+        sessions = _registered_in_tmux()
+        moved = ""
+        if existed:
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            moved = "%s.corrupt-%s" % (reg.path, stamp)
+            n = 1
+            while os.path.lexists(moved):
+                n += 1
+                moved = "%s.corrupt-%s-%d" % (reg.path, stamp, n)
+            try:
+                os.rename(reg.path, moved)
+            except OSError as e:
+                raise _fail("cannot move %s aside: %s" % (reg.path, e.strerror), "registry")
+        if existed or sessions:
+            reg._write({"version": REGISTRY_VERSION, "sessions": sessions})
+    return {"corrupt": existed, "missing": not existed, "problem": problem,
+            "moved_to": moved, "sessions": sorted(sessions)}
+
+
+def _registered_in_tmux() -> Dict[str, Any]:
+    """Registry entries for the sessions create-session registered, from tmux itself."""
+    directory = socket_dir()
+    _checked_socket(default_socket())  # never adopt sockets others could plant
+    sockets: List[str] = []
+    with contextlib.suppress(OSError):
+        for item in sorted(os.scandir(directory), key=lambda e: e.name):
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(item.stat(follow_symlinks=False).st_mode):
+                    sockets.append(item.path)
+    sessions: Dict[str, Any] = {}
+    for socket in sockets:
+        try:
+            out = tmux(Server(socket), ["list-panes", "-a", "-F",
+                                        PANE_FORMAT + "\t#{@tmuxsess-registered}"])
+        except TmuxsessError as e:
+            if e.kind == "no-server":
+                continue  # a stale socket
+            raise
+        for row in _rows(out, PANE_FIELDS + 1):
+            name, kind = row[0], row[7]
+            # Only what the tool registered: not foreign sessions, not --no-register.
+            if (row[-1] != "1" or kind not in SESSION_TYPES or not NAME_RE.match(name)
+                    or name in sessions):
                 continue
-            rows = _list_panes(Server(found.socket)) or []
-            row = next((r for r in rows if r[0] == found.name), None)
-            if row is None:
-                continue
-            entry = Session(name=found.name, socket=found.socket,
-                            target="%s:%s.%s" % tuple(row[:3]), pane_id=row[3],
-                            type=row[7], pid=int(row[4] or 0),
-                            created_at=row[11] or found.created_at,
-                            last_active=row[11] or found.created_at,
-                            transcript=row[8], prompt=row[9])
-            sessions[found.name] = entry.to_json()
-        reg._write({"version": REGISTRY_VERSION, "sessions": sessions})
-    return {"corrupt": True, "problem": problem, "moved_to": moved,
-            "sessions": sorted(sessions)}
+            created = row[11] or _utcnow()
+            sessions[name] = Session(
+                name=name, socket=socket, target="%s:%s.%s" % tuple(row[:3]),
+                pane_id=row[3], type=kind, pid=int(row[4] or 0), created_at=created,
+                last_active=created, transcript=row[8], prompt=row[9]).to_json()
+    return sessions
 
 
 def capture(session: Optional[str] = None, socket: Optional[str] = None,
@@ -1619,7 +1730,8 @@ class _Follower:
                     pass
                 if not settle and self._check():
                     return "done"
-                return reason
+                # A killed server takes its panes along: by now it is gone too.
+                return self._gone() or reason
             if now >= deadline:
                 return "timeout"
             time.sleep(min(delay, max(deadline - now, 0.0005)))
@@ -1738,6 +1850,12 @@ def _deliver(pane: Pane, payload: Optional[bytes], keys: Sequence[str], enter: b
         try:
             tmux(pane.server, *steps, stdin=payload)
             return
+        except KeyboardInterrupt:
+            # Ctrl-C mid-call: our private buffer must not outlive us.
+            if payload:
+                with contextlib.suppress(TmuxsessError):
+                    tmux(pane.server, ["delete-buffer", "-b", buffer])
+            raise
         except TmuxsessError as e:
             if payload:
                 with contextlib.suppress(TmuxsessError):
@@ -1765,7 +1883,7 @@ def _transcript_for(pane: Pane) -> Iterator[bool]:
     directory = private_dir(os.path.join(private_dir(state_dir(), "state dir"),
                                          "transcripts"), "state dir")
     path = os.path.join(directory, "temp.%s.log" % uuid.uuid4().hex[:12])
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    _new_private_file(path)
     try:
         tmux(pane.server, ["pipe-pane", "-O", "-t", pane.pane_id,
                            "exec cat >> " + shlex.quote(path)])
@@ -1869,12 +1987,24 @@ def send(text: Optional[str] = None, keys: Sequence[str] = (), *, enter: bool = 
 
 
 def _dead_status(pane: Pane) -> Optional[int]:
-    with contextlib.suppress(TmuxsessError):
-        out = tmux(pane.server, ["display-message", "-p", "-t", pane.pane_id,
-                                 "#{pane_dead}\t#{pane_dead_status}"]).strip().split("\t")
-        if len(out) == 2 and out[0] == "1" and out[1].lstrip("-").isdigit():
-            return int(out[1])
-    return None
+    """The exit status of a pane's program that has just exited.
+
+    tmux may not know it yet (see _zombie_exit): give it a second at most.
+    """
+    deadline = time.monotonic() + 1.0
+    while True:
+        try:
+            rows = _rows(tmux(pane.server, ["display-message", "-p", "-t", pane.pane_id,
+                                            "-F", PANE_FORMAT]), PANE_FIELDS)
+        except TmuxsessError:
+            return None
+        if rows and rows[0][5] == "1":
+            status, signum = _dead_exit(rows[0], int(rows[0][4] or 0) or pane.pid)
+            if status is not None or signum:
+                return status  # killed by a signal: no exit status
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.01)
 
 
 def _echo_anchor(text: Optional[str]) -> str:
@@ -2076,14 +2206,16 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
                          truncated=output.startswith("[tmuxsess: "))
     if reason == "timeout":
         return RunResult(output, None, timed_out=True, elapsed=elapsed)
-    return RunResult(output, _dead_status(pane), pane_died=True, elapsed=elapsed)
+    return RunResult(output, _dead_status(pane), pane_died=True, elapsed=elapsed,
+                     server_gone=reason == "server")
 
 
 def _early(pane: Pane, reason: str, began: float, why: str) -> RunResult:
     elapsed = round(time.monotonic() - began, 3)
     if reason == "timeout":
         return RunResult(why + "\n", None, timed_out=True, elapsed=elapsed)
-    return RunResult("", _dead_status(pane), pane_died=True, elapsed=elapsed)
+    return RunResult("", _dead_status(pane), pane_died=True, elapsed=elapsed,
+                     server_gone=reason == "server")
 
 
 def _await_prompt(pane: Pane, mode: str, prompt_re: Optional["re.Pattern[str]"],
@@ -2093,6 +2225,8 @@ def _await_prompt(pane: Pane, mode: str, prompt_re: Optional["re.Pattern[str]"],
     while True:
         if _at_prompt(_tail_bytes(pane.transcript), mode, prompt_re):
             return "done"
+        if pane.server_pid and _process_state(pane.server_pid) != "running":
+            return "server"
         if pane.pid and _process_state(pane.pid) != "running":
             return "dead"
         if time.monotonic() - began >= timeout:
@@ -2131,7 +2265,7 @@ EXIT_CODES: Dict[str, Dict[str, int]] = {
     "safe-send": {"send": 1, "tmux": 1, "timeout": 2, "unhealthy": 3, "usage": 4,
                   "target": 4, "registry": 4, "no-server": 3},
     "pane-health": {},
-    "kill-session": {"usage": 3, "target": 2},
+    "kill-session": {"usage": 3, "target": 2, "tmux": 2, "registry": 2},
     "run": {"usage": 126, "target": 126, "unhealthy": 126, "registry": 126,
             "tmux": 126, "send": 126, "no-server": 125},
 }
@@ -2334,11 +2468,15 @@ def cmd_repair(a: argparse.Namespace) -> int:
     r = repair()
     if a.json:
         _print_json(r)
-    elif r["corrupt"]:
-        print("%s\nmoved it to %s; rebuilt from tmux with %d session(s): %s" % (
-            r["problem"], r["moved_to"], len(r["sessions"]), " ".join(r["sessions"]) or "-"))
-    else:
+    elif not r["corrupt"] and not r["missing"]:
         print("registry is fine (%d session(s)); nothing changed" % len(r["sessions"]))
+    elif r["missing"] and not r["sessions"]:
+        print("%s and no registered tmux session to rebuild it from; nothing changed"
+              % r["problem"])
+    else:
+        print("%s\n%srebuilt from tmux with %d session(s): %s" % (
+            r["problem"], "moved it to %s; " % r["moved_to"] if r["moved_to"] else "",
+            len(r["sessions"]), " ".join(r["sessions"]) or "-"))
     return 0
 
 
@@ -2441,7 +2579,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     if a.json:
         _print_json({"output": r.output, "exit_status": r.exit_status,
                      "timed_out": r.timed_out, "elapsed": r.elapsed,
-                     "pane_died": r.pane_died, "truncated": r.truncated})
+                     "pane_died": r.pane_died, "truncated": r.truncated,
+                     "server_gone": r.server_gone})
     else:
         sys.stdout.write(r.output)
         sys.stdout.flush()
@@ -2452,7 +2591,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         return 124
     if r.pane_died:
         if not a.json:
-            _error(_gone_message("dead", r.exit_status))
+            _error(_gone_message("server" if r.server_gone else "dead", r.exit_status))
         return 125
     return r.exit_status or 0
 
@@ -2727,4 +2866,8 @@ def _usage_code(name: str) -> int:
 if __name__ == "__main__":
     with contextlib.suppress(AttributeError):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    sys.exit(main())
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # outside a command, e.g. while parsing arguments
+        sys.exit(130)
