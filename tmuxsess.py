@@ -110,6 +110,11 @@ class Session:
     _KNOWN = ("socket", "target", "pane_id", "type", "pid", "created_at",
               "last_active", "transcript", "prompt")
 
+    @property
+    def identity(self) -> Tuple[str, str, str, str]:
+        """What tells this session from a later one of the same name."""
+        return (self.socket, self.pane_id, self.target, self.created_at)
+
     @classmethod
     def from_json(cls, name: str, entry: Dict[str, Any]) -> "Session":
         known = {k: entry[k] for k in cls._KNOWN if k in entry}
@@ -953,6 +958,9 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
         private_dir(socket_dir(), "socket dir")
         socket = default_socket()
     server = Server(socket)
+    registry = Registry()
+    if register and name in registry.sessions():  # fail fast, before tmux
+        raise _taken_in_registry(name)
     transcripts = private_dir(os.path.join(private_dir(state_dir(), "state dir"),
                                            "transcripts"), "state dir")
     transcript = os.path.join(transcripts, "%s.%s.log" % (name, uuid.uuid4().hex[:12]))
@@ -964,60 +972,70 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
         ["new-session", "-d", "-s", name, "-n", window, "-x", str(PANE_WIDTH),
          "-y", str(PANE_HEIGHT), "-P", "-F", PANE_FORMAT]
         + (["-c", os.path.abspath(cwd)] if cwd else []) + ["--"] + program,
+        ["set-option", "-t", target, "@tmuxsess-transcript", transcript],
         ["set-option", "-w", "-t", target, "remain-on-exit", "on"],
         ["pipe-pane", "-O", "-t", target, "exec cat >> " + shlex.quote(transcript)],
         ["set-option", "-t", target, "@tmuxsess-type", kind],
         ["set-option", "-t", target, "@tmuxsess-created", created],
-        ["set-option", "-t", target, "@tmuxsess-transcript", transcript],
     ]
     if prompt:
         steps.append(["set-option", "-t", target, "@tmuxsess-prompt", prompt])
     if register:  # repair adopts only sessions that were registered
         steps.append(["set-option", "-t", target, "@tmuxsess-registered", "1"])
-    registry = Registry()
-    record: Dict[str, Any] = {}
+    # tmux makes the session outside the registry lock (a busy server must not
+    # hold up every other command); tmux itself refuses a duplicate name on
+    # one server, and the registry, under its lock, across servers.
     try:
-        with (registry.transaction() if register else _no_transaction()) as doc:
-            if register and name in doc["sessions"]:
-                raise _fail("session %r already exists in the registry" % name, "taken",
-                            "pick another name, or remove it: tmuxsess.py kill -s %s" % name)
-            try:
-                out = tmux(server, *steps, config=True)
-            except TmuxsessError as e:
-                if "duplicate session" in e.message:
-                    raise _fail("session %r already exists on %s" % (name, socket), "taken",
-                                "pick another name, or: tmuxsess.py kill -S %s -t %s" % (
-                                    socket, name))
-                raise
-            rows = _rows(out, PANE_FIELDS)
-            if not rows:
-                raise _fail("tmux did not report the new pane", "tmux")
-            row = rows[0]
-            entry = Session(name=name, socket=socket, target="%s:%s.%s" % tuple(row[:3]),
-                            pane_id=row[3], type=kind, pid=int(row[4] or 0),
-                            created_at=created, last_active=created,
-                            transcript=transcript, prompt=prompt or "")
-            record = entry.to_json()
-            if register:
-                doc["sessions"][name] = record
-    except BaseException:
-        if not record:
-            with contextlib.suppress(OSError):
-                os.unlink(transcript)
+        out = tmux(server, *steps, config=True)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(transcript)
+        if isinstance(e, TmuxsessError) and "duplicate session" in e.message:
+            raise _fail("session %r already exists on %s" % (name, socket), "taken",
+                        "pick another name, or: tmuxsess.py kill -S %s -t %s" % (
+                            socket, name))
+        _undo_create(server, target, transcript)  # a later step failed: take it down
         raise
-    pane = Pane(server=server, pane_id=record["pane_id"], target=record["target"],
-                session=name, type=kind, transcript=transcript, prompt=prompt or "",
+    rows = _rows(out, PANE_FIELDS)
+    if not rows:
+        _undo_create(server, target, transcript)
+        raise _fail("tmux did not report the new pane", "tmux")
+    row = rows[0]
+    record = Session(name=name, socket=socket, target="%s:%s.%s" % tuple(row[:3]),
+                     pane_id=row[3], type=kind, pid=int(row[4] or 0), created_at=created,
+                     last_active=created, transcript=transcript,
+                     prompt=prompt or "").to_json()
+    pane = Pane(server=server, pane_id=row[3], target=record["target"], session=name,
+                type=kind, transcript=transcript, prompt=prompt or "",
                 registered=register, pid=record["pid"])
-    if wait:
-        try:
+    try:
+        if register:
+            with registry.transaction() as doc:
+                if name in doc["sessions"]:  # registered meanwhile, on another server
+                    raise _taken_in_registry(name)
+                doc["sessions"][name] = record
+        if wait:
             _wait_ready(pane, ready_timeout)
-        except BaseException:
-            _destroy(pane, deregister=register)
-            raise
+    except BaseException:
+        _destroy(pane, deregister=register)
+        raise
     result = {"name": name}
     result.update(record)
     result["registered"] = register
     return result
+
+
+def _taken_in_registry(name: str) -> TmuxsessError:
+    return _fail("session %r already exists in the registry" % name, "taken",
+                 "pick another name, or remove it: tmuxsess.py kill -s %s" % name)
+
+
+def _undo_create(server: Server, target: str, transcript: str) -> None:
+    """Kill a session this create made, recognised by its transcript, not by name."""
+    with contextlib.suppress(TmuxsessError):
+        mine = tmux(server, ["show-options", "-v", "-t", target, "@tmuxsess-transcript"])
+        if mine.strip() == transcript:
+            tmux(server, ["kill-session", "-t", target])
 
 
 @contextlib.contextmanager
@@ -1026,13 +1044,16 @@ def _no_transaction() -> Iterator[Dict[str, Any]]:
 
 
 def _destroy(pane: Pane, deregister: bool) -> None:
-    """Undo a create that did not become ready."""
+    """Undo a create that did not become ready (or lost the registry race)."""
     with contextlib.suppress(TmuxsessError):
-        tmux(pane.server, ["kill-session", "-t", "=" + pane.session])
+        tmux(pane.server, ["kill-session", "-t", pane.pane_id])
     if deregister:
         with contextlib.suppress(TmuxsessError):
             with Registry().transaction() as doc:
-                doc["sessions"].pop(pane.session, None)
+                entry = doc["sessions"].get(pane.session)
+                if entry is not None and (entry.get("pane_id"), entry.get("socket")) == (
+                        pane.pane_id, pane.server.socket):
+                    del doc["sessions"][pane.session]
     with contextlib.suppress(OSError):
         os.unlink(pane.transcript)
 
@@ -1045,7 +1066,13 @@ def pane_health(session: Optional[str] = None, socket: Optional[str] = None,
 
 def list_sessions() -> List[SessionStatus]:
     """Every registered session with its status: one tmux query per socket."""
-    sessions = Registry().sessions()
+    return [SessionStatus(s.name, s.socket, s.target, health.short, health.pid or s.pid,
+                          s.created_at, s.last_active, s.type)
+            for s, health in _registered_health(Registry().sessions())]
+
+
+def _registered_health(sessions: Dict[str, Session]) -> List[Tuple[Session, Health]]:
+    """Registered sessions by name, each with its health: one tmux query per socket."""
     panes_by_socket: Dict[str, Optional[List[List[str]]]] = {}
     result = []
     for s in sorted(sessions.values(), key=lambda s: s.name):
@@ -1057,8 +1084,7 @@ def list_sessions() -> List[SessionStatus]:
         else:
             row, session_up = _find_row(rows, s)
             health = _health_from_row(row, True, session_up)
-        result.append(SessionStatus(s.name, s.socket, s.target, health.short,
-                                    health.pid or s.pid, s.created_at, s.last_active, s.type))
+        result.append((s, health))
     return result
 
 
@@ -1089,7 +1115,8 @@ def kill_session(session: Optional[str] = None, socket: Optional[str] = None,
     with (Registry().transaction() if registered_as else _no_transaction()) as doc:
         if alive:
             try:
-                tmux(pane.server, ["kill-session", "-t", "=" + name])
+                # By pane id: the name may belong to a new session by now.
+                tmux(pane.server, ["kill-session", "-t", pane.pane_id or "=" + name])
                 result["killed"] = True
             except TmuxsessError as e:
                 if e.kind not in ("no-server", "tmux"):
@@ -1118,12 +1145,11 @@ def cleanup_sessions(all: bool = False, older_than: Optional[float] = None,
     running untracked. Returns one ``{"name", "reason", "killed", ...}`` per removal.
     """
     now = time.time()
-    statuses = {s.name: s for s in list_sessions()}
-    chosen: Dict[str, Tuple[str, SessionStatus]] = {}
-    for s in statuses.values():
+    chosen: List[Tuple[str, Session, Health]] = []
+    for s, health in _registered_health(Registry().sessions()):
         reasons = []
-        if s.status != "alive":
-            reasons.append(s.status)
+        if health.status != "healthy":
+            reasons.append(health.short)
         if all:
             reasons.append("--all")
         created = _parse_time(s.created_at)
@@ -1133,33 +1159,28 @@ def cleanup_sessions(all: bool = False, older_than: Optional[float] = None,
         if idle is not None and active is not None and now - active > idle:
             reasons.append("idle for %s" % _ago(now - active))
         if reasons:
-            chosen[s.name] = (", ".join(reasons), s)
+            chosen.append((", ".join(reasons), s, health))
     removed = []
-    sessions = Registry().sessions()
     # Lock before killing, as kill does: a busy registry changes nothing.
     with (Registry().transaction() if chosen and not dry_run else _no_transaction()) as doc:
-        for name, (reason, s) in sorted(chosen.items()):
-            item = {"name": name, "reason": reason, "status": s.status,
-                    "killed": False, "removed": False, "dry_run": dry_run}
-            if s.status == "alive":
-                item["killed"] = True
-                if not dry_run:
-                    with contextlib.suppress(TmuxsessError):
-                        tmux(Server(s.socket), ["kill-session", "-t", "=" + name])
-            elif s.status in ("dead", "zombie") and not dry_run:
-                with contextlib.suppress(TmuxsessError):
-                    tmux(Server(s.socket), ["kill-session", "-t", "=" + name])
-            if not dry_run and doc["sessions"].pop(name, None) is not None:
-                item["removed"] = True
+        for reason, s, health in chosen:
+            item = {"name": s.name, "reason": reason, "status": health.short,
+                    "killed": health.status == "healthy", "removed": True,
+                    "dry_run": dry_run}
             removed.append(item)
-    if not dry_run and removed:
-        for item in removed:
-            entry = sessions.get(item["name"])
-            if entry and entry.transcript:
-                _remove_transcript(entry.transcript)
-    elif dry_run:
-        for item in removed:
-            item["removed"] = True
+            if dry_run:
+                continue
+            current = doc["sessions"].get(s.name)
+            if current is None or Session.from_json(s.name, current).identity != s.identity:
+                item["killed"] = item["removed"] = False  # changed since we looked
+                continue
+            if health.status in ("healthy", "dead", "zombie"):
+                with contextlib.suppress(TmuxsessError):
+                    # By pane id: the name may belong to a new session by now.
+                    tmux(Server(s.socket), ["kill-session", "-t", s.pane_id or "=" + s.name])
+            del doc["sessions"][s.name]
+            if s.transcript:
+                _remove_transcript(s.transcript)
     return removed
 
 
