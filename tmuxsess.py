@@ -1493,6 +1493,7 @@ def _strip_ansi(text: str) -> str:
 
 def render(text: str) -> str:
     """Terminal output as a person reads it: escapes removed, ``\\r`` resolved."""
+    text = text.replace("\r\n", "\n")  # a terminal's line end: nothing to overlay
     if "\r" not in text and "\b" not in text:
         return _strip_ansi(text)
     return "\n".join(_overlay(line) for line in text.split("\n"))
@@ -1623,6 +1624,7 @@ class _Follower:
         self.match = ""
         self.dropped = 0
         self.scanned = 0
+        self.seen = ""  # rendered output already scanned (pattern mode)
         self.began = time.monotonic()
 
     def close(self) -> None:
@@ -1713,10 +1715,17 @@ class _Follower:
             self._trim()
             return False
         if w.mode == "pattern":
-            from_ = max(self.start, self.scanned - self.LOOKBACK)
-            text = render(bytes(buf[from_:]).decode("utf-8", "replace"))
+            # Render each whole line once; search the last LOOKBACK characters of
+            # them plus the line still being written.
+            done = buf.rfind(b"\n", self.scanned) + 1
+            if done > self.scanned:
+                seen = self.seen + render(bytes(buf[self.scanned:done]).decode(
+                    "utf-8", "replace"))
+                if len(seen) > self.LOOKBACK:
+                    seen = seen[seen.find("\n", len(seen) - self.LOOKBACK) + 1:]
+                self.seen, self.scanned = seen, done
+            text = self.seen + render(bytes(buf[self.scanned:]).decode("utf-8", "replace"))
             m = w.pattern.search(text) if w.pattern is not None else None
-            self.scanned = len(buf)
             if m:
                 self.match = m.group(0)
                 return True
