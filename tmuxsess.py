@@ -74,7 +74,7 @@ class TmuxsessError(Exception):
     """An expected failure: a one-line message, an optional hint, and a kind.
 
     The kind says what went wrong (``usage``, ``taken``, ``target``, ``tmux``,
-    ``no-server``, ``not-ready``, ``registry``, ``lock``, ``unhealthy``,
+    ``no-server``, ``not-ready``, ``registry``, ``lock``, ``unhealthy``, ``dead``,
     ``timeout``); each subcommand maps kinds to its documented exit codes.
     """
 
@@ -2183,7 +2183,9 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
     began = time.monotonic()
     pane, health = resolve(session, socket, socket_name, target)
     if health.status == "dead":
-        return RunResult("", health.exit_status, pane_died=True)
+        said = health.sentence(pane.label)  # "Session NAME is dead: ... ."
+        raise _fail(said[0].lower() + said[1:-1] + "; nothing was run", "dead",
+                    _transcript_hint(pane) or "read its screen: tmuxsess.py capture")
     if health.status != "healthy":
         raise _fail("session %s is not healthy (%s)" % (pane.label, health.status),
                     "unhealthy")
@@ -2296,7 +2298,7 @@ EXIT_CODES: Dict[str, Dict[str, int]] = {
                   "target": 4, "registry": 4, "no-server": 3},
     "pane-health": {},
     "kill-session": {"usage": 3, "target": 2, "tmux": 2, "registry": 2},
-    "run": {"usage": 126, "target": 126, "unhealthy": 126, "registry": 126,
+    "run": {"dead": 125, "usage": 126, "target": 126, "unhealthy": 126, "registry": 126,
             "tmux": 126, "send": 126, "no-server": 125},
 }
 
