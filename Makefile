@@ -8,9 +8,10 @@ test:
 
 # Dev tools only; the tool itself stays dependency-free.
 lint:
-	$(PYTHON) -m pip install --quiet ruff vermin
+	$(PYTHON) -m pip install --quiet ruff vermin mypy
 	$(PYTHON) -m ruff check --target-version py38 --select E,F,W,B --ignore B904 --line-length 100 tmuxsess.py test_tmuxsess.py bench_tmuxsess.py
 	$(PYTHON) -c 'import sys, vermin; sys.exit(vermin.main())' --no-tips --violations --exclude str.decode -t=3.8- tmuxsess.py test_tmuxsess.py bench_tmuxsess.py
+	$(PYTHON) -m mypy --strict tmuxsess.py
 
 # Round-trip times against the floor (interpreter start-up + one tmux call).
 bench:

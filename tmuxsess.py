@@ -78,6 +78,9 @@ class TmuxsessError(Exception):
     ``timeout``); each subcommand maps kinds to its documented exit codes.
     """
 
+    transient = False  # a tmux failure worth retrying
+    corrupt = False    # the registry file is damaged (repair can rebuild it)
+
     def __init__(self, message: str, kind: str = "usage", hint: str = "") -> None:
         super().__init__(message)
         self.message, self.kind, self.hint = message, kind, hint
@@ -420,9 +423,9 @@ def tmux(server: Server, *commands: Sequence[str], stdin: Optional[bytes] = None
         err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         message = err[-1] if err else "tmux exited with status %d" % proc.returncode
         kind = "no-server" if NO_SERVER.search(message) else "tmux"
-        e = _fail("tmux: %s (%s)" % (message, server.label), kind)
-        e.transient = bool(TRANSIENT_TMUX.search(message)) or proc.returncode < 0  # type: ignore[attr-defined]
-        raise e
+        failure = _fail("tmux: %s (%s)" % (message, server.label), kind)
+        failure.transient = bool(TRANSIENT_TMUX.search(message)) or proc.returncode < 0
+        raise failure
     return proc.stdout.decode("utf-8", "replace")
 
 
@@ -610,7 +613,7 @@ class Registry:
         e = _fail("registry %s is corrupt: %s" % (self.path, problem), "registry",
                      "it was left untouched; run 'tmuxsess.py repair' to move it "
                      "aside and rebuild it from tmux")
-        e.corrupt = True  # type: ignore[attr-defined]
+        e.corrupt = True
         return e
 
     def sessions(self) -> Dict[str, Session]:
@@ -1019,7 +1022,7 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
     except BaseException:
         _destroy(pane, deregister=register)
         raise
-    result = {"name": name}
+    result: Dict[str, Any] = {"name": name}
     result.update(record)
     result["registered"] = register
     return result
@@ -1206,7 +1209,7 @@ def find_sessions(socket: Optional[str] = None, socket_name: Optional[str] = Non
     else:
         servers.append(Server(_checked_socket(default_socket())))
     regs = _safe_sessions()
-    found = []
+    found: List[FoundSession] = []
     for server in servers:
         rows = _list_panes(server)
         for row in rows or []:
@@ -1246,7 +1249,7 @@ def repair() -> Dict[str, Any]:
                         "sessions": sorted(doc["sessions"])}
             problem = "there is no registry %s" % reg.path
         except TmuxsessError as e:
-            if not getattr(e, "corrupt", False):
+            if not e.corrupt:
                 raise
             problem = e.message
         # Ask tmux first: when that fails, the bad file has not been moved yet.
@@ -1586,9 +1589,9 @@ def _at_prompt(tail: bytes, mode: str, prompt_re: Optional["re.Pattern[str]"]) -
     marks = list(MARK_RE.finditer(tail))
     if not marks:
         return False
-    last = marks[-1]
-    return (last.group(1) == b"A" and not last.group(2)
-            and b"\n" not in tail[last.end():])
+    mark = marks[-1]
+    return (mark.group(1) == b"A" and not mark.group(2)
+            and b"\n" not in tail[mark.end():])
 
 
 @dataclass
@@ -1725,9 +1728,9 @@ class _Follower:
                     seen = seen[seen.find("\n", len(seen) - self.LOOKBACK) + 1:]
                 self.seen, self.scanned = seen, done
             text = self.seen + render(bytes(buf[self.scanned:]).decode("utf-8", "replace"))
-            m = w.pattern.search(text) if w.pattern is not None else None
-            if m:
-                self.match = m.group(0)
+            found = w.pattern.search(text) if w.pattern is not None else None
+            if found:
+                self.match = found.group(0)
                 return True
             self._trim()
             return False
@@ -1890,7 +1893,7 @@ def _deliver(pane: Pane, payload: Optional[bytes], keys: Sequence[str], enter: b
             if payload:
                 with contextlib.suppress(TmuxsessError):
                     tmux(pane.server, ["delete-buffer", "-b", buffer])
-            if not getattr(e, "transient", False) or attempt >= retries:
+            if not e.transient or attempt >= retries:
                 if attempt:
                     e.message += " (after %d retries)" % attempt
                 e.kind = "send" if e.kind == "tmux" else e.kind
@@ -2361,7 +2364,8 @@ def _read_text(a: argparse.Namespace) -> Optional[str]:
         except OSError as e:
             raise _fail("cannot read %s: %s" % (a.file, e.strerror))
         return data.decode("utf-8", "surrogateescape")
-    return a.command
+    command: Optional[str] = a.command
+    return command
 
 
 def cmd_create(a: argparse.Namespace) -> int:
@@ -2823,8 +2827,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         a = parser.parse_args(words)
         _restore_values(a, held)
     except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-        if code == 0:
+        if e.code == 0:
             return 0
         name = next((x for x in argv if not x.startswith("-")), "")
         return _usage_code(name)
@@ -2832,7 +2835,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stdout.write(OVERVIEW)
         return 1
     try:
-        return a.func(a)
+        status: int = a.func(a)
+        return status
     except TmuxsessError as e:
         _error(e.message, e.hint)
         if e.kind == "lock":
@@ -2856,9 +2860,9 @@ def _dash_values(parser: argparse.ArgumentParser, argv: List[str]
     (argv cannot hold NUL, so none collides) put back by ``_restore_values``.
     """
     commands: Dict[str, argparse.ArgumentParser] = {}
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            commands = action.choices
+    for sub in parser._actions:
+        if isinstance(sub, argparse._SubParsersAction):
+            commands = sub.choices
     name = next((x for x in argv if not x.startswith("-")), "")
     if name not in commands:
         return argv, {}
