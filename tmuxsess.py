@@ -596,17 +596,17 @@ class Registry:
         except ValueError as e:
             raise self._corrupt("invalid JSON: %s" % e)
         if not isinstance(doc, dict):
-            raise self._corrupt("the top level is a %s, not an object" % type(doc).__name__)
+            raise self._corrupt("the top level is %s, not an object" % _json_kind(doc))
         version = doc.setdefault("version", REGISTRY_VERSION)
         if not isinstance(version, str) or version.split(".")[0] != "1":
             raise self._corrupt("unknown version %r (this tool reads 1.x)" % (version,))
         sessions = doc.setdefault("sessions", {})
         if not isinstance(sessions, dict):
-            raise self._corrupt('"sessions" is a %s, not an object' % type(sessions).__name__)
+            raise self._corrupt('"sessions" is %s, not an object' % _json_kind(sessions))
         for name, entry in sessions.items():
             if not isinstance(entry, dict):
-                raise self._corrupt('session %r is a %s, not an object' % (
-                    name, type(entry).__name__))
+                raise self._corrupt('session %r is %s, not an object' % (
+                    name, _json_kind(entry)))
         return doc
 
     def _corrupt(self, problem: str) -> TmuxsessError:
@@ -682,6 +682,14 @@ class Registry:
                 raise
         except OSError as e:
             raise _fail("cannot write registry %s: %s" % (self.path, e.strerror), "registry")
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, as a person would say it."""
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "a list"}.get(type(value), "an object")
 
 
 def _lock_timeout() -> float:
