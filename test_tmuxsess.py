@@ -1311,21 +1311,30 @@ class SixFaultsTest(TmuxTestCase):
     def test_1_wait_ignores_old_prompt_and_echo(self):
         # Both the old ">>>" and the echoed ">>> import time..." are on screen
         # at once; only the prompt *after* the sleep may end the wait.
+        # a: send -w (the executable, on a thread); b: send, then wait (at the same time).
         self.api_create("a", "python-repl")
         self.api_create("b", "python-repl")
+        code = "import time; time.sleep(1)"
+        ended = {}
+
+        def send_and_wait_a():
+            r = self.exe("send", "-s", "a", "-c", code, "-w", ">>>", "-T", "30")
+            ended["a"] = (r, time.monotonic(), self.screen("a"))
         began = time.monotonic()
-        one = self.popen("send", "-s", "a", "-c", "import time; time.sleep(2)",
-                         "-w", ">>>", "-T", "30")
-        r = self.ok("send", "-s", "b", "-c", "import time; time.sleep(2)")
+        thread = threading.Thread(target=send_and_wait_a)
+        thread.start()
+        r = self.ok("send", "-s", "b", "-c", code)
         self.assertEqual(r.stdout, "")
-        two = self.ok("wait", "-s", "b", "-p", ">>>", "-T", "30")
-        self.assertEqual(one.wait(60), 0, one.stderr.read())
-        for name in ("a", "b"):
-            # Returned only once the REPL was back: a fresh prompt below the echo.
-            lines = self.screen(name).rstrip("\n").split("\n")
-            self.assertEqual(lines[-2:], [">>> import time; time.sleep(2)", ">>>"], name)
-        self.assertGreaterEqual(time.monotonic() - began, 1.9)
-        self.assertEqual(two.stderr, "")
+        r = self.cli("wait", "-s", "b", "-p", ">>>", "-T", "30")
+        ended["b"] = (r, time.monotonic(), self.screen("b"))
+        thread.join(60)
+        self.assertEqual(sorted(ended), ["a", "b"])
+        for name, (r, when, screen) in sorted(ended.items()):
+            self.assertEqual((r.returncode, r.stderr), (0, ""), name)
+            # Returned only once the REPL was back: after the sleep, a fresh prompt
+            # below the echo on the screen at that moment.
+            self.assertGreaterEqual(when - began, 0.95, name)
+            self.assertEqual(screen.rstrip("\n").split("\n")[-2:], [">>> " + code, ">>>"], name)
 
     def test_2_text_is_never_a_key_flag_or_separator(self):
         out = self.recorder("rec")
@@ -2166,7 +2175,7 @@ class FaultTest(TmuxTestCase):
         self.api_create("a")
         data = read_bytes(self.reg_path)
         self.hold_lock()
-        os.environ["TMUXSESS_LOCK_TIMEOUT"] = "0.5"
+        os.environ["TMUXSESS_LOCK_TIMEOUT"] = "0.2"
         for args in (("create", "-n", "b"), ("kill", "-s", "a"), ("cleanup", "--all"),
                      ("repair",)):
             with self.subTest(args=args):
@@ -2174,10 +2183,10 @@ class FaultTest(TmuxTestCase):
                 r = self.cli(*args)
                 took = time.monotonic() - began
                 self.assertEqual(r.returncode, 75, r.stderr)
-                self.assertOneLineError(r.stderr, self.lock_path, "gave up after 0.5s")
-                self.assertGreaterEqual(took, 0.5)
+                self.assertOneLineError(r.stderr, self.lock_path, "gave up after 0.2s")
+                self.assertGreaterEqual(took, 0.2)
                 self.assertLess(took, 5)
-        r = self.exe("kill", "-s", "a", env=dict(self.env, TMUXSESS_LOCK_TIMEOUT="0.5"))
+        r = self.exe("kill", "-s", "a", env=dict(self.env, TMUXSESS_LOCK_TIMEOUT="0.2"))
         self.assertEqual(r.returncode, 75)
         # A busy lock changed nothing: a is alive and registered, b was never made.
         self.assertTrue(self.alive("a"))
