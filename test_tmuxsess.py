@@ -1547,10 +1547,10 @@ class ForeignPaneTest(TmuxTestCase):
 
     def test_send_wait_and_run(self):
         target = ["-S", self.own, "-t", "own"]
-        r = self.ok("send", *target, "-c", "sleep 0.5; echo NEW-TOKEN", "-w", "TOKEN")
+        r = self.ok("send", *target, "-c", "sleep 0.3; echo NEW-TOKEN", "-w", "TOKEN")
         self.assertIn("NEW-TOKEN", self.pane().split("\n"))
         # A send, then a separate wait: only output after the send counts.
-        self.ok("send", *target, "-c", "sleep 0.5; echo TOKEN2-$((40+2))")
+        self.ok("send", *target, "-c", "sleep 0.3; echo TOKEN2-$((40+2))")
         r = self.ok("wait", *target, "-p", r"TOKEN\S*", "-T", "30", "--json")
         self.assertEqual(json.loads(r.stdout)["match"], "TOKEN2-42")
         r = self.ok("run", *target, "--prompt", r"own\$ $", "-c", "echo hi; echo there")
@@ -1563,10 +1563,10 @@ class ForeignPaneTest(TmuxTestCase):
         # The user's own pipe-pane stays; waits then read the screen, by the same rule.
         self.tmux("pipe-pane", "-t", "own", "cat >/dev/null", socket=self.own)
         target = ["-S", self.own, "-t", "own"]
-        r = self.ok("send", *target, "-c", "sleep 0.5; echo PIPED-$((40+2))", "-T", "10",
+        r = self.ok("send", *target, "-c", "sleep 0.3; echo PIPED-$((40+2))", "-T", "10",
                     "-w", r"TOKEN|PIPED\S*", "--json")
         self.assertEqual(json.loads(r.stdout)["match"], "PIPED-42")
-        self.ok("send", *target, "-c", "sleep 0.5; echo TOKEN3-$((40+2))")
+        self.ok("send", *target, "-c", "sleep 0.3; echo TOKEN3-$((40+2))")
         r = self.ok("wait", *target, "-p", r"TOKEN\S*", "-T", "30", "--json")
         self.assertEqual(json.loads(r.stdout)["match"], "TOKEN3-42")
         pipe = self.tmux("display-message", "-p", "-t", "own", "#{pane_pipe}", socket=self.own)
@@ -1584,7 +1584,7 @@ class ForeignPaneTest(TmuxTestCase):
         wait_until(lambda: "\n100\n" in self.tmux("capture-pane", "-p", "-t", "own:full",
                                                    socket=self.own).stdout, 20, "history")
         target = ["-S", self.own, "-t", "own:full"]
-        self.ok("send", *target, "-c", "sleep 0.5; echo HIST-$((40+2)); seq 1 8")
+        self.ok("send", *target, "-c", "sleep 0.3; echo HIST-$((40+2)); seq 1 8")
         r = self.ok("wait", *target, "-p", r"HIST\S*", "-T", "10", "--json")
         self.assertEqual(json.loads(r.stdout)["match"], "HIST-42")
 
