@@ -125,13 +125,19 @@ class TmuxTestCase(unittest.TestCase):
         self.socket = os.path.join(self.sockets, "claude.sock")
         self.reg_path = os.path.join(self.state, ".sessions.json")
         self.lock_path = os.path.join(self.state, ".sessions.lock")
-        # TMUX_TMPDIR keeps tmux's default server and -L sockets in here too.
+        # TMUX_TMPDIR keeps tmux's default server and -L sockets in here too. An
+        # empty HOME: shells and tmux servers the tests start themselves read no
+        # user startup files (a ~/.bashrc may take seconds, or hang on a lock a
+        # killed shell left) and write no histories into the user's home.
         self.env = dict(os.environ, TMUXSESS_STATE_DIR=self.state,
                         CLAUDE_TMUX_SOCKET_DIR=self.sockets,
-                        TMUX_TMPDIR=os.path.join(self.tmp, "tmux-default"))
-        for name in ("TMUX", "TMUX_PANE", "TMUXSESS_TMUX", "TMUXSESS_LOCK_TIMEOUT"):
+                        TMUX_TMPDIR=os.path.join(self.tmp, "tmux-default"),
+                        HOME=os.path.join(self.tmp, "home"))
+        for name in ("TMUX", "TMUX_PANE", "TMUXSESS_TMUX", "TMUXSESS_LOCK_TIMEOUT",
+                     "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
             self.env.pop(name, None)
         os.mkdir(self.env["TMUX_TMPDIR"], 0o700)
+        os.mkdir(self.env["HOME"], 0o700)
         patcher = mock.patch.dict(os.environ, self.env, clear=True)
         patcher.start()
         self.addCleanup(patcher.stop)
