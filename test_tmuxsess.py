@@ -1,10 +1,18 @@
 """Tests for tmuxsess.py against a real tmux.
 
-Every test gets its own state dir and socket dir in a temp dir (through
-TMUXSESS_STATE_DIR and CLAUDE_TMUX_SOCKET_DIR) and kills every tmux server
-whose socket lies under that temp dir, even when it fails.
+Sections, in order: the harness; lifecycle (create, list, health, kill,
+cleanup, find, capture, attach, targets, races, the seed's workflows);
+talking (send, wait, run, hostile texts, foreign panes, transcripts);
+robustness (corruption and repair, hostile names, planted paths, faults,
+concurrency, crash safety); documentation (README, skill, help); stress.
 
-Run:  python3 -m unittest -v test_tmuxsess
+Every test gets its own temp dir holding its state dir, socket dir,
+TMUX_TMPDIR and HOME, and kills every tmux server whose socket lies under
+it, even when it fails. ``cli()`` runs the command line in-process (fast);
+``exe()`` runs the real file where the process itself matters.
+
+Run:  python3 -m unittest -v test_tmuxsess      (about 40 s on 2 cores)
+      TMUXSESS_STRESS=1 python3 -m unittest -v test_tmuxsess.StressTest
 """
 
 import collections
@@ -476,8 +484,7 @@ class CreateTest(TmuxTestCase):
         self.assertRegex(entry["created_at"], TIME_RE)
         self.assertRegex(entry["last_active"], TIME_RE)
         for path, mode in ((self.state, 0o700), (self.sockets, 0o700),
-                           (self.reg_path, 0o600),
-                           (rec["transcript"], 0o600)):
+                           (self.reg_path, 0o600), (rec["transcript"], 0o600)):
             self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), mode, path)
 
     def test_flags_cwd_env_window_socket_no_register(self):
@@ -1564,7 +1571,6 @@ class ForeignPaneTest(TmuxTestCase):
         pipe = self.tmux("display-message", "-p", "-t", "own", "#{pane_pipe}", socket=self.own)
         self.assertEqual(pipe.stdout.strip(), "0")  # the temporary transcript is gone
 
-
     def test_send_wait_on_a_pane_that_pipes_elsewhere(self):
         # The user's own pipe-pane stays; waits then read the screen, by the same rule.
         self.tmux("pipe-pane", "-t", "own", "cat >/dev/null", socket=self.own)
@@ -1577,7 +1583,6 @@ class ForeignPaneTest(TmuxTestCase):
         self.assertEqual(json.loads(r.stdout)["match"], "TOKEN3-42")
         pipe = self.tmux("display-message", "-p", "-t", "own", "#{pane_pipe}", socket=self.own)
         self.assertEqual(pipe.stdout.strip(), "1")
-
 
     def test_wait_when_tmux_drops_history_lines(self):
         # A long-lived pane's history is full: each scrolled line makes tmux drop
