@@ -51,7 +51,7 @@ import tmuxsess  # noqa: E402
 # ===========================================================================
 
 
-def wait_until(predicate, timeout=10.0, what="condition"):
+def wait_until(predicate, timeout=20.0, what="condition"):
     """Poll ``predicate`` until it is truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
     delay = 0.005
@@ -187,7 +187,8 @@ class TmuxTestCase(unittest.TestCase):
         return subprocess.CompletedProcess(["tmuxsess.py"] + argv, code, *texts)
 
     def exe(self, *args, input="", env=None, timeout=60):
-        """The real executable, run as a user would; returns CompletedProcess with text."""
+        """The real executable, run as a user would (in the test's os.environ unless
+        ``env`` is given); returns CompletedProcess with text."""
         return subprocess.run([sys.executable, TOOL] + [str(a) for a in args],
                               input=input, env=env, timeout=timeout,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -413,10 +414,13 @@ class HarnessTest(TmuxTestCase):
 
     def test_in_process_cli_says_what_the_executable_says(self):
         self.api_create("sh")
-        for args in (["--version"], ["list"], ["health", "-s", "sh"], ["health", "-s", "x"],
-                     ["create", "-n", "a:b"], ["send", "-s", "sh", "-c", "-1;", "-T", "x"],
-                     ["run", "-s", "sh", "-c", "printf 'a\\r\\nb\\n'; (exit 3)"],
+        # Nothing here depends on the clock (list's table shows ages); run waits
+        # for the prompt, so the screen capture sees is the same for both.
+        for args in (["--version"], ["list", "--json"], ["health", "-s", "sh"],
+                     ["health", "-s", "x"], ["create", "-n", "a:b"],
+                     ["send", "-s", "sh", "-c", "-1;", "-T", "x"],
                      ["send", "-s", "sh", "--file", "-", "-w", "^from-stdin$"],
+                     ["run", "-s", "sh", "-c", "printf 'a\\r\\nb\\n'; (exit 3)"],
                      ["capture", "-s", "sh", "-n", "3"]):
             with self.subTest(args=args):
                 want = self.exe(*args, input="echo from-stdin\n")
