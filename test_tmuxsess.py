@@ -1092,8 +1092,9 @@ class SeedWorkflowTest(TmuxTestCase):
 # ===========================================================================
 # Talking: what send types arrives byte for byte; send -w, wait and run end
 # at the program's answer (not at old output, not at the echo, at once when
-# the program or server dies); run prints exactly the output; transcripts
-# keep what tmux's history drops.
+# the program or server dies), also on panes the tool did not make; run
+# prints exactly the output; transcripts keep what tmux's history drops, and
+# big output keeps the tool small.
 # ===========================================================================
 
 
@@ -2492,9 +2493,9 @@ class HelpTest(TmuxTestCase):
 
 
 # ===========================================================================
-# Stress (make stress): the promises that take minutes: many concurrent
-# lifecycles, hundreds of SIGKILLed writers, 50 MB of output, a thousand
-# runs.
+# Stress (make stress; skipped unless TMUXSESS_STRESS=1): the promises that
+# take minutes: many concurrent lifecycles, hundreds of SIGKILLed writers,
+# 50 MB of output, a thousand runs.
 # ===========================================================================
 
 
