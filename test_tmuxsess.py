@@ -1698,7 +1698,7 @@ CORRUPTIONS = [
     ("binary", b"\x89PNG\r\n\x1a\n\x00\xff\xfe garbage \x80\x81", "not UTF-8"),
     ("sessions-list", b'{"version": "1.0", "sessions": []}\n', '"sessions" is a list'),
     ("entry-not-object", b'{"version": "1.0", "sessions": {"a": 5}}\n',
-     "session 'a' is a int"),
+     "session 'a' is a number"),
     ("unknown-version", b'{"version": "2.0", "sessions": {}}\n', "unknown version '2.0'"),
     ("top-level-list", b"[]\n", "top level is a list"),
 ]
