@@ -1309,6 +1309,21 @@ class RunTest(TmuxTestCase):
         self.ok("send", "-s", "sh", "-k", "C-c")
         self.assertEqual(self.ok("run", "-s", "sh", "-c", "echo back").stdout, "back\n")
 
+    def test_a_dead_pane_runs_nothing(self):
+        self.api_create("py", "python-repl")
+        r = self.cli("run", "-s", "py", "-c", "import os; os._exit(7)")
+        self.assertEqual(r.returncode, 125)
+        self.assertIn("exited with status 7 while waiting", r.stderr)
+        r = self.cli("run", "-s", "py", "-c", "print('never')")
+        self.assertEqual((r.returncode, r.stdout), (125, ""))
+        self.assertOneLineError(r.stderr, "session py is dead: its program exited with "
+                                          "status 7; nothing was run")
+        self.assertNotIn(b"never", read_bytes(os.path.join(self.state, "transcripts",
+                                                           self.transcripts()[0])))
+        with self.assertRaises(tmuxsess.TmuxsessError) as caught:
+            tmuxsess.run("1", session="py")
+        self.assertEqual(caught.exception.kind, "dead")
+
     def test_max_output_keeps_the_newest_bytes(self):
         self.api_create("sh")
         r = self.ok("run", "-s", "sh", "--max-output", "1000", "-c", "seq 1 20000")
@@ -2517,12 +2532,11 @@ class StressTest(TmuxTestCase):
     """The promises that take too long for make test: make stress runs them in CI."""
 
     def test_concurrent_lifecycles_and_a_race_for_one_name(self):
-        # 64 workers each create -> send -> run -> kill their own session (every 8th
-        # keeps it, so survivors are checked too), each step a CLI process, 16 at a
-        # time: all 64 at once overload 2 cores so far that creates queue for the
-        # registry lock beyond its 10 s. Once the pool is in full swing, 16 racers
-        # create one shared name at the same instant.
-        workers, racers, pool = 64, 16, 16
+        # 64 workers, all at once, each create -> send -> run -> kill their own
+        # session (every 8th keeps it, so survivors are checked too), each step a
+        # CLI process. Once 40 of them have started, 16 racers create one shared
+        # name at the same instant.
+        workers, racers, pool, swing_at = 64, 16, 64, 40
         kept = {"w%d" % i for i in range(0, workers, 8)}
         jobs = queue.Queue()
         for i in range(workers):
@@ -2556,7 +2570,7 @@ class StressTest(TmuxTestCase):
                     i = jobs.get_nowait()
                 except queue.Empty:
                     return
-                if i == pool:
+                if i == swing_at:
                     swing.set()
                 lifecycle(i)
 
@@ -2643,6 +2657,9 @@ class StressTest(TmuxTestCase):
             time.sleep(rng.uniform(0, 0.025))  # the random kill point is the point
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
+            # Killed between creating its temp file and os.replace: litter (the
+            # next writer sweeps it), never the registry.
+            interrupted += any(".tmp-" in n for n in os.listdir(self.state))
             with os.fdopen(read_end, "rb") as f:
                 printed = f.read().decode().split()
             committed.update(printed)
@@ -2664,14 +2681,16 @@ class StressTest(TmuxTestCase):
                 pass
             self.assertLess(time.monotonic() - t0, 1.0)
         self.assertGreater(len(committed), 20)  # the writer got to write (load varies)
-        # Killed between creating its temp file and os.replace: litter, never the
-        # registry. Some kills must have landed there, or the test proved little.
-        interrupted = len([n for n in os.listdir(self.state) if ".tmp-" in n])
+        # Some kills must have landed mid-write, or the test proved little.
         self.assertGreater(interrupted, 0)
-        # The CLI reads what the killed writers left like any registry.
+        # The CLI reads what the killed writers left like any registry; its next
+        # write sweeps the litter.
         r = self.cli("list", "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertGreaterEqual(json.loads(r.stdout)["total"], len(committed))
+        with reg.transaction() as doc:
+            doc["sessions"]["swept"] = {"socket": "", "target": "swept:0.0"}
+        self.assertEqual([n for n in os.listdir(self.state) if ".tmp-" in n], [])
         _figure("%d SIGKILLs, %d entries committed and all kept, %d kills left a "
                 "temp file (killed mid-write), %.1f s" % (
                     rounds, len(committed), interrupted, time.monotonic() - began))
