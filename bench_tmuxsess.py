@@ -27,7 +27,6 @@ import platform
 import random
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -69,18 +68,6 @@ def machine_line():
     return "python %s | %s | nproc %d | %s %s%s" % (
         platform.python_version(), tmux, os.cpu_count() or 0, platform.system(),
         platform.machine(), load)
-
-
-def kill_servers(root):
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            path = os.path.join(dirpath, name)
-            try:
-                if stat.S_ISSOCK(os.lstat(path).st_mode):
-                    subprocess.run(["tmux", "-S", path, "kill-server"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            except OSError:
-                pass
 
 
 def bench(rounds, runs):
@@ -183,6 +170,7 @@ def main():
         os.environ.pop(name, None)
     os.mkdir(os.environ["TMUX_TMPDIR"], 0o700)
     sys.path.insert(0, HERE)
+    from test_tmuxsess import kill_servers  # the suite's cleanup: every server under tmp
 
     def terminate(signum, frame):
         raise KeyboardInterrupt

@@ -65,6 +65,19 @@ def wait_until(predicate, timeout=20.0, what="condition"):
         delay = min(delay * 2, 0.1)
 
 
+def kill_servers(top):
+    """Kill every tmux server whose socket lies under ``top``."""
+    for root, _dirs, files in os.walk(top):
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    subprocess.run(["tmux", "-S", path, "kill-server"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            except OSError:
+                pass
+
+
 def read_bytes(path):
     with open(path, "rb") as f:
         return f.read()
@@ -127,7 +140,7 @@ class TmuxTestCase(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="tmuxsess-test-")
         self.addCleanup(shutil.rmtree, self.tmp, True)
-        self.addCleanup(self.kill_servers)
+        self.addCleanup(kill_servers, self.tmp)
         self.state = os.path.join(self.tmp, "state")
         self.sockets = os.path.join(self.tmp, "sock")
         self.socket = os.path.join(self.sockets, "claude.sock")
@@ -149,17 +162,6 @@ class TmuxTestCase(unittest.TestCase):
         patcher = mock.patch.dict(os.environ, self.env, clear=True)
         patcher.start()
         self.addCleanup(patcher.stop)
-
-    def kill_servers(self):
-        for root, _dirs, files in os.walk(self.tmp):
-            for name in files:
-                path = os.path.join(root, name)
-                try:
-                    if stat.S_ISSOCK(os.lstat(path).st_mode):
-                        subprocess.run(["tmux", "-S", path, "kill-server"],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                except OSError:
-                    pass
 
     # -- the command line --------------------------------------------------
     def cli(self, *args, input="", env=None):
