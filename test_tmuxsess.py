@@ -1204,6 +1204,47 @@ class SendTest(TmuxTestCase):
         r = self.ok("send", "-s", "sh", "-k", "Up", "Enter", "-w", r"RECALL\S*", "--json")
         self.assertEqual(json.loads(r.stdout)["match"], "RECALL-42")
 
+    def flaky_tmux(self, fails, message):
+        """A tmux that fails its first ``fails`` deliveries with ``message``."""
+        n = len([f for f in os.listdir(self.tmp) if f.startswith("flaky-tmux")])
+        count = os.path.join(self.tmp, "deliveries-%d" % n)
+        wrapper = self.script("flaky-tmux-%d" % n, """#!/bin/sh
+case "$*" in *paste-buffer*|*send-keys*)
+  n=$(($(cat {count} 2>/dev/null || echo 0) + 1)); echo $n > {count}
+  if [ $n -le {fails} ]; then echo {message} >&2; exit 1; fi;;
+esac
+exec {tmux} "$@"
+""".format(count=shlex.quote(count), fails=fails, message=shlex.quote(message),
+           tmux=shlex.quote(shutil.which("tmux"))))
+        os.chmod(wrapper, 0o755)
+        return dict(self.env, TMUXSESS_TMUX=wrapper), lambda: int(read_bytes(count))
+
+    def test_transient_failures_are_retried_with_backoff_others_are_not(self):
+        self.api_create("sh")
+        env, deliveries = self.flaky_tmux(2, "lost server")
+        r = self.cli("send", "-s", "sh", "-c", "echo ok-$((1+1))", "-w", "^ok-2$",
+                     "-r", "3", "-i", "0.01", "-v", env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr.count("retrying after: tmux: lost server"), 2, r.stderr)
+        self.assertEqual(deliveries(), 3)
+        screen = self.ok("capture", "-s", "sh").stdout
+        self.assertEqual(screen.count("echo ok-$((1+1))"), 1, screen)  # typed once
+
+        env, deliveries = self.flaky_tmux(9, "lost server")
+        r = self.cli("send", "-s", "sh", "-c", "echo never", "-r", "2", "-i", "0.01",
+                     env=env)
+        self.assertEqual(r.returncode, 1)
+        self.assertOneLineError(r.stderr, "lost server", "after 2 retries")
+        self.assertEqual(deliveries(), 3)
+
+        env, deliveries = self.flaky_tmux(1, "unknown command: paste-buffer")
+        r = self.cli("send", "-s", "sh", "-c", "echo never", "-r", "3", "-i", "0.01",
+                     env=env)
+        self.assertEqual(r.returncode, 1)
+        self.assertOneLineError(r.stderr, "unknown command")
+        self.assertEqual(deliveries(), 1)  # not transient: no retry
+        self.assertNotIn("never", self.ok("capture", "-s", "sh").stdout)
+
     def test_json(self):
         self.api_create("sh")
         r = self.ok("send", "-s", "sh", "-c", "echo j-$((2*3))", "-w", "j-\\d", "--json")
