@@ -1325,6 +1325,12 @@ class RunTest(TmuxTestCase):
         r = self.ok("run", "-s", "gdb", "-c", "print 1+2")
         self.assertEqual(r.stdout, "$1 = 3\n")
         self.assertEqual(tmuxsess.run("print 40+2", session="gdb").output, "$2 = 42\n")
+        # gdb reports no status: an error is not "0", it is unknown (null; the CLI exits 0).
+        r = tmuxsess.run("print nosuchsymbol", session="gdb")
+        self.assertEqual((r.output, r.exit_status), (
+            'No symbol table is loaded.  Use the "file" command.\n', None))
+        doc = json.loads(self.ok("run", "-s", "gdb", "--json", "-c", "print 2").stdout)
+        self.assertEqual((doc["output"], doc["exit_status"]), ("$3 = 2\n", None))
 
     def test_command_with_prompt(self):
         loop = shlex.quote(sys.executable) + " " + shlex.quote(self.script("db.py", DB_LOOP))
@@ -1333,6 +1339,8 @@ class RunTest(TmuxTestCase):
         self.assertEqual(r.stdout, "got 'select 1; -- x'\n")
         r = self.ok("run", "-s", "db", "-c", "a\nb")
         self.assertEqual(r.stdout, "got 'a'\ngot 'b'\n")
+        # A prompt regex says nothing of how the line ended: the status is unknown.
+        self.assertIsNone(tmuxsess.run("c", session="db").exit_status)
         # A --cmd session created without --prompt: give it to run.
         self.api_create("db2", "command", command=loop)
         r = self.ok("run", "-s", "db2", "--prompt", "db> $", "-c", "Enter")

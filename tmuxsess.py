@@ -2188,7 +2188,7 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
 
     ``output`` is exactly what the program printed: no echo, no prompt.
     ``exit_status`` is the shell command's own, 1 if Python raised (else 0),
-    None when the program does not say; ``timed_out`` and ``pane_died`` say
+    None when the program does not say (gdb, ``--prompt`` programs); ``timed_out`` and ``pane_died`` say
     why a run ended early (with the output so far).
     """
     began = time.monotonic()
@@ -2243,8 +2243,6 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
     output = "".join(outputs)
     elapsed = round(time.monotonic() - began, 3)
     if reason == "done":
-        if mode == "prompt-mark" or mode == "regex":
-            status = 0 if status is None else status
         return RunResult(output, status, elapsed=elapsed,
                          truncated=output.startswith("[tmuxsess: "))
     if reason == "timeout":
