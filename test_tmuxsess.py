@@ -1300,6 +1300,23 @@ class RunTest(TmuxTestCase):
         r = tmuxsess.run("cd /tmp && pwd\necho two", session="sh")
         self.assertEqual((r.output, r.exit_status), ("/tmp\ntwo\n", 0))
 
+    def test_bang_is_text_and_nothing_waits_in_a_pager(self):
+        # History expansion would fail on "a!b" before bash printed a prompt mark.
+        self.api_create("sh")
+        r = tmuxsess.run('echo "a!b" !!', session="sh", timeout=10)
+        self.assertEqual((r.output, r.exit_status, r.timed_out), ("a!b !!\n", 0, False))
+        self.assertEqual(tmuxsess.run("echo next", session="sh", timeout=10).output, "next\n")
+        # Pagers print and return: PAGER and GIT_PAGER are cat, unless -e says otherwise.
+        self.assertEqual(tmuxsess.run('echo "$PAGER $GIT_PAGER"', session="sh").output,
+                         "cat cat\n")
+        self.api_create("py", "python-repl", env={"GIT_PAGER": "less -R"})
+        r = tmuxsess.run("import os; os.environ['PAGER'], os.environ['GIT_PAGER']",
+                         session="py")
+        self.assertEqual(r.output, "('cat', 'less -R')\n")
+        r = tmuxsess.run("help(len)", session="py", timeout=10)
+        self.assertIn("Return the number of items in a container.", r.output)
+        self.assertEqual((r.exit_status, r.timed_out), (0, False))
+
     def test_python(self):
         self.api_create("py", "python-repl")
         self.assertEqual(self.ok("run", "-s", "py", "-c", "6*7").stdout, "42\n")

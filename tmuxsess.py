@@ -836,6 +836,8 @@ def _safe_sessions() -> Dict[str, Session]:
 # ---------------------------------------------------------------------------
 
 BASH_RC = r"""# Written by tmuxsess: invisible OSC 133 marks around every prompt and command.
+# No history expansion: "a!b" would fail before any mark is printed, jamming runs.
+set +H
 PS1='\$ '
 PS0='\e]133;C\a'
 PROMPT_COMMAND='printf "\033]133;D;%s\007\033]133;A\007" "$?"'
@@ -917,6 +919,8 @@ def _new_private_file(path: str) -> None:
 def _program(kind: str, command: Optional[str], env: Dict[str, str]) -> List[str]:
     """The argument list the pane runs (always several words: tmux then skips sh -c)."""
     init = private_dir(os.path.join(state_dir(), "init"), "state dir")
+    # Pagers wait for a key nobody presses: agents read output, not screens.
+    env = dict({"PAGER": "cat", "GIT_PAGER": "cat"}, **env)
     envs = ["%s=%s" % kv for kv in env.items()]
     if kind == "shell":
         rc = _write_private(os.path.join(init, "bashrc"), BASH_RC)
