@@ -1348,6 +1348,31 @@ class RunTest(TmuxTestCase):
             'No symbol table is loaded.  Use the "file" command.\n', None))
         doc = json.loads(self.ok("run", "-s", "gdb", "--json", "-c", "print 2").stdout)
         self.assertEqual((doc["output"], doc["exit_status"]), ("$3 = 2\n", None))
+        # A prompt mark gdb prints (without the session's token) is output, not a prompt.
+        r = tmuxsess.run(r"echo \033]133;A\007printed\n", session="gdb")
+        self.assertEqual(r.output, "printed\n")
+
+    def test_printed_prompt_marks_do_not_end_a_run(self):
+        # The tool's marks carry a per-session token: OSC 133 marks that a program
+        # prints (a stray print, a nested shell or ssh with shell integration)
+        # neither end a run nor set its status.
+        self.api_create("py", "python-repl")
+        r = tmuxsess.run(r"print('a\x1b]133;D;0\x07b'); print('c\x1b]133;A\x07d')",
+                         session="py")
+        self.assertEqual((r.output, r.exit_status), ("ab\ncd\n", 0))
+        self.api_create("sh")
+        r = tmuxsess.run(r"printf '\e]133;D;7\a'; echo visible", session="sh")
+        self.assertEqual((r.output, r.exit_status), ("visible\n", 0))
+        nested = ("PROMPT_COMMAND='printf \"\\033]133;D;%s\\007\\033]133;A\\007\" $?' "
+                  "bash --norc -i < <(printf 'echo inner\\nexit 3\\n'); echo \"outer-$?\"")
+        r = tmuxsess.run(nested, session="sh", timeout=20)
+        self.assertIn("\ninner\n", r.output)
+        self.assertTrue(r.output.endswith("\nouter-3\n"), r.output)
+        self.assertEqual(r.exit_status, 0)
+        # A session made before marks had tokens takes every mark, as it did then.
+        self.tmux("set-option", "-u", "-t", "sh", "@tmuxsess-token")
+        r = tmuxsess.run("echo old; (exit 4)", session="sh")
+        self.assertEqual((r.output, r.exit_status), ("old\n", 4))
 
     def test_command_with_prompt(self):
         loop = shlex.quote(sys.executable) + " " + shlex.quote(self.script("db.py", DB_LOOP))

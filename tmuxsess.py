@@ -199,6 +199,7 @@ class Pane:
     server_pid: int = 0
     piped: bool = False
     line: int = 0  # absolute line of the cursor: history size + cursor row
+    token: str = ""  # in every prompt mark the session's program prints
 
     @property
     def label(self) -> str:
@@ -488,7 +489,7 @@ PANE_FORMAT = "\t".join([
     "#{@tmuxsess-transcript}", "#{@tmuxsess-prompt}", "#{@tmuxsess-sent}",
     "#{@tmuxsess-created}", "#{session_created}", "#{session_windows}",
     "#{session_attached}", "#{pid}", "#{pane_pipe}", "#{history_size}", "#{cursor_y}",
-    "#{pane_dead_signal}",
+    "#{pane_dead_signal}", "#{@tmuxsess-token}",
 ])
 PANE_FIELDS = PANE_FORMAT.count("\t") + 1
 
@@ -812,7 +813,7 @@ def _query_pane(server: Server, target: str, entry: Session) -> Tuple[Pane, Heal
                     pid=int(row[4] or 0), dead=row[5] == "1",
                     dead_status=health.exit_status, sent=row[10],
                     server_pid=int(row[15] or 0), piped=row[16] == "1",
-                    line=int(row[17] or 0) + int(row[18] or 0))
+                    line=int(row[17] or 0) + int(row[18] or 0), token=row[20])
         if not registered:
             regs = {s.pane_id: s for s in _safe_sessions().values()
                     if s.socket == server.socket}
@@ -838,15 +839,21 @@ def _safe_sessions() -> Dict[str, Session]:
 BASH_RC = r"""# Written by tmuxsess: invisible OSC 133 marks around every prompt and command.
 # No history expansion: "a!b" would fail before any mark is printed, jamming runs.
 set +H
+# Each mark carries the session's token: marks that programs print are not ours.
+__tmuxsess_mark=";tmuxsess=$TMUXSESS_TOKEN"
+unset TMUXSESS_TOKEN
 PS1='\$ '
-PS0='\e]133;C\a'
-PROMPT_COMMAND='printf "\033]133;D;%s\007\033]133;A\007" "$?"'
+PS0='\e]133;C'"$__tmuxsess_mark"'\a'
+PROMPT_COMMAND='printf "\033]133;D;%s%s\007\033]133;A%s\007" "$?" "$__tmuxsess_mark" "$__tmuxsess_mark"'
 unset HISTFILE
 """
 
 PYTHON_STARTUP = r'''# Written by tmuxsess: invisible OSC 133 prompt marks for the Python REPL.
 def _tmuxsess_prompts():
+    import os
     import sys
+    # Each mark carries the session's token: marks that programs print are not ours.
+    tag = ";tmuxsess=" + os.environ.pop("TMUXSESS_TOKEN", "")
     counts = [0, 0]  # exceptions shown, exceptions already reported
     shown = sys.excepthook
 
@@ -860,10 +867,11 @@ def _tmuxsess_prompts():
 
         def __str__(self):
             if not self.primary:
-                return "\001\033]133;A;k=s\007\002" + self.text
+                return "\001\033]133;A;k=s%s\007\002%s" % (tag, self.text)
             failed = int(counts[0] != counts[1])
             counts[1] = counts[0]
-            return "\001\033]133;D;%d\007\033]133;A\007\002%s" % (failed, self.text)
+            return "\001\033]133;D;%d%s\007\033]133;A%s\007\002%s" % (
+                failed, tag, tag, self.text)
 
     hook = getattr(sys, "__interactivehook__", None)
 
@@ -887,7 +895,7 @@ _tmuxsess_prompts()
 del _tmuxsess_prompts
 '''
 
-GDB_PROMPT = "set prompt \\001\\033]133;A\\007\\002(gdb) "
+GDB_PROMPT = "set prompt \\001\\033]133;A;tmuxsess=%s\\007\\002(gdb) "  # % token
 
 
 def _write_private(path: str, text: str) -> str:
@@ -916,7 +924,8 @@ def _new_private_file(path: str) -> None:
         raise _fail("cannot create transcript %s: %s" % (path, e.strerror), "registry")
 
 
-def _program(kind: str, command: Optional[str], env: Dict[str, str]) -> List[str]:
+def _program(kind: str, command: Optional[str], env: Dict[str, str], token: str = ""
+             ) -> List[str]:
     """The argument list the pane runs (always several words: tmux then skips sh -c)."""
     init = private_dir(os.path.join(state_dir(), "init"), "state dir")
     # Pagers wait for a key nobody presses: agents read output, not screens.
@@ -924,15 +933,16 @@ def _program(kind: str, command: Optional[str], env: Dict[str, str]) -> List[str
     envs = ["%s=%s" % kv for kv in env.items()]
     if kind == "shell":
         rc = _write_private(os.path.join(init, "bashrc"), BASH_RC)
-        return ["env"] + envs + ["bash", "--noprofile", "--rcfile", rc, "-i"]
+        return (["env", "TMUXSESS_TOKEN=" + token] + envs
+                + ["bash", "--noprofile", "--rcfile", rc, "-i"])
     if kind == "python-repl":
         startup = _write_private(os.path.join(init, "python_startup.py"), PYTHON_STARTUP)
-        return (["env", "PYTHON_BASIC_REPL=1", "PYTHONSTARTUP=" + startup] + envs
-                + ["python3", "-q"])
+        return (["env", "PYTHON_BASIC_REPL=1", "PYTHONSTARTUP=" + startup,
+                 "TMUXSESS_TOKEN=" + token] + envs + ["python3", "-q"])
     if kind == "debugger":
         return ["env"] + envs + ["gdb", "-q", "-nx", "-iex", "set pagination off",
                                  "-iex", "set confirm off", "-iex", "set width 0",
-                                 "-iex", GDB_PROMPT]
+                                 "-iex", GDB_PROMPT % token]
     shell = os.environ.get("SHELL") or "/bin/sh"
     return ["env"] + envs + [shell, "-c", command or ""]
 
@@ -980,7 +990,8 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
                                            "transcripts"), "state dir")
     transcript = os.path.join(transcripts, "%s.%s.log" % (name, uuid.uuid4().hex[:12]))
     _new_private_file(transcript)
-    program = _program(kind, command, env)
+    token = uuid.uuid4().hex[:16]  # in the prompt marks; see _marks
+    program = _program(kind, command, env, token)
     created = _utcnow()
     target = "=%s:" % name
     steps: List[List[str]] = [
@@ -992,6 +1003,7 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
         ["pipe-pane", "-O", "-t", target, "exec cat >> " + shlex.quote(transcript)],
         ["set-option", "-t", target, "@tmuxsess-type", kind],
         ["set-option", "-t", target, "@tmuxsess-created", created],
+        ["set-option", "-t", target, "@tmuxsess-token", token],
     ]
     if prompt:
         steps.append(["set-option", "-t", target, "@tmuxsess-prompt", prompt])
@@ -1022,7 +1034,7 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
                      prompt=prompt or "").to_json()
     pane = Pane(server=server, pane_id=row[3], target=record["target"], session=name,
                 type=kind, transcript=transcript, prompt=prompt or "",
-                registered=register, pid=record["pid"])
+                registered=register, pid=record["pid"], token=token)
     try:
         if register:
             with registry.transaction() as doc:
@@ -1593,17 +1605,34 @@ def _prompt_mode(pane: Pane, prompt: Optional[str] = None) -> str:
     return ""
 
 
-def _at_prompt(tail: bytes, mode: str, prompt_re: Optional["re.Pattern[str]"]) -> bool:
+def _marks(data: bytes, token: str, pos: int = 0
+           ) -> Iterator[Tuple[bytes, List[bytes], "re.Match[bytes]"]]:
+    """The session's own prompt marks in ``data``: (kind, arguments, match).
+
+    The tool's sessions put their token in every mark; a mark without it was
+    printed by something else (a nested shell with its own marks, ssh, a
+    stray print) and is skipped. A session without a token (made by an older
+    version) takes every mark, as it did then.
+    """
+    own = b"tmuxsess=" + token.encode() if token else b""
+    for m in MARK_RE.finditer(data, pos):
+        args = m.group(2).split(b";")[1:]
+        if own and own not in args:
+            continue
+        yield m.group(1), [a for a in args if not a.startswith(b"tmuxsess=")], m
+
+
+def _at_prompt(tail: bytes, mode: str, prompt_re: Optional["re.Pattern[str]"],
+               token: str = "") -> bool:
     """Whether a transcript ends with the program waiting at its main prompt."""
     if mode == "regex":
         last = render(tail.decode("utf-8", "replace")).rsplit("\n", 1)[-1]
         return bool(prompt_re and prompt_re.search(last))
-    marks = list(MARK_RE.finditer(tail))
+    marks = list(_marks(tail, token))
     if not marks:
         return False
-    mark = marks[-1]
-    return (mark.group(1) == b"A" and not mark.group(2)
-            and b"\n" not in tail[mark.end():])
+    kind, args, mark = marks[-1]
+    return kind == b"A" and not args and b"\n" not in tail[mark.end():]
 
 
 @dataclass
@@ -1655,11 +1684,11 @@ class _Follower:
     def _find_start(self) -> None:
         w, buf = self.watch, self.buf
         if w.cmark:
-            for m in MARK_RE.finditer(buf):
-                if m.group(1) == b"C":
+            for kind, _args, m in _marks(buf, self.pane.token):
+                if kind == b"C":
                     self.start = m.end()
                     return
-                if m.group(1) == b"D":  # nothing ran (an empty line)
+                if kind == b"D":  # nothing ran (an empty line)
                     self.start = m.start()
                     return
             return
@@ -1704,15 +1733,14 @@ class _Follower:
             self.scanned = self.start
         w, buf = self.watch, self.buf
         if w.mode in ("marks", "prompt-mark"):
-            from_ = max(self.start, self.scanned - 64)
-            for m in MARK_RE.finditer(buf, from_):
-                kind, arg = m.group(1), m.group(2)
+            from_ = max(self.start, self.scanned - 256)  # a mark cut by a read
+            for kind, args, m in _marks(buf, self.pane.token, from_):
                 if w.mode == "marks" and kind == b"D" and self.end is None:
                     self.end = m.start()
-                    value = arg.lstrip(b";")
+                    value = args[0] if args else b""
                     self.status = int(value) if value.lstrip(b"-").isdigit() else None
-                elif kind == b"A" and not arg and (w.mode == "prompt-mark"
-                                                   or self.end is not None):
+                elif kind == b"A" and not args and (w.mode == "prompt-mark"
+                                                    or self.end is not None):
                     if self.end is None:
                         self.end = m.start()
                     self.scanned = len(buf)
@@ -1992,7 +2020,7 @@ def send(text: Optional[str] = None, keys: Sequence[str] = (), *, enter: bool = 
         # Enter pressed through -k (say "-k Up Enter") ends an echoed line too.
         presses = int(enter) + sum(k in ("Enter", "C-m", "KPEnter") for k in keys)
         cmark = bool(presses and mode == "marks" and pane.type == "shell"
-                     and _at_prompt(_tail_bytes(pane.transcript), mode, None))
+                     and _at_prompt(_tail_bytes(pane.transcript), mode, None, pane.token))
         lines = payload.count(b"\n") + presses
         partial = b"" if enter or keys or text is None else payload.rsplit(b"\n", 1)[-1]
         if own:
@@ -2218,7 +2246,7 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
         # Never type into a program that is still busy with something else.
         if mode != "regex" or pane.transcript == "" or _size(pane.transcript):
             tail = _tail_bytes(pane.transcript)
-            if not _at_prompt(tail, mode, prompt_re):
+            if not _at_prompt(tail, mode, prompt_re, pane.token):
                 ready = _await_prompt(pane, mode, prompt_re, timeout)
                 if ready != "done":
                     return _early(pane, ready, began, "the program is not at its prompt "
@@ -2268,7 +2296,7 @@ def _await_prompt(pane: Pane, mode: str, prompt_re: Optional["re.Pattern[str]"],
     began = time.monotonic()
     delay = 0.001
     while True:
-        if _at_prompt(_tail_bytes(pane.transcript), mode, prompt_re):
+        if _at_prompt(_tail_bytes(pane.transcript), mode, prompt_re, pane.token):
             return "done"
         if pane.server_pid and _process_state(pane.server_pid) != "running":
             return "server"
