@@ -1402,6 +1402,39 @@ class RunTest(TmuxTestCase):
         self.ok("send", "-s", "sh", "-k", "C-c")
         self.assertEqual(self.ok("run", "-s", "sh", "-c", "echo back").stdout, "back\n")
 
+    def test_busy_program_or_unsent_text_runs_nothing(self):
+        # A program that is busy, or has text typed on its prompt line: run fails
+        # (126) with nothing typed and nothing on stdout, and says what to do.
+        self.api_create("py", "python-repl")
+        self.ok("send", "-s", "py", "-c", "import time; time.sleep(60)")
+        began = time.monotonic()
+        r = self.fails(126, "run", "-s", "py", "-T", "0.5", "-c", "print('never')")
+        self.assertLess(time.monotonic() - began, 15)
+        self.assertEqual(r.stdout, "")
+        self.assertOneLineError(r.stderr, "py is not at its prompt (busy, or waiting for "
+                                          "input); nothing was sent")
+        self.assertIn("-k C-c", r.stderr)
+        self.assertIn("--prompt REGEX", r.stderr)
+        self.ok("send", "-s", "py", "-k", "C-c")
+        self.ok("wait", "-s", "py", "-p", "KeyboardInterrupt", "-T", "20")
+        self.ok("send", "-s", "py", "-l", "-c", "abc = ")
+        r = self.fails(126, "run", "-s", "py", "-c", "print(1)")
+        self.assertEqual(r.stdout, "")
+        self.assertOneLineError(r.stderr, "unsent text", "'abc ='", "nothing was sent")
+        self.assertIn("send -s py -k C-u", r.stderr)
+        self.ok("send", "-s", "py", "-k", "C-u")
+        self.assertEqual(tmuxsess.run("'abc' in dir()", session="py").output, "False\n")
+        self.assertNotIn("never", tmuxsess.capture(session="py", all=True))
+        # The same in a shell, whose readline redraws the line as it edits.
+        self.api_create("sh")
+        tmuxsess.send("echo PARTIAL", enter=False, session="sh")
+        with self.assertRaises(tmuxsess.TmuxsessError) as caught:
+            tmuxsess.run("echo hi", session="sh")
+        self.assertEqual(caught.exception.kind, "busy")
+        self.assertIn("'echo PARTIAL'", caught.exception.message)
+        tmuxsess.send(keys=["C-u"], session="sh")
+        self.assertEqual(tmuxsess.run("echo hi", session="sh").output, "hi\n")
+
     def test_a_dead_pane_runs_nothing(self):
         self.api_create("py", "python-repl")
         r = self.cli("run", "-s", "py", "-c", "import os; os._exit(7)")

@@ -836,13 +836,14 @@ def _safe_sessions() -> Dict[str, Session]:
 # Lifecycle: create, list, health, kill, cleanup, find
 # ---------------------------------------------------------------------------
 
-BASH_RC = r"""# Written by tmuxsess: invisible OSC 133 marks around every prompt and command.
+BASH_RC = r"""# Written by tmuxsess: invisible OSC 133 marks around every prompt and command:
+# A prompt starts, B prompt ends (typing starts), C command runs, D;$? it ended.
 # No history expansion: "a!b" would fail before any mark is printed, jamming runs.
 set +H
 # Each mark carries the session's token: marks that programs print are not ours.
 __tmuxsess_mark=";tmuxsess=$TMUXSESS_TOKEN"
 unset TMUXSESS_TOKEN
-PS1='\$ '
+PS1='\$ \[\e]133;B'"$__tmuxsess_mark"'\a\]'
 PS0='\e]133;C'"$__tmuxsess_mark"'\a'
 PROMPT_COMMAND='printf "\033]133;D;%s%s\007\033]133;A%s\007" "$?" "$__tmuxsess_mark" "$__tmuxsess_mark"'
 unset HISTFILE
@@ -870,8 +871,8 @@ def _tmuxsess_prompts():
                 return "\001\033]133;A;k=s%s\007\002%s" % (tag, self.text)
             failed = int(counts[0] != counts[1])
             counts[1] = counts[0]
-            return "\001\033]133;D;%d%s\007\033]133;A%s\007\002%s" % (
-                failed, tag, tag, self.text)
+            return "\001\033]133;D;%d%s\007\033]133;A%s\007\002%s\001\033]133;B%s\007\002" % (
+                failed, tag, tag, self.text, tag)
 
     hook = getattr(sys, "__interactivehook__", None)
 
@@ -895,7 +896,8 @@ _tmuxsess_prompts()
 del _tmuxsess_prompts
 '''
 
-GDB_PROMPT = "set prompt \\001\\033]133;A;tmuxsess=%s\\007\\002(gdb) "  # % token
+GDB_PROMPT = ("set prompt \\001\\033]133;A;tmuxsess={token}\\007\\002(gdb) "
+              "\\001\\033]133;B;tmuxsess={token}\\007\\002")
 
 
 def _write_private(path: str, text: str) -> str:
@@ -942,7 +944,7 @@ def _program(kind: str, command: Optional[str], env: Dict[str, str], token: str 
     if kind == "debugger":
         return ["env"] + envs + ["gdb", "-q", "-nx", "-iex", "set pagination off",
                                  "-iex", "set confirm off", "-iex", "set width 0",
-                                 "-iex", GDB_PROMPT % token]
+                                 "-iex", GDB_PROMPT.replace("{token}", token)]
     shell = os.environ.get("SHELL") or "/bin/sh"
     return ["env"] + envs + [shell, "-c", command or ""]
 
@@ -1632,7 +1634,31 @@ def _at_prompt(tail: bytes, mode: str, prompt_re: Optional["re.Pattern[str]"],
     if not marks:
         return False
     kind, args, mark = marks[-1]
+    if kind == b"B" and len(marks) > 1:  # the end of the prompt: the prompt is the A
+        kind, args, mark = marks[-2]
     return kind == b"A" and not args and b"\n" not in tail[mark.end():]
+
+
+def _unsent_text(tail: bytes, token: str) -> str:
+    """Text typed on the prompt line but not entered (after the prompt's B mark).
+
+    "" when there is none, or when the prompt has no B mark to tell by (a PS1
+    the user changed, a session made by an older version).
+    """
+    prompt = end = None
+    for kind, args, m in _marks(tail, token):
+        if kind == b"A" and not args:
+            prompt, end = m, None
+        elif kind == b"B" and prompt is not None and end is None:
+            end = m
+    if prompt is None or end is None:
+        return ""
+    # Rendered from the line's start: readline redraws a line with "\r" and
+    # moves over the prompt, which covers the columns of the prompt itself.
+    begin = tail.rfind(b"\n", 0, prompt.start()) + 1
+    shown = render(tail[begin:end.start()].decode("utf-8", "replace"))
+    line = render(tail[begin:].decode("utf-8", "replace"))
+    return line[len(shown):].strip()
 
 
 @dataclass
@@ -2243,14 +2269,26 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
         if not following:
             raise _fail("%s already pipes its output elsewhere (pipe-pane); run cannot "
                         "follow it" % pane.label, "unhealthy", "use send -w, or capture")
-        # Never type into a program that is still busy with something else.
+        # Never type into a program that is still busy with something else, nor
+        # after text someone left on its prompt line.
         if mode != "regex" or pane.transcript == "" or _size(pane.transcript):
             tail = _tail_bytes(pane.transcript)
             if not _at_prompt(tail, mode, prompt_re, pane.token):
                 ready = _await_prompt(pane, mode, prompt_re, timeout)
+                if ready == "timeout":
+                    raise _fail("%s is not at its prompt (busy, or waiting for input); "
+                                "nothing was sent" % pane.label, "busy",
+                                "let it finish (tmuxsess.py wait %s -p PATTERN), interrupt "
+                                "it (tmuxsess.py send %s -k C-c), or if its prompt changed, "
+                                "pass --prompt REGEX" % ((_target_flags(pane),) * 2))
                 if ready != "done":
-                    return _early(pane, ready, began, "the program is not at its prompt "
-                                  "(busy, or waiting for input: use send)")
+                    return _early(pane, ready, began)
+            unsent = _unsent_text(_tail_bytes(pane.transcript), pane.token)
+            if unsent and mode != "regex":
+                raise _fail("%s has unsent text on its prompt line: %r; nothing was sent"
+                            % (pane.label, unsent[-40:]), "busy",
+                            "clear it: tmuxsess.py send %s -k C-u, or finish it: "
+                            "tmuxsess.py send %s -c REST" % ((_target_flags(pane),) * 2))
         if pane.type == "python-repl" and not prompt:
             # Typed as is only when it is one complete line with nothing that
             # readline takes for an editing key (tabs, control characters).
@@ -2283,12 +2321,18 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
                      server_gone=reason == "server")
 
 
-def _early(pane: Pane, reason: str, began: float, why: str) -> RunResult:
+def _early(pane: Pane, reason: str, began: float) -> RunResult:
     elapsed = round(time.monotonic() - began, 3)
-    if reason == "timeout":
-        return RunResult(why + "\n", None, timed_out=True, elapsed=elapsed)
     return RunResult("", _dead_status(pane), pane_died=True, elapsed=elapsed,
                      server_gone=reason == "server")
+
+
+def _target_flags(pane: Pane) -> str:
+    """How a command line names this pane, for hints."""
+    if pane.registered and NAME_RE.match(pane.session):
+        return "-s " + pane.session
+    return " ".join(shlex.quote(a) for a in pane.server.args() + [
+        "-t", pane.pane_id or pane.target])
 
 
 def _await_prompt(pane: Pane, mode: str, prompt_re: Optional["re.Pattern[str]"],
@@ -2339,7 +2383,7 @@ EXIT_CODES: Dict[str, Dict[str, int]] = {
                   "target": 4, "registry": 4, "no-server": 3},
     "pane-health": {},
     "kill-session": {"usage": 3, "target": 2, "tmux": 2, "registry": 2},
-    "run": {"dead": 125, "usage": 126, "target": 126, "unhealthy": 126, "registry": 126,
+    "run": {"dead": 125, "busy": 126, "usage": 126, "target": 126, "unhealthy": 126, "registry": 126,
             "tmux": 126, "send": 126, "no-server": 125},
 }
 
