@@ -2378,7 +2378,10 @@ class FaultTest(TmuxTestCase):
                 self.assertEqual(err, "")
                 self.assertEqual(out, "")
         self.assertEqual(list(self.registry()["sessions"]), ["a"])
-        self.assertEqual(self.state_files(), sorted([
+        files = self.state_files()
+        locks = [f for f in files if f.startswith("locks/")]
+        self.assertEqual(len(locks), 1, files)  # runs on the pane queue up on it
+        self.assertEqual([f for f in files if f not in locks], sorted([
             ".sessions.json", ".sessions.lock", "init/bashrc",
             os.path.relpath(rec["transcript"], self.state)]))
         self.assertEqual(self.tmux("list-buffers").stdout, "")
@@ -2426,6 +2429,57 @@ print("done", name)
         statuses = {s.name: s.status for s in tmuxsess.list_sessions()}
         self.assertEqual(statuses, dict.fromkeys(kept, "alive"))
         self.assertEqual(len({s["pane_id"] for s in sessions.values()}), len(kept))
+
+
+    def test_runs_on_one_pane_queue_up_and_send_still_gets_through(self):
+        rec = self.api_create("calc", "python-repl")
+        results = {}
+
+        def one(i):
+            results[i] = self.exe("run", "-s", "calc", "-T", "60", "-c",
+                                  "import time; time.sleep(0.1); print('R%d')" % i)
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        for i in range(4):
+            self.assertEqual((results[i].returncode, results[i].stdout, results[i].stderr),
+                             (0, "R%d\n" % i, ""), i)
+        # A run that cannot have the pane within its -T types nothing (126)...
+        holder = self.follower(rec["transcript"], "run", "-s", "calc", "-T", "60", "-c",
+                               "x = input('name? '); print('hi ' + x)")
+        wait_until(lambda: self.screen("calc").endswith("name?\n"), 20, "the question")
+        r = self.fails(126, "run", "-s", "calc", "-T", "0.3", "-c", "print('queued')")
+        self.assertEqual(r.stdout, "")
+        self.assertOneLineError(r.stderr, "another run on calc is still going; nothing was run")
+        # ... while send takes no lock: it answers the input() the run waits on,
+        self.ok("send", "-s", "calc", "-c", "bob")
+        out, err = holder.communicate(timeout=30)
+        self.assertEqual((holder.returncode, err), (0, ""))
+        self.assertTrue(out.endswith("\nhi bob\n"), out)
+        # and interrupts a run with C-c.
+        holder = self.follower(rec["transcript"], "run", "-s", "calc", "-T", "60", "-c",
+                               "import time; time.sleep(60)")
+        wait_until(lambda: self.screen("calc").endswith("time.sleep(60)\n"), 20, "the sleep")
+        self.ok("send", "-s", "calc", "-k", "C-c")
+        out, err = holder.communicate(timeout=30)
+        self.assertEqual(holder.returncode, 1, err)
+        self.assertIn("KeyboardInterrupt", out)
+        self.assertNotIn("queued", tmuxsess.capture(session="calc", all=True))
+        # The lock file is private, and goes with the session.
+        locks = os.path.join(self.state, "locks")
+        self.assertEqual(stat.S_IMODE(os.stat(locks).st_mode), 0o700)
+        self.assertTrue(all(is_private_regular(os.path.join(locks, f))
+                            for f in os.listdir(locks)))
+        self.assertEqual(len(os.listdir(locks)), 1)
+        self.ok("kill", "-s", "calc")
+        self.assertEqual(os.listdir(locks), [])
+        self.api_create("sh")
+        self.assertEqual(tmuxsess.run("echo ok", session="sh").output, "ok\n")
+        self.assertEqual(len(os.listdir(locks)), 1)
+        self.ok("cleanup", "--all")
+        self.assertEqual(os.listdir(locks), [])
 
 
 class CrashSafetyTest(TmuxTestCase):

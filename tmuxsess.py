@@ -38,6 +38,7 @@ import codecs
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -1154,6 +1155,8 @@ def kill_session(session: Optional[str] = None, socket: Optional[str] = None,
             result["deregistered"] = True
     if pane.transcript and (result["killed"] or result["deregistered"]):
         _remove_transcript(pane.transcript)
+    if result["killed"] or result["deregistered"]:
+        _remove_run_lock(pane.server, pane.pane_id)
     return result
 
 
@@ -1210,6 +1213,7 @@ def cleanup_sessions(all: bool = False, older_than: Optional[float] = None,
             del doc["sessions"][s.name]
             if s.transcript:
                 _remove_transcript(s.transcript)
+            _remove_run_lock(Server(s.socket), s.pane_id)
     return removed
 
 
@@ -2265,7 +2269,7 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
     if not mode:
         raise _fail("tmuxsess does not know the prompt of %s" % pane.label, "usage",
                     "pass --prompt REGEX matching the program's prompt line")
-    with _transcript_for(pane) as following:
+    with _run_lock(pane, began + timeout), _transcript_for(pane) as following:
         if not following:
             raise _fail("%s already pipes its output elsewhere (pipe-pane); run cannot "
                         "follow it" % pane.label, "unhealthy", "use send -w, or capture")
@@ -2274,7 +2278,8 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
         if mode != "regex" or pane.transcript == "" or _size(pane.transcript):
             tail = _tail_bytes(pane.transcript)
             if not _at_prompt(tail, mode, prompt_re, pane.token):
-                ready = _await_prompt(pane, mode, prompt_re, timeout)
+                ready = _await_prompt(pane, mode, prompt_re,
+                                      timeout - (time.monotonic() - began))
                 if ready == "timeout":
                     raise _fail("%s is not at its prompt (busy, or waiting for input); "
                                 "nothing was sent" % pane.label, "busy",
@@ -2325,6 +2330,54 @@ def _early(pane: Pane, reason: str, began: float) -> RunResult:
     elapsed = round(time.monotonic() - began, 3)
     return RunResult("", _dead_status(pane), pane_died=True, elapsed=elapsed,
                      server_gone=reason == "server")
+
+
+def _run_lock_path(server: Server, pane_id: str) -> str:
+    """The file whose flock queues the runs on one pane, on any server."""
+    where = os.path.abspath(server.socket) if server.socket else server.label
+    key = hashlib.sha256(("%s\0%s" % (where, pane_id)).encode()).hexdigest()[:24]
+    return os.path.join(state_dir(), "locks", key + ".lock")
+
+
+@contextlib.contextmanager
+def _run_lock(pane: Pane, deadline: float) -> Iterator[None]:
+    """Hold the pane's run lock for a whole exchange; wait for it until ``deadline``.
+
+    Two runs typing into one program at once would read each other's output.
+    send takes no lock: C-c, or an answer to an input() a run waits on, must
+    always get through.
+    """
+    private_dir(os.path.join(private_dir(state_dir(), "state dir"), "locks"), "state dir")
+    path = _run_lock_path(pane.server, pane.pane_id)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as e:
+        problem = "it is a symlink" if e.errno == errno.ELOOP else e.strerror
+        raise _fail("cannot open lock %s: %s" % (path, problem), "registry")
+    try:
+        delay = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise _fail("another run on %s is still going; nothing was run"
+                                % pane.label, "busy", "raise -T to queue up behind it, or "
+                                "interrupt it: tmuxsess.py send %s -k C-c"
+                                % _target_flags(pane))
+                time.sleep(min(delay, deadline - now))
+                delay = min(delay * 2, 0.05)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def _remove_run_lock(server: Server, pane_id: str) -> None:
+    if pane_id:
+        with contextlib.suppress(OSError):
+            os.unlink(_run_lock_path(server, pane_id))
 
 
 def _target_flags(pane: Pane) -> str:
