@@ -1351,6 +1351,14 @@ class RunTest(TmuxTestCase):
         # A prompt mark gdb prints (without the session's token) is output, not a prompt.
         r = tmuxsess.run(r"echo \033]133;A\007printed\n", session="gdb")
         self.assertEqual(r.output, "printed\n")
+        # Blocks (define, python ... end) run as one command, not line by line at
+        # gdb's ">" prompt; the file that carries them is gone afterwards.
+        r = tmuxsess.run("define hi\necho hello\\n\nend", session="gdb", timeout=10)
+        self.assertEqual((r.output, r.timed_out), ("", False))
+        self.assertEqual(self.ok("run", "-s", "gdb", "-c", "hi").stdout, "hello\n")
+        r = self.ok("run", "-s", "gdb", "-c", "python\nx = 6 * 7\nprint(x)\nend\nhi\n")
+        self.assertEqual(r.stdout, "42\nhello\n")
+        self.assertEqual([f for f in self.state_files() if f.endswith(".gdb")], [])
 
     def test_printed_prompt_marks_do_not_end_a_run(self):
         # The tool's marks carry a per-session token: OSC 133 marks that a program

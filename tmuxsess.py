@@ -2269,7 +2269,8 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
     if not mode:
         raise _fail("tmuxsess does not know the prompt of %s" % pane.label, "usage",
                     "pass --prompt REGEX matching the program's prompt line")
-    with _run_lock(pane, began + timeout), _transcript_for(pane) as following:
+    with _run_lock(pane, began + timeout), _transcript_for(pane) as following, \
+            _gdb_block(pane, code) as block:
         if not following:
             raise _fail("%s already pipes its output elsewhere (pipe-pane); run cannot "
                         "follow it" % pane.label, "unhealthy", "use send -w, or capture")
@@ -2294,7 +2295,9 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
                             % (pane.label, unsent[-40:]), "busy",
                             "clear it: tmuxsess.py send %s -k C-u, or finish it: "
                             "tmuxsess.py send %s -c REST" % ((_target_flags(pane),) * 2))
-        if pane.type == "python-repl" and not prompt:
+        if block:
+            units = ["source " + block]
+        elif pane.type == "python-repl" and not prompt:
             # Typed as is only when it is one complete line with nothing that
             # readline takes for an editing key (tabs, control characters).
             typed = code.isprintable() and _python_line_is_complete(code)
@@ -2330,6 +2333,32 @@ def _early(pane: Pane, reason: str, began: float) -> RunResult:
     elapsed = round(time.monotonic() - began, 3)
     return RunResult("", _dead_status(pane), pane_died=True, elapsed=elapsed,
                      server_gone=reason == "server")
+
+
+@contextlib.contextmanager
+def _gdb_block(pane: Pane, code: str) -> Iterator[str]:
+    """Several lines for gdb as a private file, for one ``source FILE``; else "".
+
+    Typed line by line, a block (define, python, commands ... end) is read at
+    gdb's ">" prompt, which has no mark, and gdb stays in it if a line fails.
+    """
+    if pane.type != "debugger" or "\n" not in code.rstrip("\n"):
+        yield ""
+        return
+    directory = private_dir(os.path.join(private_dir(state_dir(), "state dir"), "tmp"),
+                            "state dir")
+    path = os.path.join(directory, "block.%s.gdb" % uuid.uuid4().hex[:12])
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(code.encode("utf-8", "surrogateescape"))
+    except OSError as e:
+        raise _fail("cannot write %s: %s" % (path, e.strerror), "registry")
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _run_lock_path(server: Server, pane_id: str) -> str:
