@@ -1287,6 +1287,24 @@ class WaitTest(TmuxTestCase):
         self.assertIn("DONE-DONE", self.screen("py").split("\n"))
 
 
+    def test_text_sent_without_enter_is_not_output(self):
+        # send -l, then wait: the echo of the unterminated text is not output...
+        self.api_create("py", "python-repl")
+        self.ok("send", "-s", "py", "-l", "-c", 'print("QQ" * 2)')
+        r = self.cli("wait", "-s", "py", "-p", "QQ", "-T", "0.5", "--json")
+        self.assertEqual((r.returncode, json.loads(r.stdout)["reason"]), (1, "timeout"))
+        # ... what Enter makes the program print is.
+        self.ok("send", "-s", "py", "-k", "Enter")
+        doc = json.loads(self.ok("wait", "-s", "py", "-p", "Q+", "--json").stdout)
+        self.assertEqual(doc["match"], "QQQQ")
+        # bash shows pasted text highlighted: send -l -w skips that echo too.
+        self.api_create("sh")
+        r = self.cli("send", "-s", "sh", "-l", "-c", "echo ZZ", "-w", "ZZ", "-T", "0.5")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        r = self.ok("send", "-s", "sh", "-c", "", "-w", "^ZZ$", "--json")
+        self.assertEqual(json.loads(r.stdout)["match"], "ZZ")
+
+
 class RunTest(TmuxTestCase):
     """run prints exactly the output; the exit status says how it ended."""
 

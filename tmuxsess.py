@@ -1672,7 +1672,8 @@ class _Watch:
     mode: str                       # marks, prompt-mark, regex, pattern, settle
     skip_lines: int = 0             # echo lines to skip (programs without a C mark)
     cmark: bool = False             # output starts after the shell's C mark
-    partial: bytes = b""            # echo of text sent without Enter
+    partial: bytes = b""            # the end of text sent without Enter (its echo's end)
+    partial_len: int = 0            # the length of that text
     pattern: Optional["re.Pattern[str]"] = None
     max_output: int = 0             # 0: keep everything
 
@@ -1729,11 +1730,13 @@ class _Follower:
                 return
             pos = nl + 1
         if w.partial:
-            have = bytes(buf[pos:pos + len(w.partial)])
-            if have == w.partial:
-                pos += len(w.partial)
-            elif w.partial.startswith(have) and b"\n" not in have and (
-                    time.monotonic() - self.began < 0.2):
+            # The echo may be coloured or redrawn (bash highlights a paste), but it
+            # ends with the text's end, and is not shorter than the text.
+            earliest = pos + max(w.partial_len - len(w.partial), 0)
+            at = buf.find(w.partial, earliest, earliest + 2 * w.partial_len + 4096)
+            if at >= 0:
+                pos = at + len(w.partial)
+            elif time.monotonic() - self.began < 0.2:
                 return  # the echo may still be arriving
         self.start = pos
 
@@ -1927,6 +1930,9 @@ def _python_line_is_complete(code: str) -> bool:
             return True  # let the REPL show the error itself
 
 
+PARTIAL_TAIL = 32  # bytes of text sent without Enter that a send records for wait
+
+
 def _deliver(pane: Pane, payload: Optional[bytes], keys: Sequence[str], enter: bool,
              record: str, retries: int, interval: float, verbose: bool = False) -> None:
     """Put text (via a private paste buffer) and keys into the pane: one tmux call."""
@@ -2055,6 +2061,8 @@ def send(text: Optional[str] = None, keys: Sequence[str] = (), *, enter: bool = 
         partial = b"" if enter or keys or text is None else payload.rsplit(b"\n", 1)[-1]
         if own:
             record = "%d %d %d" % (offset, lines, int(cmark))
+            if partial:  # so that a later wait skips its echo too (hex: one word)
+                record += " %d %s" % (len(partial), partial[-PARTIAL_TAIL:].hex())
         else:
             # No transcript to hold an offset: a later wait reads the screen from
             # the cursor's row as it is when the text goes in (tmux fills it in),
@@ -2068,7 +2076,8 @@ def send(text: Optional[str] = None, keys: Sequence[str] = (), *, enter: bool = 
         if pattern is None:
             return result
         if following:
-            watch = _Watch("pattern", skip_lines=lines, cmark=cmark, partial=partial,
+            watch = _Watch("pattern", skip_lines=lines, cmark=cmark,
+                           partial=partial[-PARTIAL_TAIL:], partial_len=len(partial),
                            pattern=pattern)
             f = _Follower(pane, offset, watch)
             try:
@@ -2218,10 +2227,14 @@ def wait_for_text(pattern: str, *, fixed: bool = False, timeout: float = 15.0,
     if health.status in ("missing", "server_not_running"):
         return WaitResult(False, reason="server" if health.status == "server_not_running"
                           else "missing")
-    sent = pane.sent.split()
-    if not whole_pane and pane.transcript and len(sent) == 3 and all(
-            p.isdigit() for p in sent):
+    sent = pane.sent.split()  # OFFSET LINES CMARK [LENGTH END-IN-HEX]: see send
+    if not whole_pane and pane.transcript and len(sent) in (3, 5) and all(
+            p.isdigit() for p in sent[:4]):
+        partial = b""
+        with contextlib.suppress(ValueError, IndexError):
+            partial = bytes.fromhex(sent[4])
         watch = _Watch("pattern", skip_lines=int(sent[1]), cmark=sent[2] == "1",
+                       partial=partial, partial_len=int(sent[3]) if partial else 0,
                        pattern=regex)
         f = _Follower(pane, int(sent[0]), watch)
         try:
