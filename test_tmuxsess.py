@@ -1424,9 +1424,17 @@ class RunTest(TmuxTestCase):
         self.assertEqual(r.returncode, 124)
         self.assertEqual(r.stdout, "first\n")
         self.assertIn("tmuxsess: error: no prompt within 1s", r.stderr)
+        self.assertIn("send -k C-c", r.stderr)
         self.assertLess(time.monotonic() - began, 15)
         self.ok("send", "-s", "sh", "-k", "C-c")
         self.assertEqual(self.ok("run", "-s", "sh", "-c", "echo back").stdout, "back\n")
+        # A shell without the tool's marks (exec bash, ssh, su): the hint says --prompt.
+        r = self.cli("run", "-s", "sh", "-T", "1", "-c", "exec env PS1='plain$ ' bash --norc")
+        self.assertEqual((r.returncode, r.stdout), (124, "plain$ "))
+        self.assertOneLineError(r.stderr, "no prompt within 1s")
+        self.assertRegex(r.stderr.split("\n")[1], r"'plain\$'.* --prompt REGEX")
+        r = self.ok("run", "-s", "sh", "--prompt", r"^plain\$ $", "-c", "echo plain")
+        self.assertEqual(r.stdout, "plain\n")
 
     def test_busy_program_or_unsent_text_runs_nothing(self):
         # A program that is busy, or has text typed on its prompt line: run fails

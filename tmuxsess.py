@@ -2759,6 +2759,21 @@ def _gone_message(reason: str, status: Optional[int]) -> str:
     return "the pane is %s" % reason
 
 
+def _timeout_hint(output: str) -> str:
+    """Why a run saw no prompt: a program still busy, or a prompt without marks.
+
+    After exec bash, ssh, su or a new PROMPT_COMMAND the shell's prompt no
+    longer carries the tool's marks, and every run waits out -T.
+    """
+    last = output.rsplit("\n", 1)[-1].rstrip()
+    if 0 < len(last) <= 80 and last[-1] in "$#%>":
+        return ("%r looks like a prompt without tmuxsess's marks (exec, ssh, su, a new "
+                "PROMPT_COMMAND): pass --prompt REGEX matching it; if the program is "
+                "still running instead, send -k C-c interrupts it" % last)
+    return ("the program is still running: send -k C-c to interrupt it; or, if it "
+            "shows a prompt of its own (exec, ssh, su), pass --prompt REGEX matching it")
+
+
 def _tail_hint(tail: str) -> str:
     return "last lines:\n" + tail if tail.strip() else ""
 
@@ -2800,7 +2815,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     if r.timed_out:
         if not a.json:
             _error("no prompt within %gs; output so far is above" % a.timeout,
-                   "the program is still running: send -k C-c to interrupt it")
+                   _timeout_hint(r.output))
         return 124
     if r.pane_died:
         if not a.json:
