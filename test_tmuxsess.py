@@ -1317,6 +1317,11 @@ class RunTest(TmuxTestCase):
         self.assertEqual((r.returncode, r.stdout, r.stderr), (1, "", ""))
         r = tmuxsess.run("cd /tmp && pwd\necho two", session="sh")
         self.assertEqual((r.output, r.exit_status), ("/tmp\ntwo\n", 0))
+        # Lines on which no command runs: bash prints no C mark, only the D mark.
+        r = tmuxsess.run("fi", session="sh")
+        self.assertEqual((r.output, r.exit_status), (
+            "bash: syntax error near unexpected token `fi'\n", 2))
+        self.assertEqual(tmuxsess.run("", session="sh").output, "")
 
     def test_bang_is_text_and_nothing_waits_in_a_pager(self):
         # History expansion would fail on "a!b" before bash printed a prompt mark.

@@ -1719,8 +1719,11 @@ class _Follower:
                 if kind == b"C":
                     self.start = m.end()
                     return
-                if kind == b"D":  # nothing ran (an empty line)
-                    self.start = m.start()
+                if kind == b"D":  # nothing ran: an empty line, a comment, a syntax error
+                    # bash (5.1+) ends bracketed paste as it takes the line; what
+                    # follows is what it said about the line.
+                    taken = buf.find(b"\x1b[?2004l", 0, m.start())
+                    self.start = taken + 8 if taken >= 0 else m.start()
                     return
             return
         pos = 0
