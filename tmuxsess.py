@@ -52,7 +52,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import (Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence,
-                    Tuple)
+                    Tuple, Union)
 
 __version__ = "1.0.0"
 
@@ -842,11 +842,11 @@ BASH_RC = r"""# Written by tmuxsess: invisible OSC 133 marks around every prompt
 # No history expansion: "a!b" would fail before any mark is printed, jamming runs.
 set +H
 # Each mark carries the session's token: marks that programs print are not ours.
-__tmuxsess_mark=";tmuxsess=$TMUXSESS_TOKEN"
+__tmuxsess_id=";tmuxsess=$TMUXSESS_TOKEN"
 unset TMUXSESS_TOKEN
-PS1='\$ \[\e]133;B'"$__tmuxsess_mark"'\a\]'
-PS0='\e]133;C'"$__tmuxsess_mark"'\a'
-PROMPT_COMMAND='printf "\033]133;D;%s%s\007\033]133;A%s\007" "$?" "$__tmuxsess_mark" "$__tmuxsess_mark"'
+PS1='\$ \[\e]133;B'"$__tmuxsess_id"'\a\]'
+PS0='\e]133;C'"$__tmuxsess_id"'\a'
+PROMPT_COMMAND='printf "\033]133;D;%s%s\007\033]133;A%s\007" "$?" "$__tmuxsess_id" "$__tmuxsess_id"'
 unset HISTFILE
 """
 
@@ -1611,7 +1611,7 @@ def _prompt_mode(pane: Pane, prompt: Optional[str] = None) -> str:
     return ""
 
 
-def _marks(data: bytes, token: str, pos: int = 0
+def _marks(data: Union[bytes, bytearray], token: str, pos: int = 0
            ) -> Iterator[Tuple[bytes, List[bytes], "re.Match[bytes]"]]:
     """The session's own prompt marks in ``data``: (kind, arguments, match).
 
@@ -2266,8 +2266,11 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
 
     ``output`` is exactly what the program printed: no echo, no prompt.
     ``exit_status`` is the shell command's own, 1 if Python raised (else 0),
-    None when the program does not say (gdb, ``--prompt`` programs); ``timed_out`` and ``pane_died`` say
-    why a run ended early (with the output so far).
+    None when the program does not say (gdb, ``--prompt`` programs);
+    ``timed_out`` and ``pane_died`` say why a run ended early (with the output
+    so far). A run that cannot start (busy program, text left on the prompt
+    line, another run going) raises TmuxsessError of kind ``busy``, having
+    typed nothing.
     """
     began = time.monotonic()
     pane, health = resolve(session, socket, socket_name, target)
@@ -2481,8 +2484,8 @@ EXIT_CODES: Dict[str, Dict[str, int]] = {
                   "target": 4, "registry": 4, "no-server": 3},
     "pane-health": {},
     "kill-session": {"usage": 3, "target": 2, "tmux": 2, "registry": 2},
-    "run": {"dead": 125, "busy": 126, "usage": 126, "target": 126, "unhealthy": 126, "registry": 126,
-            "tmux": 126, "send": 126, "no-server": 125},
+    "run": {"dead": 125, "busy": 126, "usage": 126, "target": 126, "unhealthy": 126,
+            "registry": 126, "tmux": 126, "send": 126, "no-server": 125},
 }
 
 OVERVIEW = """\
