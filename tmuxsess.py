@@ -2308,8 +2308,9 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
                                 "pass --prompt REGEX" % ((_target_flags(pane),) * 2))
                 if ready != "done":
                     return _early(pane, ready, began)
-            unsent = _unsent_text(_tail_bytes(pane.transcript), pane.token)
-            if unsent and mode != "regex":
+            unsent = "" if mode == "regex" else _unsent_text(_tail_bytes(pane.transcript),
+                                                             pane.token)
+            if unsent:
                 raise _fail("%s has unsent text on its prompt line: %r; nothing was sent"
                             % (pane.label, unsent[-40:]), "busy",
                             "clear it: tmuxsess.py send %s -k C-u, or finish it: "
