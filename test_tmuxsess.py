@@ -1291,7 +1291,7 @@ class WaitTest(TmuxTestCase):
         # send -l, then wait: the echo of the unterminated text is not output...
         self.api_create("py", "python-repl")
         self.ok("send", "-s", "py", "-l", "-c", 'print("QQ" * 2)')
-        r = self.cli("wait", "-s", "py", "-p", "QQ", "-T", "0.5", "--json")
+        r = self.cli("wait", "-s", "py", "-p", "QQ", "-T", "0.3", "--json")
         self.assertEqual((r.returncode, json.loads(r.stdout)["reason"]), (1, "timeout"))
         # ... what Enter makes the program print is.
         self.ok("send", "-s", "py", "-k", "Enter")
@@ -1299,7 +1299,7 @@ class WaitTest(TmuxTestCase):
         self.assertEqual(doc["match"], "QQQQ")
         # bash shows pasted text highlighted: send -l -w skips that echo too.
         self.api_create("sh")
-        r = self.cli("send", "-s", "sh", "-l", "-c", "echo ZZ", "-w", "ZZ", "-T", "0.5")
+        r = self.cli("send", "-s", "sh", "-l", "-c", "echo ZZ", "-w", "ZZ", "-T", "0.3")
         self.assertEqual(r.returncode, 2, r.stderr)
         r = self.ok("send", "-s", "sh", "-c", "", "-w", "^ZZ$", "--json")
         self.assertEqual(json.loads(r.stdout)["match"], "ZZ")
