@@ -1291,6 +1291,7 @@ class WaitTest(TmuxTestCase):
         # send -l, then wait: the echo of the unterminated text is not output...
         self.api_create("py", "python-repl")
         self.ok("send", "-s", "py", "-l", "-c", 'print("QQ" * 2)')
+        wait_until(lambda: self.screen("py").endswith('print("QQ" * 2)\n'), 20, "the echo")
         r = self.cli("wait", "-s", "py", "-p", "QQ", "-T", "0.3", "--json")
         self.assertEqual((r.returncode, json.loads(r.stdout)["reason"]), (1, "timeout"))
         # ... what Enter makes the program print is.
@@ -1455,8 +1456,9 @@ class RunTest(TmuxTestCase):
         self.assertIn("-k C-c", r.stderr)
         self.assertIn("--prompt REGEX", r.stderr)
         self.ok("send", "-s", "py", "-k", "C-c")
-        self.ok("wait", "-s", "py", "-p", "KeyboardInterrupt", "-T", "20")
+        self.ok("wait", "-s", "py", "-p", "^>>> $", "-T", "20")
         self.ok("send", "-s", "py", "-l", "-c", "abc = ")
+        wait_until(lambda: self.screen("py").endswith("\n>>> abc =\n"), 20, "the echo")
         r = self.fails(126, "run", "-s", "py", "-c", "print(1)")
         self.assertEqual(r.stdout, "")
         self.assertOneLineError(r.stderr, "unsent text", "'abc ='", "nothing was sent")
@@ -1467,6 +1469,7 @@ class RunTest(TmuxTestCase):
         # The same in a shell, whose readline redraws the line as it edits.
         self.api_create("sh")
         tmuxsess.send("echo PARTIAL", enter=False, session="sh")
+        wait_until(lambda: self.screen("sh").endswith(" echo PARTIAL\n"), 20, "the echo")
         with self.assertRaises(tmuxsess.TmuxsessError) as caught:
             tmuxsess.run("echo hi", session="sh")
         self.assertEqual(caught.exception.kind, "busy")
