@@ -626,30 +626,12 @@ class Registry:
     def lock(self, timeout: Optional[float] = None) -> Iterator[None]:
         """Hold the registry lock; wait at most ``timeout`` seconds for it."""
         private_dir(self.dir, "state dir")
-        if timeout is None:
-            timeout = _lock_timeout()
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        except OSError as e:
-            problem = "it is a symlink" if e.errno == errno.ELOOP else e.strerror
-            raise _fail("cannot open lock %s: %s" % (self.lock_path, problem), "registry")
-        try:
-            deadline = time.monotonic() + timeout
-            delay = 0.001
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise _fail("registry lock %s is held by another process; gave up "
-                                    "after %gs" % (self.lock_path, timeout), "lock",
-                                    "another tmuxsess is stuck? see: fuser %s" % self.lock_path)
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.05)
+        wait = _lock_timeout() if timeout is None else timeout
+        with _flock(self.lock_path, time.monotonic() + wait, lambda: _fail(
+                "registry lock %s is held by another process; gave up after %gs"
+                % (self.lock_path, wait), "lock",
+                "another tmuxsess is stuck? see: fuser %s" % self.lock_path)):
             yield
-        finally:
-            os.close(fd)  # closing releases the flock
 
     @contextlib.contextmanager
     def transaction(self, timeout: Optional[float] = None) -> Iterator[Dict[str, Any]]:
@@ -692,6 +674,36 @@ def _json_kind(value: Any) -> str:
         return "null"
     return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
             list: "a list"}.get(type(value), "an object")
+
+
+@contextlib.contextmanager
+def _flock(path: str, deadline: float, busy: Callable[[], TmuxsessError]) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (made 0600, never through a symlink).
+
+    Waits with a short backoff until ``deadline`` (monotonic), then raises
+    ``busy()``. The lock dies with its process: a killed holder never leaves
+    it stuck, so there is no stale lock to clean up.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as e:
+        problem = "it is a symlink" if e.errno == errno.ELOOP else e.strerror
+        raise _fail("cannot open lock %s: %s" % (path, problem), "registry")
+    try:
+        delay = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise busy()
+                time.sleep(min(delay, deadline - now))
+                delay = min(delay * 2, 0.05)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
 
 
 def _lock_timeout() -> float:
@@ -2397,30 +2409,11 @@ def _run_lock(pane: Pane, deadline: float) -> Iterator[None]:
     always get through.
     """
     private_dir(os.path.join(private_dir(state_dir(), "state dir"), "locks"), "state dir")
-    path = _run_lock_path(pane.server, pane.pane_id)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    except OSError as e:
-        problem = "it is a symlink" if e.errno == errno.ELOOP else e.strerror
-        raise _fail("cannot open lock %s: %s" % (path, problem), "registry")
-    try:
-        delay = 0.001
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                now = time.monotonic()
-                if now >= deadline:
-                    raise _fail("another run on %s is still going; nothing was run"
-                                % pane.label, "busy", "raise -T to queue up behind it, or "
-                                "interrupt it: tmuxsess.py send %s -k C-c"
-                                % _target_flags(pane))
-                time.sleep(min(delay, deadline - now))
-                delay = min(delay * 2, 0.05)
+    with _flock(_run_lock_path(pane.server, pane.pane_id), deadline, lambda: _fail(
+            "another run on %s is still going; nothing was run" % pane.label, "busy",
+            "raise -T to queue up behind it, or interrupt it: tmuxsess.py send %s -k C-c"
+            % _target_flags(pane))):
         yield
-    finally:
-        os.close(fd)  # closing releases the flock
 
 
 def _remove_run_lock(server: Server, pane_id: str) -> None:
