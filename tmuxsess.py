@@ -1467,8 +1467,10 @@ Every subcommand explains itself with `--help`.
 3. **Prefer `run`.** `{tool} run -s NAME -c CODE` types the code, waits until the
    program is back at its prompt and prints exactly its output: no echo, no
    prompt. Its exit status is the shell command's own, 1 if Python raised, 124 on
-   timeout (raise `-T SEC`), 125 if the program died. Multi-line Python runs as
-   one unit; long code goes in a file: `--file PATH`.
+   timeout (raise `-T SEC`), 125 if the program died, 126 if nothing was typed
+   (the error says why). Multi-line Python runs as one unit; long code goes in a
+   file: `--file PATH`. Runs on one session queue up, so parallel work needs
+   one session per task.
 4. **Text is literal; keys go through `-k`.** `-c` text arrives byte for byte:
    `Enter`, `C-c`, a trailing `;` or a leading `-` are just text. To press keys:
    `{tool} send -s NAME -k C-c` (interrupt), `-k Escape`, `-k Up Enter`. For a
@@ -1477,7 +1479,8 @@ Every subcommand explains itself with `--help`.
    output that follows, and read the screen with `{tool} capture -s NAME`.
 5. **Never type into a busy program.** When `run` times out (124) the program is
    still working: wait for it with `{tool} wait -s NAME -p PATTERN -T SEC`, or
-   interrupt it with `{tool} send -s NAME -k C-c`.
+   interrupt it with `{tool} send -s NAME -k C-c`. After `exec bash`, `ssh` or
+   `su` the prompt is not the tool's any more: give `run --prompt REGEX`.
 6. **Read before you clean up.** `{tool} health -s NAME --format text` says
    healthy, dead, missing or zombie. `{tool} capture -s NAME -n 50` works on a
    dead pane, and `{tool} capture -s NAME --transcript` has everything the
