@@ -968,6 +968,42 @@ class TargetTest(TmuxTestCase):
         self.ok("kill", "-s", "onb1")
         self.assertEqual(self.tmux_sessions(sock), ["mine"])
 
+    def test_a_wrong_target_is_refused_never_redirected(self):
+        # A user's server, base-index 1, two panes that record what they are sent;
+        # the second is the current one, where tmux's display-message falls back.
+        conf = self.script("base1.conf", "set -g base-index 1\nset -g pane-base-index 1\n")
+        sock = os.path.join(self.tmp, "user.sock")
+        recs = [os.path.join(self.tmp, "pane%d.rec" % i) for i in (1, 2)]
+        progs = [" ".join(shlex.quote(x) for x in (
+            sys.executable, self.script("recorder.py", RECORDER), rec)) for rec in recs]
+        subprocess.run(["tmux", "-f", conf, "-S", sock, "new-session", "-d", "-s", "work",
+                        "-x", "100", "-y", "20", progs[0]], env=self.env, check=True)
+        self.tmux("split-window", "-t", "work", progs[1], socket=sock)
+        pids = self.tmux("list-panes", "-t", "work", "-F", "#{pane_pid}",
+                         socket=sock).stdout.split()
+        for bad in ("work:1.9", "work:3.1", "work:3", "%99", "nosuch", "work:0.0"):
+            with self.subTest(target=bad):
+                where = ("-S", sock, "-t", bad)
+                r = self.fails(4, "send", *where, "-c", "echo x")
+                self.assertOneLineError(r.stderr, "no pane %r on %s" % (bad, sock))
+                self.fails(126, "run", *where, "-c", "echo x", "--prompt", "REC> $")
+                self.fails(1, "capture", *where)
+                self.fails(2, "kill", *where)
+                self.fails(1, "wait", *where, "-p", "x", "-T", "30")
+                r = self.cli("health", *where)
+                self.assertEqual((r.returncode, json.loads(r.stdout)["status"]),
+                                 (2, "missing"))
+        self.assertEqual(self.tmux_sessions(sock), ["work"])
+        wait_until(lambda: all("REC>" in tmuxsess.capture(socket=sock, target=t)
+                               for t in ("work:1.1", "work:1.2")), what="the recorders")
+        # Good targets still resolve, to their own pane; nothing else arrived.
+        for i, target in ((0, "work:1.1"), (1, "work:1.2"), (1, "work")):
+            self.assertEqual(tmuxsess.pane_health(socket=sock, target=target).pid,
+                             int(pids[i]))
+            tmuxsess.send(target[-1], socket=sock, target=target, enter=False)
+        self.assertReceived(recs[0], b"1")
+        self.assertReceived(recs[1], b"2k")
+
 
 class CreateRaceTest(TmuxTestCase):
     def parallel(self, argv_list):

@@ -766,22 +766,28 @@ def resolve(session: Optional[str] = None, socket: Optional[str] = None,
     return _query_pane(server, entry.pane_id or entry.target, entry)
 
 
+# How tmux says a target names no pane.
+BAD_TARGET = re.compile(r"can't find|no current|no marked")
+
+
 def _query_pane(server: Server, target: str, entry: Session) -> Tuple[Pane, Health]:
     rows: Optional[List[List[str]]]
     try:
-        rows = _rows(tmux(server, ["display-message", "-p", "-t", target, "-F",
-                                   PANE_FORMAT]), PANE_FIELDS)
+        # display-message falls back to the current pane when its target names
+        # none; send-keys without keys sends nothing and fails on a bad target,
+        # so a wrong -t never reaches another pane.
+        rows = _rows(tmux(server, ["send-keys", "-t", target],
+                          ["display-message", "-p", "-t", target, "-F", PANE_FORMAT]),
+                     PANE_FIELDS)
     except TmuxsessError as e:
         if e.kind == "no-server":
             rows = None
-        elif "can't find" not in e.message:
+        elif not BAD_TARGET.search(e.message):
             # tmux missing or failing is not a missing pane: saying so would let
             # kill and cleanup deregister sessions that are still running.
             raise
-        elif entry.name:  # a registered pane that tmux no longer knows
+        else:  # no such pane (below: missing if registered, else an error)
             rows = []
-        else:
-            raise _fail("no pane %r on %s" % (target, server.label), "target")
     registered = bool(entry.name)
     if rows and entry.name and rows[0][0] != entry.name:
         # The pane id now belongs to another session, or an old "NAME:0.0" target
