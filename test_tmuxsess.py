@@ -596,11 +596,14 @@ class RegistryFormatTest(TmuxTestCase):
         with open(self.reg_path, "w") as f:
             json.dump({"version": "1.0", "sessions": {
                 name: {"socket": self.socket, "target": name + ":0.0", "type": "shell",
-                       "pid": 0, "created_at": "2026-01-01T00:00:00Z",
+                       "pid": pid, "created_at": "2026-01-01T00:00:00Z",
                        "last_active": "2026-01-01T00:00:00Z"}
-                for name in ("legacy", "old")}}, f)
+                for name, pid in (("legacy", "0"), ("old", None))}}, f)
         rows = {s.name: s.status for s in tmuxsess.list_sessions()}
         self.assertEqual(rows, {"legacy": "alive", "old": "missing"})
+        # A pid written as a string of digits (jq --arg), or null, is read as a number.
+        self.assertEqual([type(s["pid"]) for s in json.loads(
+            self.ok("list", "--json").stdout)["sessions"]], [int, int])
         self.assertEqual(self.cli("health", "-s", "legacy").returncode, 0)
         self.tmux("send-keys", "-t", "legacy", "echo legacy-$((6*7))", "Enter")
         wait_until(lambda: "legacy-42" in tmuxsess.capture(session="legacy"),
@@ -1796,6 +1799,20 @@ CORRUPTIONS = [
     ("unknown-version", b'{"version": "2.0", "sessions": {}}\n', "unknown version '2.0'"),
     ("top-level-list", b"[]\n", "top level is a list"),
 ]
+# Entries a hand edit broke: each known field must have its JSON type.
+for _label, _entry, _problem in [
+        ("no-socket", {"target": "a:0.0"}, '"socket" is missing'),
+        ("no-target", {"socket": "/tmp/x.sock"}, '"target" is missing'),
+        ("socket-number", {"socket": 5, "target": "a:0.0"}, '"socket" is a number'),
+        ("socket-list", {"socket": ["/x"], "target": "a:0.0"}, '"socket" is a list'),
+        ("target-number", {"socket": "/x", "target": 3}, '"target" is a number'),
+        ("pane-id-number", {"socket": "/x", "target": "a", "pane_id": 3},
+         '"pane_id" is a number, not a string'),
+        ("prompt-number", {"socket": "/x", "target": "a", "prompt": 5}, '"prompt" is a number'),
+        ("pid-word", {"socket": "/x", "target": "a", "pid": "abc"},
+         '"pid" is "abc", not a process id')]:
+    CORRUPTIONS.append((_label, json.dumps({"version": "1.0", "sessions": {"a": _entry}}).encode(),
+                        "session 'a': " + _problem))
 
 
 # Every command that reads the registry, with its documented exit code.

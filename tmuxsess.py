@@ -122,6 +122,8 @@ class Session:
     def from_json(cls, name: str, entry: Dict[str, Any]) -> "Session":
         known = {k: entry[k] for k in cls._KNOWN if k in entry}
         extra = {k: v for k, v in entry.items() if k not in cls._KNOWN}
+        if not isinstance(known.get("pid", 0), int):  # Registry.load lets through
+            known["pid"] = int(known["pid"] or 0)     # digits, "" and null
         s = cls(name=name, **known)
         s.extra = extra
         return s
@@ -607,6 +609,9 @@ class Registry:
             if not isinstance(entry, dict):
                 raise self._corrupt('session %r is %s, not an object' % (
                     name, _json_kind(entry)))
+            problem = _entry_problem(entry)
+            if problem:
+                raise self._corrupt("session %r: %s" % (name, problem))
         return doc
 
     def _corrupt(self, problem: str) -> TmuxsessError:
@@ -682,6 +687,33 @@ class Registry:
                 raise
         except OSError as e:
             raise _fail("cannot write registry %s: %s" % (self.path, e.strerror), "registry")
+
+
+def _entry_problem(entry: Dict[str, Any]) -> str:
+    """What is wrong with a registry entry's known fields; "" if nothing is.
+
+    Unknown fields are a newer version's business and are kept as they are.
+    """
+    for key in ("socket", "target"):
+        if key not in entry:
+            return '"%s" is missing' % key
+        if entry[key] == "":
+            return '"%s" is empty' % key
+    for key in Session._KNOWN:
+        if key not in entry:
+            continue
+        value = entry[key]
+        if key != "pid":
+            if not isinstance(value, str):
+                return '"%s" is %s, not a string' % (key, _json_kind(value))
+        elif isinstance(value, bool) or not (
+                (isinstance(value, int) and value >= 0) or value is None
+                # digits in a string too (jq --arg writes strings); "" or null: unknown
+                or (isinstance(value, str) and re.fullmatch(r"[0-9]{0,18}", value))):
+            shown = json.dumps(value)[:40] if isinstance(value, (int, float, str)) else (
+                _json_kind(value))
+            return '"pid" is %s, not a process id' % shown
+    return ""
 
 
 def _json_kind(value: Any) -> str:
