@@ -1203,6 +1203,25 @@ class SendTest(TmuxTestCase):
         r = self.ok("run", "-s", "sh", "-T", "20", "-c", "echo back")
         self.assertEqual(r.stdout, "back\n")
 
+    def test_key_names_are_checked_before_tmux_is_called(self):
+        out = self.recorder("rec")
+        env, calls = self.logging_tmux()
+        # tmux would type an unknown name as text: a typo'd key would run as a command.
+        for bad, guess in (("Ctrl-C", "C-c"), ("NoSuchKey", ""), ("alt+x", "M-x"),
+                           ("Esc", "Escape"), ("S-Tab", "BTab"), ("S-a", ""), ("", "")):
+            with self.subTest(key=bad):
+                r = self.fails(4, "send", "-s", "rec", "-k", "C-c", bad, env=env)
+                self.assertOneLineError(r.stderr, "not a tmux key name")
+                self.assertIn(bad or '""', r.stderr.splitlines()[0])
+                if guess:
+                    self.assertIn("did you mean %s?" % guess, r.stderr)
+                self.assertIn("hint: text goes in with -c", r.stderr)
+        self.assertEqual(calls(), [])
+        # Names as tmux spells them, in any case it accepts, arrive as those keys.
+        self.ok("send", "-s", "rec", "-k", "C-c", "M-x", "C-M-a", "Escape", "y", "q",
+                "enter", "^d", "S-Up", "F12")
+        self.assertReceived(out, b"\x03\x1bx\x1b\x01\x1byq\r\x04\x1b[1;2A\x1b[24~")
+
     def test_nul_is_refused_and_nothing_is_sent(self):
         out = self.recorder("rec")
         path = os.path.join(self.tmp, "nul.bin")

@@ -1978,6 +1978,71 @@ def _transcript_for(pane: Pane) -> Iterator[bool]:
             os.unlink(path)
 
 
+# tmux's key names (man tmux, KEY BINDINGS), matched without regard to case;
+# SHIFTED are the ones tmux 3.3 also knows with S- (S-Tab or S-a it would type).
+SHIFTED = (["F%d" % i for i in range(1, 13)] + "IC Insert DC Delete Home End NPage "
+           "PageDown PgDn PPage PageUp PgUp Up Down Left Right".split())
+KEY_NAMES = {k.lower(): k for k in SHIFTED + "Tab BTab Space BSpace Enter Escape "
+             "KPEnter".split() + ["KP" + c for c in "/*-+.0123456789"]}
+# What people call keys that tmux names otherwise.
+KEY_WORDS = {"ctrl": "C", "control": "C", "ctl": "C", "alt": "M", "meta": "M",
+             "option": "M", "opt": "M", "shift": "S", "esc": "Escape", "return": "Enter",
+             "ret": "Enter", "cr": "Enter", "backspace": "BSpace", "bs": "BSpace",
+             "del": "DC", "ins": "IC", "pagedn": "PageDown", "spacebar": "Space"}
+
+
+def _key_name(key: str) -> Optional[str]:
+    """``key`` as tmux spells it (C-c, M-x, S-Up, Enter, F12, a); None if tmux
+    has no such key and would type the word as text."""
+    if re.fullmatch(r"0x[0-9a-fA-F]{1,6}", key):
+        return key
+    mods, rest = [], key
+    if len(rest) > 1 and rest[0] == "^":  # ^c is C-c
+        mods, rest = ["C"], rest[1:]
+    while len(rest) > 2 and rest[1] == "-" and rest[0] in "CcMmSs":
+        mods.append(rest[0].upper())
+        rest = rest[2:]
+    if len(rest) == 1:
+        if not rest.isprintable():
+            return None
+        if rest.isascii() and "S" in mods:
+            return None
+        if rest.isascii() and "C" in mods:
+            if rest in '$%&*|{}"~':
+                return None
+            rest = rest.lower() if rest.isalpha() else rest
+    elif rest.lower() in KEY_NAMES:
+        rest = KEY_NAMES[rest.lower()]
+        if "S" in mods and rest not in SHIFTED:
+            return None
+    else:
+        return None
+    return "".join(m + "-" for m in mods) + rest
+
+
+def _check_keys(keys: Sequence[str]) -> List[str]:
+    """Key names as tmux spells them; a word tmux does not know is refused (tmux
+    would type it, and a typo'd key in a shell becomes a command)."""
+    named = []
+    for key in keys:
+        name = _key_name(key)
+        if name is None:
+            words = "-".join(KEY_WORDS.get(w.lower(), w)
+                             for w in re.split(r"(?<=.)[-+]", key))
+            guess = _key_name("BTab" if words.lower() == "s-tab" else words)
+            if guess is None and len(key) > 1:
+                import difflib
+                close = difflib.get_close_matches(key.lower(), KEY_NAMES, 1, 0.7)
+                guess = KEY_NAMES[close[0]] if close else None
+            raise _fail("%s: not a tmux key name%s" % (
+                json.dumps(key, ensure_ascii=False) if not key.isprintable() or not key
+                else key, "; did you mean %s?" % guess if guess else ""), "usage",
+                "text goes in with -c; keys are named as in tmux: C-c M-x S-Up Enter "
+                "Escape Tab BSpace Up F1..F12 (man tmux, KEY BINDINGS)")
+        named.append(name)
+    return named
+
+
 def _check_text(text: str) -> bytes:
     if "\0" in text:
         raise _fail("the text contains a NUL byte, which a terminal cannot carry",
@@ -2001,6 +2066,7 @@ def send(text: Optional[str] = None, keys: Sequence[str] = (), *, enter: bool = 
     """
     if text is None and not keys:
         raise _fail("nothing to send: give -c TEXT, --file PATH or -k KEY")
+    keys = _check_keys(keys)
     pattern = _compile_pattern(wait, fixed) if wait is not None else None
     pane, health = resolve(session, socket, socket_name, target)
     if health.status != "healthy":
