@@ -2247,6 +2247,25 @@ class FaultTest(TmuxTestCase):
         self.assertEqual(read_bytes(self.reg_path), data)
         self.assertTrue(self.alive("a"))
 
+    def test_closed_standard_streams_are_one_line_errors(self):
+        self.api_create("sh")
+
+        def closed(redirect, *args):  # the executable with one of its streams closed
+            return subprocess.run(["sh", "-c", 'exec "$@" ' + redirect, "sh", sys.executable,
+                                   TOOL] + list(args), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+        ran = os.path.join(self.tmp, "ran")
+        r = closed(">&-", "run", "-s", "sh", "-c", "touch " + ran)
+        self.assertEqual(r.returncode, 126)
+        self.assertOneLineError(r.stderr, "standard output is closed; nothing was done")
+        self.assertFalse(os.path.exists(ran))
+        # Without stderr the results are still all that is on stdout.
+        r = closed("2>&-", "create", "-n", "quiet", "--cmd", "sleep 60", "--no-wait")
+        self.assertEqual((r.returncode, json.loads(r.stdout)["name"]), (0, "quiet"))
+        r = closed("<&-", "send", "-s", "sh", "--file", "-")
+        self.assertEqual(r.returncode, 4)
+        self.assertOneLineError(r.stderr, "standard input is closed")
+
     def _kill_server_during(self, name, args, code, expect):
         sock = os.path.join(self.sockets, name + ".sock")
         rec = self.api_create(name, socket=sock)
@@ -2623,6 +2642,42 @@ class HelpTest(TmuxTestCase):
             text = self.ok(command, "--help").stdout
             examples = text.split("examples:\n", 1)[-1]
             self.assertGreaterEqual(examples.count("tmuxsess.py " ), 2, command)
+
+    def test_every_numeric_option_shows_its_default(self):
+        for sub in tmuxsess.build_parser()._subparsers._group_actions[0].choices.values():
+            text = self.ok(*sub.prog.split()[1:], "--help").stdout
+            for action in sub._actions:
+                if action.type in (int, float):
+                    # The option's lines in --help, up to the next option.
+                    flags = ", ".join("%s %s" % (o, action.metavar or action.dest.upper())
+                                      for o in action.option_strings)
+                    block = text[text.index("\n  " + flags) + 1:].split("\n  -", 1)[0]
+                    self.assertIn("default", block, (sub.prog, flags))
+
+    def test_bad_arguments_are_one_line_errors_before_tmux_is_called(self):
+        env, calls = self.logging_tmux()
+        for args, code, needle in [
+                (("create", "-n", "x", "--ready-timeout", "-1"), 1, "--ready-timeout must be"),
+                (("create", "-n", "x", "--ready-timeout", "0"), 1, "--ready-timeout must be"),
+                (("create", "-n", "x", "--ready-timeout", "nan"), 1, "not nan"),
+                (("send", "-c", "x", "-T", "nan"), 4, "-T must be a positive number"),
+                (("send", "-c", "x", "-i", "0"), 4, "-i must be"),
+                (("send", "-c", "x", "-r", "-1"), 4, "-r must be at least 0"),
+                (("wait", "-p", "x", "-T", "nan"), 1, "-T must be"),
+                (("wait", "-p", "x", "-l", "-5"), 1, "-l must be at least 1"),
+                (("run", "-c", "x", "-T", "nan"), 126, "-T must be"),
+                (("run", "-c", "x", "--max-output", "-1"), 126, "--max-output must be"),
+                (("cleanup", "--older-than", ""), 1, "bad duration ''"),
+                (("cleanup", "--idle", ""), 1, "bad duration ''"),
+                (("run", "-c", "x", "--bogus"), 126, "run: unrecognized arguments: --bogus"),
+                (("send", "--bogus", "-c", "x"), 4, "unrecognized arguments: --bogus")]:
+            with self.subTest(args=args):
+                r = self.fails(code, *args, env=env)
+                self.assertOneLineError(r.stderr, needle)
+                if "--bogus" in args:  # the subcommand's help, not the overview's
+                    self.assertIn("hint: see: tmuxsess.py %s --help" % (
+                        "run" if args[0] == "run" else "safe-send"), r.stderr)
+        self.assertEqual(calls(), [])
 
 
 # ===========================================================================

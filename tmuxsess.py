@@ -353,6 +353,19 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
+def _seconds(value: float, flag: str) -> float:
+    """A timeout or interval: a positive, finite number of seconds (nan never ends)."""
+    if not 0 < value < float("inf"):
+        raise _fail("%s must be a positive number of seconds, not %g" % (flag, value))
+    return value
+
+
+def _at_least(value: int, least: int, flag: str) -> int:
+    if value < least:
+        raise _fail("%s must be at least %d, not %d" % (flag, least, value))
+    return value
+
+
 def validate_name(name: str) -> str:
     """Session names: 1-64 of ``A-Z a-z 0-9 _ -``, not starting with ``-``."""
     if not isinstance(name, str) or not NAME_RE.match(name):
@@ -996,6 +1009,8 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
             raise _fail("invalid environment variable name %r" % key)
     if prompt:
         _compile_prompt(prompt)
+    if wait:
+        _seconds(ready_timeout, "--ready-timeout")
     if socket:
         socket = os.path.abspath(socket)
         if os.path.dirname(socket) == socket_dir():
@@ -2067,6 +2082,9 @@ def send(text: Optional[str] = None, keys: Sequence[str] = (), *, enter: bool = 
     if text is None and not keys:
         raise _fail("nothing to send: give -c TEXT, --file PATH or -k KEY")
     keys = _check_keys(keys)
+    _seconds(timeout, "-T")
+    _seconds(interval, "-i")
+    _at_least(retries, 0, "-r")
     pattern = _compile_pattern(wait, fixed) if wait is not None else None
     pane, health = resolve(session, socket, socket_name, target)
     if health.status != "healthy":
@@ -2256,6 +2274,10 @@ def wait_for_text(pattern: str, *, fixed: bool = False, timeout: float = 15.0,
     Returns early when the program exits or the server goes away.
     """
     regex = _compile_pattern(pattern, fixed)
+    _seconds(timeout, "-T")
+    if interval is not None:
+        _seconds(interval, "-i")
+    _at_least(lines, 1, "-l")
     pane, health = resolve(session, socket, socket_name, target)
     if health.status in ("missing", "server_not_running"):
         return WaitResult(False, reason="server" if health.status == "server_not_running"
@@ -2296,6 +2318,8 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
     why a run ended early (with the output so far).
     """
     began = time.monotonic()
+    _seconds(timeout, "-T")
+    _at_least(max_output, 0, "--max-output")
     pane, health = resolve(session, socket, socket_name, target)
     if health.status == "dead":
         said = health.sentence(pane.label)  # "Session NAME is dead: ... ."
@@ -2469,6 +2493,8 @@ def _read_text(a: argparse.Namespace) -> Optional[str]:
             raise _fail("give -c TEXT or --file PATH, not both")
         try:
             if a.file == "-":
+                if sys.stdin is None:  # started with <&-
+                    raise _fail("standard input is closed: nothing to read for --file -")
                 data = sys.stdin.buffer.read()
             else:
                 with open(a.file, "rb") as f:
@@ -2570,8 +2596,8 @@ def cmd_kill(a: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(a: argparse.Namespace) -> int:
-    older = parse_duration(a.older_than) if a.older_than else None
-    idle = parse_duration(a.idle) if a.idle else None
+    older = parse_duration(a.older_than) if a.older_than is not None else None
+    idle = parse_duration(a.idle) if a.idle is not None else None
     removed = cleanup_sessions(all=a.all, older_than=older, idle=idle, dry_run=a.dry_run)
     if a.json:
         _print_json({"removed": removed, "dry_run": a.dry_run})
@@ -2664,8 +2690,6 @@ def cmd_skill(a: argparse.Namespace) -> int:
 
 def cmd_send(a: argparse.Namespace) -> int:
     text = _read_text(a)
-    if a.timeout <= 0 or a.retries < 0 or a.interval <= 0:
-        raise _fail("-T and -i must be positive, -r at least 0")
     r = send(text, a.keys or (), enter=not a.literal, multiline=a.multiline,
              wait=a.wait, fixed=a.fixed, timeout=a.timeout, retries=a.retries,
              interval=a.interval, verbose=a.verbose, **_target(a))
@@ -2699,8 +2723,6 @@ def _tail_hint(tail: str) -> str:
 
 
 def cmd_wait(a: argparse.Namespace) -> int:
-    if a.timeout <= 0:
-        raise _fail("-T must be positive")
     r = wait_for_text(a.pattern, fixed=a.fixed, timeout=a.timeout, interval=a.interval,
                       lines=a.lines, whole_pane=a.whole_pane, **_target(a))
     if a.json:
@@ -2720,8 +2742,6 @@ def cmd_run(a: argparse.Namespace) -> int:
     code = _read_text(a)
     if code is None:
         raise _fail("give -c CODE or --file PATH")
-    if a.timeout <= 0:
-        raise _fail("-T must be positive")
     r = run(code, timeout=a.timeout, prompt=a.prompt, max_output=a.max_output,
             **_target(a))
     if a.json:
@@ -2769,7 +2789,7 @@ def build_parser() -> argparse.ArgumentParser:
                 help: str, examples: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, aliases=aliases, help=help, description=help,
                            epilog="examples:\n" + examples, formatter_class=fmt)
-        p.set_defaults(func=func, name_=name)
+        p.set_defaults(func=func, name_=name, parser_=p)
         return p
 
     p = command("create-session", ["create"], cmd_create,
@@ -2816,8 +2836,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="paste as one block (Python: run as one unit)")
     p.add_argument("-w", "--wait", metavar="PATTERN", help="wait for this in new output")
     p.add_argument("-F", "--fixed", action="store_true", help="PATTERN is a fixed string")
-    p.add_argument("-T", "--timeout", type=float, default=30.0, metavar="SEC")
-    p.add_argument("-r", "--retries", type=int, default=3, metavar="N")
+    p.add_argument("-T", "--timeout", type=float, default=30.0, metavar="SEC",
+                   help="how long -w waits (default 30)")
+    p.add_argument("-r", "--retries", type=int, default=3, metavar="N",
+                   help="retries of a failed delivery (default 3)")
     p.add_argument("-i", "--interval", type=float, default=0.5, metavar="SEC",
                    help="retry backoff base (default 0.5)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -2831,8 +2853,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(p)
     p.add_argument("-p", "--pattern", required=True, help="Python regex (multiline)")
     p.add_argument("-F", "--fixed", action="store_true", help="fixed string, not a regex")
-    p.add_argument("-T", "--timeout", type=float, default=15.0, metavar="SEC")
-    p.add_argument("-i", "--interval", type=float, metavar="SEC", help="longest poll interval")
+    p.add_argument("-T", "--timeout", type=float, default=15.0, metavar="SEC",
+                   help="how long to wait (default 15)")
+    p.add_argument("-i", "--interval", type=float, metavar="SEC", help="longest poll "
+                   "interval (default 0.05 on a transcript, 0.2 on the screen)")
     p.add_argument("-l", "--lines", type=int, default=1000, help="pane lines searched "
                    "with --whole-pane (default 1000)")
     p.add_argument("--whole-pane", action="store_true", help="search the whole pane, "
@@ -2884,7 +2908,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(p)
     p.add_argument("-c", "--command", metavar="CODE")
     p.add_argument("--file", metavar="PATH", help="read the code from a file (- = stdin)")
-    p.add_argument("-T", "--timeout", type=float, default=30.0, metavar="SEC")
+    p.add_argument("-T", "--timeout", type=float, default=30.0, metavar="SEC",
+                   help="how long to wait for the prompt (default 30)")
     p.add_argument("--prompt", metavar="REGEX", help="the program's prompt line")
     p.add_argument("--max-output", type=int, default=1 << 20, metavar="BYTES",
                    help="keep at most this much output (default 1 MiB; 0: all)")
@@ -2896,7 +2921,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "  tmuxsess.py capture -s calc -n 50\n"
                 "  tmuxsess.py capture -s calc --transcript > calc.log\n")
     _add_target(p)
-    p.add_argument("-n", "--lines", type=int, default=200)
+    p.add_argument("-n", "--lines", type=int, default=200, help="last N lines (default 200)")
     p.add_argument("--all", action="store_true", help="all history")
     p.add_argument("--ansi", action="store_true", help="keep colours and attributes")
     p.add_argument("--transcript", action="store_true", help="everything since create")
@@ -2930,18 +2955,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    name = next((x for x in argv if not x.startswith("-")), "")
+    if sys.stderr is None:  # started with 2>&-: the user wants no diagnostics
+        sys.stderr = open(os.devnull, "w")
+    if sys.stdout is None:  # started with >&-: nowhere to print results, so do nothing
+        _error("standard output is closed; nothing was done", "discard it instead: >/dev/null")
+        return _usage_code(name)
     if not argv:
         sys.stdout.write(OVERVIEW)
         return 0
     parser = build_parser()
     try:
         words, held = _dash_values(parser, argv)
-        a = parser.parse_args(words)
+        a, extra = parser.parse_known_args(words)
+        if extra:  # argparse would blame the top parser: point at the subcommand's help
+            getattr(a, "parser_", parser).error("unrecognized arguments: " + " ".join(extra))
         _restore_values(a, held)
     except SystemExit as e:
         if e.code == 0:
             return 0
-        name = next((x for x in argv if not x.startswith("-")), "")
         return _usage_code(name)
     if not getattr(a, "func", None):
         sys.stdout.write(OVERVIEW)
