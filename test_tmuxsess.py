@@ -546,7 +546,10 @@ class CreateTest(TmuxTestCase):
         before = self.registry_bytes()
         # 1: bad arguments, refused before tmux is called.
         self.fails(1, "create", "--python")
-        self.fails(1, "create", "-n", "x", "-c", os.path.join(self.tmp, "nowhere"))
+        r = self.fails(1, "create", "-n", "x", "-c", os.path.join(self.tmp, "nowhere"))
+        self.assertOneLineError(r.stderr, "nowhere does not exist")
+        r = self.fails(1, "create", "-n", "x", "-c", self.script("a-file", ""))
+        self.assertOneLineError(r.stderr, "a-file is not a directory")
         self.fails(1, "create", "-n", "x", "-e", "NOEQUALS")
         self.fails(1, "create", "-n", "x", "-S", os.path.join(self.tmp, "nowhere", "s.sock"))
         for bad in ("a:b", "a.b", "", "-x", "a" * 65, "a b", "a\nb"):
@@ -684,6 +687,28 @@ class ListHealthTest(TmuxTestCase):
         self.fails(1, "health", "-s", "a-alive", "--format", "xml")
         r = self.fails(1, "health", "-s", "nope")
         self.assertIn("a-alive, b-dead, c-missing, d-zombie, e-server", r.stderr)
+
+    def test_errors_say_what_is_wrong_in_words(self):
+        self.make_every_status()
+        zombie_pid = self.health("d-zombie").pid
+        said = {"b-dead": "is dead: its program exited with status 7",
+                "c-missing": "is missing: the tmux server runs but has no such pane",
+                "d-zombie": "is a zombie: the pane exists but pid %d is not running"
+                            % zombie_pid,
+                "e-server": "has no tmux server running"}
+        for name, words in said.items():
+            for args, then in ((("capture",), "nothing to capture"),
+                               (("attach",), "nothing to attach to"),
+                               (("send", "-c", "x"), "nothing was sent"),
+                               (("run", "-c", "x"), "nothing was run")):
+                if args[0] in ("capture", "attach") and name in ("b-dead", "d-zombie"):
+                    continue  # a dead pane can be read and watched
+                with self.subTest(session=name, args=args):
+                    r = self.cli(*args, "-s", name)
+                    self.assertNotEqual(r.returncode, 0)
+                    self.assertOneLineError(r.stderr, "session %s %s; %s" % (name, words, then))
+        self.assertIn("would remove e-server: no server\n",
+                      self.ok("cleanup", "--dry-run").stdout)
 
     def test_health_of_a_program_killed_by_a_signal(self):
         self.api_create("sig", "python-repl")
@@ -1073,7 +1098,7 @@ class SeedWorkflowTest(TmuxTestCase):
         self.tmux("kill-session", "-t", "quick-calc", socket=sock)
         # Its server went with its last session.
         self.assertEqual(self.ok("cleanup-sessions").stdout,
-                         "removed quick-calc: server\n")
+                         "removed quick-calc: no server\n")
         self.assertEqual(self.registry()["sessions"], {})
         self.assertEqual(self.transcripts(), [])
 
@@ -1244,9 +1269,22 @@ class SendTest(TmuxTestCase):
         size = os.path.getsize(transcript)
         r = self.cli("send", "-s", "gone", "-c", "hello", "-w", "x")
         self.assertEqual(r.returncode, 3)
-        self.assertIn("not healthy", r.stderr)
+        self.assertIn("session gone is dead: its program exited with status 0; nothing was "
+                      "sent", r.stderr)
         self.assertNoTraceback(r)
         self.assertEqual(os.path.getsize(transcript), size)
+
+    def test_a_program_killed_while_waiting_is_named_with_its_signal(self):
+        kill = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
+        self.api_create("py", "python-repl")
+        r = self.fails(3, "send", "-s", "py", "-c", kill, "-w", "never", "-T", "30",
+                       error=False)  # the hint holds the pane's last lines
+        self.assertEqual(r.stderr.splitlines()[0], "tmuxsess: error: the program was killed "
+                                                   "by signal 15 (SIGTERM) while waiting")
+        self.api_create("py2", "python-repl")
+        r = self.fails(125, "run", "-s", "py2", "-c", kill, "-T", "30")
+        self.assertOneLineError(r.stderr, "the program was killed by signal 15 (SIGTERM) "
+                                          "while waiting")
 
     def test_wait_timeout_exits_2_with_last_lines(self):
         self.api_create("sh")
@@ -2627,6 +2665,8 @@ class SkillTest(TmuxTestCase):
         self.ok("skill", "--write", target, "--force")
         with open(path, encoding="utf-8") as f:
             self.assertNotIn("my own notes", f.read())
+        r = self.fails(1, "skill", "--write", path)  # a file where the directory goes
+        self.assertOneLineError(r.stderr, "%s is not a directory" % path)
 
 
 class HelpTest(TmuxTestCase):

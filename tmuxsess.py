@@ -158,18 +158,23 @@ class Health:
         return {"healthy": "alive", "server_not_running": "server"}.get(
             self.status, self.status)
 
+    @property
+    def ended(self) -> str:
+        """How a dead pane's program ended: "exited with status 1", "was killed by ..."."""
+        how = "exited"
+        if self.exit_status is not None:
+            how = "exited with status %d" % self.exit_status
+        elif self.exit_signal:
+            how = "was killed by signal %d" % self.exit_signal
+            with contextlib.suppress(ValueError):
+                how += " (%s)" % signal.Signals(self.exit_signal).name
+        return how
+
     def sentence(self, name: str) -> str:
         if self.status == "healthy":
             return "Session %s is healthy: pid %s is running." % (name, self.pid)
         if self.status == "dead":
-            how = "exited"
-            if self.exit_status is not None:
-                how = "exited with status %d" % self.exit_status
-            elif self.exit_signal:
-                how = "was killed by signal %d" % self.exit_signal
-                with contextlib.suppress(ValueError):
-                    how += " (%s)" % signal.Signals(self.exit_signal).name
-            return "Session %s is dead: its program %s." % (name, how)
+            return "Session %s is dead: its program %s." % (name, self.ended)
         if self.status == "zombie":
             return "Session %s is a zombie: the pane exists but pid %s is not running." % (
                 name, self.pid)
@@ -180,6 +185,12 @@ class Health:
 
 HEALTH_EXIT = {"healthy": 0, "dead": 1, "missing": 2, "zombie": 3,
                "server_not_running": 4}
+
+
+def _said(health: Health, name: str, then: str) -> str:
+    """The health sentence as an error line: "session x is dead: ...; THEN"."""
+    said = health.sentence(name)
+    return said[0].lower() + said[1:-1] + "; " + then
 
 
 @dataclass
@@ -1002,7 +1013,8 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
     if not window or "\n" in window or window.endswith(";"):
         raise _fail("invalid window name %r" % window)
     if cwd is not None and not os.path.isdir(cwd):
-        raise _fail("working directory %s does not exist" % cwd)
+        raise _fail("working directory %s %s" % (
+            cwd, "is not a directory" if os.path.exists(cwd) else "does not exist"))
     env = dict(env or {})
     for key in env:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
@@ -1213,7 +1225,7 @@ def cleanup_sessions(all: bool = False, older_than: Optional[float] = None,
     for s, health in _registered_health(Registry().sessions()):
         reasons = []
         if health.status != "healthy":
-            reasons.append(health.short)
+            reasons.append("no server" if health.short == "server" else health.short)
         if all:
             reasons.append("--all")
         created = _parse_time(s.created_at)
@@ -1375,8 +1387,8 @@ def capture(session: Optional[str] = None, socket: Optional[str] = None,
     """
     pane, health = resolve(session, socket, socket_name, target)
     if health.status in ("missing", "server_not_running"):
-        raise _fail("session %s is %s: nothing to capture" % (pane.label, health.short),
-                    "target", _transcript_hint(pane))
+        raise _fail(_said(health, pane.label, "nothing to capture"), "target",
+                    _transcript_hint(pane))
     return _capture_pane(pane, None if all else lines, ansi)
 
 
@@ -1456,8 +1468,7 @@ def attach_command(session: Optional[str] = None, socket: Optional[str] = None,
     """The ``tmux attach`` command line for a session."""
     pane, health = resolve(session, socket, socket_name, target)
     if health.status in ("missing", "server_not_running"):
-        raise _fail("session %s is %s: nothing to attach to" % (pane.label, health.short),
-                    "target")
+        raise _fail(_said(health, pane.label, "nothing to attach to"), "target")
     return [_tmux_binary()] + pane.server.args() + ["attach", "-t", "=" + pane.session]
 
 
@@ -2088,8 +2099,8 @@ def send(text: Optional[str] = None, keys: Sequence[str] = (), *, enter: bool = 
     pattern = _compile_pattern(wait, fixed) if wait is not None else None
     pane, health = resolve(session, socket, socket_name, target)
     if health.status != "healthy":
-        raise _fail("session %s is not healthy (%s); nothing was sent" % (
-            pane.label, health.status), "unhealthy", _transcript_hint(pane))
+        raise _fail(_said(health, pane.label, "nothing was sent"), "unhealthy",
+                    _transcript_hint(pane))
     payload = b""
     enter = enter and not keys
     if text is not None:
@@ -2326,8 +2337,7 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
         raise _fail(said[0].lower() + said[1:-1] + "; nothing was run", "dead",
                     _transcript_hint(pane) or "read its screen: tmuxsess.py capture")
     if health.status != "healthy":
-        raise _fail("session %s is not healthy (%s)" % (pane.label, health.status),
-                    "unhealthy")
+        raise _fail(_said(health, pane.label, "nothing was run"), "unhealthy")
     _check_text(code)  # refuse NUL before anything is typed
     prompt_re = _compile_prompt(prompt) if prompt else (
         _compile_prompt(pane.prompt) if pane.prompt else None)
@@ -2673,6 +2683,9 @@ def cmd_skill(a: argparse.Namespace) -> int:
         sys.stdout.write(text)
         return 0
     path = os.path.join(a.write, "SKILL.md")
+    if os.path.exists(a.write) and not os.path.isdir(a.write):
+        raise _fail("%s is not a directory" % a.write, "usage",
+                    "--write takes the skill's directory; SKILL.md goes inside it")
     with contextlib.suppress(OSError):
         with open(path, encoding="utf-8") as f:
             if f.read() != text and not a.force:
@@ -2705,12 +2718,18 @@ def cmd_send(a: argparse.Namespace) -> int:
         _error("pattern %r not seen within %gs" % (a.wait, a.timeout),
                _tail_hint(r.get("tail", "")))
         return 2
-    _error(_gone_message(r["reason"], r.get("exit_status")), _tail_hint(r.get("tail", "")))
+    _error(_gone_message(r["reason"], r.get("exit_status"), a), _tail_hint(r.get("tail", "")))
     return 3
 
 
-def _gone_message(reason: str, status: Optional[int]) -> str:
+def _gone_message(reason: str, status: Optional[int],
+                  a: Optional[argparse.Namespace] = None) -> str:
     if reason == "dead":
+        with contextlib.suppress(TmuxsessError):
+            if a is not None and status is None:  # killed by a signal? health names it
+                health = pane_health(**_target(a))
+                if health.status == "dead":
+                    return "the program %s while waiting" % health.ended
         return "the program exited%s while waiting" % (
             "" if status is None else " with status %d" % status)
     if reason == "server":
@@ -2734,7 +2753,7 @@ def cmd_wait(a: argparse.Namespace) -> int:
             _error("pattern %r not seen within %gs" % (a.pattern, a.timeout),
                    _tail_hint(r.tail))
         else:
-            _error(_gone_message(r.reason, r.exit_status), _tail_hint(r.tail))
+            _error(_gone_message(r.reason, r.exit_status, a), _tail_hint(r.tail))
     return 1
 
 
@@ -2759,7 +2778,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         return 124
     if r.pane_died:
         if not a.json:
-            _error(_gone_message("server" if r.server_gone else "dead", r.exit_status))
+            _error(_gone_message("server" if r.server_gone else "dead", r.exit_status, a))
         return 125
     return r.exit_status or 0
 
