@@ -533,6 +533,14 @@ class CreateTest(TmuxTestCase):
         wait_until(lambda: "hello-settled" in tmuxsess.capture(session="settles"),
                    what="the quiet program's output")
 
+    def test_cmd_without_prompt_is_ready_after_its_first_output(self):
+        self.ok("create", "-n", "banner", "--cmd", "sleep 0.5; echo late-banner; cat")
+        self.assertIn("late-banner", tmuxsess.capture(session="banner"))
+        # A program that prints nothing is ready after a second, not at --ready-timeout.
+        began = time.monotonic()
+        self.ok("create", "-n", "silent", "--cmd", "cat", "--ready-timeout", "60")
+        self.assertLess(time.monotonic() - began, 20)
+
     def test_gdb_has_pagination_and_confirm_off(self):
         if not shutil.which("gdb"):
             self.skipTest("gdb is not installed")
@@ -1058,7 +1066,8 @@ class CreateRaceTest(TmuxTestCase):
     def test_10_parallel_creates_of_one_name(self):
         custom = os.path.join(self.tmp, "nr.sock")
         for extra, socket in (([], self.socket), (["--no-register", "-S", custom], custom)):
-            results = self.parallel([["create", "-n", "same", "--cmd", "sleep 60"] + extra
+            results = self.parallel([["create", "-n", "same", "--cmd", "sleep 60", "--no-wait"]
+                                     + extra
                                      for _ in range(10)])
             codes = sorted(r[0] for r in results)
             self.assertEqual(codes, [0] + [2] * 9, [r[2] for r in results])

@@ -1809,10 +1809,11 @@ class _Follower:
         return False
 
     def follow(self, timeout: float, interval: float = 0.05,
-               settle: float = 0.0) -> str:
+               settle: float = 0.0, silence: float = 0.0) -> str:
         """Wait; return ``done``, ``timeout``, ``dead`` or ``server``.
 
-        With ``settle``, done means no new output for that long.
+        With ``settle``, done means no new output for that long once some
+        came, or none at all for ``silence`` (if longer).
         """
         deadline = self.began + timeout
         delay, quiet_since = 0.001, time.monotonic()
@@ -1826,7 +1827,7 @@ class _Follower:
             if not settle and self.start is None and self._check():
                 return "done"  # a partial echo that never came
             now = time.monotonic()
-            if settle and now - quiet_since >= settle:
+            if settle and now - quiet_since >= (settle if self.buf else max(settle, silence)):
                 return "done"
             reason = self._gone()
             if reason:
@@ -1885,8 +1886,10 @@ def _wait_ready(pane: Pane, timeout: float) -> None:
         watch = _Watch("settle")
     f = _Follower(pane, 0, watch)
     try:
+        # No prompt to know: ready once the first output has settled, or after
+        # a second without any (a silent program like cat would wait forever).
         settle = 0.25 if watch.mode == "settle" else 0.0
-        reason = f.follow(timeout, settle=settle)
+        reason = f.follow(timeout, settle=settle, silence=min(1.0, timeout))
         if reason == "done" and settle and f._gone():
             reason = "dead"
     finally:
