@@ -882,6 +882,15 @@ class FindTest(TmuxTestCase):
         self.fails(1, "find", "-L", "nobody-runs-this", error=False)
         self.fails(1, "find", "-L", "x", "-S", outside)
 
+    def test_find_all_covers_the_sockets_the_registry_names(self):
+        custom = os.path.join(self.tmp, "custom.sock")   # create -S: outside the socket dir
+        self.api_create("mine", "command", command="sleep 60", socket=custom, wait=False)
+        self.tmux("new-session", "-d", "-s", "beside", socket=custom)
+        self.tmux("new-session", "-d", "-s", "far", socket=os.path.join(self.tmp, "far.sock"))
+        found = json.loads(self.ok("find", "-A", "--json").stdout)
+        self.assertEqual(sorted((f["name"], f["socket"], f["registered"]) for f in found),
+                         [("beside", custom, False), ("mine", custom, True)])
+
 
 class CaptureTest(TmuxTestCase):
     def test_joined_lines_trailing_blanks_lines_all_ansi(self):
@@ -1964,6 +1973,17 @@ class CorruptRegistryTest(TmuxTestCase):
         self.ok("kill", "-s", "a")
         self.assertFalse(self.alive("a"))
         self.assertNotIn("a", self.registry()["sessions"])
+
+    def test_repair_asks_the_sockets_a_damaged_registry_still_names(self):
+        custom = os.path.join(self.tmp, "custom.sock")   # create -S: outside the socket dir
+        far = self.api_create("far", "command", command="sleep 60", socket=custom, wait=False)
+        self.tmux("new-session", "-d", "-s", "foreign", socket=custom)
+        data = read_bytes(self.reg_path)
+        write_bytes(self.reg_path, data[:-5])  # cut short: not JSON, but far's socket is there
+        r = tmuxsess.repair()
+        self.assertEqual(r["sessions"], ["a", "far"])
+        self.assertEqual(self.registry()["sessions"]["far"]["pane_id"], far["pane_id"])
+        self.assertEqual(self.ok("health", "-s", "far").returncode, 0)
 
     def test_repair_of_a_healthy_registry_changes_nothing(self):
         self.api_create("loose", register=False)   # a naive repair would adopt it

@@ -1263,25 +1263,21 @@ def cleanup_sessions(all: bool = False, older_than: Optional[float] = None,
 def find_sessions(socket: Optional[str] = None, socket_name: Optional[str] = None,
                   all_sockets: bool = False, query: Optional[str] = None
                   ) -> List[FoundSession]:
-    """tmux sessions on one server, or on every socket in the socket dir.
+    """tmux sessions on one server, or on every socket in the socket dir (and
+    every socket the registry names).
 
     Sessions are listed whether registered or not: this is how to find what a
     lost registry no longer knows.
     """
     servers: List[Server] = []
+    regs = _safe_sessions()
     if all_sockets:
-        directory = socket_dir()
-        _checked_socket(default_socket())  # never scan a dir others can plant sockets in
-        with contextlib.suppress(OSError):
-            for entry in sorted(os.scandir(directory), key=lambda e: e.name):
-                with contextlib.suppress(OSError):
-                    if stat.S_ISSOCK(entry.stat(follow_symlinks=False).st_mode):
-                        servers.append(Server(entry.path))
+        servers = [Server(path) for path in _known_sockets(
+            [s.socket for s in regs.values()])]
     elif socket or socket_name:
         servers.append(Server(os.path.abspath(socket) if socket else "", socket_name or ""))
     else:
         servers.append(Server(_checked_socket(default_socket())))
-    regs = _safe_sessions()
     found: List[FoundSession] = []
     for server in servers:
         rows = _list_panes(server)
@@ -1305,7 +1301,8 @@ def find_sessions(socket: Optional[str] = None, socket_name: Optional[str] = Non
 
 
 def repair() -> Dict[str, Any]:
-    """Rebuild a corrupt (or lost) registry from the live tmux sessions in the socket dir.
+    """Rebuild a corrupt (or lost) registry from the live tmux sessions in the socket
+    dir, and on the sockets the corrupt file still names.
 
     The bad file is moved aside as ``.sessions.json.corrupt-<UTC time>``, never
     deleted. Sessions are recognised by the metadata create-session stores on
@@ -1326,7 +1323,9 @@ def repair() -> Dict[str, Any]:
                 raise
             problem = e.message
         # Ask tmux first: when that fails, the bad file has not been moved yet.
-        sessions = _registered_in_tmux()
+        # Sessions created with -S elsewhere are found through the sockets the
+        # damaged file still names; tmux's own marks decide what is adopted.
+        sessions = _registered_in_tmux(_sockets_named_in(reg.path) if existed else ())
         moved = ""
         if existed:
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -1345,16 +1344,46 @@ def repair() -> Dict[str, Any]:
             "moved_to": moved, "sessions": sorted(sessions)}
 
 
-def _registered_in_tmux() -> Dict[str, Any]:
-    """Registry entries for the sessions create-session registered, from tmux itself."""
-    directory = socket_dir()
-    _checked_socket(default_socket())  # never adopt sockets others could plant
+def _known_sockets(named: Sequence[str]) -> List[str]:
+    """The sockets in the socket dir, then those of ``named`` (from the registry,
+    which -S may have put anywhere) that exist; each once."""
+    _checked_socket(default_socket())  # never scan a dir others can plant sockets in
     sockets: List[str] = []
     with contextlib.suppress(OSError):
-        for item in sorted(os.scandir(directory), key=lambda e: e.name):
+        for item in sorted(os.scandir(socket_dir()), key=lambda e: e.name):
             with contextlib.suppress(OSError):
                 if stat.S_ISSOCK(item.stat(follow_symlinks=False).st_mode):
                     sockets.append(item.path)
+    for path in sorted({os.path.normpath(p) for p in named if os.path.isabs(p)}):
+        with contextlib.suppress(OSError, ValueError):
+            if path not in sockets and stat.S_ISSOCK(os.stat(path).st_mode):
+                sockets.append(_checked_socket(path))
+    return sockets
+
+
+def _sockets_named_in(path: str) -> List[str]:
+    """The socket paths a damaged registry file still names, as far as it can be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return []
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return []
+        raw = f.read(64 << 20)
+    named = []
+    for m in re.finditer(rb'"socket"\s*:\s*("(?:[^"\\]|\\.)*")', raw):
+        with contextlib.suppress(ValueError):
+            value = json.loads(m.group(1).decode("utf-8"))
+            if isinstance(value, str):
+                named.append(value)
+    return named
+
+
+def _registered_in_tmux(named: Sequence[str] = ()) -> Dict[str, Any]:
+    """Registry entries for the sessions create-session registered, from tmux itself:
+    on the sockets in the socket dir and on those ``named``."""
+    sockets = _known_sockets(named)
     sessions: Dict[str, Any] = {}
     for socket in sockets:
         try:
