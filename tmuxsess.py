@@ -1062,7 +1062,16 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
     # hold up every other command); tmux itself refuses a duplicate name on
     # one server, and the registry, under its lock, across servers.
     try:
-        out = tmux(server, *steps, config=True)
+        for attempt in range(3):
+            try:
+                out = tmux(server, *steps, config=True)
+                break
+            except TmuxsessError as e:
+                # Our client reached a server that was exiting (its last session
+                # had just ended): nothing was made there; the next try starts one.
+                if attempt == 2 or "server exited unexpectedly" not in e.message:
+                    raise
+                time.sleep(0.05)
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(transcript)
