@@ -123,6 +123,8 @@ class Session:
     def from_json(cls, name: str, entry: Dict[str, Any]) -> "Session":
         known = {k: entry[k] for k in cls._KNOWN if k in entry}
         extra = {k: v for k, v in entry.items() if k not in cls._KNOWN}
+        if not isinstance(known.get("pid", 0), int):  # Registry.load lets through
+            known["pid"] = int(known["pid"] or 0)     # digits, "" and null
         s = cls(name=name, **known)
         s.extra = extra
         return s
@@ -157,18 +159,23 @@ class Health:
         return {"healthy": "alive", "server_not_running": "server"}.get(
             self.status, self.status)
 
+    @property
+    def ended(self) -> str:
+        """How a dead pane's program ended: "exited with status 1", "was killed by ..."."""
+        how = "exited"
+        if self.exit_status is not None:
+            how = "exited with status %d" % self.exit_status
+        elif self.exit_signal:
+            how = "was killed by signal %d" % self.exit_signal
+            with contextlib.suppress(ValueError):
+                how += " (%s)" % signal.Signals(self.exit_signal).name
+        return how
+
     def sentence(self, name: str) -> str:
         if self.status == "healthy":
             return "Session %s is healthy: pid %s is running." % (name, self.pid)
         if self.status == "dead":
-            how = "exited"
-            if self.exit_status is not None:
-                how = "exited with status %d" % self.exit_status
-            elif self.exit_signal:
-                how = "was killed by signal %d" % self.exit_signal
-                with contextlib.suppress(ValueError):
-                    how += " (%s)" % signal.Signals(self.exit_signal).name
-            return "Session %s is dead: its program %s." % (name, how)
+            return "Session %s is dead: its program %s." % (name, self.ended)
         if self.status == "zombie":
             return "Session %s is a zombie: the pane exists but pid %s is not running." % (
                 name, self.pid)
@@ -179,6 +186,12 @@ class Health:
 
 HEALTH_EXIT = {"healthy": 0, "dead": 1, "missing": 2, "zombie": 3,
                "server_not_running": 4}
+
+
+def _said(health: Health, name: str, then: str) -> str:
+    """The health sentence as an error line: "session x is dead: ...; THEN"."""
+    said = health.sentence(name)
+    return said[0].lower() + said[1:-1] + "; " + then
 
 
 @dataclass
@@ -351,6 +364,19 @@ def parse_duration(text: str) -> float:
     if not m:
         raise _fail("bad duration %r: use 30s, 15m, 2h, 1d or seconds" % text)
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def _seconds(value: float, flag: str) -> float:
+    """A timeout or interval: a positive, finite number of seconds (nan never ends)."""
+    if not 0 < value < float("inf"):
+        raise _fail("%s must be a positive number of seconds, not %g" % (flag, value))
+    return value
+
+
+def _at_least(value: int, least: int, flag: str) -> int:
+    if value < least:
+        raise _fail("%s must be at least %d, not %d" % (flag, least, value))
+    return value
 
 
 def validate_name(name: str) -> str:
@@ -609,6 +635,9 @@ class Registry:
             if not isinstance(entry, dict):
                 raise self._corrupt('session %r is %s, not an object' % (
                     name, _json_kind(entry)))
+            problem = _entry_problem(entry)
+            if problem:
+                raise self._corrupt("session %r: %s" % (name, problem))
         return doc
 
     def _corrupt(self, problem: str) -> TmuxsessError:
@@ -666,6 +695,33 @@ class Registry:
                 raise
         except OSError as e:
             raise _fail("cannot write registry %s: %s" % (self.path, e.strerror), "registry")
+
+
+def _entry_problem(entry: Dict[str, Any]) -> str:
+    """What is wrong with a registry entry's known fields; "" if nothing is.
+
+    Unknown fields are a newer version's business and are kept as they are.
+    """
+    for key in ("socket", "target"):
+        if key not in entry:
+            return '"%s" is missing' % key
+        if entry[key] == "":
+            return '"%s" is empty' % key
+    for key in Session._KNOWN:
+        if key not in entry:
+            continue
+        value = entry[key]
+        if key != "pid":
+            if not isinstance(value, str):
+                return '"%s" is %s, not a string' % (key, _json_kind(value))
+        elif isinstance(value, bool) or not (
+                (isinstance(value, int) and value >= 0) or value is None
+                # digits in a string too (jq --arg writes strings); "" or null: unknown
+                or (isinstance(value, str) and re.fullmatch(r"[0-9]{0,18}", value))):
+            shown = json.dumps(value)[:40] if isinstance(value, (int, float, str)) else (
+                _json_kind(value))
+            return '"pid" is %s, not a process id' % shown
+    return ""
 
 
 def _json_kind(value: Any) -> str:
@@ -780,22 +836,28 @@ def resolve(session: Optional[str] = None, socket: Optional[str] = None,
     return _query_pane(server, entry.pane_id or entry.target, entry)
 
 
+# How tmux says a target names no pane.
+BAD_TARGET = re.compile(r"can't find|no current|no marked")
+
+
 def _query_pane(server: Server, target: str, entry: Session) -> Tuple[Pane, Health]:
     rows: Optional[List[List[str]]]
     try:
-        rows = _rows(tmux(server, ["display-message", "-p", "-t", target, "-F",
-                                   PANE_FORMAT]), PANE_FIELDS)
+        # display-message falls back to the current pane when its target names
+        # none; send-keys without keys sends nothing and fails on a bad target,
+        # so a wrong -t never reaches another pane.
+        rows = _rows(tmux(server, ["send-keys", "-t", target],
+                          ["display-message", "-p", "-t", target, "-F", PANE_FORMAT]),
+                     PANE_FIELDS)
     except TmuxsessError as e:
         if e.kind == "no-server":
             rows = None
-        elif "can't find" not in e.message:
+        elif not BAD_TARGET.search(e.message):
             # tmux missing or failing is not a missing pane: saying so would let
             # kill and cleanup deregister sessions that are still running.
             raise
-        elif entry.name:  # a registered pane that tmux no longer knows
+        else:  # no such pane (below: missing if registered, else an error)
             rows = []
-        else:
-            raise _fail("no pane %r on %s" % (target, server.label), "target")
     registered = bool(entry.name)
     if rows and entry.name and rows[0][0] != entry.name:
         # The pane id now belongs to another session, or an old "NAME:0.0" target
@@ -980,13 +1042,16 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
     if not window or "\n" in window or window.endswith(";"):
         raise _fail("invalid window name %r" % window)
     if cwd is not None and not os.path.isdir(cwd):
-        raise _fail("working directory %s does not exist" % cwd)
+        raise _fail("working directory %s %s" % (
+            cwd, "is not a directory" if os.path.exists(cwd) else "does not exist"))
     env = dict(env or {})
     for key in env:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise _fail("invalid environment variable name %r" % key)
     if prompt:
         _compile_prompt(prompt)
+    if wait:
+        _seconds(ready_timeout, "--ready-timeout")
     if socket:
         socket = os.path.abspath(socket)
         if os.path.dirname(socket) == socket_dir():
@@ -1028,7 +1093,16 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
     # hold up every other command); tmux itself refuses a duplicate name on
     # one server, and the registry, under its lock, across servers.
     try:
-        out = tmux(server, *steps, config=True)
+        for attempt in range(3):
+            try:
+                out = tmux(server, *steps, config=True)
+                break
+            except TmuxsessError as e:
+                # Our client reached a server that was exiting (its last session
+                # had just ended): nothing was made there; the next try starts one.
+                if attempt == 2 or "server exited unexpectedly" not in e.message:
+                    raise
+                time.sleep(0.05)
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(transcript)
@@ -1193,7 +1267,7 @@ def cleanup_sessions(all: bool = False, older_than: Optional[float] = None,
     for s, health in _registered_health(Registry().sessions()):
         reasons = []
         if health.status != "healthy":
-            reasons.append(health.short)
+            reasons.append("no server" if health.short == "server" else health.short)
         if all:
             reasons.append("--all")
         created = _parse_time(s.created_at)
@@ -1232,25 +1306,21 @@ def cleanup_sessions(all: bool = False, older_than: Optional[float] = None,
 def find_sessions(socket: Optional[str] = None, socket_name: Optional[str] = None,
                   all_sockets: bool = False, query: Optional[str] = None
                   ) -> List[FoundSession]:
-    """tmux sessions on one server, or on every socket in the socket dir.
+    """tmux sessions on one server, or on every socket in the socket dir (and
+    every socket the registry names).
 
     Sessions are listed whether registered or not: this is how to find what a
     lost registry no longer knows.
     """
     servers: List[Server] = []
+    regs = _safe_sessions()
     if all_sockets:
-        directory = socket_dir()
-        _checked_socket(default_socket())  # never scan a dir others can plant sockets in
-        with contextlib.suppress(OSError):
-            for entry in sorted(os.scandir(directory), key=lambda e: e.name):
-                with contextlib.suppress(OSError):
-                    if stat.S_ISSOCK(entry.stat(follow_symlinks=False).st_mode):
-                        servers.append(Server(entry.path))
+        servers = [Server(path) for path in _known_sockets(
+            [s.socket for s in regs.values()])]
     elif socket or socket_name:
         servers.append(Server(os.path.abspath(socket) if socket else "", socket_name or ""))
     else:
         servers.append(Server(_checked_socket(default_socket())))
-    regs = _safe_sessions()
     found: List[FoundSession] = []
     for server in servers:
         rows = _list_panes(server)
@@ -1274,7 +1344,8 @@ def find_sessions(socket: Optional[str] = None, socket_name: Optional[str] = Non
 
 
 def repair() -> Dict[str, Any]:
-    """Rebuild a corrupt (or lost) registry from the live tmux sessions in the socket dir.
+    """Rebuild a corrupt (or lost) registry from the live tmux sessions in the socket
+    dir, and on the sockets the corrupt file still names.
 
     The bad file is moved aside as ``.sessions.json.corrupt-<UTC time>``, never
     deleted. Sessions are recognised by the metadata create-session stores on
@@ -1295,7 +1366,9 @@ def repair() -> Dict[str, Any]:
                 raise
             problem = e.message
         # Ask tmux first: when that fails, the bad file has not been moved yet.
-        sessions = _registered_in_tmux()
+        # Sessions created with -S elsewhere are found through the sockets the
+        # damaged file still names; tmux's own marks decide what is adopted.
+        sessions = _registered_in_tmux(_sockets_named_in(reg.path) if existed else ())
         moved = ""
         if existed:
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -1314,16 +1387,46 @@ def repair() -> Dict[str, Any]:
             "moved_to": moved, "sessions": sorted(sessions)}
 
 
-def _registered_in_tmux() -> Dict[str, Any]:
-    """Registry entries for the sessions create-session registered, from tmux itself."""
-    directory = socket_dir()
-    _checked_socket(default_socket())  # never adopt sockets others could plant
+def _known_sockets(named: Sequence[str]) -> List[str]:
+    """The sockets in the socket dir, then those of ``named`` (from the registry,
+    which -S may have put anywhere) that exist; each once."""
+    _checked_socket(default_socket())  # never scan a dir others can plant sockets in
     sockets: List[str] = []
     with contextlib.suppress(OSError):
-        for item in sorted(os.scandir(directory), key=lambda e: e.name):
+        for item in sorted(os.scandir(socket_dir()), key=lambda e: e.name):
             with contextlib.suppress(OSError):
                 if stat.S_ISSOCK(item.stat(follow_symlinks=False).st_mode):
                     sockets.append(item.path)
+    for path in sorted({os.path.normpath(p) for p in named if os.path.isabs(p)}):
+        with contextlib.suppress(OSError, ValueError):
+            if path not in sockets and stat.S_ISSOCK(os.stat(path).st_mode):
+                sockets.append(_checked_socket(path))
+    return sockets
+
+
+def _sockets_named_in(path: str) -> List[str]:
+    """The socket paths a damaged registry file still names, as far as it can be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return []
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return []
+        raw = f.read(64 << 20)
+    named = []
+    for m in re.finditer(rb'"socket"\s*:\s*("(?:[^"\\]|\\.)*")', raw):
+        with contextlib.suppress(ValueError):
+            value = json.loads(m.group(1).decode("utf-8"))
+            if isinstance(value, str):
+                named.append(value)
+    return named
+
+
+def _registered_in_tmux(named: Sequence[str] = ()) -> Dict[str, Any]:
+    """Registry entries for the sessions create-session registered, from tmux itself:
+    on the sockets in the socket dir and on those ``named``."""
+    sockets = _known_sockets(named)
     sessions: Dict[str, Any] = {}
     for socket in sockets:
         try:
@@ -1356,8 +1459,8 @@ def capture(session: Optional[str] = None, socket: Optional[str] = None,
     """
     pane, health = resolve(session, socket, socket_name, target)
     if health.status in ("missing", "server_not_running"):
-        raise _fail("session %s is %s: nothing to capture" % (pane.label, health.short),
-                    "target", _transcript_hint(pane))
+        raise _fail(_said(health, pane.label, "nothing to capture"), "target",
+                    _transcript_hint(pane))
     return _capture_pane(pane, None if all else lines, ansi)
 
 
@@ -1437,8 +1540,7 @@ def attach_command(session: Optional[str] = None, socket: Optional[str] = None,
     """The ``tmux attach`` command line for a session."""
     pane, health = resolve(session, socket, socket_name, target)
     if health.status in ("missing", "server_not_running"):
-        raise _fail("session %s is %s: nothing to attach to" % (pane.label, health.short),
-                    "target")
+        raise _fail(_said(health, pane.label, "nothing to attach to"), "target")
     return [_tmux_binary()] + pane.server.args() + ["attach", "-t", "=" + pane.session]
 
 
@@ -1828,10 +1930,11 @@ class _Follower:
         return False
 
     def follow(self, timeout: float, interval: float = 0.05,
-               settle: float = 0.0) -> str:
+               settle: float = 0.0, silence: float = 0.0) -> str:
         """Wait; return ``done``, ``timeout``, ``dead`` or ``server``.
 
-        With ``settle``, done means no new output for that long.
+        With ``settle``, done means no new output for that long once some
+        came, or none at all for ``silence`` (if longer).
         """
         deadline = self.began + timeout
         delay, quiet_since = 0.001, time.monotonic()
@@ -1845,7 +1948,7 @@ class _Follower:
             if not settle and self.start is None and self._check():
                 return "done"  # a partial echo that never came
             now = time.monotonic()
-            if settle and now - quiet_since >= settle:
+            if settle and now - quiet_since >= (settle if self.buf else max(settle, silence)):
                 return "done"
             reason = self._gone()
             if reason:
@@ -1904,8 +2007,10 @@ def _wait_ready(pane: Pane, timeout: float) -> None:
         watch = _Watch("settle")
     f = _Follower(pane, 0, watch)
     try:
+        # No prompt to know: ready once the first output has settled, or after
+        # a second without any (a silent program like cat would wait forever).
         settle = 0.25 if watch.mode == "settle" else 0.0
-        reason = f.follow(timeout, settle=settle)
+        reason = f.follow(timeout, settle=settle, silence=min(1.0, timeout))
         if reason == "done" and settle and f._gone():
             reason = "dead"
     finally:
@@ -2026,6 +2131,71 @@ def _transcript_for(pane: Pane) -> Iterator[bool]:
             os.unlink(path)
 
 
+# tmux's key names (man tmux, KEY BINDINGS), matched without regard to case;
+# SHIFTED are the ones tmux 3.3 also knows with S- (S-Tab or S-a it would type).
+SHIFTED = (["F%d" % i for i in range(1, 13)] + "IC Insert DC Delete Home End NPage "
+           "PageDown PgDn PPage PageUp PgUp Up Down Left Right".split())
+KEY_NAMES = {k.lower(): k for k in SHIFTED + "Tab BTab Space BSpace Enter Escape "
+             "KPEnter".split() + ["KP" + c for c in "/*-+.0123456789"]}
+# What people call keys that tmux names otherwise.
+KEY_WORDS = {"ctrl": "C", "control": "C", "ctl": "C", "alt": "M", "meta": "M",
+             "option": "M", "opt": "M", "shift": "S", "esc": "Escape", "return": "Enter",
+             "ret": "Enter", "cr": "Enter", "backspace": "BSpace", "bs": "BSpace",
+             "del": "DC", "ins": "IC", "pagedn": "PageDown", "spacebar": "Space"}
+
+
+def _key_name(key: str) -> Optional[str]:
+    """``key`` as tmux spells it (C-c, M-x, S-Up, Enter, F12, a); None if tmux
+    has no such key and would type the word as text."""
+    if re.fullmatch(r"0x[0-9a-fA-F]{1,6}", key):
+        return key
+    mods, rest = [], key
+    if len(rest) > 1 and rest[0] == "^":  # ^c is C-c
+        mods, rest = ["C"], rest[1:]
+    while len(rest) > 2 and rest[1] == "-" and rest[0] in "CcMmSs":
+        mods.append(rest[0].upper())
+        rest = rest[2:]
+    if len(rest) == 1:
+        if not rest.isprintable():
+            return None
+        if rest.isascii() and "S" in mods:
+            return None
+        if rest.isascii() and "C" in mods:
+            if rest in '$%&*|{}"~':
+                return None
+            rest = rest.lower() if rest.isalpha() else rest
+    elif rest.lower() in KEY_NAMES:
+        rest = KEY_NAMES[rest.lower()]
+        if "S" in mods and rest not in SHIFTED:
+            return None
+    else:
+        return None
+    return "".join(m + "-" for m in mods) + rest
+
+
+def _check_keys(keys: Sequence[str]) -> List[str]:
+    """Key names as tmux spells them; a word tmux does not know is refused (tmux
+    would type it, and a typo'd key in a shell becomes a command)."""
+    named = []
+    for key in keys:
+        name = _key_name(key)
+        if name is None:
+            words = "-".join(KEY_WORDS.get(w.lower(), w)
+                             for w in re.split(r"(?<=.)[-+]", key))
+            guess = _key_name("BTab" if words.lower() == "s-tab" else words)
+            if guess is None and len(key) > 1:
+                import difflib
+                close = difflib.get_close_matches(key.lower(), KEY_NAMES, 1, 0.7)
+                guess = KEY_NAMES[close[0]] if close else None
+            raise _fail("%s: not a tmux key name%s" % (
+                json.dumps(key, ensure_ascii=False) if not key.isprintable() or not key
+                else key, "; did you mean %s?" % guess if guess else ""), "usage",
+                "text goes in with -c; keys are named as in tmux: C-c M-x S-Up Enter "
+                "Escape Tab BSpace Up F1..F12 (man tmux, KEY BINDINGS)")
+        named.append(name)
+    return named
+
+
 def _check_text(text: str) -> bytes:
     if "\0" in text:
         raise _fail("the text contains a NUL byte, which a terminal cannot carry",
@@ -2049,11 +2219,15 @@ def send(text: Optional[str] = None, keys: Sequence[str] = (), *, enter: bool = 
     """
     if text is None and not keys:
         raise _fail("nothing to send: give -c TEXT, --file PATH or -k KEY")
+    keys = _check_keys(keys)
+    _seconds(timeout, "-T")
+    _seconds(interval, "-i")
+    _at_least(retries, 0, "-r")
     pattern = _compile_pattern(wait, fixed) if wait is not None else None
     pane, health = resolve(session, socket, socket_name, target)
     if health.status != "healthy":
-        raise _fail("session %s is not healthy (%s); nothing was sent" % (
-            pane.label, health.status), "unhealthy", _transcript_hint(pane))
+        raise _fail(_said(health, pane.label, "nothing was sent"), "unhealthy",
+                    _transcript_hint(pane))
     payload = b""
     enter = enter and not keys
     if text is not None:
@@ -2241,6 +2415,10 @@ def wait_for_text(pattern: str, *, fixed: bool = False, timeout: float = 15.0,
     Returns early when the program exits or the server goes away.
     """
     regex = _compile_pattern(pattern, fixed)
+    _seconds(timeout, "-T")
+    if interval is not None:
+        _seconds(interval, "-i")
+    _at_least(lines, 1, "-l")
     pane, health = resolve(session, socket, socket_name, target)
     if health.status in ("missing", "server_not_running"):
         return WaitResult(False, reason="server" if health.status == "server_not_running"
@@ -2288,14 +2466,15 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
     typed nothing.
     """
     began = time.monotonic()
+    _seconds(timeout, "-T")
+    _at_least(max_output, 0, "--max-output")
     pane, health = resolve(session, socket, socket_name, target)
     if health.status == "dead":
         said = health.sentence(pane.label)  # "Session NAME is dead: ... ."
         raise _fail(said[0].lower() + said[1:-1] + "; nothing was run", "dead",
                     _transcript_hint(pane) or "read its screen: tmuxsess.py capture")
     if health.status != "healthy":
-        raise _fail("session %s is not healthy (%s)" % (pane.label, health.status),
-                    "unhealthy")
+        raise _fail(_said(health, pane.label, "nothing was run"), "unhealthy")
     _check_text(code)  # refuse NUL before anything is typed
     prompt_re = _compile_prompt(prompt) if prompt else (
         _compile_prompt(pane.prompt) if pane.prompt else None)
@@ -2537,6 +2716,8 @@ def _read_text(a: argparse.Namespace) -> Optional[str]:
             raise _fail("give -c TEXT or --file PATH, not both")
         try:
             if a.file == "-":
+                if sys.stdin is None:  # started with <&-
+                    raise _fail("standard input is closed: nothing to read for --file -")
                 data = sys.stdin.buffer.read()
             else:
                 with open(a.file, "rb") as f:
@@ -2638,8 +2819,8 @@ def cmd_kill(a: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(a: argparse.Namespace) -> int:
-    older = parse_duration(a.older_than) if a.older_than else None
-    idle = parse_duration(a.idle) if a.idle else None
+    older = parse_duration(a.older_than) if a.older_than is not None else None
+    idle = parse_duration(a.idle) if a.idle is not None else None
     removed = cleanup_sessions(all=a.all, older_than=older, idle=idle, dry_run=a.dry_run)
     if a.json:
         _print_json({"removed": removed, "dry_run": a.dry_run})
@@ -2715,6 +2896,9 @@ def cmd_skill(a: argparse.Namespace) -> int:
         sys.stdout.write(text)
         return 0
     path = os.path.join(a.write, "SKILL.md")
+    if os.path.exists(a.write) and not os.path.isdir(a.write):
+        raise _fail("%s is not a directory" % a.write, "usage",
+                    "--write takes the skill's directory; SKILL.md goes inside it")
     with contextlib.suppress(OSError):
         with open(path, encoding="utf-8") as f:
             if f.read() != text and not a.force:
@@ -2732,8 +2916,6 @@ def cmd_skill(a: argparse.Namespace) -> int:
 
 def cmd_send(a: argparse.Namespace) -> int:
     text = _read_text(a)
-    if a.timeout <= 0 or a.retries < 0 or a.interval <= 0:
-        raise _fail("-T and -i must be positive, -r at least 0")
     r = send(text, a.keys or (), enter=not a.literal, multiline=a.multiline,
              wait=a.wait, fixed=a.fixed, timeout=a.timeout, retries=a.retries,
              interval=a.interval, verbose=a.verbose, **_target(a))
@@ -2749,12 +2931,18 @@ def cmd_send(a: argparse.Namespace) -> int:
         _error("pattern %r not seen within %gs" % (a.wait, a.timeout),
                _tail_hint(r.get("tail", "")))
         return 2
-    _error(_gone_message(r["reason"], r.get("exit_status")), _tail_hint(r.get("tail", "")))
+    _error(_gone_message(r["reason"], r.get("exit_status"), a), _tail_hint(r.get("tail", "")))
     return 3
 
 
-def _gone_message(reason: str, status: Optional[int]) -> str:
+def _gone_message(reason: str, status: Optional[int],
+                  a: Optional[argparse.Namespace] = None) -> str:
     if reason == "dead":
+        with contextlib.suppress(TmuxsessError):
+            if a is not None and status is None:  # killed by a signal? health names it
+                health = pane_health(**_target(a))
+                if health.status == "dead":
+                    return "the program %s while waiting" % health.ended
         return "the program exited%s while waiting" % (
             "" if status is None else " with status %d" % status)
     if reason == "server":
@@ -2782,8 +2970,6 @@ def _tail_hint(tail: str) -> str:
 
 
 def cmd_wait(a: argparse.Namespace) -> int:
-    if a.timeout <= 0:
-        raise _fail("-T must be positive")
     r = wait_for_text(a.pattern, fixed=a.fixed, timeout=a.timeout, interval=a.interval,
                       lines=a.lines, whole_pane=a.whole_pane, **_target(a))
     if a.json:
@@ -2795,7 +2981,7 @@ def cmd_wait(a: argparse.Namespace) -> int:
             _error("pattern %r not seen within %gs" % (a.pattern, a.timeout),
                    _tail_hint(r.tail))
         else:
-            _error(_gone_message(r.reason, r.exit_status), _tail_hint(r.tail))
+            _error(_gone_message(r.reason, r.exit_status, a), _tail_hint(r.tail))
     return 1
 
 
@@ -2803,8 +2989,6 @@ def cmd_run(a: argparse.Namespace) -> int:
     code = _read_text(a)
     if code is None:
         raise _fail("give -c CODE or --file PATH")
-    if a.timeout <= 0:
-        raise _fail("-T must be positive")
     r = run(code, timeout=a.timeout, prompt=a.prompt, max_output=a.max_output,
             **_target(a))
     if a.json:
@@ -2822,7 +3006,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         return 124
     if r.pane_died:
         if not a.json:
-            _error(_gone_message("server" if r.server_gone else "dead", r.exit_status))
+            _error(_gone_message("server" if r.server_gone else "dead", r.exit_status, a))
         return 125
     return r.exit_status or 0
 
@@ -2852,7 +3036,7 @@ def build_parser() -> argparse.ArgumentParser:
                 help: str, examples: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, aliases=aliases, help=help, description=help,
                            epilog="examples:\n" + examples, formatter_class=fmt)
-        p.set_defaults(func=func, name_=name)
+        p.set_defaults(func=func, name_=name, parser_=p)
         return p
 
     p = command("create-session", ["create"], cmd_create,
@@ -2899,8 +3083,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="paste as one block (Python: run as one unit)")
     p.add_argument("-w", "--wait", metavar="PATTERN", help="wait for this in new output")
     p.add_argument("-F", "--fixed", action="store_true", help="PATTERN is a fixed string")
-    p.add_argument("-T", "--timeout", type=float, default=30.0, metavar="SEC")
-    p.add_argument("-r", "--retries", type=int, default=3, metavar="N")
+    p.add_argument("-T", "--timeout", type=float, default=30.0, metavar="SEC",
+                   help="how long -w waits (default 30)")
+    p.add_argument("-r", "--retries", type=int, default=3, metavar="N",
+                   help="retries of a failed delivery (default 3)")
     p.add_argument("-i", "--interval", type=float, default=0.5, metavar="SEC",
                    help="retry backoff base (default 0.5)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -2914,8 +3100,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(p)
     p.add_argument("-p", "--pattern", required=True, help="Python regex (multiline)")
     p.add_argument("-F", "--fixed", action="store_true", help="fixed string, not a regex")
-    p.add_argument("-T", "--timeout", type=float, default=15.0, metavar="SEC")
-    p.add_argument("-i", "--interval", type=float, metavar="SEC", help="longest poll interval")
+    p.add_argument("-T", "--timeout", type=float, default=15.0, metavar="SEC",
+                   help="how long to wait (default 15)")
+    p.add_argument("-i", "--interval", type=float, metavar="SEC", help="longest poll "
+                   "interval (default 0.05 on a transcript, 0.2 on the screen)")
     p.add_argument("-l", "--lines", type=int, default=1000, help="pane lines searched "
                    "with --whole-pane (default 1000)")
     p.add_argument("--whole-pane", action="store_true", help="search the whole pane, "
@@ -2967,7 +3155,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(p)
     p.add_argument("-c", "--command", metavar="CODE")
     p.add_argument("--file", metavar="PATH", help="read the code from a file (- = stdin)")
-    p.add_argument("-T", "--timeout", type=float, default=30.0, metavar="SEC")
+    p.add_argument("-T", "--timeout", type=float, default=30.0, metavar="SEC",
+                   help="how long to wait for the prompt (default 30)")
     p.add_argument("--prompt", metavar="REGEX", help="the program's prompt line")
     p.add_argument("--max-output", type=int, default=1 << 20, metavar="BYTES",
                    help="keep at most this much output (default 1 MiB; 0: all)")
@@ -2979,7 +3168,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "  tmuxsess.py capture -s calc -n 50\n"
                 "  tmuxsess.py capture -s calc --transcript > calc.log\n")
     _add_target(p)
-    p.add_argument("-n", "--lines", type=int, default=200)
+    p.add_argument("-n", "--lines", type=int, default=200, help="last N lines (default 200)")
     p.add_argument("--all", action="store_true", help="all history")
     p.add_argument("--ansi", action="store_true", help="keep colours and attributes")
     p.add_argument("--transcript", action="store_true", help="everything since create")
@@ -3013,18 +3202,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    name = next((x for x in argv if not x.startswith("-")), "")
+    if sys.stderr is None:  # started with 2>&-: the user wants no diagnostics
+        sys.stderr = open(os.devnull, "w")
+    if sys.stdout is None:  # started with >&-: nowhere to print results, so do nothing
+        _error("standard output is closed; nothing was done", "discard it instead: >/dev/null")
+        return _usage_code(name)
     if not argv:
         sys.stdout.write(OVERVIEW)
         return 0
     parser = build_parser()
     try:
         words, held = _dash_values(parser, argv)
-        a = parser.parse_args(words)
+        a, extra = parser.parse_known_args(words)
+        if extra:  # argparse would blame the top parser: point at the subcommand's help
+            getattr(a, "parser_", parser).error("unrecognized arguments: " + " ".join(extra))
         _restore_values(a, held)
     except SystemExit as e:
         if e.code == 0:
             return 0
-        name = next((x for x in argv if not x.startswith("-")), "")
         return _usage_code(name)
     if not getattr(a, "func", None):
         sys.stdout.write(OVERVIEW)
