@@ -2470,8 +2470,7 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
     _at_least(max_output, 0, "--max-output")
     pane, health = resolve(session, socket, socket_name, target)
     if health.status == "dead":
-        said = health.sentence(pane.label)  # "Session NAME is dead: ... ."
-        raise _fail(said[0].lower() + said[1:-1] + "; nothing was run", "dead",
+        raise _fail(_said(health, pane.label, "nothing was run"), "dead",
                     _transcript_hint(pane) or "read its screen: tmuxsess.py capture")
     if health.status != "healthy":
         raise _fail(_said(health, pane.label, "nothing was run"), "unhealthy")
