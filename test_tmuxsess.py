@@ -2839,6 +2839,21 @@ class ReadmeExamplesTest(TmuxTestCase):
                 self.assertEqual(json.loads(left.stdout)["total"], 0,
                                  "section %r left sessions behind" % section)
 
+    def test_guarantees_name_tests_that_exist(self):
+        with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
+            text = f.read()
+        guarantees = text[text.index("## Guarantees"):].split("\n## ", 1)[0]
+        named = re.findall(r"`(\w+Test)\.(\w+|\*)(\*?)`", guarantees)
+        self.assertGreaterEqual(len(named), 20)
+        for cls, method, star in named:
+            tests = [m for m in dir(globals().get(cls, object)) if m.startswith("test_")]
+            if method == "*":
+                self.assertTrue(tests, cls)
+            elif star:
+                self.assertTrue([m for m in tests if m.startswith(method)], cls + "." + method)
+            else:
+                self.assertIn(method, tests, cls)
+
 
 class SkillTest(TmuxTestCase):
     """`tmuxsess.py skill` is a valid SKILL.md whose commands all run."""
