@@ -27,8 +27,11 @@ How it stays exact where shell snippets guess:
   the program's output to a private file, so "output after this send" is a byte
   offset, never a guess from the screen, and nothing scrolls away.
 * Its shells, Python REPLs and gdbs print invisible OSC 133 prompt marks (with
-  the shell's ``$?``, or whether Python raised), so the tool knows when the
+  the shell's ``$?``, or whether Python raised, and a per-session token so that
+  marks printed by anything else do not count), so the tool knows when the
   program is back at its prompt and how the command ended.
+* Runs on one session queue up behind a lock; sends never wait, so ``-k C-c``
+  always gets through.
 
 Requires tmux 3.0 or newer and Python 3.8 or newer; standard library only.
 """
