@@ -3100,7 +3100,8 @@ class StressTest(TmuxTestCase):
                     while True:
                         name = "r%d-%d" % (round_, i)
                         with reg.transaction() as doc:
-                            doc["sessions"][name] = {"socket": "", "target": name + ":0.0",
+                            doc["sessions"][name] = {"socket": "/nowhere.sock",
+                                                     "target": name + ":0.0",
                                                      "type": "shell", "pid": i}
                         os.write(write_end, name.encode() + b"\n")
                         i += 1
@@ -3143,7 +3144,7 @@ class StressTest(TmuxTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertGreaterEqual(json.loads(r.stdout)["total"], len(committed))
         with reg.transaction() as doc:
-            doc["sessions"]["swept"] = {"socket": "", "target": "swept:0.0"}
+            doc["sessions"]["swept"] = {"socket": "/nowhere.sock", "target": "swept:0.0"}
         self.assertEqual([n for n in os.listdir(self.state) if ".tmp-" in n], [])
         _figure("%d SIGKILLs, %d entries committed and all kept, %d kills left a "
                 "temp file (killed mid-write), %.1f s" % (
