@@ -1731,21 +1731,47 @@ def _prompt_mode(pane: Pane, prompt: Optional[str] = None) -> str:
     return ""
 
 
-def _marks(data: Union[bytes, bytearray], token: str, pos: int = 0
-           ) -> Iterator[Tuple[bytes, List[bytes], "re.Match[bytes]"]]:
-    """The session's own prompt marks in ``data``: (kind, arguments, match).
+Mark = Tuple[bytes, List[bytes], "re.Match[bytes]"]  # kind, arguments, where
+
+
+def _own_mark(m: "re.Match[bytes]", token: str) -> Optional[Mark]:
+    """A prompt mark as (kind, arguments, match) if the session printed it.
 
     The tool's sessions put their token in every mark; a mark without it was
     printed by something else (a nested shell with its own marks, ssh, a
-    stray print) and is skipped. A session without a token (made by an older
-    version) takes every mark, as it did then.
+    stray print) and is not theirs. A session without a token (made by an
+    older version) owns every mark, as it did then.
     """
-    own = b"tmuxsess=" + token.encode() if token else b""
+    args = m.group(2).split(b";")[1:]
+    if token and b"tmuxsess=" + token.encode() not in args:
+        return None
+    return m.group(1), [a for a in args if not a.startswith(b"tmuxsess=")], m
+
+
+def _marks(data: Union[bytes, bytearray], token: str, pos: int = 0) -> Iterator[Mark]:
+    """The session's own prompt marks in ``data`` from ``pos`` on, in order."""
     for m in MARK_RE.finditer(data, pos):
-        args = m.group(2).split(b";")[1:]
-        if own and own not in args:
-            continue
-        yield m.group(1), [a for a in args if not a.startswith(b"tmuxsess=")], m
+        mark = _own_mark(m, token)
+        if mark is not None:
+            yield mark
+
+
+def _last_marks(data: bytes, token: str) -> Iterator[Mark]:
+    """The session's own prompt marks in ``data``, last first.
+
+    A prompt is at the end of a transcript: reading back from there finds it
+    without going through every mark of the output before it.
+    """
+    end = len(data)
+    while True:
+        at = data.rfind(b"\x1b]133;", 0, end)
+        if at < 0:
+            return
+        end = at
+        m = MARK_RE.match(data, at)
+        mark = _own_mark(m, token) if m is not None else None
+        if mark is not None:
+            yield mark
 
 
 def _at_prompt(tail: bytes, mode: str, prompt_re: Optional["re.Pattern[str]"],
@@ -1754,13 +1780,14 @@ def _at_prompt(tail: bytes, mode: str, prompt_re: Optional["re.Pattern[str]"],
     if mode == "regex":
         last = render(tail.decode("utf-8", "replace")).rsplit("\n", 1)[-1]
         return bool(prompt_re and prompt_re.search(last))
-    marks = list(_marks(tail, token))
-    if not marks:
+    marks = _last_marks(tail, token)
+    mark = next(marks, None)
+    if mark is not None and mark[0] == b"B":  # the end of the prompt: the prompt is the A
+        mark = next(marks, mark)
+    if mark is None:
         return False
-    kind, args, mark = marks[-1]
-    if kind == b"B" and len(marks) > 1:  # the end of the prompt: the prompt is the A
-        kind, args, mark = marks[-2]
-    return kind == b"A" and not args and b"\n" not in tail[mark.end():]
+    kind, args, m = mark
+    return kind == b"A" and not args and b"\n" not in tail[m.end():]
 
 
 def _unsent_text(tail: bytes, token: str) -> str:
@@ -1769,13 +1796,16 @@ def _unsent_text(tail: bytes, token: str) -> str:
     "" when there is none, or when the prompt has no B mark to tell by (a PS1
     the user changed, a session made by an older version).
     """
-    prompt = end = None
-    for kind, args, m in _marks(tail, token):
-        if kind == b"A" and not args:
-            prompt, end = m, None
-        elif kind == b"B" and prompt is not None and end is None:
-            end = m
-    if prompt is None or end is None:
+    later: List[Mark] = []  # marks after the last main prompt, last first
+    for mark in _last_marks(tail, token):
+        if mark[0] == b"A" and not mark[1]:
+            prompt = mark[2]
+            break
+        later.append(mark)
+    else:
+        return ""
+    end = next((m for kind, _args, m in reversed(later) if kind == b"B"), None)
+    if end is None:
         return ""
     # Rendered from the line's start: readline redraws a line with "\r" and
     # moves over the prompt, which covers the columns of the prompt itself.
