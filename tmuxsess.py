@@ -51,7 +51,6 @@ import stat
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import (Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence,
@@ -347,6 +346,11 @@ def _checked_socket(path: str) -> str:
             and os.path.lexists(directory)):
         private_dir(directory, "socket dir")
     return path
+
+
+def _random_id(digits: int) -> str:
+    """Random hex digits for names no one else picks (temp files, buffers, tokens)."""
+    return os.urandom((digits + 1) // 2).hex()[:digits]
 
 
 def _utcnow() -> str:
@@ -677,7 +681,7 @@ class Registry:
 
     def _write(self, doc: Dict[str, Any]) -> None:
         data = (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode("utf-8")
-        tmp = "%s.tmp-%d-%s" % (self.path, os.getpid(), uuid.uuid4().hex[:8])
+        tmp = "%s.tmp-%d-%s" % (self.path, os.getpid(), _random_id(8))
         # Under the lock every temp file is a leftover of a writer that was killed.
         prefix = os.path.basename(self.path) + ".tmp-"
         with contextlib.suppress(OSError):
@@ -1071,9 +1075,9 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
         raise _taken_in_registry(name)
     transcripts = private_dir(os.path.join(private_dir(state_dir(), "state dir"),
                                            "transcripts"), "state dir")
-    transcript = os.path.join(transcripts, "%s.%s.log" % (name, uuid.uuid4().hex[:12]))
+    transcript = os.path.join(transcripts, "%s.%s.log" % (name, _random_id(12)))
     _new_private_file(transcript)
-    token = uuid.uuid4().hex[:16]  # in the prompt marks; see _marks
+    token = _random_id(16)  # in the prompt marks; see _marks
     program = _program(kind, command, env, token)
     created = _utcnow()
     target = "=%s:" % name
@@ -2093,7 +2097,7 @@ def _deliver(pane: Pane, payload: Optional[bytes], keys: Sequence[str], enter: b
              record: str, retries: int, interval: float, verbose: bool = False) -> None:
     """Put text (via a private paste buffer) and keys into the pane: one tmux call."""
     target = pane.pane_id or pane.target
-    buffer = "tmuxsess-%d-%s" % (os.getpid(), uuid.uuid4().hex[:12])
+    buffer = "tmuxsess-%d-%s" % (os.getpid(), _random_id(12))
     steps: List[List[str]] = []
     if payload:
         # -r: newlines go in as typed (LF), not rewritten; -p: bracketed paste
@@ -2147,7 +2151,7 @@ def _transcript_for(pane: Pane) -> Iterator[bool]:
         return
     directory = private_dir(os.path.join(private_dir(state_dir(), "state dir"),
                                          "transcripts"), "state dir")
-    path = os.path.join(directory, "temp.%s.log" % uuid.uuid4().hex[:12])
+    path = os.path.join(directory, "temp.%s.log" % _random_id(12))
     _new_private_file(path)
     try:
         tmux(pane.server, ["pipe-pane", "-O", "-t", pane.pane_id,
@@ -2593,7 +2597,7 @@ def _gdb_block(pane: Pane, code: str) -> Iterator[str]:
         return
     directory = private_dir(os.path.join(private_dir(state_dir(), "state dir"), "tmp"),
                             "state dir")
-    path = os.path.join(directory, "block.%s.gdb" % uuid.uuid4().hex[:12])
+    path = os.path.join(directory, "block.%s.gdb" % _random_id(12))
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as f:
