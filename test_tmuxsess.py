@@ -36,7 +36,6 @@ import tempfile
 import threading
 import time
 import unittest
-import uuid
 from unittest import mock
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -2373,11 +2372,11 @@ class FilesystemAttackTest(TmuxTestCase):
 
     def test_symlink_at_transcript_path_is_never_followed(self):
         victim = self.victim()
-        fixed = uuid.UUID(int=0xABCDEF)
         transcripts = os.path.join(self.state, "transcripts")
         os.makedirs(transcripts, 0o700)
-        os.symlink(victim, os.path.join(transcripts, "a.%s.log" % fixed.hex[:12]))
-        with mock.patch.object(tmuxsess.uuid, "uuid4", return_value=fixed):
+        # The transcript's random name made predictable: the attacker guessed it.
+        os.symlink(victim, os.path.join(transcripts, "a.%s.log" % ("ab" * 6)))
+        with mock.patch.object(tmuxsess.os, "urandom", lambda n: b"\xab" * n):
             with self.assertRaises(tmuxsess.TmuxsessError) as cm:
                 tmuxsess.create_session("a")
         self.assertIn("cannot create transcript", cm.exception.message)
