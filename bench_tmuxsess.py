@@ -13,6 +13,8 @@ rotating order) so machine noise hits every row alike:
   t  tmux call    one bare ``tmux display -p``, started from this process
   also           ``python3 -S -c pass``, ``python3 -c pass`` and
                   ``python3 tmuxsess.py --version`` (start-up plus import)
+  l1, l30        ``tmuxsess.py list`` with 1 and with 30 registered sessions
+                  (one tmux call per socket, so about the same)
 
 Then 1,000 sequential API runs in one session, each of which must return
 exactly its own output. Everything lives in a temp dir (state, sockets,
@@ -78,6 +80,12 @@ def bench(rounds, runs):
     print(machine_line())
     print("setup: one python-repl session on %s; %d interleaved rounds" % (socket, rounds))
     tmuxsess.create_session("bench", kind="python-repl")
+    # A second registry of 30 sessions (own state and socket dirs), for list.
+    root = os.path.dirname(tmuxsess.state_dir())
+    env30 = dict(env, TMUXSESS_STATE_DIR=os.path.join(root, "state30"),
+                 CLAUDE_TMUX_SOCKET_DIR=os.path.join(root, "sock30"))
+    for n in range(30):
+        timed([PY, TOOL, "create", "-n", "s%d" % n, "--cmd", "sleep 600", "--no-wait"], env30)
     sys.stdout.flush()
 
     mismatches = {"a": 0, "b": 0}
@@ -107,6 +115,8 @@ def bench(rounds, runs):
         "S": ("python3 -S -c pass", lambda i: timed([PY, "-S", "-c", "pass"], env)[0]),
         "p": ("python3 -c pass", lambda i: timed([PY, "-c", "pass"], env)[0]),
         "v": ("python3 tmuxsess.py --version", lambda i: timed([PY, TOOL, "--version"], env)[0]),
+        "l1": ("tmuxsess.py list, 1 session", lambda i: timed([PY, TOOL, "list"], env)[0]),
+        "l30": ("tmuxsess.py list, 30 sessions", lambda i: timed([PY, TOOL, "list"], env30)[0]),
     }
     times = {k: [] for k in samples}
     keys = list(samples)
@@ -130,6 +140,7 @@ def bench(rounds, runs):
     print()
     print("ratio a/c (CLI run / floor):          %.2f" % (med["a"] / med["c"]))
     print("ratio b/t (API run / one tmux call):  %.2f" % (med["b"] / med["t"]))
+    print("ratio l30/l1 (list, 30 / 1 sessions): %.2f" % (med["l30"] / med["l1"]))
     print("output mismatches: CLI %d, API %d (of %d each)" % (
         mismatches["a"], mismatches["b"], rounds))
 
