@@ -1495,6 +1495,7 @@ class RunTest(TmuxTestCase):
         self.assertEqual(r.returncode, 1)
         self.assertTrue(r.stdout.startswith("0\n0\n1\n-1\nTraceback"), r.stdout)
 
+    @unittest.skipUnless(shutil.which("gdb"), "gdb is not installed")
     def test_gdb(self):
         self.api_create("gdb", "debugger")
         r = self.ok("run", "-s", "gdb", "-c", "print 1+2")
@@ -2760,20 +2761,27 @@ for i in range(100000):
 
 
 def fenced_blocks(markdown, language="sh"):
-    """(heading of the enclosing "## " section, code) for each fenced block."""
-    section, blocks, code, fence = "", [], [], None
+    """(enclosing "## " section, code, programs it needs) for each fenced block.
+
+    A block that needs a program beyond Python, tmux and bash says so on the
+    line before its fence: ``<!-- needs: gdb -->`` (invisible on the page).
+    """
+    section, blocks, code, fence, needs, previous = "", [], [], None, (), ""
     for line in markdown.split("\n"):
         if fence is not None:
             if line.startswith("```"):
                 if fence == language:
-                    blocks.append((section, "\n".join(code) + "\n"))
+                    blocks.append((section, "\n".join(code) + "\n", needs))
                 fence, code = None, []
             else:
                 code.append(line)
         elif line.startswith("```"):
             fence = line[3:].strip()
+            m = re.fullmatch(r"<!-- needs: ([\w ]+) -->", previous.strip())
+            needs = tuple(m.group(1).split()) if m else ()
         elif line.startswith("## "):
             section = line[3:].strip()
+        previous = line
     return blocks
 
 
@@ -2809,7 +2817,12 @@ class ReadmeExamplesTest(TmuxTestCase):
         with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
             blocks = fenced_blocks(f.read())
         sections = {}
-        for section, code in blocks:
+        for section, code, needs in blocks:
+            missing = [n for n in needs if not shutil.which(n)]
+            if missing:  # a recipe for a program this machine lacks
+                with self.subTest(section=section, needs=missing):
+                    self.skipTest("%s not installed" % " ".join(missing))
+                continue
             sections.setdefault(section, []).append(code)
         self.assertGreaterEqual(len(blocks), 15)
         self.assertIn("make test\n", blocks[0][1], "README starts with the test command")
@@ -2883,7 +2896,7 @@ class SkillTest(TmuxTestCase):
         text = self.ok("skill", "--tool", os.path.join(root, "tmuxsess.py")).stdout
         blocks = fenced_blocks(text)
         self.assertTrue(blocks)
-        for _section, code in blocks:
+        for _section, code, _needs in blocks:
             r = run_script(code, root, env)
             self.assertEqual(r.returncode, 0, r.stdout)
             self.assertIn("2432902008176640000", r.stdout)
