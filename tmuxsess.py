@@ -335,6 +335,12 @@ def private_dir(path: str, what: str) -> str:
     return path
 
 
+def _state_subdir(name: str) -> str:
+    """A private directory in the (private) state dir: transcripts, locks, ..."""
+    return private_dir(os.path.join(private_dir(state_dir(), "state dir"), name),
+                       "state dir")
+
+
 def _checked_socket(path: str) -> str:
     """A socket in the tool's own socket dir is used only while that dir is private.
 
@@ -1011,7 +1017,7 @@ def _new_private_file(path: str) -> None:
 def _program(kind: str, command: Optional[str], env: Dict[str, str], token: str = ""
              ) -> List[str]:
     """The argument list the pane runs (always several words: tmux then skips sh -c)."""
-    init = private_dir(os.path.join(state_dir(), "init"), "state dir")
+    init = _state_subdir("init")
     # Pagers wait for a key nobody presses: agents read output, not screens.
     env = dict({"PAGER": "cat", "GIT_PAGER": "cat"}, **env)
     envs = ["%s=%s" % kv for kv in env.items()]
@@ -1073,9 +1079,7 @@ def create_session(name: str, kind: str = "shell", command: Optional[str] = None
     registry = Registry()
     if register and name in registry.sessions():  # fail fast, before tmux
         raise _taken_in_registry(name)
-    transcripts = private_dir(os.path.join(private_dir(state_dir(), "state dir"),
-                                           "transcripts"), "state dir")
-    transcript = os.path.join(transcripts, "%s.%s.log" % (name, _random_id(12)))
+    transcript = os.path.join(_state_subdir("transcripts"), "%s.%s.log" % (name, _random_id(12)))
     _new_private_file(transcript)
     token = _random_id(16)  # in the prompt marks; see _marks
     program = _program(kind, command, env, token)
@@ -2149,9 +2153,7 @@ def _transcript_for(pane: Pane) -> Iterator[bool]:
     if pane.piped:
         yield False  # someone else's pipe-pane: we must not replace it
         return
-    directory = private_dir(os.path.join(private_dir(state_dir(), "state dir"),
-                                         "transcripts"), "state dir")
-    path = os.path.join(directory, "temp.%s.log" % _random_id(12))
+    path = os.path.join(_state_subdir("transcripts"), "temp.%s.log" % _random_id(12))
     _new_private_file(path)
     try:
         tmux(pane.server, ["pipe-pane", "-O", "-t", pane.pane_id,
@@ -2538,8 +2540,8 @@ def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
                                 "pass --prompt REGEX" % ((_target_flags(pane),) * 2))
                 if ready != "done":
                     return _early(pane, ready, began)
-            unsent = "" if mode == "regex" else _unsent_text(_tail_bytes(pane.transcript),
-                                                             pane.token)
+                tail = _tail_bytes(pane.transcript)  # the prompt it waited for
+            unsent = "" if mode == "regex" else _unsent_text(tail, pane.token)
             if unsent:
                 raise _fail("%s has unsent text on its prompt line: %r; nothing was sent"
                             % (pane.label, unsent[-40:]), "busy",
@@ -2595,9 +2597,7 @@ def _gdb_block(pane: Pane, code: str) -> Iterator[str]:
     if pane.type != "debugger" or "\n" not in code.rstrip("\n"):
         yield ""
         return
-    directory = private_dir(os.path.join(private_dir(state_dir(), "state dir"), "tmp"),
-                            "state dir")
-    path = os.path.join(directory, "block.%s.gdb" % _random_id(12))
+    path = os.path.join(_state_subdir("tmp"), "block.%s.gdb" % _random_id(12))
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as f:
@@ -2626,7 +2626,7 @@ def _run_lock(pane: Pane, deadline: float) -> Iterator[None]:
     send takes no lock: C-c, or an answer to an input() a run waits on, must
     always get through.
     """
-    private_dir(os.path.join(private_dir(state_dir(), "state dir"), "locks"), "state dir")
+    _state_subdir("locks")
     with _flock(_run_lock_path(pane.server, pane.pane_id), deadline, lambda: _fail(
             "another run on %s is still going; nothing was run" % pane.label, "busy",
             "raise -T to queue up behind it, or interrupt it: tmuxsess.py send %s -k C-c"
