@@ -161,6 +161,11 @@ class TmuxTestCase(unittest.TestCase):
         patcher = mock.patch.dict(os.environ, self.env, clear=True)
         patcher.start()
         self.addCleanup(patcher.stop)
+        # The module's functions use a default engine built from the environment
+        # the first time; each test builds its own from the test's environment.
+        engine = mock.patch.object(tmuxsess, "_default", None)
+        engine.start()
+        self.addCleanup(engine.stop)
 
     # -- the command line --------------------------------------------------
     def cli(self, *args, input="", env=None):
@@ -436,9 +441,12 @@ class HarnessTest(TmuxTestCase):
         self.ok("health", "-s", "sh", env=env)
         seen = len(calls())
         self.assertGreater(seen, 0)
-        # Set in os.environ, it reaches the API, cli() and exe() alike.
+        # Set in os.environ, it reaches new engines, cli() and exe() alike; the
+        # default engine read the environment once, when api_create used it.
         os.environ.update(env)
         tmuxsess.pane_health(session="sh")
+        self.assertEqual(len(calls()), seen)
+        tmuxsess.Engine().pane_health(session="sh")
         self.assertGreater(len(calls()), seen)
         seen = len(calls())
         self.ok("health", "-s", "sh")
@@ -885,6 +893,7 @@ class FindTest(TmuxTestCase):
         self.assertEqual({f["name"]: f["registered"] for f in found},
                          {"indir": False, "reg": True, "unreg": False})
         self.assertEqual(sorted(found[0]), sorted(["name", "socket", "windows", "attached",
+                                                   "kind",
                                                    "created_at", "status", "registered",
                                                    "type"]))
         self.assertEqual([f["name"] for f in json.loads(

@@ -7,17 +7,34 @@ exactly what it said, check its health, clean it up::
     tmuxsess.py create -n calc --python          # returns once ">>>" is shown
     tmuxsess.py run -s calc -c 'import math; math.factorial(20)'
     2432902008176640000
-    tmuxsess.py send -s calc -c 'import time; time.sleep(2)' -w '>>>'
+    tmuxsess.py create -n db --kind sqlite --cmd 'sqlite3 app.db'
+    tmuxsess.py run -s db -c 'select count(*) from users;'
     tmuxsess.py capture -s calc -n 20
     tmuxsess.py attach -s calc                   # watch it yourself
     tmuxsess.py kill -s calc
 
-The same operations are plain functions for programs that ``import tmuxsess``::
+The same operations are methods of an :class:`Engine`, which holds the
+settings (state dir, socket dir, tmux binary, lock timeout); the module's
+functions use a default engine built from the environment once::
 
-    s = tmuxsess.create_session("calc", kind="python-repl")
-    r = tmuxsess.run("x = 6 * 7\\nprint(x)", session="calc")
+    engine = tmuxsess.Engine(state_dir="/tmp/st", socket_dir="/tmp/so")
+    engine.create_session("calc", kind="python")
+    r = engine.run("x = 6 * 7\\nprint(x)", session="calc")
     assert r.output == "42\\n" and r.exit_status == 0
-    tmuxsess.kill_session(session="calc")
+    engine.kill_session(session="calc")
+
+Each kind of program is one entry of the table ``PROFILES``: how it starts,
+how its prompts are marked, how code is cut into units, what its
+continuation prompt is. ``create --kind KIND`` picks one:
+
+    shell   bash; a command's own exit status
+    python  python3 REPL; status 1 if it raised; breakpoint() goes to pdb
+    pdb     the debugger inside a python session, at (Pdb)
+    gdb     gdb, quiet, no pagination
+    node    node REPL; status 1 if it threw
+    psql    psql; status from its ERROR variable
+    sqlite  sqlite3; status 1 for an SQL error
+    command any other program (--cmd); run needs --prompt REGEX
 
 How it stays exact where shell snippets guess:
 
@@ -26,10 +43,10 @@ How it stays exact where shell snippets guess:
 * Every session this tool creates writes a *transcript*: ``pipe-pane`` copies all
   the program's output to a private file, so "output after this send" is a byte
   offset, never a guess from the screen, and nothing scrolls away.
-* Its shells, Python REPLs and gdbs print invisible OSC 133 prompt marks (with
-  the shell's ``$?``, or whether Python raised, and a per-session token so that
-  marks printed by anything else do not count), so the tool knows when the
-  program is back at its prompt and how the command ended.
+* Its programs print invisible OSC 133 prompt marks (with the command's status
+  and a per-session token so that marks printed by anything else do not
+  count), so the tool knows when the program is back at its prompt, how the
+  command ended, and when it waits at a continuation prompt.
 * Runs on one session queue up behind a lock; sends never wait, so ``-k C-c``
   always gets through.
 
@@ -53,10 +70,30 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import (Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence,
-                    Tuple, Union)
+from typing import (IO, Any, Callable, Dict, Iterator, List, Literal, NamedTuple,
+                    NoReturn, Optional, Sequence, Tuple, Type, TypedDict, TypeVar, Union)
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
+
+__all__ = [
+    # the engine and its settings
+    "Engine", "Settings", "default_engine",
+    # operations on the default engine
+    "create_session", "list_sessions", "pane_health", "kill_session",
+    "cleanup_sessions", "find_sessions", "repair", "capture", "read_transcript",
+    "attach_command", "send", "wait_for_text", "run", "skill",
+    # records
+    "Session", "Health", "Pane", "SessionStatus", "RunResult", "WaitResult",
+    "FoundSession", "CreatedSession", "SendResult", "KillResult", "CleanupItem",
+    "RepairResult", "Profile", "PROFILES", "Registry", "Server", "Host",
+    # errors
+    "TmuxsessError", "UsageError", "NameTakenError", "TargetError", "TmuxError",
+    "NoServerError", "SendError", "NotReadyError", "RegistryError",
+    "CorruptRegistryError", "LockTimeoutError", "StateFileError", "UnhealthyError",
+    "PaneDeadError", "BusyError",
+    # helpers
+    "parse_duration", "validate_name", "render", "python_unit", "main",
+]
 
 if __name__ == "__main__":
     # Ctrl-C while this file is still loading: exit 130 quietly, as later on.
@@ -70,32 +107,108 @@ DEFAULT_LOCK_TIMEOUT = 10.0
 
 
 # ---------------------------------------------------------------------------
-# Errors
+# Errors: one class per failure; the CLI maps each to its exit codes
 # ---------------------------------------------------------------------------
 
 class TmuxsessError(Exception):
-    """An expected failure: a one-line message, an optional hint, and a kind.
+    """An expected failure: a one-line ``message`` and an optional ``hint``.
 
-    The kind says what went wrong (``usage``, ``taken``, ``target``, ``tmux``,
-    ``no-server``, ``not-ready``, ``registry``, ``lock``, ``unhealthy``, ``dead``,
-    ``timeout``); each subcommand maps kinds to its documented exit codes.
+    ``kind`` names the failure for the exit-code tables of the command line
+    (``EXIT_CODES``) and for programs that prefer a word to a class.
     """
 
-    transient = False  # a tmux failure worth retrying
-    corrupt = False    # the registry file is damaged (repair can rebuild it)
+    kind = "error"
 
-    def __init__(self, message: str, kind: str = "usage", hint: str = "") -> None:
+    def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
-        self.message, self.kind, self.hint = message, kind, hint
+        self.message = message
+        self.hint = hint
 
 
-def _fail(message: str, kind: str = "usage", hint: str = "") -> "TmuxsessError":
-    return TmuxsessError(message, kind, hint)
+class UsageError(TmuxsessError):
+    """Bad arguments: nothing was done."""
+    kind = "usage"
+
+
+class NameTakenError(TmuxsessError):
+    """A session of that name exists already (in the registry or in tmux)."""
+    kind = "taken"
+
+
+class TargetError(TmuxsessError):
+    """No session or pane to act on, or more than one to choose from."""
+    kind = "target"
+
+
+class TmuxError(TmuxsessError):
+    """tmux is missing or failed; ``transient`` when a retry may succeed."""
+    kind = "tmux"
+
+    def __init__(self, message: str, hint: str = "", transient: bool = False) -> None:
+        super().__init__(message, hint)
+        self.transient = transient
+
+
+class NoServerError(TmuxError):
+    """No tmux server runs on that socket."""
+    kind = "no-server"
+
+
+class SendError(TmuxError):
+    """Text or keys could not be delivered (after the retries)."""
+    kind = "send"
+
+
+class NotReadyError(TmuxsessError):
+    """A new session's program did not show its first prompt in time."""
+    kind = "not-ready"
+
+
+class RegistryError(TmuxsessError):
+    """The registry (or the state dir holding it) cannot be read or written."""
+    kind = "registry"
+
+
+class CorruptRegistryError(RegistryError):
+    """The registry file is damaged; ``repair`` can rebuild it from tmux."""
+
+
+class LockTimeoutError(TmuxsessError):
+    """The registry lock stayed held by another process past the wait."""
+    kind = "lock"
+
+
+class StateFileError(TmuxsessError):
+    """A transcript or another private file of the tool cannot be made or read."""
+    kind = "file"
+
+
+class UnhealthyError(TmuxsessError):
+    """The pane is missing, a zombie, or its server is gone: nothing was typed."""
+    kind = "unhealthy"
+
+
+class PaneDeadError(TmuxsessError):
+    """The pane's program has exited: nothing was typed."""
+    kind = "dead"
+
+
+class BusyError(TmuxsessError):
+    """The program is not at a prompt it can take input at: nothing was typed."""
+    kind = "busy"
 
 
 # ---------------------------------------------------------------------------
-# Public data
+# Public records
 # ---------------------------------------------------------------------------
+
+HealthStatus = Literal["healthy", "dead", "missing", "zombie", "server_not_running"]
+# The same states in listings, as the old scripts print them.
+ListStatus = Literal["alive", "dead", "missing", "zombie", "server"]
+# Why a wait or a run stopped.
+Ending = Literal["done", "timeout", "dead", "server", "missing", "cancelled",
+                 "continuation", "debugger"]
+
 
 @dataclass
 class Session:
@@ -111,10 +224,12 @@ class Session:
     last_active: str = ""
     transcript: str = ""
     prompt: str = ""
+    kind: str = ""  # the profile; "" in entries of older versions (type says it)
     extra: Dict[str, Any] = field(default_factory=dict)
 
     _KNOWN = ("socket", "target", "pane_id", "type", "pid", "created_at",
-              "last_active", "transcript", "prompt")
+              "last_active", "transcript", "prompt", "kind")
+    _ALWAYS = ("socket", "target", "type", "pid", "created_at", "last_active")
 
     @property
     def identity(self) -> Tuple[str, str, str, str]:
@@ -127,25 +242,22 @@ class Session:
         extra = {k: v for k, v in entry.items() if k not in cls._KNOWN}
         if not isinstance(known.get("pid", 0), int):  # Registry.load lets through
             known["pid"] = int(known["pid"] or 0)     # digits, "" and null
-        s = cls(name=name, **known)
-        s.extra = extra
-        return s
+        return cls(name=name, extra=extra, **known)
 
     def to_json(self) -> Dict[str, Any]:
         entry = dict(self.extra)
         for k in self._KNOWN:
             value = getattr(self, k)
-            if value or k in ("socket", "target", "type", "pid", "created_at",
-                              "last_active"):
+            if value or k in self._ALWAYS:
                 entry[k] = value
         return entry
 
 
 @dataclass
 class Health:
-    """What ``pane-health`` reports; ``status`` is one of the names below."""
+    """What ``pane-health`` reports."""
 
-    status: str  # healthy, dead, missing, zombie, server_not_running
+    status: HealthStatus
     server_running: bool = False
     session_exists: bool = False
     pane_exists: bool = False
@@ -156,10 +268,10 @@ class Health:
     exit_signal: Optional[int] = None  # the signal that killed a dead pane's program
 
     @property
-    def short(self) -> str:
+    def short(self) -> ListStatus:
         """The one-word status used in listings."""
-        return {"healthy": "alive", "server_not_running": "server"}.get(
-            self.status, self.status)
+        return {"healthy": "alive", "dead": "dead", "missing": "missing",
+                "zombie": "zombie", "server_not_running": "server"}[self.status]  # type: ignore
 
     @property
     def ended(self) -> str:
@@ -174,26 +286,24 @@ class Health:
         return how
 
     def sentence(self, name: str) -> str:
-        if self.status == "healthy":
-            return "Session %s is healthy: pid %s is running." % (name, self.pid)
-        if self.status == "dead":
-            return "Session %s is dead: its program %s." % (name, self.ended)
-        if self.status == "zombie":
-            return "Session %s is a zombie: the pane exists but pid %s is not running." % (
-                name, self.pid)
-        if self.status == "missing":
-            return "Session %s is missing: the tmux server runs but has no such pane." % name
-        return "Session %s has no tmux server running." % name
+        return {
+            "healthy": "Session %s is healthy: pid %s is running." % (name, self.pid),
+            "dead": "Session %s is dead: its program %s." % (name, self.ended),
+            "zombie": "Session %s is a zombie: the pane exists but pid %s is not running."
+                      % (name, self.pid),
+            "missing": "Session %s is missing: the tmux server runs but has no such pane."
+                       % name,
+            "server_not_running": "Session %s has no tmux server running." % name,
+        }[self.status]
+
+    def said(self, name: str, then: str) -> str:
+        """The health sentence as an error line: "session x is dead: ...; THEN"."""
+        said = self.sentence(name)
+        return said[0].lower() + said[1:-1] + "; " + then
 
 
 HEALTH_EXIT = {"healthy": 0, "dead": 1, "missing": 2, "zombie": 3,
                "server_not_running": 4}
-
-
-def _said(health: Health, name: str, then: str) -> str:
-    """The health sentence as an error line: "session x is dead: ...; THEN"."""
-    said = health.sentence(name)
-    return said[0].lower() + said[1:-1] + "; " + then
 
 
 @dataclass
@@ -204,7 +314,7 @@ class Pane:
     pane_id: str
     target: str
     session: str
-    type: str = ""
+    kind: str = ""  # the profile's name; "" for a pane the tool did not make
     transcript: str = ""
     prompt: str = ""
     registered: bool = False
@@ -216,10 +326,15 @@ class Pane:
     piped: bool = False
     line: int = 0  # absolute line of the cursor: history size + cursor row
     token: str = ""  # in every prompt mark the session's program prints
+    marked: bool = False  # its program prints the tool's prompt marks
 
     @property
     def label(self) -> str:
         return self.session or self.target
+
+    @property
+    def profile(self) -> "Profile":
+        return PROFILES.get(self.kind) or PROFILES["command"]
 
 
 @dataclass
@@ -229,16 +344,24 @@ class SessionStatus:
     name: str
     socket: str
     target: str
-    status: str
+    status: ListStatus
     pid: int
     created_at: str
     last_active: str
     type: str = ""
+    kind: str = ""
 
 
 @dataclass
 class RunResult:
-    """What ``run`` returns: exactly the program's output and how it ended."""
+    """What ``run`` returns: exactly the program's output and how it ended.
+
+    ``waiting_for_input`` is set when the program stopped at a prompt other
+    than the one the run expects: a continuation prompt (an unfinished
+    statement: ``prompt`` is "continuation") or a debugger that took over
+    (``prompt`` names it, e.g. "pdb"). ``truncated`` says that earlier output
+    was left out to keep within ``max_output``.
+    """
 
     output: str
     exit_status: Optional[int]
@@ -247,6 +370,9 @@ class RunResult:
     pane_died: bool = False
     truncated: bool = False
     server_gone: bool = False  # the tmux server went away (so did the program)
+    waiting_for_input: bool = False
+    prompt: str = ""
+    cancelled: bool = False
 
 
 @dataclass
@@ -255,7 +381,7 @@ class WaitResult:
 
     found: bool
     match: str = ""
-    reason: str = ""  # "", timeout, dead, server
+    reason: str = ""  # "", or an Ending: timeout, dead, server, missing, cancelled
     exit_status: Optional[int] = None
     tail: str = ""
     elapsed: float = 0.0
@@ -270,40 +396,144 @@ class FoundSession:
     windows: int
     attached: bool
     created_at: str
-    status: str
+    status: ListStatus
     registered: bool
     type: str = ""
+    kind: str = ""
+
+
+class CreatedSession(TypedDict):
+    """What ``create_session`` returns: the registry entry, plus ``registered``."""
+
+    name: str
+    socket: str
+    target: str
+    pane_id: str
+    type: str
+    kind: str
+    pid: int
+    created_at: str
+    last_active: str
+    transcript: str
+    prompt: str
+    registered: bool
+
+
+class SendResult(TypedDict, total=False):
+    """What ``send`` returns; the wait's fields only when it waited."""
+
+    session: str
+    pane_id: str
+    sent: bool
+    bytes: int
+    keys: List[str]
+    found: bool
+    match: str
+    reason: str
+    elapsed: float
+    exit_status: Optional[int]
+    tail: str
+
+
+class KillResult(TypedDict):
+    """What ``kill_session`` did (or, with ``dry_run``, would do)."""
+
+    name: str
+    killed: bool
+    deregistered: bool
+    registered: bool
+    dry_run: bool
+    socket: str
+    status: ListStatus
+
+
+class CleanupItem(TypedDict):
+    """One session ``cleanup_sessions`` chose, and what became of it."""
+
+    name: str
+    reason: str
+    status: ListStatus
+    killed: bool
+    removed: bool
+    dry_run: bool
+
+
+class RepairResult(TypedDict, total=False):
+    """What ``repair`` found and did."""
+
+    corrupt: bool
+    missing: bool
+    problem: str
+    moved_to: str
+    sessions: List[str]
 
 
 # ---------------------------------------------------------------------------
-# Places
+# Settings and places
 # ---------------------------------------------------------------------------
 
-def state_dir() -> str:
-    """Where the registry, its lock and the transcripts live."""
-    override = os.environ.get("TMUXSESS_STATE_DIR")
-    if override:
-        return os.path.abspath(override)
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state")
-    return os.path.join(base, "claude-tmux")
+@dataclass(frozen=True)
+class Settings:
+    """Where the tool keeps its state and sockets, which tmux it runs, how long
+    it waits for the registry lock. Read from the environment once."""
+
+    state_dir: str
+    socket_dir: str
+    tmux: str = "tmux"
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+
+    @classmethod
+    def from_environment(cls, environ: Optional[Dict[str, str]] = None, **overrides: Any
+                         ) -> "Settings":
+        """The settings the environment gives (``TMUXSESS_STATE_DIR``,
+        ``CLAUDE_TMUX_SOCKET_DIR``, ``TMUXSESS_TMUX``, ``TMUXSESS_LOCK_TIMEOUT``),
+        with ``overrides`` that are not None taking precedence."""
+        env = os.environ if environ is None else environ
+        given = {k: v for k, v in overrides.items() if v is not None}
+        state = given.get("state_dir") or env.get("TMUXSESS_STATE_DIR") or os.path.join(
+            env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                      "state"), "claude-tmux")
+        sockets = given.get("socket_dir") or env.get("CLAUDE_TMUX_SOCKET_DIR") or (
+            os.path.join(env.get("TMPDIR") or "/tmp", "claude-tmux-%d" % os.geteuid()))
+        timeout = given.get("lock_timeout")
+        if timeout is None:
+            timeout = _lock_timeout_from(env.get("TMUXSESS_LOCK_TIMEOUT") or "")
+        return cls(state_dir=os.path.abspath(state), socket_dir=os.path.abspath(sockets),
+                   tmux=given.get("tmux") or env.get("TMUXSESS_TMUX") or "tmux",
+                   lock_timeout=float(timeout))
+
+    @property
+    def default_socket(self) -> str:
+        return os.path.join(self.socket_dir, "claude.sock")
+
+    @property
+    def registry_path(self) -> str:
+        return os.path.join(self.state_dir, ".sessions.json")
+
+    def state_subdir(self, name: str) -> str:
+        """A private directory in the (private) state dir: transcripts, locks, ..."""
+        return private_dir(os.path.join(private_dir(self.state_dir, "state dir"), name),
+                           "state dir")
+
+    def checked_socket(self, path: str) -> str:
+        """A socket in the tool's own socket dir is used only while that dir is private.
+
+        Otherwise someone else could have swapped in a server of their own. Sockets
+        elsewhere (``-S``, recorded in the registry) are used as given.
+        """
+        if (path and os.path.dirname(os.path.abspath(path)) == self.socket_dir
+                and os.path.lexists(self.socket_dir)):
+            private_dir(self.socket_dir, "socket dir")
+        return path
 
 
-def socket_dir() -> str:
-    """The tool's own directory of tmux sockets."""
-    override = os.environ.get("CLAUDE_TMUX_SOCKET_DIR")
-    if override:
-        return os.path.abspath(override)
-    tmp = os.environ.get("TMPDIR") or "/tmp"
-    return os.path.join(tmp, "claude-tmux-%d" % os.geteuid())
-
-
-def default_socket() -> str:
-    return os.path.join(socket_dir(), "claude.sock")
-
-
-def registry_path() -> str:
-    return os.path.join(state_dir(), ".sessions.json")
+def _lock_timeout_from(text: str) -> float:
+    if not text:
+        return DEFAULT_LOCK_TIMEOUT
+    with contextlib.suppress(ValueError):
+        if float(text) >= 0:  # also refuses nan
+            return float(text)
+    raise UsageError("TMUXSESS_LOCK_TIMEOUT must be a number of seconds, not %r" % text)
 
 
 def private_dir(path: str, what: str) -> str:
@@ -317,7 +547,7 @@ def private_dir(path: str, what: str) -> str:
             os.makedirs(path, mode=0o700, exist_ok=True)
         st = os.lstat(path)
     except OSError as e:
-        raise _fail("cannot create %s %s: %s" % (what, path, e.strerror), "registry")
+        raise RegistryError("cannot create %s %s: %s" % (what, path, e.strerror))
     problem = ""
     if stat.S_ISLNK(st.st_mode):
         problem = "is a symlink"
@@ -328,29 +558,28 @@ def private_dir(path: str, what: str) -> str:
     elif st.st_mode & 0o022:
         problem = "is writable by group or others (mode %o)" % stat.S_IMODE(st.st_mode)
     if problem:
-        raise _fail("refusing %s %s: it %s" % (what, path, problem), "registry",
-                    "remove it, or point %s at a private directory" % (
-                        "CLAUDE_TMUX_SOCKET_DIR" if what == "socket dir"
-                        else "TMUXSESS_STATE_DIR"))
+        raise RegistryError("refusing %s %s: it %s" % (what, path, problem),
+                            "remove it, or point %s at a private directory" % (
+                                "CLAUDE_TMUX_SOCKET_DIR" if what == "socket dir"
+                                else "TMUXSESS_STATE_DIR"))
     return path
 
 
-def _state_subdir(name: str) -> str:
-    """A private directory in the (private) state dir: transcripts, locks, ..."""
-    return private_dir(os.path.join(private_dir(state_dir(), "state dir"), name),
-                       "state dir")
-
-
-def _checked_socket(path: str) -> str:
-    """A socket in the tool's own socket dir is used only while that dir is private.
-
-    Otherwise someone else could have swapped in a server of their own. Sockets
-    elsewhere (``-S``, recorded in the registry) are used as given.
-    """
-    directory = socket_dir()
-    if (path and os.path.dirname(os.path.abspath(path)) == directory
-            and os.path.lexists(directory)):
-        private_dir(directory, "socket dir")
+def _write_private(path: str, text: str) -> str:
+    """Write a small file atomically, 0600, unless it already holds ``text``."""
+    data = text.encode("utf-8")
+    with contextlib.suppress(OSError):
+        with open(path, "rb") as f:
+            if f.read() == data:
+                return path
+    tmp = "%s.tmp-%d" % (path, os.getpid())
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise StateFileError("cannot write %s: %s" % (path, e.strerror))
     return path
 
 
@@ -375,33 +604,33 @@ def parse_duration(text: str) -> float:
     """``30s``, ``15m``, ``2h``, ``1d`` or bare seconds, as seconds."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
     if not m:
-        raise _fail("bad duration %r: use 30s, 15m, 2h, 1d or seconds" % text)
+        raise UsageError("bad duration %r: use 30s, 15m, 2h, 1d or seconds" % text)
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
 def _seconds(value: float, flag: str) -> float:
     """A timeout or interval: a positive, finite number of seconds (nan never ends)."""
     if not 0 < value < float("inf"):
-        raise _fail("%s must be a positive number of seconds, not %g" % (flag, value))
+        raise UsageError("%s must be a positive number of seconds, not %g" % (flag, value))
     return value
 
 
 def _at_least(value: int, least: int, flag: str) -> int:
     if value < least:
-        raise _fail("%s must be at least %d, not %d" % (flag, least, value))
+        raise UsageError("%s must be at least %d, not %d" % (flag, least, value))
     return value
 
 
 def validate_name(name: str) -> str:
     """Session names: 1-64 of ``A-Z a-z 0-9 _ -``, not starting with ``-``."""
     if not isinstance(name, str) or not NAME_RE.match(name):
-        raise _fail("invalid session name %r" % (name,), "usage",
-                    "use 1-64 characters of A-Z a-z 0-9 _ -, not starting with -")
+        raise UsageError("invalid session name %r" % (name,),
+                         "use 1-64 characters of A-Z a-z 0-9 _ -, not starting with -")
     return name
 
 
 # ---------------------------------------------------------------------------
-# The tmux runner
+# Transport: every tmux call, process and terminal question, transcript file
 # ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -423,14 +652,101 @@ class Server:
         return self.socket or (("-L " + self.name) if self.name else "default server")
 
 
+class PaneRow(NamedTuple):
+    """One pane as tmux describes it; fields are tmux format variables, and
+    ``tmuxsess_X`` the pane's ``@tmuxsess-X`` user option (see ``_tmux_name``)."""
+
+    session_name: str
+    window_index: str
+    pane_index: str
+    pane_id: str
+    pane_pid: str
+    pane_dead: str
+    pane_dead_status: str
+    pane_dead_signal: str
+    session_created: str
+    session_windows: str
+    session_attached: str
+    pid: str
+    pane_pipe: str
+    history_size: str
+    cursor_y: str
+    tmuxsess_kind: str
+    tmuxsess_type: str
+    tmuxsess_transcript: str
+    tmuxsess_sent: str
+    tmuxsess_created: str
+    tmuxsess_token: str
+    tmuxsess_registered: str
+    tmuxsess_prompt: str  # last: a regex may hold a tab, which split() leaves here
+
+    @property
+    def target(self) -> str:
+        return "%s:%s.%s" % (self.session_name, self.window_index, self.pane_index)
+
+    @property
+    def kind(self) -> str:
+        """The profile the pane runs, also for sessions older versions made."""
+        return self.tmuxsess_kind or _KIND_OF_TYPE.get(self.tmuxsess_type, "")
+
+    @property
+    def dead(self) -> bool:
+        return self.pane_dead == "1"
+
+    @property
+    def program_pid(self) -> int:
+        return int(self.pane_pid or 0)
+
+    @property
+    def line(self) -> int:
+        """The cursor's absolute line: history size + cursor row."""
+        return int(self.history_size or 0) + int(self.cursor_y or 0)
+
+
+class ScreenState(NamedTuple):
+    """What a look at the screen needs besides its text."""
+
+    pane_dead: str
+    pane_dead_status: str
+    history_size: str
+    pane_height: str
+    history_limit: str
+
+
+Row = TypeVar("Row", PaneRow, ScreenState)
+
+
+def _tmux_name(field_name: str) -> str:
+    if field_name.startswith("tmuxsess_"):
+        return "@tmuxsess-" + field_name[len("tmuxsess_"):]
+    return field_name
+
+
+def row_format(row: Type[Row]) -> str:
+    """The ``-F`` format that asks tmux for every field of ``row`` at once."""
+    return "\t".join("#{%s}" % _tmux_name(n) for n in row._fields)
+
+
+def parse_rows(row: Type[Row], output: str) -> List[Row]:
+    """tmux's answer to ``row_format(row)``, one record per line, by name."""
+    count = len(row._fields)
+    rows = []
+    for line in output.splitlines():
+        parts = line.split("\t", count - 1)
+        if len(parts) == count:
+            rows.append(row(*parts))
+    return rows
+
+
+PANE_FORMAT = row_format(PaneRow)
+SCREEN_FORMAT = row_format(ScreenState)
+
 TRANSIENT_TMUX = re.compile(r"lost server|server exited unexpectedly|"
                             r"resource temporarily unavailable|interrupted", re.I)
 NO_SERVER = re.compile(r"no server running|error connecting to|"
                        r"server exited unexpectedly", re.I)
-
-
-def _tmux_binary() -> str:
-    return os.environ.get("TMUXSESS_TMUX") or "tmux"
+# How tmux says a target names no pane.
+BAD_TARGET = re.compile(r"can't find|no current|no marked")
 
 
 def _escape_arg(arg: str) -> str:
@@ -439,490 +755,258 @@ def _escape_arg(arg: str) -> str:
     return arg[:-1] + "\\;" if arg.endswith(";") else arg
 
 
-def tmux(server: Server, *commands: Sequence[str], stdin: Optional[bytes] = None,
-         config: bool = False) -> str:
-    """Run one tmux client with one or more commands; return its stdout.
+class Host:
+    """The machine the panes run on: the single home of every tmux call, every
+    question about a process, and every transcript file opened.
 
-    Commands are argument lists, joined into one command sequence so a whole
-    step costs one process. ``config=True`` adds ``-f /dev/null`` so a server
-    started by this call reads no user configuration.
-    """
-    argv = [_tmux_binary()] + (["-f", "/dev/null"] if config else []) + server.args()
-    for i, command in enumerate(commands):
-        if i:
-            argv.append(";")
-        argv.extend(_escape_arg(a) for a in command)
-    try:
-        proc = subprocess.run(argv, input=stdin if stdin is not None else b"",
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    except FileNotFoundError:
-        raise _fail("tmux not found (looked for %r)" % argv[0], "tmux",
-                    "install tmux 3.0 or newer, or set TMUXSESS_TMUX to its path")
-    except OSError as e:
-        raise _fail("cannot run tmux: %s" % e.strerror, "tmux")
-    if proc.returncode != 0:
-        err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        message = err[-1] if err else "tmux exited with status %d" % proc.returncode
-        kind = "no-server" if NO_SERVER.search(message) else "tmux"
-        failure = _fail("tmux: %s (%s)" % (message, server.label), kind)
-        failure.transient = bool(TRANSIENT_TMUX.search(message)) or proc.returncode < 0
-        raise failure
-    return proc.stdout.decode("utf-8", "replace")
-
-
-def _rows(output: str, fields: int) -> List[List[str]]:
-    rows = []
-    for line in output.splitlines():
-        parts = line.split("\t")
-        if len(parts) == fields:
-            rows.append(parts)
-    return rows
-
-
-def _process_state(pid: int) -> str:
-    """``running``, ``zombie`` or ``gone`` for a process id."""
-    if pid <= 0:
-        return "gone"
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return "gone"
-    except PermissionError:
-        return "running"
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-        return "zombie" if state in (b"Z", b"X") else "running"
-    except (OSError, IndexError):
-        return "running"
-
-
-def _zombie_exit(pid: int) -> Tuple[Optional[int], Optional[int]]:
-    """(exit status, signal) of an exited, not yet reaped process; Nones if unknown.
-
-    tmux marks a pane dead when its pty closes, which can be well before it
-    reaps the program (seconds on a busy server, or until another child exits
-    when it missed the SIGCHLD); until then it reports neither. The zombie
-    still holds its wait status in /proc (Linux).
-    """
-    if pid <= 0:
-        return None, None
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        if fields[0] != b"Z" or len(fields) < 50:
-            return None, None
-        code = int(fields[49])  # field 52, exit_code, in waitpid(2) form
-    except (OSError, IndexError, ValueError):
-        return None, None
-    if os.WIFEXITED(code):
-        return os.WEXITSTATUS(code), None
-    if os.WIFSIGNALED(code):
-        return None, os.WTERMSIG(code)
-    return None, None
-
-
-# Pane fields asked for in one query; see _pane_from_row.
-PANE_FORMAT = "\t".join([
-    "#{session_name}", "#{window_index}", "#{pane_index}", "#{pane_id}",
-    "#{pane_pid}", "#{pane_dead}", "#{pane_dead_status}", "#{@tmuxsess-type}",
-    "#{@tmuxsess-transcript}", "#{@tmuxsess-prompt}", "#{@tmuxsess-sent}",
-    "#{@tmuxsess-created}", "#{session_created}", "#{session_windows}",
-    "#{session_attached}", "#{pid}", "#{pane_pipe}", "#{history_size}", "#{cursor_y}",
-    "#{pane_dead_signal}", "#{@tmuxsess-token}",
-])
-PANE_FIELDS = PANE_FORMAT.count("\t") + 1
-
-
-def _list_panes(server: Server) -> Optional[List[List[str]]]:
-    """Every pane on a server in one call, or None when no server runs there."""
-    try:
-        return _rows(tmux(server, ["list-panes", "-a", "-F", PANE_FORMAT]), PANE_FIELDS)
-    except TmuxsessError as e:
-        if e.kind == "no-server":
-            return None
-        raise
-
-
-def _health_from_row(row: Optional[List[str]], server_up: bool, session_up: bool) -> Health:
-    if not server_up:
-        return Health("server_not_running")
-    if row is None:
-        return Health("missing", server_running=True, session_exists=session_up)
-    pid = int(row[4] or 0)
-    if row[5] == "1":
-        status, sig = _dead_exit(row, pid)
-        return Health("dead", True, True, True, pane_dead=True, pid=pid or None,
-                      exit_status=status, exit_signal=sig)
-    state = _process_state(pid)
-    if state == "running":
-        return Health("healthy", True, True, True, pid=pid, process_running=True)
-    return Health("zombie", True, True, True, pid=pid)
-
-
-def _dead_exit(row: List[str], pid: int) -> Tuple[Optional[int], Optional[int]]:
-    """How a dead pane's program ended: (exit status, signal); None if unknown."""
-    if row[6].lstrip("-").isdigit():
-        return int(row[6]), None
-    if row[19].isdigit() and int(row[19]):
-        return None, int(row[19])
-    return _zombie_exit(pid)
-
-
-def _find_row(rows: List[List[str]], session: Session) -> Tuple[Optional[List[str]], bool]:
-    """The pane row of a registered session, and whether its session exists."""
-    by_session = [r for r in rows if r[0] == session.name]
-    if session.pane_id:
-        # Only in its own session: pane ids start again at %0 on a new server.
-        for r in by_session:
-            if r[3] == session.pane_id:
-                return r, True
-        return None, bool(by_session)
-    # Entries written by the older bash scripts know only "NAME:W.P".
-    m = re.fullmatch(r"(.*):(\d+)\.(\d+)", session.target or "")
-    for r in by_session:
-        if not m or (r[1], r[2]) == (m.group(2), m.group(3)):
-            return r, True
-    return None, bool(by_session)
-
-
-# ---------------------------------------------------------------------------
-# The registry
-# ---------------------------------------------------------------------------
-
-class Registry:
-    """The JSON file of registered sessions, changed only under an flock.
-
-    Readers never lock: every write replaces the file atomically, so a reader
-    sees the old or the new version, never a mix. The lock dies with the
-    process that holds it, so a killed writer never leaves it stuck.
+    A control-mode connection or a remote host would be another ``Host``.
     """
 
-    def __init__(self, directory: Optional[str] = None) -> None:
-        self.dir = directory or state_dir()
-        self.path = os.path.join(self.dir, ".sessions.json")
-        self.lock_path = os.path.join(self.dir, ".sessions.lock")
+    def __init__(self, tmux: str = "tmux") -> None:
+        self.binary = tmux
 
-    def load(self) -> Dict[str, Any]:
-        """The whole document; an empty one when no file exists yet."""
-        if os.path.lexists(self.dir):  # a registry others could plant is not read
-            private_dir(self.dir, "state dir")
+    # -- tmux ----------------------------------------------------------------
+    def tmux(self, server: Server, *commands: Sequence[str], stdin: Optional[bytes] = None,
+             config: bool = False) -> str:
+        """Run one tmux client with one or more commands; return its stdout.
+
+        Commands are argument lists, joined into one command sequence so a whole
+        step costs one process. ``config=True`` adds ``-f /dev/null`` so a server
+        started by this call reads no user configuration.
+        """
+        argv = [self.binary] + (["-f", "/dev/null"] if config else []) + server.args()
+        for i, command in enumerate(commands):
+            if i:
+                argv.append(";")
+            argv.extend(_escape_arg(a) for a in command)
         try:
-            # O_NONBLOCK: a FIFO planted here must not hang every command.
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            proc = subprocess.run(argv, input=stdin if stdin is not None else b"",
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except FileNotFoundError:
-            return {"version": REGISTRY_VERSION, "sessions": {}}
+            raise TmuxError("tmux not found (looked for %r)" % argv[0],
+                            "install tmux 3.0 or newer, or set TMUXSESS_TMUX to its path")
         except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise self._corrupt("it is a symlink")
-            raise _fail("cannot read registry %s: %s" % (self.path, e.strerror), "registry")
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise self._corrupt("it is not a regular file")
-        with os.fdopen(fd, "rb") as f:
-            st = os.fstat(f.fileno())
-            if st.st_mode & 0o077 and st.st_uid == os.geteuid():
-                os.fchmod(f.fileno(), 0o600)  # others must not read session details
-            try:
-                raw = f.read()
-            except OSError as e:
-                raise _fail("cannot read registry %s: %s" % (self.path, e.strerror),
-                            "registry")
-        if not raw.strip():
-            raise self._corrupt("the file is empty")
+            raise TmuxError("cannot run tmux: %s" % e.strerror)
+        if proc.returncode != 0:
+            err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+            message = err[-1] if err else "tmux exited with status %d" % proc.returncode
+            cls = NoServerError if NO_SERVER.search(message) else TmuxError
+            raise cls("tmux: %s (%s)" % (message, server.label),
+                      transient=bool(TRANSIENT_TMUX.search(message)) or proc.returncode < 0)
+        return proc.stdout.decode("utf-8", "replace")
+
+    def panes(self, server: Server) -> Optional[List[PaneRow]]:
+        """Every pane on a server in one call, or None when no server runs there."""
         try:
-            doc = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise self._corrupt("it is not UTF-8 text")
-        except ValueError as e:
-            raise self._corrupt("invalid JSON: %s" % e)
-        if not isinstance(doc, dict):
-            raise self._corrupt("the top level is %s, not an object" % _json_kind(doc))
-        version = doc.setdefault("version", REGISTRY_VERSION)
-        if not isinstance(version, str) or version.split(".")[0] != "1":
-            raise self._corrupt("unknown version %r (this tool reads 1.x)" % (version,))
-        sessions = doc.setdefault("sessions", {})
-        if not isinstance(sessions, dict):
-            raise self._corrupt('"sessions" is %s, not an object' % _json_kind(sessions))
-        for name, entry in sessions.items():
-            if not isinstance(entry, dict):
-                raise self._corrupt('session %r is %s, not an object' % (
-                    name, _json_kind(entry)))
-            problem = _entry_problem(entry)
-            if problem:
-                raise self._corrupt("session %r: %s" % (name, problem))
-        return doc
+            return parse_rows(PaneRow, self.tmux(server, ["list-panes", "-a", "-F",
+                                                          PANE_FORMAT]))
+        except NoServerError:
+            return None
 
-    def _corrupt(self, problem: str) -> TmuxsessError:
-        e = _fail("registry %s is corrupt: %s" % (self.path, problem), "registry",
-                     "it was left untouched; run 'tmuxsess.py repair' to move it "
-                     "aside and rebuild it from tmux")
-        e.corrupt = True
-        return e
-
-    def sessions(self) -> Dict[str, Session]:
-        return {name: Session.from_json(name, entry)
-                for name, entry in self.load()["sessions"].items()}
-
-    @contextlib.contextmanager
-    def lock(self, timeout: Optional[float] = None) -> Iterator[None]:
-        """Hold the registry lock; wait at most ``timeout`` seconds for it."""
-        private_dir(self.dir, "state dir")
-        wait = _lock_timeout() if timeout is None else timeout
-        with _flock(self.lock_path, time.monotonic() + wait, lambda: _fail(
-                "registry lock %s is held by another process; gave up after %gs"
-                % (self.lock_path, wait), "lock",
-                "another tmuxsess is stuck? see: fuser %s" % self.lock_path)):
-            yield
-
-    @contextlib.contextmanager
-    def transaction(self, timeout: Optional[float] = None) -> Iterator[Dict[str, Any]]:
-        """Lock, load, let the caller change ``doc["sessions"]``, write if changed."""
-        with self.lock(timeout):
-            doc = self.load()
-            before = json.dumps(doc, sort_keys=True)
-            yield doc
-            if json.dumps(doc, sort_keys=True) != before:
-                self._write(doc)
-
-    def _write(self, doc: Dict[str, Any]) -> None:
-        data = (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode("utf-8")
-        tmp = "%s.tmp-%d-%s" % (self.path, os.getpid(), _random_id(8))
-        # Under the lock every temp file is a leftover of a writer that was killed.
-        prefix = os.path.basename(self.path) + ".tmp-"
-        with contextlib.suppress(OSError):
-            for name in os.listdir(self.dir):
-                if name.startswith(prefix):
-                    os.unlink(os.path.join(self.dir, name))
+    def pane(self, server: Server, target: str) -> Optional[List[PaneRow]]:
+        """The pane ``target`` names: [row], [] if none, None if no server runs."""
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+            # display-message falls back to the current pane when its target names
+            # none; send-keys without keys sends nothing and fails on a bad target,
+            # so a wrong -t never reaches another pane.
+            return parse_rows(PaneRow, self.tmux(
+                server, ["send-keys", "-t", target],
+                ["display-message", "-p", "-t", target, "-F", PANE_FORMAT]))
+        except NoServerError:
+            return None
+        except TmuxError as e:
+            if not BAD_TARGET.search(e.message):
+                # tmux missing or failing is not a missing pane: saying so would let
+                # kill and cleanup deregister sessions that are still running.
                 raise
+            return []
+
+    def has_session(self, server: Server, name: str) -> bool:
+        try:
+            self.tmux(server, ["has-session", "-t", "=" + name])
+            return True
+        except TmuxError:
+            return False
+
+    # -- processes -------------------------------------------------------------
+    def process_state(self, pid: int) -> str:
+        """``running``, ``zombie`` or ``gone`` for a process id."""
+        if pid <= 0:
+            return "gone"
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return "gone"
+        except PermissionError:
+            return "running"
+        fields = self._stat(pid)
+        return "zombie" if fields and fields[0] in (b"Z", b"X") else "running"
+
+    def alive(self, pid: int) -> bool:
+        return bool(pid) and self.process_state(pid) == "running"
+
+    @staticmethod
+    def _stat(pid: int) -> List[bytes]:
+        """/proc/PID/stat from field 3 (state) on; [] where /proc cannot say."""
+        try:
+            with open("/proc/%d/stat" % pid, "rb") as f:
+                return f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            return []
+
+    def zombie_exit(self, pid: int) -> Tuple[Optional[int], Optional[int]]:
+        """(exit status, signal) of an exited, not yet reaped process; Nones if unknown.
+
+        tmux marks a pane dead when its pty closes, which can be well before it
+        reaps the program (seconds on a busy server, or until another child exits
+        when it missed the SIGCHLD); until then it reports neither. The zombie
+        still holds its wait status in /proc (Linux).
+        """
+        fields = self._stat(pid) if pid > 0 else []
+        if len(fields) < 50 or fields[0] != b"Z":
+            return None, None
+        with contextlib.suppress(ValueError):
+            code = int(fields[49])  # field 52, exit_code, in waitpid(2) form
+            if os.WIFEXITED(code):
+                return os.WEXITSTATUS(code), None
+            if os.WIFSIGNALED(code):
+                return None, os.WTERMSIG(code)
+        return None, None
+
+    def dead_exit(self, row: PaneRow) -> Tuple[Optional[int], Optional[int]]:
+        """How a dead pane's program ended: (exit status, signal); None if unknown."""
+        if row.pane_dead_status.lstrip("-").isdigit():
+            return int(row.pane_dead_status), None
+        if row.pane_dead_signal.isdigit() and int(row.pane_dead_signal):
+            return None, int(row.pane_dead_signal)
+        return self.zombie_exit(row.program_pid)
+
+    def health(self, row: Optional[PaneRow], session_up: bool = True) -> Health:
+        """The health of a pane tmux described (None: no such pane, server up)."""
+        if row is None:
+            return Health("missing", server_running=True, session_exists=session_up)
+        pid = row.program_pid
+        if row.dead:
+            status, sig = self.dead_exit(row)
+            return Health("dead", True, True, True, pane_dead=True, pid=pid or None,
+                          exit_status=status, exit_signal=sig)
+        if self.process_state(pid) == "running":
+            return Health("healthy", True, True, True, pid=pid, process_running=True)
+        return Health("zombie", True, True, True, pid=pid)
+
+    # -- transcripts -----------------------------------------------------------
+    @staticmethod
+    def new_transcript(path: str) -> None:
+        """Create an empty 0600 file; never through a symlink, never over a file."""
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                             0o600))
         except OSError as e:
-            raise _fail("cannot write registry %s: %s" % (self.path, e.strerror), "registry")
+            raise StateFileError("cannot create transcript %s: %s" % (path, e.strerror))
+
+    @staticmethod
+    def open_transcript(path: str) -> IO[bytes]:
+        try:
+            return open(path, "rb")
+        except OSError as e:
+            raise StateFileError("cannot read transcript %s: %s" % (path, e.strerror))
+
+    @staticmethod
+    def transcript_size(path: str) -> int:
+        try:
+            return os.stat(path).st_size
+        except OSError:
+            return 0
+
+    def transcript_tail(self, path: str, size: int = 65536) -> bytes:
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, self.transcript_size(path) - size))
+                return f.read()
+        except OSError:
+            return b""
+
+    @staticmethod
+    def transcript_exists(path: str) -> bool:
+        return bool(path) and os.path.exists(path)
+
+    @staticmethod
+    def remove_transcript(path: str) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+    def pipe_command(self, path: str) -> str:
+        """The shell command ``pipe-pane`` runs to append a pane's output to ``path``."""
+        return "exec cat >> " + shlex.quote(path)
+
+    # -- handing over the terminal ---------------------------------------------
+    def attach(self, argv: List[str]) -> NoReturn:
+        env = dict(os.environ)
+        env.pop("TMUX", None)  # attaching from inside tmux nests, which works
+        os.execvpe(argv[0], argv, env)
 
 
-def _entry_problem(entry: Dict[str, Any]) -> str:
-    """What is wrong with a registry entry's known fields; "" if nothing is.
+@dataclass(frozen=True)
+class SentRecord:
+    """What a send leaves on the pane (``@tmuxsess-sent``) so a later wait knows
+    where the output that answers it starts.
 
-    Unknown fields are a newer version's business and are kept as they are.
+    With a transcript: the byte ``offset`` where the send began, the ``lines``
+    of echo to skip (or ``cmark``: the shell's C mark starts the output), and
+    for text sent without Enter the end of that text (``partial``, hex, and its
+    full length): its echo ends the skipping. Without a transcript: the cursor's
+    absolute ``row`` on the screen and an ``anchor``, the end of the first line
+    sent, to find that row again once tmux drops old history.
     """
-    for key in ("socket", "target"):
-        if key not in entry:
-            return '"%s" is missing' % key
-        if entry[key] == "":
-            return '"%s" is empty' % key
-    for key in Session._KNOWN:
-        if key not in entry:
-            continue
-        value = entry[key]
-        if key != "pid":
-            if not isinstance(value, str):
-                return '"%s" is %s, not a string' % (key, _json_kind(value))
-        elif isinstance(value, bool) or not (
-                (isinstance(value, int) and value >= 0) or value is None
-                # digits in a string too (jq --arg writes strings); "" or null: unknown
-                or (isinstance(value, str) and re.fullmatch(r"[0-9]{0,18}", value))):
-            shown = json.dumps(value)[:40] if isinstance(value, (int, float, str)) else (
-                _json_kind(value))
-            return '"pid" is %s, not a process id' % shown
-    return ""
 
+    offset: int = -1      # -1: a screen record
+    lines: int = 0
+    cmark: bool = False
+    partial_len: int = 0
+    partial: bytes = b""
+    row: int = 0
+    anchor: str = ""
 
-def _json_kind(value: Any) -> str:
-    """What a JSON value is, as a person would say it."""
-    if value is None:
-        return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
-            list: "a list"}.get(type(value), "an object")
+    VERSION = "2"
+    PARTIAL_TAIL = 32  # bytes of unsent text kept
 
+    def encode(self) -> str:
+        """The option's value, for ``set-option -F``: a screen record asks tmux to
+        fill in the cursor's row at the moment the text goes in."""
+        if self.offset < 0:
+            return "%s s #{history_size} #{cursor_y} %d %s" % (
+                self.VERSION, self.lines, self.anchor.replace("#", "##"))
+        return "%s t %d %d %d %d %s" % (self.VERSION, self.offset, self.lines,
+                                        int(self.cmark), self.partial_len,
+                                        self.partial[-self.PARTIAL_TAIL:].hex() or "-")
 
-@contextlib.contextmanager
-def _flock(path: str, deadline: float, busy: Callable[[], TmuxsessError]) -> Iterator[None]:
-    """Hold an exclusive flock on ``path`` (made 0600, never through a symlink).
-
-    Waits with a short backoff until ``deadline`` (monotonic), then raises
-    ``busy()``. The lock dies with its process: a killed holder never leaves
-    it stuck, so there is no stale lock to clean up.
-    """
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    except OSError as e:
-        problem = "it is a symlink" if e.errno == errno.ELOOP else e.strerror
-        raise _fail("cannot open lock %s: %s" % (path, problem), "registry")
-    try:
-        delay = 0.001
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                now = time.monotonic()
-                if now >= deadline:
-                    raise busy()
-                time.sleep(min(delay, deadline - now))
-                delay = min(delay * 2, 0.05)
-        yield
-    finally:
-        os.close(fd)  # closing releases the flock
-
-
-def _lock_timeout() -> float:
-    """How long to wait for the registry lock: TMUXSESS_LOCK_TIMEOUT, else 10 s."""
-    text = os.environ.get("TMUXSESS_LOCK_TIMEOUT") or ""
-    if not text:
-        return DEFAULT_LOCK_TIMEOUT
-    with contextlib.suppress(ValueError):
-        if float(text) >= 0:  # also refuses nan
-            return float(text)
-    raise _fail("TMUXSESS_LOCK_TIMEOUT must be a number of seconds, not %r" % text)
-
-
-def _touch(session: str) -> None:
-    """Record activity; skipped when the entry was touched this second already."""
-    reg = Registry()
-    now = _utcnow()
-    try:
-        current = reg.load()["sessions"].get(session)
-        if not current or current.get("last_active") == now:
-            return
-        # A courtesy: never hold up a send or run for long behind a busy lock.
-        with reg.transaction(timeout=min(_lock_timeout(), 1.0)) as doc:
-            entry = doc["sessions"].get(session)
-            if entry is not None:
-                entry["last_active"] = now
-    except TmuxsessError:
-        pass  # activity time is a courtesy; never fail a send over it
+    @classmethod
+    def decode(cls, text: str) -> Optional["SentRecord"]:
+        """The record, or None for none or a damaged one. Reads version 1 too:
+        ``OFFSET LINES CMARK [LENGTH HEX]`` and ``line HISTORY CURSOR SKIP ANCHOR``."""
+        words = text.split(" ")
+        if words[:2] == [cls.VERSION, "s"]:
+            words = ["line"] + words[2:]
+        elif words[:2] == [cls.VERSION, "t"]:
+            words = words[2:5] + ([] if words[6:7] == ["-"] else words[5:7])
+        with contextlib.suppress(ValueError, IndexError):
+            if words[0] == "line" and len(words) >= 5:
+                return cls(row=int(words[1]) + int(words[2]), lines=int(words[3]),
+                           anchor=" ".join(words[4:]))
+            if len(words) in (3, 5) and all(w.isdigit() for w in words[:3]):
+                partial = bytes.fromhex(words[4]) if len(words) == 5 else b""
+                return cls(offset=int(words[0]), lines=int(words[1]),
+                           cmark=words[2] == "1", partial=partial,
+                           partial_len=int(words[3]) if partial else 0)
+        return None
 
 
 # ---------------------------------------------------------------------------
-# Picking the pane
+# Program profiles: one table entry per kind of program
 # ---------------------------------------------------------------------------
-
-def _candidates(sessions: Dict[str, Session]) -> str:
-    return ", ".join(sorted(sessions)) or "none"
-
-
-def resolve(session: Optional[str] = None, socket: Optional[str] = None,
-            socket_name: Optional[str] = None, target: Optional[str] = None
-            ) -> Tuple[Pane, Health]:
-    """Find the pane a command acts on, and its health, with one tmux query.
-
-    Highest first: ``socket``/``socket_name`` with ``target``; then the
-    registered ``session``; then the only registered session.
-    """
-    if session is not None:
-        validate_name(session)  # even where -t wins: a bad name is refused, not ignored
-    if target is not None or socket or socket_name:
-        server = Server(socket or "", socket_name or "")
-        if target is None:
-            if not session:
-                raise _fail("-S/-L needs -t TARGET (or -s NAME)", "target",
-                            "example: -S %s -t mysession" % default_socket())
-            target = "=%s:" % validate_name(session)
-        return _query_pane(server, target, Session(name="", socket=server.socket,
-                                                    target=target))
-    sessions = Registry().sessions()
-    if session is not None:
-        if session not in sessions:
-            raise _fail("session %r is not registered (registered: %s)" % (
-                session, _candidates(sessions)), "target",
-                "see 'tmuxsess.py list', or 'tmuxsess.py find --all' for unregistered ones")
-        entry = sessions[session]
-    elif len(sessions) == 1:
-        entry = next(iter(sessions.values()))
-    elif not sessions:
-        raise _fail("no session is registered", "target",
-                    "create one: tmuxsess.py create -n NAME --python")
-    else:
-        raise _fail("%d sessions are registered; say which with -s NAME (%s)" % (
-            len(sessions), _candidates(sessions)), "target")
-    server = Server(_checked_socket(entry.socket))
-    return _query_pane(server, entry.pane_id or entry.target, entry)
-
-
-# How tmux says a target names no pane.
-BAD_TARGET = re.compile(r"can't find|no current|no marked")
-
-
-def _query_pane(server: Server, target: str, entry: Session) -> Tuple[Pane, Health]:
-    rows: Optional[List[List[str]]]
-    try:
-        # display-message falls back to the current pane when its target names
-        # none; send-keys without keys sends nothing and fails on a bad target,
-        # so a wrong -t never reaches another pane.
-        rows = _rows(tmux(server, ["send-keys", "-t", target],
-                          ["display-message", "-p", "-t", target, "-F", PANE_FORMAT]),
-                     PANE_FIELDS)
-    except TmuxsessError as e:
-        if e.kind == "no-server":
-            rows = None
-        elif not BAD_TARGET.search(e.message):
-            # tmux missing or failing is not a missing pane: saying so would let
-            # kill and cleanup deregister sessions that are still running.
-            raise
-        else:  # no such pane (below: missing if registered, else an error)
-            rows = []
-    registered = bool(entry.name)
-    if rows and entry.name and rows[0][0] != entry.name:
-        # The pane id now belongs to another session, or an old "NAME:0.0" target
-        # matched another session by prefix (tmux's rule): ours is gone.
-        rows = []
-    if rows is None:
-        health = Health("server_not_running")
-        row = None
-    elif not rows or not rows[0][3]:
-        if not registered:
-            raise _fail("no pane %r on %s" % (target, server.label), "target",
-                        "see: tmuxsess.py find %s" % (
-                            "-S " + server.socket if server.socket else "-A"))
-        row = None
-        session_up = False
-        with contextlib.suppress(TmuxsessError):
-            tmux(server, ["has-session", "-t", "=" + entry.name])
-            session_up = True
-        health = Health("missing", server_running=True, session_exists=session_up)
-    else:
-        row = rows[0]
-        health = _health_from_row(row, True, True)
-    if row is not None:
-        name = row[0]
-        pane = Pane(server=server, pane_id=row[3], target="%s:%s.%s" % tuple(row[:3]),
-                    session=name, type=row[7] or entry.type, transcript=row[8],
-                    prompt=row[9] or entry.prompt, registered=registered,
-                    pid=int(row[4] or 0), dead=row[5] == "1",
-                    dead_status=health.exit_status, sent=row[10],
-                    server_pid=int(row[15] or 0), piped=row[16] == "1",
-                    line=int(row[17] or 0) + int(row[18] or 0), token=row[20])
-        if not registered:
-            regs = {s.pane_id: s for s in _safe_sessions().values()
-                    if s.socket == server.socket}
-            pane.registered = pane.pane_id in regs
-    else:
-        pane = Pane(server=server, pane_id=entry.pane_id, target=entry.target,
-                    session=entry.name, type=entry.type, transcript=entry.transcript,
-                    prompt=entry.prompt, registered=registered)
-    return pane, health
-
-
-def _safe_sessions() -> Dict[str, Session]:
-    try:
-        return Registry().sessions()
-    except TmuxsessError:
-        return {}
-
-
-# ---------------------------------------------------------------------------
-# Lifecycle: create, list, health, kill, cleanup, find
-# ---------------------------------------------------------------------------
+# Every marked prompt prints invisible OSC 133 marks carrying the session's
+# token: A a prompt starts (``k=NAME`` for any but the main one), B it ends
+# (typing starts), C a command runs, D;STATUS the unit ended.
 
 BASH_RC = r"""# Written by tmuxsess: invisible OSC 133 marks around every prompt and command:
 # A prompt starts, B prompt ends (typing starts), C command runs, D;$? it ended.
@@ -932,12 +1016,14 @@ set +H
 __tmuxsess_id=";tmuxsess=$TMUXSESS_TOKEN"
 unset TMUXSESS_TOKEN
 PS1='\$ \[\e]133;B'"$__tmuxsess_id"'\a\]'
+PS2='\[\e]133;A;k=c'"$__tmuxsess_id"'\a\]> '
 PS0='\e]133;C'"$__tmuxsess_id"'\a'
 PROMPT_COMMAND='printf "\033]133;D;%s%s\007\033]133;A%s\007" "$?" "$__tmuxsess_id" "$__tmuxsess_id"'
 unset HISTFILE
 """
 
-PYTHON_STARTUP = r'''# Written by tmuxsess: invisible OSC 133 prompt marks for the Python REPL.
+PYTHON_STARTUP = r'''# Written by tmuxsess: invisible OSC 133 prompt marks for the Python REPL,
+# and for pdb's prompt once something imports pdb (breakpoint() does).
 def _tmuxsess_prompts():
     import os
     import sys
@@ -962,6 +1048,31 @@ def _tmuxsess_prompts():
             return "\001\033]133;D;%d%s\007\033]133;A%s\007\002%s\001\033]133;B%s\007\002" % (
                 failed, tag, tag, self.text, tag)
 
+    class PdbFinder(object):
+        """Marks pdb's prompt when pdb is first imported; not imported before."""
+
+        def find_spec(self, name, path=None, target=None):
+            if name != "pdb":
+                return None
+            sys.meta_path.remove(self)
+            import importlib.util
+            spec = importlib.util.find_spec("pdb")
+            if spec is None or spec.loader is None:
+                return spec
+            load = spec.loader.exec_module
+
+            def exec_module(module):
+                load(module)
+                init = module.Pdb.__init__
+
+                def __init__(self, *args, **kwargs):
+                    init(self, *args, **kwargs)
+                    self.prompt = ("\001\033]133;A;k=pdb%s\007\002(Pdb) "
+                                   "\001\033]133;B%s\007\002" % (tag, tag))
+                module.Pdb.__init__ = __init__
+            spec.loader.exec_module = exec_module
+            return spec
+
     hook = getattr(sys, "__interactivehook__", None)
 
     def interactivehook():
@@ -977,6 +1088,7 @@ def _tmuxsess_prompts():
 
     sys.excepthook = excepthook
     sys.__interactivehook__ = interactivehook
+    sys.meta_path.insert(0, PdbFinder())
     sys.ps1, sys.ps2 = Prompt(">>> ", True), Prompt("... ", False)
 
 
@@ -988,431 +1100,2114 @@ GDB_PROMPT = ("set prompt \\001\\033]133;A;tmuxsess={token}\\007\\002(gdb) "
               "\\001\\033]133;B;tmuxsess={token}\\007\\002")
 
 
-def _write_private(path: str, text: str) -> str:
-    """Write a small file atomically, 0600, unless it already holds ``text``."""
-    data = text.encode("utf-8")
-    with contextlib.suppress(OSError):
-        with open(path, "rb") as f:
-            if f.read() == data:
-                return path
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise _fail("cannot write %s: %s" % (path, e.strerror), "registry")
-    return path
+def python_unit(code: str) -> str:
+    """One REPL line that runs a whole block the way the REPL would, as one unit.
 
-
-def _new_private_file(path: str) -> None:
-    """Create an empty 0600 file; never through a symlink, never over a file."""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
-    except OSError as e:
-        raise _fail("cannot create transcript %s: %s" % (path, e.strerror), "registry")
-
-
-def _program(kind: str, command: Optional[str], env: Dict[str, str], token: str = ""
-             ) -> List[str]:
-    """The argument list the pane runs (always several words: tmux then skips sh -c)."""
-    init = _state_subdir("init")
-    # Pagers wait for a key nobody presses: agents read output, not screens.
-    env = dict({"PAGER": "cat", "GIT_PAGER": "cat"}, **env)
-    envs = ["%s=%s" % kv for kv in env.items()]
-    if kind == "shell":
-        rc = _write_private(os.path.join(init, "bashrc"), BASH_RC)
-        return (["env", "TMUXSESS_TOKEN=" + token] + envs
-                + ["bash", "--noprofile", "--rcfile", rc, "-i"])
-    if kind == "python-repl":
-        startup = _write_private(os.path.join(init, "python_startup.py"), PYTHON_STARTUP)
-        return (["env", "PYTHON_BASIC_REPL=1", "PYTHONSTARTUP=" + startup,
-                 "TMUXSESS_TOKEN=" + token] + envs + ["python3", "-q"])
-    if kind == "debugger":
-        return ["env"] + envs + ["gdb", "-q", "-nx", "-iex", "set pagination off",
-                                 "-iex", "set confirm off", "-iex", "set width 0",
-                                 "-iex", GDB_PROMPT.replace("{token}", token)]
-    shell = os.environ.get("SHELL") or "/bin/sh"
-    return ["env"] + envs + [shell, "-c", command or ""]
-
-
-def create_session(name: str, kind: str = "shell", command: Optional[str] = None,
-                   socket: Optional[str] = None, window: str = "shell",
-                   cwd: Optional[str] = None, env: Optional[Dict[str, str]] = None,
-                   register: bool = True, wait: bool = True, ready_timeout: float = 15.0,
-                   prompt: Optional[str] = None) -> Dict[str, Any]:
-    """Start a program in a new detached session; return its record.
-
-    Returns once the program shows its first prompt (unless ``wait`` is false),
-    so input sent right after is never typed into a program still starting.
+    Blank lines inside indented code cannot end a block early, and values of
+    expression statements are still shown.
     """
-    validate_name(name)
-    if kind not in SESSION_TYPES:
-        raise _fail("unknown session type %r (one of %s)" % (kind, ", ".join(SESSION_TYPES)))
-    if kind == "command" and not command:
-        raise _fail("--cmd needs a command")
-    if not window or "\n" in window or window.endswith(";"):
-        raise _fail("invalid window name %r" % window)
-    if cwd is not None and not os.path.isdir(cwd):
-        raise _fail("working directory %s %s" % (
-            cwd, "is not a directory" if os.path.exists(cwd) else "does not exist"))
-    env = dict(env or {})
-    for key in env:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise _fail("invalid environment variable name %r" % key)
-    if prompt:
-        _compile_prompt(prompt)
-    if wait:
-        _seconds(ready_timeout, "--ready-timeout")
-    if socket:
+    return ("exec(compile(__import__('ast').Interactive(compile(%r,'<stdin>','exec',1024)"
+            ".body),'<stdin>','single'))" % code)
+
+
+def _python_line(code: str) -> str:
+    """Code as one line for the REPL: as is when it is one complete line with
+    nothing readline takes for an editing key (tabs, control characters)."""
+    if "\n" not in code and code.isprintable() and _python_line_is_complete(code):
+        return code
+    return python_unit(code)
+
+
+def _python_line_is_complete(code: str) -> bool:
+    import codeop
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return codeop.compile_command(code, "<stdin>", "single") is not None
+        except (SyntaxError, ValueError, OverflowError):
+            return True  # let the REPL show the error itself
+
+
+# How a profile cuts code into the units it types: the whole text as one
+# line (a shell reads a pasted block whole), line by line, wrapped into one
+# line, or (several lines) as a private file the program reads with ``block``.
+Cut = Literal["whole", "lines", "wrap", "file"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One kind of program: how it starts, how its prompts are marked, how code
+    is cut into units, what its continuation prompt is, what a unit's status is."""
+
+    name: str
+    type: str                         # the registry's type, as the old scripts know it
+    summary: str
+    program: Tuple[str, ...] = ()     # its argv; () when it needs --cmd
+    args: Tuple[str, ...] = ()        # options it adds, after a --cmd command line too
+    env: Tuple[Tuple[str, str], ...] = ()
+    startup: str = ""                 # text of its startup file ({startup} in argv, env)
+    startup_name: str = ""            # that file's name in the state dir's init/
+    marked: bool = False              # its prompts carry the tool's marks
+    status: bool = False              # the main prompt's D mark carries the unit's status
+    command_mark: bool = False        # output starts at a C mark: no echo to skip
+    cut: Cut = "lines"
+    block: str = ""                   # cut "file": the line that runs {path}
+    block_suffix: str = ""            # that file's extension
+    wrap: Optional[Callable[[str], str]] = None  # cut "wrap"
+    continuation: Tuple[str, ...] = ()  # k= names of its continuation prompts
+    debuggers: Tuple[str, ...] = ()   # k= names of debugger prompts shown in it
+    nested: bool = False              # only ever shows inside another profile's session
+    takes_command: bool = True        # --cmd may replace its program
+
+    def argv(self, command: Optional[str], env: Dict[str, str], startup: str,
+             token: str) -> List[str]:
+        """The argument list the pane runs (always several words: tmux then skips
+        ``sh -c``); ``command`` is a --cmd command line, run by $SHELL."""
+        def fill(text: str) -> str:
+            return text.replace("{startup}", startup).replace("{token}", token)
+        words = ["env", "TMUXSESS_TOKEN=" + token]
+        words += ["%s=%s" % (k, fill(v)) for k, v in self.env]
+        words += ["%s=%s" % kv for kv in env.items()]
+        extra = [fill(a) for a in self.args]
+        if command is None:
+            return words + [fill(a) for a in self.program] + extra
+        shell = os.environ.get("SHELL") or "/bin/sh"
+        if not extra:
+            return words + [shell, "-c", command]
+        # The profile's options follow the user's words, as "$@".
+        return words + [shell, "-c", command + ' "$@"', self.name] + extra
+
+    def needs_file(self, code: str) -> bool:
+        """Whether ``code`` goes in as a private file (``block``)."""
+        return self.cut == "file" and "\n" in code.rstrip("\n")
+
+    def units(self, code: str, path: str = "", by_lines: bool = False) -> List[str]:
+        """The lines to type for ``code``, one exchange each; ``path`` holds the
+        code when ``needs_file``; ``by_lines`` for a prompt given by regex."""
+        if path:
+            return [self.block.replace("{path}", path)]
+        if by_lines or self.cut in ("lines", "file"):
+            units = code.split("\n")
+            if len(units) > 1 and units[-1] == "":
+                units.pop()
+            return units
+        if self.cut == "wrap" and self.wrap is not None:
+            return [self.wrap(code)]
+        return [code[:-1] if code.endswith("\n") else code]
+
+
+PROFILES: Dict[str, Profile] = {p.name: p for p in [
+    Profile("shell", "shell", "bash; a command's own exit status",
+            program=("bash", "--noprofile", "--rcfile", "{startup}", "-i"),
+            startup=BASH_RC, startup_name="bashrc", marked=True, status=True,
+            command_mark=True, cut="whole", continuation=("c",), takes_command=False),
+    Profile("python", "python-repl", "python3 REPL; status 1 if it raised",
+            program=("python3", "-q"),
+            env=(("PYTHON_BASIC_REPL", "1"), ("PYTHONSTARTUP", "{startup}")),
+            startup=PYTHON_STARTUP, startup_name="python_startup.py", marked=True,
+            status=True, cut="wrap", wrap=_python_line, continuation=("s",),
+            debuggers=("pdb",)),
+    Profile("pdb", "debugger", "the debugger inside a python session, at (Pdb)",
+            marked=True, nested=True),
+    Profile("gdb", "debugger", "gdb, quiet, no pagination, no confirmations",
+            program=("gdb",), args=("-q", "-nx", "-iex", "set pagination off", "-iex",
+                                    "set confirm off", "-iex", "set width 0", "-iex",
+                                    GDB_PROMPT),
+            marked=True, cut="file", block="source {path}", block_suffix=".gdb"),
+    Profile("command", "command", "any program (--cmd); run needs --prompt REGEX"),
+]}
+
+# Registry types of older entries, and other names people give the kinds.
+_KIND_OF_TYPE = {"shell": "shell", "python-repl": "python", "debugger": "gdb",
+                 "command": "command"}
+KIND_ALIASES = dict(_KIND_OF_TYPE, bash="shell", python3="python", sqlite3="sqlite",
+                    nodejs="node", postgres="psql")
+
+
+def profile_named(kind: str) -> Profile:
+    """The profile ``--kind`` names (its name, an alias, or a registry type)."""
+    name = kind if kind in PROFILES else KIND_ALIASES.get(kind, kind)
+    profile = PROFILES.get(name)
+    if profile is None or profile.nested:
+        choices = ", ".join(p.name for p in PROFILES.values() if not p.nested)
+        raise UsageError("unknown kind %r (one of %s)" % (kind, choices))
+    return profile
+
+
+# ---------------------------------------------------------------------------
+# The registry
+# ---------------------------------------------------------------------------
+
+class Registry:
+    """The JSON file of registered sessions, changed only under an flock.
+
+    Readers never lock: every write replaces the file atomically, so a reader
+    sees the old or the new version, never a mix. The lock dies with the
+    process that holds it, so a killed writer never leaves it stuck.
+    """
+
+    def __init__(self, directory: Optional[str] = None,
+                 lock_timeout: Optional[float] = None) -> None:
+        if directory is None or lock_timeout is None:
+            settings = Settings.from_environment()
+            directory = directory or settings.state_dir
+            lock_timeout = settings.lock_timeout if lock_timeout is None else lock_timeout
+        self.dir = directory
+        self.lock_timeout = lock_timeout
+        self.path = os.path.join(self.dir, ".sessions.json")
+        self.lock_path = os.path.join(self.dir, ".sessions.lock")
+
+    def load(self) -> Dict[str, Any]:
+        """The whole document; an empty one when no file exists yet."""
+        raw = self._read()
+        if raw is None:
+            return {"version": REGISTRY_VERSION, "sessions": {}}
+        if not raw.strip():
+            raise self._corrupt("the file is empty")
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise self._corrupt("it is not UTF-8 text")
+        except ValueError as e:
+            raise self._corrupt("invalid JSON: %s" % e)
+        problem = _document_problem(doc)
+        if problem:
+            raise self._corrupt(problem)
+        return dict(doc)
+
+    def _read(self) -> Optional[bytes]:
+        """The file's bytes; None when there is no file."""
+        if os.path.lexists(self.dir):  # a registry others could plant is not read
+            private_dir(self.dir, "state dir")
+        try:
+            # O_NONBLOCK: a FIFO planted here must not hang every command.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise self._corrupt("it is a symlink")
+            raise RegistryError("cannot read registry %s: %s" % (self.path, e.strerror))
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise self._corrupt("it is not a regular file")
+        with os.fdopen(fd, "rb") as f:
+            if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+                os.fchmod(f.fileno(), 0o600)  # others must not read session details
+            try:
+                return f.read()
+            except OSError as e:
+                raise RegistryError("cannot read registry %s: %s" % (self.path, e.strerror))
+
+    def _corrupt(self, problem: str) -> CorruptRegistryError:
+        return CorruptRegistryError(
+            "registry %s is corrupt: %s" % (self.path, problem),
+            "it was left untouched; run 'tmuxsess.py repair' to move it aside and "
+            "rebuild it from tmux")
+
+    def sessions(self) -> Dict[str, Session]:
+        return {name: Session.from_json(name, entry)
+                for name, entry in self.load()["sessions"].items()}
+
+    def safe_sessions(self) -> Dict[str, Session]:
+        """The sessions, or none when the registry cannot be read."""
+        try:
+            return self.sessions()
+        except TmuxsessError:
+            return {}
+
+    @contextlib.contextmanager
+    def lock(self, timeout: Optional[float] = None) -> Iterator[None]:
+        """Hold the registry lock; wait at most ``timeout`` seconds for it."""
+        private_dir(self.dir, "state dir")
+        wait = self.lock_timeout if timeout is None else timeout
+        with _flock(self.lock_path, time.monotonic() + wait, lambda: LockTimeoutError(
+                "registry lock %s is held by another process; gave up after %gs"
+                % (self.lock_path, wait),
+                "another tmuxsess is stuck? see: fuser %s" % self.lock_path)):
+            yield
+
+    @contextlib.contextmanager
+    def transaction(self, timeout: Optional[float] = None) -> Iterator[Dict[str, Any]]:
+        """Lock, load, let the caller change ``doc["sessions"]``, write if changed."""
+        with self.lock(timeout):
+            doc = self.load()
+            before = json.dumps(doc, sort_keys=True)
+            yield doc
+            if json.dumps(doc, sort_keys=True) != before:
+                self.write(doc)
+
+    def write(self, doc: Dict[str, Any]) -> None:
+        """Replace the file atomically with ``doc``; the caller holds the lock."""
+        data = (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode("utf-8")
+        self._sweep_temp_files()
+        tmp = "%s.tmp-%d-%s" % (self.path, os.getpid(), _random_id(8))
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError as e:
+            raise RegistryError("cannot write registry %s: %s" % (self.path, e.strerror))
+
+    def _sweep_temp_files(self) -> None:
+        # Under the lock every temp file is a leftover of a writer that was killed.
+        prefix = os.path.basename(self.path) + ".tmp-"
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.dir):
+                if name.startswith(prefix):
+                    os.unlink(os.path.join(self.dir, name))
+
+    def touch(self, session: str) -> None:
+        """Record activity; skipped when the entry was touched this second already."""
+        now = _utcnow()
+        try:
+            current = self.load()["sessions"].get(session)
+            if not current or current.get("last_active") == now:
+                return
+            # A courtesy: never hold up a send or run for long behind a busy lock.
+            with self.transaction(timeout=min(self.lock_timeout, 1.0)) as doc:
+                entry = doc["sessions"].get(session)
+                if entry is not None:
+                    entry["last_active"] = now
+        except TmuxsessError:
+            pass  # activity time is a courtesy; never fail a send over it
+
+
+def _document_problem(doc: Any) -> str:
+    """What is wrong with a registry document's shape; "" if nothing is."""
+    if not isinstance(doc, dict):
+        return "the top level is %s, not an object" % _json_kind(doc)
+    version = doc.setdefault("version", REGISTRY_VERSION)
+    if not isinstance(version, str) or version.split(".")[0] != "1":
+        return "unknown version %r (this tool reads 1.x)" % (version,)
+    sessions = doc.setdefault("sessions", {})
+    if not isinstance(sessions, dict):
+        return '"sessions" is %s, not an object' % _json_kind(sessions)
+    for name, entry in sessions.items():
+        if not isinstance(entry, dict):
+            return 'session %r is %s, not an object' % (name, _json_kind(entry))
+        problem = _entry_problem(entry)
+        if problem:
+            return "session %r: %s" % (name, problem)
+    return ""
+
+
+def _entry_problem(entry: Dict[str, Any]) -> str:
+    """What is wrong with a registry entry's known fields; "" if nothing is.
+
+    Unknown fields are a newer version's business and are kept as they are.
+    """
+    for key in ("socket", "target"):
+        if key not in entry:
+            return '"%s" is missing' % key
+        if entry[key] == "":
+            return '"%s" is empty' % key
+    for key in Session._KNOWN:
+        if key not in entry:
+            continue
+        value = entry[key]
+        if key != "pid":
+            if not isinstance(value, str):
+                return '"%s" is %s, not a string' % (key, _json_kind(value))
+        elif not _is_pid(value):
+            shown = json.dumps(value)[:40] if isinstance(value, (int, float, str)) else (
+                _json_kind(value))
+            return '"pid" is %s, not a process id' % shown
+    return ""
+
+
+def _is_pid(value: Any) -> bool:
+    # digits in a string too (jq --arg writes strings); "" or null: unknown
+    if isinstance(value, bool):
+        return False
+    return ((isinstance(value, int) and value >= 0) or value is None
+            or (isinstance(value, str) and bool(re.fullmatch(r"[0-9]{0,18}", value))))
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, as a person would say it."""
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "a list"}.get(type(value), "an object")
+
+
+@contextlib.contextmanager
+def _flock(path: str, deadline: float, busy: Callable[[], TmuxsessError]) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (made 0600, never through a symlink).
+
+    Waits with a short backoff until ``deadline`` (monotonic), then raises
+    ``busy()``. The lock dies with its process: a killed holder never leaves
+    it stuck, so there is no stale lock to clean up.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as e:
+        problem = "it is a symlink" if e.errno == errno.ELOOP else e.strerror
+        raise RegistryError("cannot open lock %s: %s" % (path, problem))
+    try:
+        delay = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise busy()
+                time.sleep(min(delay, deadline - now))
+                delay = min(delay * 2, 0.05)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+# ---------------------------------------------------------------------------
+# Reading output: rendering, prompt marks, following a transcript
+# ---------------------------------------------------------------------------
+
+ESCAPE_RE = re.compile(
+    r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"    # OSC, prompt marks among them
+    r"|\x1b\[[0-?]*[ -/]*[@-~]"             # CSI: colours, cursor moves
+    r"|\x1b[PX^_][^\x1b]*\x1b\\"            # DCS, SOS, PM, APC
+    r"|\x1b[ -/]*[0-~]"                     # two-byte escapes, charsets
+    r"|\x1b"                                # a lone escape
+    r"|[\x00-\x07\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]")  # other controls
+MARK_RE = re.compile(rb"\x1b\]133;([A-D])([^\x07\x1b]*)(?:\x07|\x1b\\)")
+CURSOR_RE = re.compile(r"\x1b\[(\d*)([CK])")  # cursor forward, erase to end of line
+
+
+def _strip_ansi(text: str) -> str:
+    return ESCAPE_RE.sub("", text)
+
+
+def render(text: str) -> str:
+    """Terminal output as a person reads it: escapes removed, ``\\r`` resolved."""
+    text = text.replace("\r\n", "\n")  # a terminal's line end: nothing to overlay
+    if "\r" not in text and "\b" not in text:
+        return _strip_ansi(text)
+    return "\n".join(_overlay(line) for line in text.split("\n"))
+
+
+def _overlay(line: str) -> str:
+    line = line.rstrip("\r")
+    if "\r" not in line and "\b" not in line:
+        return _strip_ansi(line)
+    # Escapes are dropped, but moves are kept: readline redraws a line as "\r",
+    # a cursor-forward over the prompt, then the text.
+    cells: List[str] = []
+    col = i = 0
+    while i < len(line):
+        ch = line[i]
+        m = ESCAPE_RE.match(line, i) if ch < " " or ch == "\x7f" else None
+        if m and ch not in "\r\b":
+            col = _cursor_escape(m.group(0), cells, col)
+            i = m.end()
+            continue
+        if ch == "\r":
+            col = 0
+        elif ch == "\b":
+            col = max(0, col - 1)
+        elif col < len(cells):
+            cells[col] = ch
+            col += 1
+        else:
+            cells.extend(" " * (col - len(cells)) + ch)
+            col += 1
+        i += 1
+    return "".join(cells)
+
+
+def _cursor_escape(escape: str, cells: List[str], col: int) -> int:
+    """Apply a cursor-forward or erase-to-end escape to a line; the new column."""
+    move = CURSOR_RE.fullmatch(escape)
+    if move and move.group(2) == "C":
+        return col + int(move.group(1) or 1)
+    if move and move.group(1) in ("", "0"):
+        del cells[col:]
+    return col
+
+
+def _compile_prompt(prompt: str) -> "re.Pattern[str]":
+    try:
+        return re.compile(prompt)
+    except re.error as e:
+        raise UsageError("bad prompt regex %r: %s" % (prompt, e))
+
+
+def _compile_pattern(pattern: str, fixed: bool) -> "re.Pattern[str]":
+    if fixed:
+        return re.compile(re.escape(pattern))
+    try:
+        return re.compile(pattern, re.MULTILINE)
+    except re.error as e:
+        raise UsageError("bad pattern %r: %s" % (pattern, e))
+
+
+class Mark(NamedTuple):
+    """A prompt mark the session's own program printed."""
+
+    kind: bytes                # A prompt starts, B it ends, C command runs, D it ended
+    args: List[bytes]          # its arguments, the session's token left out
+    match: "re.Match[bytes]"   # where it is
+
+    @property
+    def prompt(self) -> str:
+        """Which prompt an A mark starts: "" the main one, else its ``k=`` name."""
+        for arg in self.args:
+            if arg.startswith(b"k="):
+                return arg[2:].decode("ascii", "replace")
+        return ""
+
+    @property
+    def status(self) -> Optional[int]:
+        """The status a D mark carries: a number, or psql's true/false."""
+        value = self.args[0] if self.args else b""
+        if value.lstrip(b"-").isdigit():
+            return int(value)
+        return {b"true": 1, b"false": 0}.get(value)
+
+
+def _own_mark(m: "re.Match[bytes]", token: str) -> Optional[Mark]:
+    """A prompt mark if the session printed it.
+
+    The tool's sessions put their token in every mark; a mark without it was
+    printed by something else (a nested shell with its own marks, ssh, a
+    stray print) and is not theirs. A session without a token (made by an
+    older version) owns every mark, as it did then.
+    """
+    args = m.group(2).split(b";")[1:]
+    if token and b"tmuxsess=" + token.encode() not in args:
+        return None
+    return Mark(m.group(1), [a for a in args if not a.startswith(b"tmuxsess=")], m)
+
+
+def _marks(data: Union[bytes, bytearray], token: str, pos: int = 0) -> Iterator[Mark]:
+    """The session's own prompt marks in ``data`` from ``pos`` on, in order."""
+    for m in MARK_RE.finditer(data, pos):
+        mark = _own_mark(m, token)
+        if mark is not None:
+            yield mark
+
+
+def _last_marks(data: bytes, token: str) -> Iterator[Mark]:
+    """The session's own prompt marks in ``data``, last first.
+
+    A prompt is at the end of a transcript: reading back from there finds it
+    without going through every mark of the output before it.
+    """
+    end = len(data)
+    while True:
+        at = data.rfind(b"\x1b]133;", 0, end)
+        if at < 0:
+            return
+        end = at
+        m = MARK_RE.match(data, at)
+        mark = _own_mark(m, token) if m is not None else None
+        if mark is not None:
+            yield mark
+
+
+def prompt_at_end(tail: bytes, token: str) -> Optional[str]:
+    """The prompt a transcript ends at ("" the main one, else its name), or None
+    when the program is not waiting at a marked prompt."""
+    marks = _last_marks(tail, token)
+    mark = next(marks, None)
+    if mark is not None and mark.kind == b"B":  # the end of the prompt: the prompt is the A
+        mark = next(marks, mark)
+    if mark is None or mark.kind != b"A" or b"\n" in tail[mark.match.end():]:
+        return None
+    return mark.prompt
+
+
+def _at_regex_prompt(tail: bytes, prompt_re: "re.Pattern[str]") -> bool:
+    last = render(tail.decode("utf-8", "replace")).rsplit("\n", 1)[-1]
+    return bool(prompt_re.search(last))
+
+
+def _unsent_text(tail: bytes, token: str) -> str:
+    """Text typed on the prompt line but not entered (after the prompt's B mark).
+
+    "" when there is none, or when the prompt has no B mark to tell by (a PS1
+    the user changed, a session made by an older version).
+    """
+    later: List[Mark] = []  # marks after the last prompt, last first
+    for mark in _last_marks(tail, token):
+        if mark.kind == b"A":
+            prompt = mark.match
+            break
+        later.append(mark)
+    else:
+        return ""
+    end = next((m.match for m in reversed(later) if m.kind == b"B"), None)
+    if end is None:
+        return ""
+    # Rendered from the line's start: readline redraws a line with "\r" and
+    # moves over the prompt, which covers the columns of the prompt itself.
+    begin = tail.rfind(b"\n", 0, prompt.start()) + 1
+    shown = render(tail[begin:end.start()].decode("utf-8", "replace"))
+    line = render(tail[begin:].decode("utf-8", "replace"))
+    return line[len(shown):].strip()
+
+
+WatchMode = Literal["marks", "ready", "regex", "pattern", "settle"]
+
+
+@dataclass
+class _Watch:
+    """What to wait for after a send, and how to find where the output starts.
+
+    ``marks``: the next marked prompt ends it (a continuation prompt, or one of
+    ``debuggers`` other than ``at``, says the program waits for more input);
+    ``ready``: any marked prompt; ``regex``: a last line matching ``pattern``;
+    ``pattern``: ``pattern`` anywhere in the output; ``settle``: the output
+    stopping for a moment.
+    """
+
+    mode: WatchMode
+    skip_lines: int = 0             # echo lines to skip (programs without a C mark)
+    cmark: bool = False             # output starts after the shell's C mark
+    partial: bytes = b""            # the end of text sent without Enter (its echo's end)
+    partial_len: int = 0            # the length of that text
+    pattern: Optional["re.Pattern[str]"] = None
+    max_output: int = 0             # 0: keep everything
+    continuation: Tuple[str, ...] = ()  # names of continuation prompts
+    debuggers: Tuple[str, ...] = ()     # names of prompts a debugger shows
+    at: str = ""                    # the prompt the unit was typed at
+
+    @classmethod
+    def after(cls, record: SentRecord, pattern: "re.Pattern[str]") -> "_Watch":
+        """A pattern wait for the output that answers a recorded send."""
+        return cls("pattern", skip_lines=record.lines, cmark=record.cmark,
+                   partial=record.partial, partial_len=record.partial_len,
+                   pattern=pattern)
+
+
+class Cancelled(Exception):
+    """Raised inside a wait whose caller cancelled it."""
+
+
+class _Follower:
+    """Follows a transcript from an offset and decides when the exchange is done.
+
+    Polls the file (no tmux process per poll) with an interval that starts at
+    a millisecond and backs off; asks the host by pid whether the program or
+    the server died meanwhile.
+    """
+
+    LOOKBACK = 65536
+
+    def __init__(self, host: Host, pane: Pane, offset: int, watch: _Watch) -> None:
+        self.host, self.pane, self.watch = host, pane, watch
+        self.file = host.open_transcript(pane.transcript)
+        self.file.seek(offset)
+        self.buf = bytearray()
+        self.start: Optional[int] = None    # where output begins in buf
+        self.end: Optional[int] = None      # where output ends (prompt) in buf
+        self.status: Optional[int] = None
+        self.ended_at = ""                  # the prompt it ended at, by name
+        self.reason: Ending = "done"
+        self.match = ""
+        self.dropped = 0
+        self.scanned = 0
+        self.seen = ""  # rendered output already scanned (pattern mode)
+        self.began = time.monotonic()
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> "_Follower":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _feed(self) -> bool:
+        chunk = self.file.read(1 << 20)
+        if not chunk:
+            return False
+        self.buf += chunk
+        return True
+
+    def _find_start(self) -> None:
+        if self.watch.cmark:
+            self._find_command_start()
+        else:
+            self._skip_echo()
+
+    def _find_command_start(self) -> None:
+        for mark in _marks(self.buf, self.pane.token):
+            if mark.kind == b"C":
+                self.start = mark.match.end()
+                return
+            if mark.kind == b"D" or (mark.kind == b"A" and mark.prompt):
+                # Nothing ran: an empty line, a comment, a syntax error, or an
+                # unfinished line at the continuation prompt. bash (5.1+) ends
+                # bracketed paste as it takes the line; what follows is what it
+                # said about the line.
+                taken = self.buf.find(b"\x1b[?2004l", 0, mark.match.start())
+                self.start = taken + 8 if taken >= 0 else mark.match.start()
+                return
+
+    def _skip_echo(self) -> None:
+        w, buf = self.watch, self.buf
+        pos = 0
+        for _ in range(w.skip_lines):
+            nl = buf.find(b"\n", pos)
+            if nl < 0:
+                return
+            pos = nl + 1
+        if w.partial:
+            # The echo may be coloured or redrawn (bash highlights a paste), but it
+            # ends with the text's end, and is not shorter than the text.
+            earliest = pos + max(w.partial_len - len(w.partial), 0)
+            at = buf.find(w.partial, earliest, earliest + 2 * w.partial_len + 4096)
+            if at >= 0:
+                pos = at + len(w.partial)
+            elif time.monotonic() - self.began < 0.2:
+                return  # the echo may still be arriving
+        self.start = pos
+
+    def _trim(self) -> None:
+        # Keep at most max_output bytes of output in memory: the newest ones.
+        # A pattern is only sought in the last LOOKBACK bytes, so a wait keeps
+        # no more than that, however much the program prints.
+        if self.start is None:
+            return
+        if self.watch.mode == "pattern":
+            keep = self.LOOKBACK
+        elif self.watch.max_output:
+            keep = self.watch.max_output + self.LOOKBACK
+        else:
+            return
+        excess = len(self.buf) - self.start - keep
+        if excess > 0:
+            del self.buf[self.start:self.start + excess]
+            self.dropped += excess
+            self.scanned = max(self.start, self.scanned - excess)
+
+    def _check(self) -> bool:
+        if self.start is None:
+            self._find_start()
+            if self.start is None:
+                return False
+            self.scanned = self.start
+        check = {"marks": self._check_marks, "ready": self._check_marks,
+                 "regex": self._check_regex, "pattern": self._check_pattern}
+        done = check[self.watch.mode]() if self.watch.mode in check else False
+        if not done:
+            self._trim()
+        return done
+
+    def _check_marks(self) -> bool:
+        w, buf, start = self.watch, self.buf, self.start or 0
+        from_ = max(start, self.scanned - 256)  # a mark cut by a read
+        self.scanned = len(buf)
+        for mark in _marks(buf, self.pane.token, from_):
+            if mark.kind == b"D" and self.end is None:
+                self.end = mark.match.start()
+                self.status = mark.status
+            elif mark.kind == b"A":
+                if self.end is None:
+                    self.end = mark.match.start()
+                self.ended_at = mark.prompt
+                if w.mode == "marks" and mark.prompt in w.continuation:
+                    self.reason = "continuation"
+                elif w.mode == "marks" and mark.prompt != w.at and (
+                        mark.prompt in w.debuggers):
+                    self.reason = "debugger"
+                return True
+        return False
+
+    def _check_regex(self) -> bool:
+        buf, start = self.buf, self.start or 0
+        nl = buf.rfind(b"\n", start)
+        last = render(bytes(buf[nl + 1 if nl >= 0 else start:]).decode("utf-8", "replace"))
+        if self.watch.pattern is not None and self.watch.pattern.search(last):
+            self.end = nl + 1 if nl >= 0 else start
+            return True
+        return False
+
+    def _check_pattern(self) -> bool:
+        # Render each whole line once; search the last LOOKBACK characters of
+        # them plus the line still being written.
+        buf = self.buf
+        done = buf.rfind(b"\n", self.scanned) + 1
+        if done > self.scanned:
+            seen = self.seen + render(bytes(buf[self.scanned:done]).decode(
+                "utf-8", "replace"))
+            if len(seen) > self.LOOKBACK:
+                seen = seen[seen.find("\n", len(seen) - self.LOOKBACK) + 1:]
+            self.seen, self.scanned = seen, done
+        text = self.seen + render(bytes(buf[self.scanned:]).decode("utf-8", "replace"))
+        found = self.watch.pattern.search(text) if self.watch.pattern is not None else None
+        if found:
+            self.match = found.group(0)
+            return True
+        return False
+
+    def follow(self, timeout: float, interval: float = 0.05, settle: float = 0.0,
+               silence: float = 0.0, cancel: Optional[Any] = None,
+               on_output: Optional[Callable[[str], None]] = None) -> Ending:
+        """Wait; return ``done`` (or how the prompt said it is done), ``timeout``,
+        ``dead``, ``server`` or ``cancelled`` (``cancel.is_set()``).
+
+        With ``settle``, done means no new output for that long once some
+        came, or none at all for ``silence`` (if longer). ``on_output`` gets
+        the output so far, at most twice a second, while it grows.
+        """
+        deadline = self.began + timeout
+        delay, quiet_since, told = 0.001, time.monotonic(), 0.0
+        while True:
+            if self._feed():
+                quiet_since = time.monotonic()
+                delay = 0.001
+                if not settle and self._check():
+                    return self.reason
+                if on_output is not None and quiet_since - told >= 0.5:
+                    told = quiet_since
+                    on_output(self.output())
+                continue
+            if not settle and self.start is None and self._check():
+                return self.reason  # a partial echo that never came
+            now = time.monotonic()
+            if settle and now - quiet_since >= (settle if self.buf else max(settle, silence)):
+                return "done"
+            gone = self._gone()
+            if gone:
+                return self._last_words(gone, settle)
+            if cancel is not None and cancel.is_set():
+                return "cancelled"
+            if now >= deadline:
+                return "timeout"
+            time.sleep(min(delay, max(deadline - now, 0.0005)))
+            delay = min(delay * 2, interval)
+
+    def _last_words(self, gone: Ending, settle: float) -> Ending:
+        time.sleep(0.02)  # the pipe may still carry the last output
+        while self._feed():
+            pass
+        if not settle and self._check():
+            return self.reason
+        # A killed server takes its panes along: by now it is gone too.
+        return self._gone() or gone
+
+    def _gone(self) -> Optional[Ending]:
+        if self.pane.server_pid and not self.host.alive(self.pane.server_pid):
+            return "server"
+        if self.pane.pid and not self.host.alive(self.pane.pid):
+            return "dead"
+        return None
+
+    @property
+    def truncated(self) -> bool:
+        """Whether output() leaves out earlier output (to keep within max_output)."""
+        return self._cut()[1] > 0
+
+    def _cut(self) -> Tuple[bytes, int]:
+        """The output's bytes as returned, and how many earlier ones were left out."""
+        if self.start is None:
+            return b"", 0
+        end = self.end if self.end is not None else len(self.buf)
+        data, dropped = bytes(self.buf[self.start:end]), self.dropped
+        limit = self.watch.max_output
+        if limit and len(data) > limit:
+            # _trim keeps a margin for matching; the caller gets at most the
+            # newest ``limit`` bytes, from the start of a line where there is one.
+            cut = len(data) - limit
+            nl = data.find(b"\n", cut - 1, len(data) - 1)
+            cut = nl + 1 if nl >= 0 else cut
+            data, dropped = data[cut:], dropped + cut
+        return data, dropped
+
+    def output(self) -> str:
+        """The output between the echo and the prompt, as a person reads it."""
+        data, dropped = self._cut()
+        text = render(data.decode("utf-8", "replace"))
+        if dropped:
+            text = ("[tmuxsess: %d earlier bytes of output omitted; all of it is in "
+                    "'capture --transcript']\n" % dropped) + text
+        return text
+
+    def tail(self, lines: int = 10) -> str:
+        text = render(bytes(self.buf[-self.LOOKBACK:]).decode("utf-8", "replace"))
+        return "\n".join(text.rstrip("\n").split("\n")[-lines:])
+
+
+# ---------------------------------------------------------------------------
+# Operations: the engine
+# ---------------------------------------------------------------------------
+
+class Engine:
+    """Does the work: every operation of the tool, with one set of settings.
+
+    ``Engine()`` takes its settings from the environment, once; arguments that
+    are not None override them. Engines with different settings can work side
+    by side in one process (and from several threads).
+    """
+
+    def __init__(self, state_dir: Optional[str] = None, socket_dir: Optional[str] = None,
+                 tmux: Optional[str] = None, lock_timeout: Optional[float] = None, *,
+                 settings: Optional[Settings] = None, host: Optional[Host] = None) -> None:
+        self.settings = settings or Settings.from_environment(
+            state_dir=state_dir, socket_dir=socket_dir, tmux=tmux, lock_timeout=lock_timeout)
+        self.host = host or Host(self.settings.tmux)
+        self.registry = Registry(self.settings.state_dir, self.settings.lock_timeout)
+
+    # -- picking the pane -------------------------------------------------------
+    def resolve(self, session: Optional[str] = None, socket: Optional[str] = None,
+                socket_name: Optional[str] = None, target: Optional[str] = None
+                ) -> Tuple[Pane, Health]:
+        """Find the pane a command acts on, and its health, with one tmux query.
+
+        Highest first: ``socket``/``socket_name`` with ``target``; then the
+        registered ``session``; then the only registered session.
+        """
+        if session is not None:
+            validate_name(session)  # even where -t wins: a bad name is refused, not ignored
+        if target is not None or socket or socket_name:
+            server = Server(socket or "", socket_name or "")
+            if target is None:
+                if not session:
+                    raise TargetError("-S/-L needs -t TARGET (or -s NAME)",
+                                      "example: -S %s -t mysession"
+                                      % self.settings.default_socket)
+                target = "=%s:" % session
+            return self._query_pane(server, target, Session(name="", socket=server.socket,
+                                                            target=target))
+        entry = self._registered(session)
+        server = Server(self.settings.checked_socket(entry.socket))
+        return self._query_pane(server, entry.pane_id or entry.target, entry)
+
+    def _registered(self, session: Optional[str]) -> Session:
+        sessions = self.registry.sessions()
+        names = ", ".join(sorted(sessions)) or "none"
+        if session is not None:
+            if session not in sessions:
+                raise TargetError(
+                    "session %r is not registered (registered: %s)" % (session, names),
+                    "see 'tmuxsess.py list', or 'tmuxsess.py find --all' for unregistered "
+                    "ones")
+            return sessions[session]
+        if len(sessions) == 1:
+            return next(iter(sessions.values()))
+        if not sessions:
+            raise TargetError("no session is registered",
+                              "create one: tmuxsess.py create -n NAME --python")
+        raise TargetError("%d sessions are registered; say which with -s NAME (%s)"
+                          % (len(sessions), names))
+
+    def _query_pane(self, server: Server, target: str, entry: Session) -> Tuple[Pane, Health]:
+        rows = self.host.pane(server, target)
+        registered = bool(entry.name)
+        if rows and entry.name and rows[0].session_name != entry.name:
+            # The pane id now belongs to another session, or an old "NAME:0.0" target
+            # matched another session by prefix (tmux's rule): ours is gone.
+            rows = []
+        if rows is None:
+            return self._pane_of(server, None, entry), Health("server_not_running")
+        if not rows or not rows[0].pane_id:
+            if not registered:
+                raise TargetError("no pane %r on %s" % (target, server.label),
+                                  "see: tmuxsess.py find %s" % (
+                                      "-S " + server.socket if server.socket else "-A"))
+            return self._pane_of(server, None, entry), self.host.health(
+                None, self.host.has_session(server, entry.name))
+        health = self.host.health(rows[0])
+        pane = self._pane_of(server, rows[0], entry)
+        pane.dead_status = health.exit_status
+        if not registered:
+            pane.registered = pane.pane_id in {
+                s.pane_id for s in self.registry.safe_sessions().values()
+                if s.socket == server.socket}
+        return pane, health
+
+    @staticmethod
+    def _pane_of(server: Server, row: Optional[PaneRow], entry: Session) -> Pane:
+        kind = entry.kind or _KIND_OF_TYPE.get(entry.type, "") if entry.name else ""
+        if row is None:
+            return Pane(server=server, pane_id=entry.pane_id, target=entry.target,
+                        session=entry.name, kind=kind, transcript=entry.transcript,
+                        prompt=entry.prompt, registered=bool(entry.name))
+        return Pane(server=server, pane_id=row.pane_id, target=row.target,
+                    session=row.session_name, kind=row.kind or kind,
+                    transcript=row.tmuxsess_transcript,
+                    prompt=row.tmuxsess_prompt or entry.prompt,
+                    registered=bool(entry.name), pid=row.program_pid, dead=row.dead,
+                    sent=row.tmuxsess_sent, server_pid=int(row.pid or 0),
+                    piped=row.pane_pipe == "1", line=row.line, token=row.tmuxsess_token,
+                    marked=bool(row.tmuxsess_transcript and row.kind
+                                and PROFILES.get(row.kind, PROFILES["command"]).marked))
+
+    def _target_flags(self, pane: Pane) -> str:
+        """How a command line names this pane, for hints."""
+        if pane.registered and NAME_RE.match(pane.session):
+            return "-s " + pane.session
+        return " ".join(shlex.quote(a) for a in pane.server.args() + [
+            "-t", pane.pane_id or pane.target])
+
+    # -- create -----------------------------------------------------------------
+    def create_session(self, name: str, kind: str = "shell", command: Optional[str] = None,
+                       socket: Optional[str] = None, window: str = "shell",
+                       cwd: Optional[str] = None, env: Optional[Dict[str, str]] = None,
+                       register: bool = True, wait: bool = True,
+                       ready_timeout: float = 15.0, prompt: Optional[str] = None
+                       ) -> CreatedSession:
+        """Start a program in a new detached session; return its record.
+
+        ``kind`` names a profile (``PROFILES``); ``command`` is a command line
+        to run under it (for ``command``, the program itself). Returns once the
+        program shows its first prompt (unless ``wait`` is false), so input sent
+        right after is never typed into a program still starting.
+        """
+        profile = self._create_checks(name, kind, command, window, cwd, env, prompt)
+        if wait:
+            _seconds(ready_timeout, "--ready-timeout")
+        server = Server(self._create_socket(socket))
+        if register and name in self.registry.sessions():  # fail fast, before tmux
+            raise _taken_in_registry(name)
+        transcript = os.path.join(self.settings.state_subdir("transcripts"),
+                                  "%s.%s.log" % (name, _random_id(12)))
+        self.host.new_transcript(transcript)
+        token = _random_id(16)  # in the prompt marks; see _marks
+        created = _utcnow()
+        steps = self._create_steps(name, profile, command, window, cwd, dict(env or {}),
+                                   transcript, token, created, prompt, register)
+        row = self._start(server, steps, name, transcript)
+        record = Session(name=name, socket=server.socket, target=row.target,
+                         pane_id=row.pane_id, type=profile.type, pid=row.program_pid,
+                         created_at=created, last_active=created, transcript=transcript,
+                         prompt=prompt or "", kind=profile.name)
+        pane = Pane(server=server, pane_id=row.pane_id, target=row.target, session=name,
+                    kind=profile.name, transcript=transcript, prompt=prompt or "",
+                    registered=register, pid=row.program_pid, token=token,
+                    marked=profile.marked)
+        try:
+            if register:
+                with self.registry.transaction() as doc:
+                    if name in doc["sessions"]:  # registered meanwhile, on another server
+                        raise _taken_in_registry(name)
+                    doc["sessions"][name] = record.to_json()
+            if wait:
+                self._wait_ready(pane, ready_timeout)
+        except BaseException:
+            self._destroy(pane, deregister=register)
+            raise
+        return CreatedSession(name=name, socket=record.socket, target=record.target,
+                              pane_id=record.pane_id, type=record.type, kind=record.kind,
+                              pid=record.pid, created_at=created, last_active=created,
+                              transcript=transcript, prompt=record.prompt,
+                              registered=register)
+
+    @staticmethod
+    def _create_checks(name: str, kind: str, command: Optional[str], window: str,
+                       cwd: Optional[str], env: Optional[Dict[str, str]],
+                       prompt: Optional[str]) -> Profile:
+        validate_name(name)
+        profile = profile_named(kind)
+        if not profile.program and not command:
+            raise UsageError("--cmd needs a command")
+        if command is not None and not profile.takes_command:
+            raise UsageError("--kind %s runs its own program; it takes no --cmd"
+                             % profile.name)
+        if not window or "\n" in window or window.endswith(";"):
+            raise UsageError("invalid window name %r" % window)
+        if cwd is not None and not os.path.isdir(cwd):
+            raise UsageError("working directory %s %s" % (
+                cwd, "is not a directory" if os.path.exists(cwd) else "does not exist"))
+        for key in env or {}:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise UsageError("invalid environment variable name %r" % key)
+        if prompt:
+            _compile_prompt(prompt)
+        return profile
+
+    def _create_socket(self, socket: Optional[str]) -> str:
+        if not socket:
+            private_dir(self.settings.socket_dir, "socket dir")
+            return self.settings.default_socket
         socket = os.path.abspath(socket)
-        if os.path.dirname(socket) == socket_dir():
-            private_dir(socket_dir(), "socket dir")
+        if os.path.dirname(socket) == self.settings.socket_dir:
+            private_dir(self.settings.socket_dir, "socket dir")
         elif not os.path.isdir(os.path.dirname(socket)):
             # tmux would only print "error creating" and still exit 0
-            raise _fail("the directory of socket %s does not exist" % socket)
-    else:
-        private_dir(socket_dir(), "socket dir")
-        socket = default_socket()
-    server = Server(socket)
-    registry = Registry()
-    if register and name in registry.sessions():  # fail fast, before tmux
-        raise _taken_in_registry(name)
-    transcript = os.path.join(_state_subdir("transcripts"), "%s.%s.log" % (name, _random_id(12)))
-    _new_private_file(transcript)
-    token = _random_id(16)  # in the prompt marks; see _marks
-    program = _program(kind, command, env, token)
-    created = _utcnow()
-    target = "=%s:" % name
-    steps: List[List[str]] = [
-        ["new-session", "-d", "-s", name, "-n", window, "-x", str(PANE_WIDTH),
-         "-y", str(PANE_HEIGHT), "-P", "-F", PANE_FORMAT]
-        + (["-c", os.path.abspath(cwd)] if cwd else []) + ["--"] + program,
-        ["set-option", "-t", target, "@tmuxsess-transcript", transcript],
-        ["set-option", "-w", "-t", target, "remain-on-exit", "on"],
-        ["pipe-pane", "-O", "-t", target, "exec cat >> " + shlex.quote(transcript)],
-        ["set-option", "-t", target, "@tmuxsess-type", kind],
-        ["set-option", "-t", target, "@tmuxsess-created", created],
-        ["set-option", "-t", target, "@tmuxsess-token", token],
-    ]
-    if prompt:
-        steps.append(["set-option", "-t", target, "@tmuxsess-prompt", prompt])
-    if register:  # repair adopts only sessions that were registered
-        steps.append(["set-option", "-t", target, "@tmuxsess-registered", "1"])
-    # tmux makes the session outside the registry lock (a busy server must not
-    # hold up every other command); tmux itself refuses a duplicate name on
-    # one server, and the registry, under its lock, across servers.
-    try:
+            raise UsageError("the directory of socket %s does not exist" % socket)
+        return socket
+
+    def _create_steps(self, name: str, profile: Profile, command: Optional[str],
+                      window: str, cwd: Optional[str], env: Dict[str, str],
+                      transcript: str, token: str, created: str, prompt: Optional[str],
+                      register: bool) -> List[List[str]]:
+        startup = ""
+        if profile.startup:
+            startup = _write_private(os.path.join(self.settings.state_subdir("init"),
+                                                  profile.startup_name), profile.startup)
+        # Pagers wait for a key nobody presses: agents read output, not screens.
+        env = dict({"PAGER": "cat", "GIT_PAGER": "cat"}, **env)
+        target = "=%s:" % name
+        options = [("@tmuxsess-transcript", transcript), ("@tmuxsess-type", profile.type),
+                   ("@tmuxsess-kind", profile.name), ("@tmuxsess-created", created),
+                   ("@tmuxsess-token", token)]
+        if prompt:
+            options.append(("@tmuxsess-prompt", prompt))
+        if register:  # repair adopts only sessions that were registered
+            options.append(("@tmuxsess-registered", "1"))
+        return [
+            ["new-session", "-d", "-s", name, "-n", window, "-x", str(PANE_WIDTH),
+             "-y", str(PANE_HEIGHT), "-P", "-F", PANE_FORMAT]
+            + (["-c", os.path.abspath(cwd)] if cwd else []) + ["--"]
+            + profile.argv(command, env, startup, token),
+            ["set-option", "-w", "-t", target, "remain-on-exit", "on"],
+            ["pipe-pane", "-O", "-t", target, self.host.pipe_command(transcript)],
+        ] + [["set-option", "-t", target, key, value] for key, value in options]
+
+    def _start(self, server: Server, steps: List[List[str]], name: str, transcript: str
+               ) -> PaneRow:
+        """Make the tmux session; its pane's row. Undone on any failure."""
+        # tmux makes the session outside the registry lock (a busy server must not
+        # hold up every other command); tmux itself refuses a duplicate name on
+        # one server, and the registry, under its lock, across servers.
+        target = "=%s:" % name
+        try:
+            rows = parse_rows(PaneRow, self._tmux_retrying(server, steps))
+        except BaseException as e:
+            self.host.remove_transcript(transcript)
+            if isinstance(e, TmuxError) and "duplicate session" in e.message:
+                raise NameTakenError(
+                    "session %r already exists on %s" % (name, server.socket),
+                    "pick another name, or: tmuxsess.py kill -S %s -t %s"
+                    % (server.socket, name))
+            self._undo_create(server, target, transcript)  # a later step failed
+            raise
+        if not rows:
+            self._undo_create(server, target, transcript)
+            raise TmuxError("tmux did not report the new pane")
+        return rows[0]
+
+    def _tmux_retrying(self, server: Server, steps: List[List[str]]) -> str:
         for attempt in range(3):
             try:
-                out = tmux(server, *steps, config=True)
-                break
-            except TmuxsessError as e:
+                return self.host.tmux(server, *steps, config=True)
+            except TmuxError as e:
                 # Our client reached a server that was exiting (its last session
                 # had just ended): nothing was made there; the next try starts one.
                 if attempt == 2 or "server exited unexpectedly" not in e.message:
                     raise
                 time.sleep(0.05)
-    except BaseException as e:
+        raise AssertionError("not reached")
+
+    def _undo_create(self, server: Server, target: str, transcript: str) -> None:
+        """Kill a session this create made, recognised by its transcript, not by name."""
+        with contextlib.suppress(TmuxsessError):
+            mine = self.host.tmux(server, ["show-options", "-v", "-t", target,
+                                           "@tmuxsess-transcript"])
+            if mine.strip() == transcript:
+                self.host.tmux(server, ["kill-session", "-t", target])
+
+    def _destroy(self, pane: Pane, deregister: bool) -> None:
+        """Undo a create that did not become ready (or lost the registry race)."""
+        with contextlib.suppress(TmuxsessError):
+            self.host.tmux(pane.server, ["kill-session", "-t", pane.pane_id])
+        if deregister:
+            with contextlib.suppress(TmuxsessError):
+                with self.registry.transaction() as doc:
+                    entry = doc["sessions"].get(pane.session)
+                    if entry is not None and (entry.get("pane_id"), entry.get("socket")) == (
+                            pane.pane_id, pane.server.socket):
+                        del doc["sessions"][pane.session]
+        self.host.remove_transcript(pane.transcript)
+
+    def _wait_ready(self, pane: Pane, timeout: float) -> None:
+        """Block until a new session's program shows its first prompt."""
+        if pane.prompt:
+            watch = _Watch("regex", pattern=_compile_prompt(pane.prompt))
+        elif pane.marked:
+            watch = _Watch("ready")
+        else:
+            watch = _Watch("settle")
+        with _Follower(self.host, pane, 0, watch) as f:
+            # No prompt to know: ready once the first output has settled, or after
+            # a second without any (a silent program like cat would wait forever).
+            settle = 0.25 if watch.mode == "settle" else 0.0
+            reason = f.follow(timeout, settle=settle, silence=min(1.0, timeout))
+            if reason == "done" and settle and f._gone():
+                reason = "dead"
+        if reason == "done":
+            return
+        tail = f.tail()
+        said = ("last output: " + tail.replace("\n", " | "))[:500] if tail else ""
+        if reason == "timeout":
+            raise NotReadyError("%s did not show its prompt within %gs" % (
+                pane.session, timeout),
+                said or "it printed nothing; raise --ready-timeout, or --no-wait")
+        raise NotReadyError("the program in %s exited before it was ready" % pane.session,
+                            said)
+
+    # -- list, health, kill, cleanup ----------------------------------------------
+    def pane_health(self, session: Optional[str] = None, socket: Optional[str] = None,
+                    socket_name: Optional[str] = None, target: Optional[str] = None
+                    ) -> Health:
+        """The health of one pane: healthy, dead, missing, zombie or server_not_running."""
+        return self.resolve(session, socket, socket_name, target)[1]
+
+    def list_sessions(self) -> List[SessionStatus]:
+        """Every registered session with its status: one tmux query per socket."""
+        return [SessionStatus(s.name, s.socket, s.target, health.short,
+                              health.pid or s.pid, s.created_at, s.last_active, s.type,
+                              s.kind or _KIND_OF_TYPE.get(s.type, ""))
+                for s, health in self._registered_health(self.registry.sessions())]
+
+    def _registered_health(self, sessions: Dict[str, Session]
+                           ) -> List[Tuple[Session, Health]]:
+        """Registered sessions by name, each with its health: one tmux query per socket."""
+        panes_by_socket: Dict[str, Optional[List[PaneRow]]] = {}
+        result = []
+        for s in sorted(sessions.values(), key=lambda s: s.name):
+            if s.socket not in panes_by_socket:
+                panes_by_socket[s.socket] = self.host.panes(
+                    Server(self.settings.checked_socket(s.socket)))
+            rows = panes_by_socket[s.socket]
+            if rows is None:
+                health = Health("server_not_running")
+            else:
+                row, session_up = _find_row(rows, s)
+                health = self.host.health(row, session_up)
+            result.append((s, health))
+        return result
+
+    def kill_session(self, session: Optional[str] = None, socket: Optional[str] = None,
+                     socket_name: Optional[str] = None, target: Optional[str] = None,
+                     dry_run: bool = False) -> KillResult:
+        """Kill the tmux session and remove its registry entry as one operation."""
+        pane, health = self.resolve(session, socket, socket_name, target)
+        registered_as = self._registered_as(pane)
+        alive = health.status not in ("missing", "server_not_running")
+        result = KillResult(name=pane.label, killed=False, deregistered=False,
+                            registered=bool(registered_as), dry_run=dry_run,
+                            socket=pane.server.label, status=health.short)
+        if dry_run:
+            result["killed"], result["deregistered"] = alive, bool(registered_as)
+            return result
+        # Lock before killing: a busy registry (exit 75) then leaves the session
+        # running and registered, never killed but still listed.
+        with (self.registry.transaction() if registered_as else _no_transaction()) as doc:
+            if alive:
+                with contextlib.suppress(NoServerError, TmuxError):
+                    # By pane id: the name may belong to a new session by now.
+                    self.host.tmux(pane.server, ["kill-session", "-t",
+                                                 pane.pane_id or "=" + pane.session])
+                    result["killed"] = True
+            if registered_as and doc["sessions"].pop(registered_as, None) is not None:
+                result["deregistered"] = True
+        if result["killed"] or result["deregistered"]:
+            self._forget(pane.server, pane.pane_id, pane.transcript)
+        return result
+
+    def _registered_as(self, pane: Pane) -> str:
+        """The name the registry knows the pane by; "" if none."""
+        if not pane.registered:
+            return ""
+        regs = self.registry.sessions()
+        if pane.session in regs:
+            return pane.session
+        return next((n for n, s in regs.items() if s.pane_id == pane.pane_id
+                     and s.socket == pane.server.socket), "")
+
+    def _forget(self, server: Server, pane_id: str, transcript: str) -> None:
+        """Remove what the tool kept for a session it no longer has."""
+        # Only files in our own transcripts dir: a registry entry must not make us
+        # delete anything else.
+        if transcript and os.path.dirname(os.path.abspath(transcript)) == os.path.join(
+                self.settings.state_dir, "transcripts"):
+            self.host.remove_transcript(transcript)
+        if pane_id:
+            with contextlib.suppress(OSError):
+                os.unlink(self._run_lock_path(server, pane_id))
+
+    def cleanup_sessions(self, all: bool = False, older_than: Optional[float] = None,
+                         idle: Optional[float] = None, dry_run: bool = False
+                         ) -> List[CleanupItem]:
+        """Remove unhealthy sessions (and, widened, old or idle ones) from the registry.
+
+        Selected sessions that are still alive are killed too, so nothing is left
+        running untracked.
+        """
+        now = time.time()
+        chosen: List[Tuple[str, Session, Health]] = []
+        for s, health in self._registered_health(self.registry.sessions()):
+            reasons = _cleanup_reasons(s, health, now, all, older_than, idle)
+            if reasons:
+                chosen.append((", ".join(reasons), s, health))
+        removed = []
+        # Lock before killing, as kill does: a busy registry changes nothing.
+        with (self.registry.transaction() if chosen and not dry_run
+              else _no_transaction()) as doc:
+            for reason, s, health in chosen:
+                item = CleanupItem(name=s.name, reason=reason, status=health.short,
+                                   killed=health.status == "healthy", removed=True,
+                                   dry_run=dry_run)
+                removed.append(item)
+                if not dry_run:
+                    self._clean_one(doc, s, health, item)
+        return removed
+
+    def _clean_one(self, doc: Dict[str, Any], s: Session, health: Health,
+                   item: CleanupItem) -> None:
+        current = doc["sessions"].get(s.name)
+        if current is None or Session.from_json(s.name, current).identity != s.identity:
+            item["killed"] = item["removed"] = False  # changed since we looked
+            return
+        if health.status in ("healthy", "dead", "zombie"):
+            with contextlib.suppress(TmuxsessError):
+                # By pane id: the name may belong to a new session by now.
+                self.host.tmux(Server(s.socket), ["kill-session", "-t",
+                                                  s.pane_id or "=" + s.name])
+        del doc["sessions"][s.name]
+        self._forget(Server(s.socket), s.pane_id, s.transcript)
+
+    # -- find, repair -------------------------------------------------------------
+    def find_sessions(self, socket: Optional[str] = None, socket_name: Optional[str] = None,
+                      all_sockets: bool = False, query: Optional[str] = None
+                      ) -> List[FoundSession]:
+        """tmux sessions on one server, or on every socket in the socket dir (and
+        every socket the registry names).
+
+        Sessions are listed whether registered or not: this is how to find what a
+        lost registry no longer knows.
+        """
+        regs = self.registry.safe_sessions()
+        if all_sockets:
+            servers = [Server(path) for path in self._known_sockets(
+                [s.socket for s in regs.values()])]
+        elif socket or socket_name:
+            servers = [Server(os.path.abspath(socket) if socket else "", socket_name or "")]
+        else:
+            servers = [Server(self.settings.checked_socket(self.settings.default_socket))]
+        found: List[FoundSession] = []
+        for server in servers:
+            seen = set()
+            for row in self.host.panes(server) or []:
+                name = row.session_name
+                if (query and query.lower() not in name.lower()) or name in seen:
+                    continue  # one row per session, from its first pane
+                seen.add(name)
+                reg = regs.get(name)
+                found.append(FoundSession(
+                    name=name, socket=server.label, windows=int(row.session_windows or 0),
+                    attached=row.session_attached not in ("", "0"),
+                    created_at=_iso(row.session_created),
+                    status=self.host.health(row).short, type=row.tmuxsess_type,
+                    kind=row.kind, registered=bool(reg and reg.socket == server.socket)))
+        return found
+
+    def repair(self) -> RepairResult:
+        """Rebuild a corrupt (or lost) registry from the live tmux sessions in the socket
+        dir, and on the sockets the corrupt file still names.
+
+        The bad file is moved aside as ``.sessions.json.corrupt-<UTC time>``, never
+        deleted. Sessions are recognised by the metadata create-session stores on
+        them (``@tmuxsess-type`` and friends): tmux is the source of truth, the
+        registry a cache. A registry that reads fine is left exactly as it is.
+        """
+        reg = self.registry
+        with reg.lock():
+            existed = os.path.lexists(reg.path)
+            try:
+                doc = reg.load()
+                if existed:
+                    return RepairResult(corrupt=False, missing=False, moved_to="",
+                                        sessions=sorted(doc["sessions"]))
+                problem = "there is no registry %s" % reg.path
+            except CorruptRegistryError as e:
+                problem = e.message
+            # Ask tmux first: when that fails, the bad file has not been moved yet.
+            # Sessions created with -S elsewhere are found through the sockets the
+            # damaged file still names; tmux's own marks decide what is adopted.
+            sessions = self._registered_in_tmux(
+                _sockets_named_in(reg.path) if existed else ())
+            moved = _move_aside(reg.path) if existed else ""
+            if existed or sessions:
+                reg.write({"version": REGISTRY_VERSION, "sessions": sessions})
+        return RepairResult(corrupt=existed, missing=not existed, problem=problem,
+                            moved_to=moved, sessions=sorted(sessions))
+
+    def _known_sockets(self, named: Sequence[str]) -> List[str]:
+        """The sockets in the socket dir, then those of ``named`` (from the registry,
+        which -S may have put anywhere) that exist; each once."""
+        # never scan a dir others can plant sockets in
+        self.settings.checked_socket(self.settings.default_socket)
+        sockets: List[str] = []
         with contextlib.suppress(OSError):
-            os.unlink(transcript)
-        if isinstance(e, TmuxsessError) and "duplicate session" in e.message:
-            raise _fail("session %r already exists on %s" % (name, socket), "taken",
-                        "pick another name, or: tmuxsess.py kill -S %s -t %s" % (
-                            socket, name))
-        _undo_create(server, target, transcript)  # a later step failed: take it down
-        raise
-    rows = _rows(out, PANE_FIELDS)
-    if not rows:
-        _undo_create(server, target, transcript)
-        raise _fail("tmux did not report the new pane", "tmux")
-    row = rows[0]
-    record = Session(name=name, socket=socket, target="%s:%s.%s" % tuple(row[:3]),
-                     pane_id=row[3], type=kind, pid=int(row[4] or 0), created_at=created,
-                     last_active=created, transcript=transcript,
-                     prompt=prompt or "").to_json()
-    pane = Pane(server=server, pane_id=row[3], target=record["target"], session=name,
-                type=kind, transcript=transcript, prompt=prompt or "",
-                registered=register, pid=record["pid"], token=token)
-    try:
-        if register:
-            with registry.transaction() as doc:
-                if name in doc["sessions"]:  # registered meanwhile, on another server
-                    raise _taken_in_registry(name)
-                doc["sessions"][name] = record
-        if wait:
-            _wait_ready(pane, ready_timeout)
-    except BaseException:
-        _destroy(pane, deregister=register)
-        raise
-    result: Dict[str, Any] = {"name": name}
-    result.update(record)
-    result["registered"] = register
-    return result
+            for item in sorted(os.scandir(self.settings.socket_dir), key=lambda e: e.name):
+                with contextlib.suppress(OSError):
+                    if stat.S_ISSOCK(item.stat(follow_symlinks=False).st_mode):
+                        sockets.append(item.path)
+        for path in sorted({os.path.normpath(p) for p in named if os.path.isabs(p)}):
+            with contextlib.suppress(OSError, ValueError):
+                if path not in sockets and stat.S_ISSOCK(os.stat(path).st_mode):
+                    sockets.append(self.settings.checked_socket(path))
+        return sockets
+
+    def _registered_in_tmux(self, named: Sequence[str] = ()) -> Dict[str, Any]:
+        """Registry entries for the sessions create-session registered, from tmux itself:
+        on the sockets in the socket dir and on those ``named``."""
+        sessions: Dict[str, Any] = {}
+        for socket in self._known_sockets(named):
+            for row in self.host.panes(Server(socket)) or []:  # None: a stale socket
+                name = row.session_name
+                # Only what the tool registered: not foreign sessions, not --no-register.
+                if (row.tmuxsess_registered != "1" or row.tmuxsess_type not in SESSION_TYPES
+                        or not NAME_RE.match(name) or name in sessions):
+                    continue
+                created = row.tmuxsess_created or _utcnow()
+                sessions[name] = Session(
+                    name=name, socket=socket, target=row.target, pane_id=row.pane_id,
+                    type=row.tmuxsess_type, pid=row.program_pid, created_at=created,
+                    last_active=created, transcript=row.tmuxsess_transcript,
+                    prompt=row.tmuxsess_prompt, kind=row.tmuxsess_kind).to_json()
+        return sessions
+
+    # -- reading the pane -----------------------------------------------------------
+    def capture(self, session: Optional[str] = None, socket: Optional[str] = None,
+                socket_name: Optional[str] = None, target: Optional[str] = None,
+                lines: int = 200, all: bool = False, ansi: bool = False) -> str:
+        """The pane's text, wrapped lines joined, trailing blank lines dropped.
+
+        Works on a dead pane, so a crash can be read after the program died.
+        """
+        pane, health = self.resolve(session, socket, socket_name, target)
+        if health.status in ("missing", "server_not_running"):
+            raise TargetError(health.said(pane.label, "nothing to capture"),
+                              self._transcript_hint(pane))
+        return self._capture_pane(pane, None if all else lines, ansi)
+
+    def _transcript_hint(self, pane: Pane) -> str:
+        if self.host.transcript_exists(pane.transcript):
+            return ("its transcript survives: tmuxsess.py capture --transcript -s %s"
+                    % pane.session)
+        return ""
+
+    def _capture_pane(self, pane: Pane, lines: Optional[int], ansi: bool = False) -> str:
+        start = "-" if lines is None else str(-max(lines, 1))
+        args = ["capture-pane", "-p", "-J", "-t", pane.pane_id or pane.target, "-S", start]
+        if ansi:
+            args.insert(2, "-e")
+        text = self.host.tmux(pane.server, args)
+        out = [line.rstrip() if not ansi else line for line in text.split("\n")]
+        while out and not _strip_ansi(out[-1]).strip():
+            out.pop()
+        if pane.dead and out:
+            # tmux writes "Pane is dead" on the bottom row; close the blank gap above
+            # it so the program's last words stay within the last few lines.
+            while len(out) > 1 and not _strip_ansi(out[-2]).strip():
+                del out[-2]
+        if lines is not None:
+            out = out[-lines:]
+        if ansi:
+            # tmux does not reset attributes at the end of a line, so colour would
+            # bleed into the next line (and the user's terminal after the last).
+            out = [line + "\x1b[0m" if "\x1b[" in line else line for line in out]
+        return "\n".join(out) + ("\n" if out else "")
+
+    def read_transcript(self, session: Optional[str] = None, socket: Optional[str] = None,
+                        socket_name: Optional[str] = None, target: Optional[str] = None,
+                        raw: bool = False) -> Iterator[str]:
+        """Everything the pane's program wrote since create, in chunks, streamed.
+
+        ANSI sequences and prompt marks are removed unless ``raw``; carriage
+        returns are resolved the way a terminal shows them.
+        """
+        pane, _ = self.resolve(session, socket, socket_name, target)
+        if not pane.transcript:
+            raise TargetError("session %s has no transcript (it was not created by "
+                              "tmuxsess)" % pane.label, "use: tmuxsess.py capture --all")
+        with self.host.open_transcript(pane.transcript) as f:
+            yield from _transcript_chunks(f, raw)
+
+    def attach_command(self, session: Optional[str] = None, socket: Optional[str] = None,
+                       socket_name: Optional[str] = None, target: Optional[str] = None
+                       ) -> List[str]:
+        """The ``tmux attach`` command line for a session."""
+        pane, health = self.resolve(session, socket, socket_name, target)
+        if health.status in ("missing", "server_not_running"):
+            raise TargetError(health.said(pane.label, "nothing to attach to"))
+        return [self.host.binary] + pane.server.args() + ["attach", "-t", "=" + pane.session]
+
+    # -- send ---------------------------------------------------------------------
+    def send(self, text: Optional[str] = None, keys: Sequence[str] = (), *,
+             enter: bool = True, multiline: bool = False, wait: Optional[str] = None,
+             fixed: bool = False, timeout: float = 30.0, retries: int = 3,
+             interval: float = 0.5, verbose: bool = False, session: Optional[str] = None,
+             socket: Optional[str] = None, socket_name: Optional[str] = None,
+             target: Optional[str] = None, cancel: Optional[Any] = None) -> SendResult:
+        """Send text exactly as given (and/or keys); optionally wait for a pattern.
+
+        ``text`` is literal, always: no word in it is a key name. Enter follows it
+        unless ``enter`` is false or ``keys`` are given. With ``multiline`` the
+        text is pasted as one block (for a Python REPL: run as one unit). ``wait``
+        is matched only in output that appears after this send, never in what was
+        on screen before nor in the echo of the text.
+        """
+        if text is None and not keys:
+            raise UsageError("nothing to send: give -c TEXT, --file PATH or -k KEY")
+        keys = _check_keys(keys)
+        _seconds(timeout, "-T")
+        _seconds(interval, "-i")
+        _at_least(retries, 0, "-r")
+        pattern = _compile_pattern(wait, fixed) if wait is not None else None
+        pane, health = self.resolve(session, socket, socket_name, target)
+        if health.status != "healthy":
+            raise UnhealthyError(health.said(pane.label, "nothing was sent"),
+                                 self._transcript_hint(pane))
+        enter = enter and not keys
+        if text is not None and multiline and pane.profile.wrap is not None:
+            # A block for a REPL runs as one unit, and a final Enter ends it.
+            text, enter = (pane.profile.wrap(text) if text.strip() else ""), True
+        payload = b"" if text is None else _check_text(text)
+        started = time.monotonic()
+        result = SendResult(session=pane.session, pane_id=pane.pane_id, sent=True,
+                            bytes=len(payload), keys=list(keys))
+        with contextlib.ExitStack() as stack:
+            own = bool(pane.transcript)  # not a temporary one for this call
+            following = pattern is not None and stack.enter_context(
+                self._transcript_for(pane))
+            record = self._send_record(pane, payload, text, enter, keys)
+            # Without a transcript of its own, a later wait reads the screen.
+            kept = record if own else SentRecord(lines=record.lines, row=pane.line,
+                                                 anchor=_echo_anchor(text))
+            self._deliver(pane, payload, keys, enter, kept.encode(), retries, interval,
+                          verbose)
+            if pane.registered:
+                self.registry.touch(pane.session)
+            if pattern is None:
+                return result
+            if following:
+                with _Follower(self.host, pane, record.offset,
+                               _Watch.after(record, pattern)) as f:
+                    reason = f.follow(timeout, cancel=cancel)
+                    found = WaitResult(reason == "done", f.match,
+                                       "" if reason == "done" else reason, tail=f.tail())
+            else:
+                found = self._wait_on_screen(pane, pattern, timeout, None, kept)
+        found.elapsed = round(time.monotonic() - started, 3)
+        if found.reason == "dead":
+            found.exit_status = self._dead_status(pane)
+        result["found"], result["match"], result["reason"] = (found.found, found.match,
+                                                              found.reason)
+        result["elapsed"], result["exit_status"] = found.elapsed, found.exit_status
+        result["tail"] = found.tail
+        return result
+
+    def _send_record(self, pane: Pane, payload: bytes, text: Optional[str],
+                     enter: bool, keys: Sequence[str]) -> SentRecord:
+        """Where the answer to this send will start in the pane's transcript."""
+        # Enter pressed through -k (say "-k Up Enter") ends an echoed line too.
+        presses = int(enter) + sum(k in ("Enter", "C-m", "KPEnter") for k in keys)
+        lines = payload.count(b"\n") + presses
+        if not pane.transcript:
+            # No transcript to hold an offset: a later wait reads the screen from
+            # the cursor's row as it is when the text goes in (tmux fills it in),
+            # found again by the echo's end once tmux drops old history lines.
+            return SentRecord(lines=lines, anchor=_echo_anchor(text), row=pane.line)
+        tail = self.host.transcript_tail(pane.transcript)
+        cmark = bool(presses and pane.marked and pane.profile.command_mark
+                     and prompt_at_end(tail, pane.token) == "")
+        partial = b"" if enter or keys or text is None else payload.rsplit(b"\n", 1)[-1]
+        return SentRecord(offset=self.host.transcript_size(pane.transcript), lines=lines,
+                          cmark=cmark, partial_len=len(partial),
+                          partial=partial[-SentRecord.PARTIAL_TAIL:])
+
+    def _deliver(self, pane: Pane, payload: Optional[bytes], keys: Sequence[str],
+                 enter: bool, record: str, retries: int, interval: float,
+                 verbose: bool = False) -> None:
+        """Put text (via a private paste buffer) and keys into the pane: one tmux call."""
+        buffer = "tmuxsess-%d-%s" % (os.getpid(), _random_id(12))
+        steps = _delivery_steps(pane, payload, keys, enter, record, buffer)
+        if not steps:
+            return
+        attempt = 0
+        while True:
+            try:
+                self.host.tmux(pane.server, *steps, stdin=payload)
+                return
+            except (KeyboardInterrupt, TmuxError) as e:
+                if payload:  # our private buffer must not outlive this call
+                    with contextlib.suppress(TmuxsessError):
+                        self.host.tmux(pane.server, ["delete-buffer", "-b", buffer])
+                if not isinstance(e, TmuxError):
+                    raise
+                if not e.transient or attempt >= retries:
+                    raise _send_failure(e, attempt)
+                if verbose:
+                    print("tmuxsess: retrying after: %s" % e.message, file=sys.stderr)
+                time.sleep(interval * (2 ** attempt))
+                attempt += 1
+
+    @contextlib.contextmanager
+    def _transcript_for(self, pane: Pane) -> Iterator[bool]:
+        """Give a pane without a transcript a temporary one for this exchange."""
+        if pane.transcript:
+            yield True
+            return
+        if pane.piped:
+            yield False  # someone else's pipe-pane: we must not replace it
+            return
+        path = os.path.join(self.settings.state_subdir("transcripts"),
+                            "temp.%s.log" % _random_id(12))
+        self.host.new_transcript(path)
+        try:
+            self.host.tmux(pane.server, ["pipe-pane", "-O", "-t", pane.pane_id,
+                                         self.host.pipe_command(path)])
+            pane.transcript = path
+            try:
+                yield True
+            finally:
+                with contextlib.suppress(TmuxsessError):
+                    self.host.tmux(pane.server, ["pipe-pane", "-t", pane.pane_id])
+                pane.transcript = ""
+        finally:
+            self.host.remove_transcript(path)
+
+    def _dead_status(self, pane: Pane) -> Optional[int]:
+        """The exit status of a pane's program that has just exited.
+
+        tmux may not know it yet (see Host.zombie_exit): give it a second at most.
+        """
+        deadline = time.monotonic() + 1.0
+        while True:
+            try:
+                rows = parse_rows(PaneRow, self.host.tmux(pane.server, [
+                    "display-message", "-p", "-t", pane.pane_id, "-F", PANE_FORMAT]))
+            except TmuxsessError:
+                return None
+            if rows and rows[0].dead:
+                status, signum = self.host.dead_exit(rows[0])
+                if status is not None or signum:
+                    return status  # killed by a signal: no exit status
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.01)
+
+    # -- wait ---------------------------------------------------------------------
+    def wait_for_text(self, pattern: str, *, fixed: bool = False, timeout: float = 15.0,
+                      interval: Optional[float] = None, lines: int = 1000,
+                      whole_pane: bool = False, session: Optional[str] = None,
+                      socket: Optional[str] = None, socket_name: Optional[str] = None,
+                      target: Optional[str] = None, cancel: Optional[Any] = None
+                      ) -> WaitResult:
+        """Wait until ``pattern`` appears in the pane's output.
+
+        On a session with a send recorded by this tool only output after that
+        send counts; ``whole_pane`` searches the last ``lines`` lines instead.
+        Returns early when the program exits or the server goes away.
+        """
+        regex = _compile_pattern(pattern, fixed)
+        _seconds(timeout, "-T")
+        if interval is not None:
+            _seconds(interval, "-i")
+        _at_least(lines, 1, "-l")
+        pane, health = self.resolve(session, socket, socket_name, target)
+        if health.status in ("missing", "server_not_running"):
+            return WaitResult(False, reason="server" if health.status == "server_not_running"
+                              else "missing")
+        record = None if whole_pane else SentRecord.decode(pane.sent)
+        if record is None:
+            return self._wait_on_screen(pane, regex, timeout, lines, None, interval or 0.2)
+        if record.offset < 0:
+            return self._wait_on_screen(pane, regex, timeout, lines, record, interval or 0.2)
+        if not pane.transcript:
+            return self._wait_on_screen(pane, regex, timeout, lines, None, interval or 0.2)
+        with _Follower(self.host, pane, record.offset, _Watch.after(record, regex)) as f:
+            reason = f.follow(timeout, interval or 0.05, cancel=cancel)
+            result = WaitResult(reason == "done", f.match, "" if reason == "done" else reason,
+                                tail=f.tail(), elapsed=round(time.monotonic() - f.began, 3))
+        if result.reason == "dead":
+            result.exit_status = self._dead_status(pane)
+        return result
+
+    def _wait_on_screen(self, pane: Pane, pattern: "re.Pattern[str]", timeout: float,
+                        lines: Optional[int], record: Optional[SentRecord],
+                        interval: float = 0.2) -> WaitResult:
+        """Poll the screen (one tmux call per look) for panes without a transcript.
+
+        With a ``record`` of a send, only text from the row it was sent on, after
+        its echo, counts; otherwise the last ``lines`` lines do.
+        """
+        began = time.monotonic()
+        delay = 0.01
+        text = ""
+        while True:
+            try:
+                state, text = self._screen(pane, lines, record)
+            except TmuxError as e:
+                return WaitResult(False, reason="server" if isinstance(e, NoServerError)
+                                  else "dead", tail=text, elapsed=time.monotonic() - began)
+            m = pattern.search(text)
+            tail = "\n".join(text.rstrip("\n").split("\n")[-10:])
+            elapsed = time.monotonic() - began
+            if m:
+                return WaitResult(True, m.group(0), tail=tail, elapsed=elapsed)
+            if state.pane_dead == "1":
+                status = state.pane_dead_status
+                return WaitResult(False, reason="dead", tail=tail, elapsed=elapsed,
+                                  exit_status=int(status) if status.lstrip("-").isdigit()
+                                  else None)
+            if elapsed >= timeout:
+                return WaitResult(False, reason="timeout", tail=tail, elapsed=elapsed)
+            time.sleep(delay)
+            delay = min(delay * 2, interval)
+
+    def _screen(self, pane: Pane, lines: Optional[int], record: Optional[SentRecord]
+                ) -> Tuple[ScreenState, str]:
+        """One look at the screen: its state, and the text that counts."""
+        target = pane.pane_id or pane.target
+        if record is None:
+            captures = [["capture-pane", "-p", "-J", "-t", target, "-S",
+                         str(-(lines or 1000))]]
+        else:
+            # Rows as they are (-N) and with wrapped rows joined (-J), taken in
+            # the same instant: the rows say where an absolute row begins in the
+            # joined text, which is what patterns are matched against.
+            captures = [["capture-pane", "-p", "-N", "-t", target, "-S", "-"],
+                        ["capture-pane", "-p", "-J", "-t", target, "-S", "-"]]
+        out = self.host.tmux(pane.server, ["display-message", "-p", "-t", target,
+                                           SCREEN_FORMAT], *captures)
+        head, _, text = out.partition("\n")
+        states = parse_rows(ScreenState, head)
+        state = states[0] if states else ScreenState("", "", "0", "0", "0")
+        if record is not None:
+            history = int(state.history_size or 0)
+            count = history + int(state.pane_height or 0)
+            rows = text.split("\n")
+            text = _new_screen_text(rows[:count], "\n".join(rows[count:]), record.row,
+                                    record.lines, history, int(state.history_limit or 0),
+                                    record.anchor)
+        return state, text
+
+    # -- run ------------------------------------------------------------------------
+    def run(self, code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
+            max_output: int = 1 << 20, session: Optional[str] = None,
+            socket: Optional[str] = None, socket_name: Optional[str] = None,
+            target: Optional[str] = None, cancel: Optional[Any] = None,
+            on_output: Optional[Callable[[str], None]] = None) -> RunResult:
+        """Send code, wait until the program is back at its prompt, return its output.
+
+        ``output`` is exactly what the program printed: no echo, no prompt.
+        ``exit_status`` is the unit's status as the profile says it (a shell
+        command's own, 1 if Python raised, psql's ERROR), None when the program
+        does not say (gdb, ``--prompt`` programs). ``timed_out``, ``pane_died``,
+        ``waiting_for_input`` and ``cancelled`` say why a run ended early, with
+        the output so far. A run that cannot start (busy program, text left on
+        the prompt line, another run going) raises BusyError, having typed
+        nothing. ``cancel`` (a ``threading.Event``) stops the waiting;
+        ``on_output`` is told the output so far while it grows.
+        """
+        began = time.monotonic()
+        _seconds(timeout, "-T")
+        _at_least(max_output, 0, "--max-output")
+        pane, health = self.resolve(session, socket, socket_name, target)
+        if health.status == "dead":
+            raise PaneDeadError(health.said(pane.label, "nothing was run"),
+                                self._transcript_hint(pane)
+                                or "read its screen: tmuxsess.py capture")
+        if health.status != "healthy":
+            raise UnhealthyError(health.said(pane.label, "nothing was run"))
+        _check_text(code)  # refuse NUL before anything is typed
+        prompt_re = _compile_prompt(prompt or pane.prompt) if prompt or pane.prompt else None
+        if prompt_re is None and not pane.marked:
+            raise UsageError("tmuxsess does not know the prompt of %s" % pane.label,
+                             "pass --prompt REGEX matching the program's prompt line")
+        exchange = _Exchange(self, pane, prompt_re, began + timeout, max_output, cancel,
+                             on_output)
+        with self._run_lock(pane, began + timeout), self._transcript_for(pane) as following:
+            if not following:
+                raise UnhealthyError("%s already pipes its output elsewhere (pipe-pane); "
+                                     "run cannot follow it" % pane.label,
+                                     "use send -w, or capture")
+            early = exchange.ready()
+            if early is not None:
+                return early
+            with self._block_file(exchange.profile, code) as path:
+                result = exchange.run(exchange.profile.units(code, path,
+                                                             by_lines=prompt_re is not None))
+            if pane.registered:
+                self.registry.touch(pane.session)
+        result.elapsed = round(time.monotonic() - began, 3)
+        return result
+
+    @contextlib.contextmanager
+    def _block_file(self, profile: Profile, code: str) -> Iterator[str]:
+        """Several lines as a private file for the profile's ``block``; else "".
+
+        Typed line by line, a block (gdb's define ... end, a multi-line SQL
+        statement) is read at continuation prompts, and output would interleave
+        with the echo.
+        """
+        if not profile.needs_file(code):
+            yield ""
+            return
+        path = os.path.join(self.settings.state_subdir("tmp"),
+                            "block.%s%s" % (_random_id(12), profile.block_suffix))
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(code.encode("utf-8", "surrogateescape"))
+        except OSError as e:
+            raise StateFileError("cannot write %s: %s" % (path, e.strerror))
+        try:
+            yield path
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    def _run_lock_path(self, server: Server, pane_id: str) -> str:
+        """The file whose flock queues the runs on one pane, on any server."""
+        where = os.path.abspath(server.socket) if server.socket else server.label
+        key = hashlib.sha256(("%s\0%s" % (where, pane_id)).encode()).hexdigest()[:24]
+        return os.path.join(self.settings.state_dir, "locks", key + ".lock")
+
+    @contextlib.contextmanager
+    def _run_lock(self, pane: Pane, deadline: float) -> Iterator[None]:
+        """Hold the pane's run lock for a whole exchange; wait for it until ``deadline``.
+
+        Two runs typing into one program at once would read each other's output.
+        send takes no lock: C-c, or an answer to an input() a run waits on, must
+        always get through.
+        """
+        self.settings.state_subdir("locks")
+        with _flock(self._run_lock_path(pane.server, pane.pane_id), deadline, lambda: BusyError(
+                "another run on %s is still going; nothing was run" % pane.label,
+                "raise -T to queue up behind it, or interrupt it: tmuxsess.py send %s -k C-c"
+                % self._target_flags(pane))):
+            yield
 
 
-def _taken_in_registry(name: str) -> TmuxsessError:
-    return _fail("session %r already exists in the registry" % name, "taken",
-                 "pick another name, or remove it: tmuxsess.py kill -s %s" % name)
+class _Exchange:
+    """One run: be sure the program takes input, then type each unit and follow
+    its output to the next prompt."""
+
+    def __init__(self, engine: Engine, pane: Pane, prompt_re: Optional["re.Pattern[str]"],
+                 deadline: float, max_output: int, cancel: Optional[Any],
+                 on_output: Optional[Callable[[str], None]]) -> None:
+        self.engine, self.host, self.pane = engine, engine.host, pane
+        self.prompt_re, self.deadline, self.max_output = prompt_re, deadline, max_output
+        self.cancel, self.on_output = cancel, on_output
+        self.at = ""  # the prompt the program is at: "" its main one, or a debugger's
+        self.profile = pane.profile
+
+    def _prompt(self, tail: bytes) -> Optional[str]:
+        if self.prompt_re is not None:
+            return "" if _at_regex_prompt(tail, self.prompt_re) else None
+        return prompt_at_end(tail, self.pane.token)
+
+    def _remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def ready(self) -> Optional[RunResult]:
+        """Check that the program waits at a prompt that takes a unit; None when
+        it does, a result when it died first. Raises BusyError otherwise."""
+        pane, flags = self.pane, self.engine._target_flags(self.pane)
+        if self.prompt_re is not None and not self.host.transcript_size(pane.transcript):
+            return None  # a new temporary transcript: nothing to tell by
+        tail = self.host.transcript_tail(pane.transcript)
+        at = self._prompt(tail)
+        if at in self.pane.profile.continuation:
+            raise BusyError("%s waits at its continuation prompt (an unfinished statement); "
+                            "nothing was sent" % pane.label,
+                            "finish it: tmuxsess.py send %s -c REST, or abandon it: "
+                            "tmuxsess.py send %s -k C-c" % (flags, flags))
+        if at is None:
+            ready = self._await_prompt()
+            if ready == "timeout":
+                raise BusyError("%s is not at its prompt (busy, or waiting for input); "
+                                "nothing was sent" % pane.label,
+                                "let it finish (tmuxsess.py wait %s -p PATTERN), interrupt "
+                                "it (tmuxsess.py send %s -k C-c), or if its prompt changed, "
+                                "pass --prompt REGEX" % (flags, flags))
+            if ready != "done":
+                return RunResult("", self.engine._dead_status(pane), pane_died=True,
+                                 server_gone=ready == "server")
+            tail = self.host.transcript_tail(pane.transcript)  # the prompt it waited for
+            at = self._prompt(tail) or ""
+        unsent = "" if self.prompt_re is not None else _unsent_text(tail, pane.token)
+        if unsent:
+            raise BusyError("%s has unsent text on its prompt line: %r; nothing was sent"
+                            % (pane.label, unsent[-40:]),
+                            "clear it: tmuxsess.py send %s -k C-u, or finish it: "
+                            "tmuxsess.py send %s -c REST" % (flags, flags))
+        self.at = at
+        if at and at in PROFILES:
+            self.profile = PROFILES[at]
+        return None
+
+    def _await_prompt(self) -> str:
+        delay = 0.001
+        pane = self.pane
+        while True:
+            at = self._prompt(self.host.transcript_tail(pane.transcript))
+            if at is not None and at not in pane.profile.continuation:
+                return "done"
+            if pane.server_pid and not self.host.alive(pane.server_pid):
+                return "server"
+            if pane.pid and not self.host.alive(pane.pid):
+                return "dead"
+            if self._remaining() <= 0:
+                return "timeout"
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def run(self, units: List[str]) -> RunResult:
+        outputs: List[str] = []
+        truncated = False
+        f: Optional[_Follower] = None
+        reason: Ending = "done"
+        for unit in units:
+            f, reason = self._one(unit)
+            outputs.append(f.output())
+            truncated = truncated or f.truncated
+            if reason != "done":
+                break
+        output = "".join(outputs)
+        if reason in ("done", "continuation", "debugger"):
+            waiting = reason != "done"
+            return RunResult(output, f.status if f is not None else None,
+                             truncated=truncated, waiting_for_input=waiting,
+                             prompt=("continuation" if reason == "continuation" else
+                                     f.ended_at if f is not None else ""))
+        if reason in ("timeout", "cancelled"):
+            return RunResult(output, None, timed_out=reason == "timeout",
+                             cancelled=reason == "cancelled", truncated=truncated)
+        return RunResult(output, self.engine._dead_status(self.pane), pane_died=True,
+                         server_gone=reason == "server", truncated=truncated)
+
+    def _one(self, unit: str) -> Tuple[_Follower, Ending]:
+        """One line (or pasted block) in, its output followed to the next prompt."""
+        pane, base = self.pane, self.pane.profile
+        payload = _check_text(unit)
+        offset = self.host.transcript_size(pane.transcript)
+        cmark = self.prompt_re is None and self.profile.command_mark
+        lines = 1 if cmark else payload.count(b"\n") + 1
+        watch = _Watch("regex" if self.prompt_re is not None else "marks",
+                       skip_lines=lines, cmark=cmark, pattern=self.prompt_re,
+                       max_output=self.max_output,
+                       continuation=base.continuation + self.profile.continuation,
+                       debuggers=base.debuggers, at=self.at)
+        with _Follower(self.host, pane, offset, watch) as f:
+            record = SentRecord(offset=offset, lines=lines, cmark=cmark)
+            self.engine._deliver(pane, payload, (), True,
+                                 record.encode() if pane.kind else "", 0, 0.1)
+            reason = f.follow(max(self._remaining(), 0.001), cancel=self.cancel,
+                              on_output=self.on_output)
+        if f.ended_at in PROFILES and reason == "debugger":
+            self.at = f.ended_at
+        return f, reason
 
 
-def _undo_create(server: Server, target: str, transcript: str) -> None:
-    """Kill a session this create made, recognised by its transcript, not by name."""
-    with contextlib.suppress(TmuxsessError):
-        mine = tmux(server, ["show-options", "-v", "-t", target, "@tmuxsess-transcript"])
-        if mine.strip() == transcript:
-            tmux(server, ["kill-session", "-t", target])
+def _check_text(text: str) -> bytes:
+    if "\0" in text:
+        raise UsageError("the text contains a NUL byte, which a terminal cannot carry",
+                         "remove it, or send binary data through a file")
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _delivery_steps(pane: Pane, payload: Optional[bytes], keys: Sequence[str], enter: bool,
+                    record: str, buffer: str) -> List[List[str]]:
+    """The tmux commands that type a payload and keys, and leave the sent record."""
+    target = pane.pane_id or pane.target
+    steps: List[List[str]] = []
+    if payload:
+        # -r: newlines go in as typed (LF), not rewritten; -p: bracketed paste
+        # when the program asked for it; -d: the buffer is gone afterwards.
+        steps += [["load-buffer", "-b", buffer, "-"],
+                  ["paste-buffer", "-d", "-r", "-p", "-b", buffer, "-t", target]]
+    if enter:
+        steps.append(["send-keys", "-t", target, "Enter"])
+    if keys:
+        steps.append(["send-keys", "-t", target] + list(keys))
+    if record and pane.pane_id:
+        # A pane option (a session can hold panes the tool did not make); -F
+        # lets the record name the cursor's line at the moment of sending.
+        steps.append(["set-option", "-p", "-F", "-t", pane.pane_id, "@tmuxsess-sent", record])
+    return steps
+
+
+def _send_failure(e: TmuxError, attempts: int) -> TmuxError:
+    if isinstance(e, NoServerError):
+        return e
+    return SendError(e.message + (" (after %d retries)" % attempts if attempts else ""),
+                     e.hint)
+
+
+# tmux's key names (man tmux, KEY BINDINGS), matched without regard to case;
+# SHIFTED are the ones tmux 3.3 also knows with S- (S-Tab or S-a it would type).
+SHIFTED = (["F%d" % i for i in range(1, 13)] + "IC Insert DC Delete Home End NPage "
+           "PageDown PgDn PPage PageUp PgUp Up Down Left Right".split())
+KEY_NAMES = {k.lower(): k for k in SHIFTED + "Tab BTab Space BSpace Enter Escape "
+             "KPEnter".split() + ["KP" + c for c in "/*-+.0123456789"]}
+# What people call keys that tmux names otherwise.
+KEY_WORDS = {"ctrl": "C", "control": "C", "ctl": "C", "alt": "M", "meta": "M",
+             "option": "M", "opt": "M", "shift": "S", "esc": "Escape", "return": "Enter",
+             "ret": "Enter", "cr": "Enter", "backspace": "BSpace", "bs": "BSpace",
+             "del": "DC", "ins": "IC", "pagedn": "PageDown", "spacebar": "Space"}
+
+
+def _key_name(key: str) -> Optional[str]:
+    """``key`` as tmux spells it (C-c, M-x, S-Up, Enter, F12, a); None if tmux
+    has no such key and would type the word as text."""
+    if re.fullmatch(r"0x[0-9a-fA-F]{1,6}", key):
+        return key
+    mods, rest = [], key
+    if len(rest) > 1 and rest[0] == "^":  # ^c is C-c
+        mods, rest = ["C"], rest[1:]
+    while len(rest) > 2 and rest[1] == "-" and rest[0] in "CcMmSs":
+        mods.append(rest[0].upper())
+        rest = rest[2:]
+    if len(rest) == 1:
+        if not rest.isprintable():
+            return None
+        if rest.isascii() and "S" in mods:
+            return None
+        if rest.isascii() and "C" in mods:
+            if rest in '$%&*|{}"~':
+                return None
+            rest = rest.lower() if rest.isalpha() else rest
+    elif rest.lower() in KEY_NAMES:
+        rest = KEY_NAMES[rest.lower()]
+        if "S" in mods and rest not in SHIFTED:
+            return None
+    else:
+        return None
+    return "".join(m + "-" for m in mods) + rest
+
+
+def _check_keys(keys: Sequence[str]) -> List[str]:
+    """Key names as tmux spells them; a word tmux does not know is refused (tmux
+    would type it, and a typo'd key in a shell becomes a command)."""
+    named = []
+    for key in keys:
+        name = _key_name(key)
+        if name is None:
+            words = "-".join(KEY_WORDS.get(w.lower(), w)
+                             for w in re.split(r"(?<=.)[-+]", key))
+            guess = _key_name("BTab" if words.lower() == "s-tab" else words)
+            if guess is None and len(key) > 1:
+                import difflib
+                close = difflib.get_close_matches(key.lower(), KEY_NAMES, 1, 0.7)
+                guess = KEY_NAMES[close[0]] if close else None
+            raise UsageError("%s: not a tmux key name%s" % (
+                json.dumps(key, ensure_ascii=False) if not key.isprintable() or not key
+                else key, "; did you mean %s?" % guess if guess else ""),
+                "text goes in with -c; keys are named as in tmux: C-c M-x S-Up Enter "
+                "Escape Tab BSpace Up F1..F12 (man tmux, KEY BINDINGS)")
+        named.append(name)
+    return named
+
+
+def _echo_anchor(text: Optional[str]) -> str:
+    """The end of the first line sent, to recognise its echo on the screen."""
+    first = (text or "").split("\n", 1)[0].rstrip()[-40:]
+    return first if first.isprintable() else ""
+
+
+def _new_screen_text(rows: List[str], joined: str, row: int, skip: int,
+                     history: int, limit: int, anchor: str) -> str:
+    """The joined text from absolute row ``row`` on, after ``skip`` lines.
+
+    ``rows`` are the pane's rows as they are (-N) and ``joined`` the same with
+    wrapped rows joined (-J): they differ only by the newlines of wrapped rows.
+    """
+    offsets, pos = [], 0
+    for r in rows:
+        offsets.append(pos)
+        pos += len(r)
+        if joined.startswith("\n", pos):  # not a wrapped row
+            pos += 1
+    step = max(limit // 10, 1)
+    if anchor and history >= limit - step:
+        # A full history drops its oldest ``step`` lines at a time, moving every
+        # row up by a multiple of that: find the row that holds the echo.
+        for candidate in range(row, -1, -step):
+            if candidate < len(rows):
+                end = joined.find("\n", offsets[candidate])
+                line = joined[offsets[candidate]:end if end >= 0 else len(joined)]
+                if line.rstrip().endswith(anchor):
+                    row = candidate
+                    break
+    pos = offsets[row] if row < len(offsets) else len(joined)
+    for _ in range(skip):  # the echo of the text sent
+        nl = joined.find("\n", pos)
+        pos = nl + 1 if nl >= 0 else len(joined)
+    return joined[pos:]
+
+
+def _find_row(rows: List[PaneRow], session: Session) -> Tuple[Optional[PaneRow], bool]:
+    """The pane row of a registered session, and whether its session exists."""
+    by_session = [r for r in rows if r.session_name == session.name]
+    if session.pane_id:
+        # Only in its own session: pane ids start again at %0 on a new server.
+        for r in by_session:
+            if r.pane_id == session.pane_id:
+                return r, True
+        return None, bool(by_session)
+    # Entries written by the older bash scripts know only "NAME:W.P".
+    m = re.fullmatch(r"(.*):(\d+)\.(\d+)", session.target or "")
+    for r in by_session:
+        if not m or (r.window_index, r.pane_index) == (m.group(2), m.group(3)):
+            return r, True
+    return None, bool(by_session)
+
+
+def _cleanup_reasons(s: Session, health: Health, now: float, all: bool,
+                     older_than: Optional[float], idle: Optional[float]) -> List[str]:
+    """Why cleanup takes a session; none when it stays."""
+    reasons: List[str] = []
+    if health.status != "healthy":
+        reasons.append("no server" if health.status == "server_not_running"
+                       else health.status)
+    if all:
+        reasons.append("--all")
+    created = _parse_time(s.created_at)
+    if older_than is not None and created is not None and now - created > older_than:
+        reasons.append("created %s ago" % _ago(now - created))
+    active = _parse_time(s.last_active) or created
+    if idle is not None and active is not None and now - active > idle:
+        reasons.append("idle for %s" % _ago(now - active))
+    return reasons
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return "%d%s" % (seconds // size, unit)
+    return "%ds" % seconds
+
+
+def _iso(epoch: str) -> str:
+    """tmux's seconds since the epoch as UTC ISO-8601; "" if it gave none."""
+    if not epoch.isdigit():
+        return ""
+    return datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _taken_in_registry(name: str) -> NameTakenError:
+    return NameTakenError("session %r already exists in the registry" % name,
+                          "pick another name, or remove it: tmuxsess.py kill -s %s" % name)
 
 
 @contextlib.contextmanager
 def _no_transaction() -> Iterator[Dict[str, Any]]:
     yield {"sessions": {}}
-
-
-def _destroy(pane: Pane, deregister: bool) -> None:
-    """Undo a create that did not become ready (or lost the registry race)."""
-    with contextlib.suppress(TmuxsessError):
-        tmux(pane.server, ["kill-session", "-t", pane.pane_id])
-    if deregister:
-        with contextlib.suppress(TmuxsessError):
-            with Registry().transaction() as doc:
-                entry = doc["sessions"].get(pane.session)
-                if entry is not None and (entry.get("pane_id"), entry.get("socket")) == (
-                        pane.pane_id, pane.server.socket):
-                    del doc["sessions"][pane.session]
-    with contextlib.suppress(OSError):
-        os.unlink(pane.transcript)
-
-
-def pane_health(session: Optional[str] = None, socket: Optional[str] = None,
-                socket_name: Optional[str] = None, target: Optional[str] = None) -> Health:
-    """The health of one pane: healthy, dead, missing, zombie or server_not_running."""
-    return resolve(session, socket, socket_name, target)[1]
-
-
-def list_sessions() -> List[SessionStatus]:
-    """Every registered session with its status: one tmux query per socket."""
-    return [SessionStatus(s.name, s.socket, s.target, health.short, health.pid or s.pid,
-                          s.created_at, s.last_active, s.type)
-            for s, health in _registered_health(Registry().sessions())]
-
-
-def _registered_health(sessions: Dict[str, Session]) -> List[Tuple[Session, Health]]:
-    """Registered sessions by name, each with its health: one tmux query per socket."""
-    panes_by_socket: Dict[str, Optional[List[List[str]]]] = {}
-    result = []
-    for s in sorted(sessions.values(), key=lambda s: s.name):
-        if s.socket not in panes_by_socket:
-            panes_by_socket[s.socket] = _list_panes(Server(_checked_socket(s.socket)))
-        rows = panes_by_socket[s.socket]
-        if rows is None:
-            health = Health("server_not_running")
-        else:
-            row, session_up = _find_row(rows, s)
-            health = _health_from_row(row, True, session_up)
-        result.append((s, health))
-    return result
-
-
-def kill_session(session: Optional[str] = None, socket: Optional[str] = None,
-                 socket_name: Optional[str] = None, target: Optional[str] = None,
-                 dry_run: bool = False) -> Dict[str, Any]:
-    """Kill the tmux session and remove its registry entry as one operation.
-
-    Returns ``{"name", "killed", "deregistered", "registered", "dry_run", ...}``.
-    """
-    pane, health = resolve(session, socket, socket_name, target)
-    name = pane.session
-    registered_as = ""
-    if pane.registered:
-        regs = Registry().sessions()
-        registered_as = name if name in regs else next(
-            (n for n, s in regs.items() if s.pane_id == pane.pane_id
-             and s.socket == pane.server.socket), "")
-    alive = health.status not in ("missing", "server_not_running")
-    result = {"name": pane.label, "killed": False, "deregistered": False,
-              "registered": bool(registered_as), "dry_run": dry_run,
-              "socket": pane.server.label, "status": health.short}
-    if dry_run:
-        result["killed"], result["deregistered"] = alive, bool(registered_as)
-        return result
-    # Lock before killing: a busy registry (exit 75) then leaves the session
-    # running and registered, never killed but still listed.
-    with (Registry().transaction() if registered_as else _no_transaction()) as doc:
-        if alive:
-            try:
-                # By pane id: the name may belong to a new session by now.
-                tmux(pane.server, ["kill-session", "-t", pane.pane_id or "=" + name])
-                result["killed"] = True
-            except TmuxsessError as e:
-                if e.kind not in ("no-server", "tmux"):
-                    raise
-        if registered_as and doc["sessions"].pop(registered_as, None) is not None:
-            result["deregistered"] = True
-    if pane.transcript and (result["killed"] or result["deregistered"]):
-        _remove_transcript(pane.transcript)
-    if result["killed"] or result["deregistered"]:
-        _remove_run_lock(pane.server, pane.pane_id)
-    return result
-
-
-def _remove_transcript(path: str) -> None:
-    # Only files in our own transcripts dir: a registry entry must not make us
-    # delete anything else.
-    if os.path.dirname(os.path.abspath(path)) == os.path.join(state_dir(), "transcripts"):
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-
-
-def cleanup_sessions(all: bool = False, older_than: Optional[float] = None,
-                     idle: Optional[float] = None, dry_run: bool = False
-                     ) -> List[Dict[str, Any]]:
-    """Remove unhealthy sessions (and, widened, old or idle ones) from the registry.
-
-    Selected sessions that are still alive are killed too, so nothing is left
-    running untracked. Returns one ``{"name", "reason", "killed", ...}`` per removal.
-    """
-    now = time.time()
-    chosen: List[Tuple[str, Session, Health]] = []
-    for s, health in _registered_health(Registry().sessions()):
-        reasons = []
-        if health.status != "healthy":
-            reasons.append("no server" if health.short == "server" else health.short)
-        if all:
-            reasons.append("--all")
-        created = _parse_time(s.created_at)
-        if older_than is not None and created is not None and now - created > older_than:
-            reasons.append("created %s ago" % _ago(now - created))
-        active = _parse_time(s.last_active) or created
-        if idle is not None and active is not None and now - active > idle:
-            reasons.append("idle for %s" % _ago(now - active))
-        if reasons:
-            chosen.append((", ".join(reasons), s, health))
-    removed = []
-    # Lock before killing, as kill does: a busy registry changes nothing.
-    with (Registry().transaction() if chosen and not dry_run else _no_transaction()) as doc:
-        for reason, s, health in chosen:
-            item = {"name": s.name, "reason": reason, "status": health.short,
-                    "killed": health.status == "healthy", "removed": True,
-                    "dry_run": dry_run}
-            removed.append(item)
-            if dry_run:
-                continue
-            current = doc["sessions"].get(s.name)
-            if current is None or Session.from_json(s.name, current).identity != s.identity:
-                item["killed"] = item["removed"] = False  # changed since we looked
-                continue
-            if health.status in ("healthy", "dead", "zombie"):
-                with contextlib.suppress(TmuxsessError):
-                    # By pane id: the name may belong to a new session by now.
-                    tmux(Server(s.socket), ["kill-session", "-t", s.pane_id or "=" + s.name])
-            del doc["sessions"][s.name]
-            if s.transcript:
-                _remove_transcript(s.transcript)
-            _remove_run_lock(Server(s.socket), s.pane_id)
-    return removed
-
-
-def find_sessions(socket: Optional[str] = None, socket_name: Optional[str] = None,
-                  all_sockets: bool = False, query: Optional[str] = None
-                  ) -> List[FoundSession]:
-    """tmux sessions on one server, or on every socket in the socket dir (and
-    every socket the registry names).
-
-    Sessions are listed whether registered or not: this is how to find what a
-    lost registry no longer knows.
-    """
-    servers: List[Server] = []
-    regs = _safe_sessions()
-    if all_sockets:
-        servers = [Server(path) for path in _known_sockets(
-            [s.socket for s in regs.values()])]
-    elif socket or socket_name:
-        servers.append(Server(os.path.abspath(socket) if socket else "", socket_name or ""))
-    else:
-        servers.append(Server(_checked_socket(default_socket())))
-    found: List[FoundSession] = []
-    for server in servers:
-        rows = _list_panes(server)
-        for row in rows or []:
-            name = row[0]
-            if query and query.lower() not in name.lower():
-                continue
-            if any(f.name == name and f.socket == server.label for f in found):
-                continue  # one row per session, from its first pane
-            health = _health_from_row(row, True, True)
-            reg = regs.get(name)
-            created = row[12]
-            found.append(FoundSession(
-                name=name, socket=server.label, windows=int(row[13] or 0),
-                attached=row[14] not in ("", "0"),
-                created_at=datetime.fromtimestamp(int(created), timezone.utc).strftime(
-                    "%Y-%m-%dT%H:%M:%SZ") if created.isdigit() else "",
-                status=health.short, type=row[7],
-                registered=bool(reg and reg.socket == server.socket)))
-    return found
-
-
-def repair() -> Dict[str, Any]:
-    """Rebuild a corrupt (or lost) registry from the live tmux sessions in the socket
-    dir, and on the sockets the corrupt file still names.
-
-    The bad file is moved aside as ``.sessions.json.corrupt-<UTC time>``, never
-    deleted. Sessions are recognised by the metadata create-session stores on
-    them (``@tmuxsess-type`` and friends): tmux is the source of truth, the
-    registry a cache. A registry that reads fine is left exactly as it is.
-    """
-    reg = Registry()
-    with reg.lock():
-        existed = os.path.lexists(reg.path)
-        try:
-            doc = reg.load()
-            if existed:
-                return {"corrupt": False, "missing": False, "moved_to": "",
-                        "sessions": sorted(doc["sessions"])}
-            problem = "there is no registry %s" % reg.path
-        except TmuxsessError as e:
-            if not e.corrupt:
-                raise
-            problem = e.message
-        # Ask tmux first: when that fails, the bad file has not been moved yet.
-        # Sessions created with -S elsewhere are found through the sockets the
-        # damaged file still names; tmux's own marks decide what is adopted.
-        sessions = _registered_in_tmux(_sockets_named_in(reg.path) if existed else ())
-        moved = ""
-        if existed:
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-            moved = "%s.corrupt-%s" % (reg.path, stamp)
-            n = 1
-            while os.path.lexists(moved):
-                n += 1
-                moved = "%s.corrupt-%s-%d" % (reg.path, stamp, n)
-            try:
-                os.rename(reg.path, moved)
-            except OSError as e:
-                raise _fail("cannot move %s aside: %s" % (reg.path, e.strerror), "registry")
-        if existed or sessions:
-            reg._write({"version": REGISTRY_VERSION, "sessions": sessions})
-    return {"corrupt": existed, "missing": not existed, "problem": problem,
-            "moved_to": moved, "sessions": sorted(sessions)}
-
-
-def _known_sockets(named: Sequence[str]) -> List[str]:
-    """The sockets in the socket dir, then those of ``named`` (from the registry,
-    which -S may have put anywhere) that exist; each once."""
-    _checked_socket(default_socket())  # never scan a dir others can plant sockets in
-    sockets: List[str] = []
-    with contextlib.suppress(OSError):
-        for item in sorted(os.scandir(socket_dir()), key=lambda e: e.name):
-            with contextlib.suppress(OSError):
-                if stat.S_ISSOCK(item.stat(follow_symlinks=False).st_mode):
-                    sockets.append(item.path)
-    for path in sorted({os.path.normpath(p) for p in named if os.path.isabs(p)}):
-        with contextlib.suppress(OSError, ValueError):
-            if path not in sockets and stat.S_ISSOCK(os.stat(path).st_mode):
-                sockets.append(_checked_socket(path))
-    return sockets
 
 
 def _sockets_named_in(path: str) -> List[str]:
@@ -1434,125 +3229,127 @@ def _sockets_named_in(path: str) -> List[str]:
     return named
 
 
-def _registered_in_tmux(named: Sequence[str] = ()) -> Dict[str, Any]:
-    """Registry entries for the sessions create-session registered, from tmux itself:
-    on the sockets in the socket dir and on those ``named``."""
-    sockets = _known_sockets(named)
-    sessions: Dict[str, Any] = {}
-    for socket in sockets:
-        try:
-            out = tmux(Server(socket), ["list-panes", "-a", "-F",
-                                        PANE_FORMAT + "\t#{@tmuxsess-registered}"])
-        except TmuxsessError as e:
-            if e.kind == "no-server":
-                continue  # a stale socket
-            raise
-        for row in _rows(out, PANE_FIELDS + 1):
-            name, kind = row[0], row[7]
-            # Only what the tool registered: not foreign sessions, not --no-register.
-            if (row[-1] != "1" or kind not in SESSION_TYPES or not NAME_RE.match(name)
-                    or name in sessions):
-                continue
-            created = row[11] or _utcnow()
-            sessions[name] = Session(
-                name=name, socket=socket, target="%s:%s.%s" % tuple(row[:3]),
-                pane_id=row[3], type=kind, pid=int(row[4] or 0), created_at=created,
-                last_active=created, transcript=row[8], prompt=row[9]).to_json()
-    return sessions
-
-
-def capture(session: Optional[str] = None, socket: Optional[str] = None,
-            socket_name: Optional[str] = None, target: Optional[str] = None,
-            lines: int = 200, all: bool = False, ansi: bool = False) -> str:
-    """The pane's text, wrapped lines joined, trailing blank lines dropped.
-
-    Works on a dead pane, so a crash can be read after the program died.
-    """
-    pane, health = resolve(session, socket, socket_name, target)
-    if health.status in ("missing", "server_not_running"):
-        raise _fail(_said(health, pane.label, "nothing to capture"), "target",
-                    _transcript_hint(pane))
-    return _capture_pane(pane, None if all else lines, ansi)
-
-
-def _transcript_hint(pane: Pane) -> str:
-    if pane.transcript and os.path.exists(pane.transcript):
-        return "its transcript survives: tmuxsess.py capture --transcript -s %s" % pane.session
-    return ""
-
-
-def _capture_pane(pane: Pane, lines: Optional[int], ansi: bool = False) -> str:
-    start = "-" if lines is None else str(-max(lines, 1))
-    args = ["capture-pane", "-p", "-J", "-t", pane.pane_id or pane.target, "-S", start]
-    if ansi:
-        args.insert(2, "-e")
-    text = tmux(pane.server, args)
-    out = [line.rstrip() if not ansi else line for line in text.split("\n")]
-    while out and not _strip_ansi(out[-1]).strip():
-        out.pop()
-    if pane.dead and out:
-        # tmux writes "Pane is dead" on the bottom row; close the blank gap above
-        # it so the program's last words stay within the last few lines.
-        while len(out) > 1 and not _strip_ansi(out[-2]).strip():
-            del out[-2]
-    if lines is not None:
-        out = out[-lines:]
-    if ansi:
-        # tmux does not reset attributes at the end of a line, so colour would
-        # bleed into the next line (and the user's terminal after the last).
-        out = [line + "\x1b[0m" if "\x1b[" in line else line for line in out]
-    return "\n".join(out) + ("\n" if out else "")
-
-
-def read_transcript(session: Optional[str] = None, socket: Optional[str] = None,
-                    socket_name: Optional[str] = None, target: Optional[str] = None,
-                    raw: bool = False) -> Iterator[str]:
-    """Everything the pane's program wrote since create, in chunks, streamed.
-
-    ANSI sequences and prompt marks are removed unless ``raw``; carriage
-    returns are resolved the way a terminal shows them.
-    """
-    pane, _ = resolve(session, socket, socket_name, target)
-    if not pane.transcript:
-        raise _fail("session %s has no transcript (it was not created by tmuxsess)"
-                    % pane.label, "target", "use: tmuxsess.py capture --all")
+def _move_aside(path: str) -> str:
+    """Rename a damaged file to ``PATH.corrupt-<UTC>``; the new name."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    moved = "%s.corrupt-%s" % (path, stamp)
+    n = 1
+    while os.path.lexists(moved):
+        n += 1
+        moved = "%s.corrupt-%s-%d" % (path, stamp, n)
     try:
-        f = open(pane.transcript, "rb")
+        os.rename(path, moved)
     except OSError as e:
-        raise _fail("cannot read transcript %s: %s" % (pane.transcript, e.strerror), "target")
-    with f:
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        carry = ""
-        while True:
-            chunk = f.read(1 << 20)
-            text = carry + decoder.decode(chunk, final=not chunk)
-            if raw:
-                carry = ""
-                if text:
-                    yield text
-            else:
-                # Render whole lines only; an escape sequence never spans a newline.
-                cut = text.rfind("\n") + 1 if chunk else len(text)
-                if not cut and len(text) > 1 << 20:
-                    # A line longer than a chunk goes out in pieces (memory stays
-                    # bounded); only an unfinished escape sequence waits.
-                    esc = text.rfind("\x1b", len(text) - 256)
-                    cut = esc if esc > 0 else len(text)
-                carry = text[cut:]
-                if cut:
-                    yield render(text[:cut])
-            if not chunk:
-                return
+        raise RegistryError("cannot move %s aside: %s" % (path, e.strerror))
+    return moved
 
 
-def attach_command(session: Optional[str] = None, socket: Optional[str] = None,
-                   socket_name: Optional[str] = None, target: Optional[str] = None
-                   ) -> List[str]:
-    """The ``tmux attach`` command line for a session."""
-    pane, health = resolve(session, socket, socket_name, target)
-    if health.status in ("missing", "server_not_running"):
-        raise _fail(_said(health, pane.label, "nothing to attach to"), "target")
-    return [_tmux_binary()] + pane.server.args() + ["attach", "-t", "=" + pane.session]
+def _transcript_chunks(f: IO[bytes], raw: bool) -> Iterator[str]:
+    """A transcript's text in chunks: rendered, or ``raw`` as written."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    carry = ""
+    while True:
+        chunk = f.read(1 << 20)
+        text = carry + decoder.decode(chunk, final=not chunk)
+        if raw:
+            carry = ""
+            if text:
+                yield text
+        else:
+            # Render whole lines only; an escape sequence never spans a newline.
+            cut = text.rfind("\n") + 1 if chunk else len(text)
+            if not cut and len(text) > 1 << 20:
+                # A line longer than a chunk goes out in pieces (memory stays
+                # bounded); only an unfinished escape sequence waits.
+                esc = text.rfind("\x1b", len(text) - 256)
+                cut = esc if esc > 0 else len(text)
+            carry = text[cut:]
+            if cut:
+                yield render(text[:cut])
+        if not chunk:
+            return
+
+
+# ---------------------------------------------------------------------------
+# The default engine, and the operations as module functions
+# ---------------------------------------------------------------------------
+
+_default: Optional[Engine] = None
+
+
+def default_engine() -> Engine:
+    """The engine the module functions use: settings from the environment, read
+    the first time it is needed."""
+    global _default
+    if _default is None:
+        _default = Engine()
+    return _default
+
+
+def create_session(name: str, kind: str = "shell", command: Optional[str] = None,
+                   **options: Any) -> CreatedSession:
+    """``Engine.create_session`` on the default engine."""
+    return default_engine().create_session(name, kind, command, **options)
+
+
+def list_sessions() -> List[SessionStatus]:
+    """``Engine.list_sessions`` on the default engine."""
+    return default_engine().list_sessions()
+
+
+def pane_health(**target: Any) -> Health:
+    """``Engine.pane_health`` on the default engine."""
+    return default_engine().pane_health(**target)
+
+
+def kill_session(**options: Any) -> KillResult:
+    """``Engine.kill_session`` on the default engine."""
+    return default_engine().kill_session(**options)
+
+
+def cleanup_sessions(**options: Any) -> List[CleanupItem]:
+    """``Engine.cleanup_sessions`` on the default engine."""
+    return default_engine().cleanup_sessions(**options)
+
+
+def find_sessions(**options: Any) -> List[FoundSession]:
+    """``Engine.find_sessions`` on the default engine."""
+    return default_engine().find_sessions(**options)
+
+
+def repair() -> RepairResult:
+    """``Engine.repair`` on the default engine."""
+    return default_engine().repair()
+
+
+def capture(**options: Any) -> str:
+    """``Engine.capture`` on the default engine."""
+    return default_engine().capture(**options)
+
+
+def read_transcript(**options: Any) -> Iterator[str]:
+    """``Engine.read_transcript`` on the default engine."""
+    return default_engine().read_transcript(**options)
+
+
+def attach_command(**target: Any) -> List[str]:
+    """``Engine.attach_command`` on the default engine."""
+    return default_engine().attach_command(**target)
+
+
+def send(text: Optional[str] = None, keys: Sequence[str] = (), **options: Any) -> SendResult:
+    """``Engine.send`` on the default engine."""
+    return default_engine().send(text, keys, **options)
+
+
+def wait_for_text(pattern: str, **options: Any) -> WaitResult:
+    """``Engine.wait_for_text`` on the default engine."""
+    return default_engine().wait_for_text(pattern, **options)
+
+
+def run(code: str, **options: Any) -> RunResult:
+    """``Engine.run`` on the default engine."""
+    return default_engine().run(code, **options)
 
 
 SKILL_MD = """\
@@ -1626,1062 +3423,6 @@ def skill(tool: Optional[str] = None) -> str:
     return SKILL_MD.replace("{tool}", shlex.quote(path))
 
 
-def _ago(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return "%d%s" % (seconds // size, unit)
-    return "%ds" % seconds
-
-
-# ---------------------------------------------------------------------------
-# Reading output: transcripts, prompt marks, rendering
-# ---------------------------------------------------------------------------
-
-ESCAPE_RE = re.compile(
-    r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"    # OSC, prompt marks among them
-    r"|\x1b\[[0-?]*[ -/]*[@-~]"             # CSI: colours, cursor moves
-    r"|\x1b[PX^_][^\x1b]*\x1b\\"            # DCS, SOS, PM, APC
-    r"|\x1b[ -/]*[0-~]"                     # two-byte escapes, charsets
-    r"|\x1b"                                # a lone escape
-    r"|[\x00-\x07\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]")  # other controls
-MARK_RE = re.compile(rb"\x1b\]133;([A-D])([^\x07\x1b]*)(?:\x07|\x1b\\)")
-
-
-def _strip_ansi(text: str) -> str:
-    return ESCAPE_RE.sub("", text)
-
-
-def render(text: str) -> str:
-    """Terminal output as a person reads it: escapes removed, ``\\r`` resolved."""
-    text = text.replace("\r\n", "\n")  # a terminal's line end: nothing to overlay
-    if "\r" not in text and "\b" not in text:
-        return _strip_ansi(text)
-    return "\n".join(_overlay(line) for line in text.split("\n"))
-
-
-CURSOR_RE = re.compile(r"\x1b\[(\d*)([CK])")  # cursor forward, erase to end of line
-
-
-def _overlay(line: str) -> str:
-    line = line.rstrip("\r")
-    if "\r" not in line and "\b" not in line:
-        return _strip_ansi(line)
-    # Escapes are dropped, but moves are kept: readline redraws a line as "\r",
-    # a cursor-forward over the prompt, then the text.
-    cells: List[str] = []
-    col = i = 0
-    while i < len(line):
-        ch = line[i]
-        m = ESCAPE_RE.match(line, i) if ch < " " or ch == "\x7f" else None
-        if ch == "\r":
-            col = 0
-        elif ch == "\b":
-            col = max(0, col - 1)
-        elif m:
-            move = CURSOR_RE.fullmatch(m.group(0))
-            if move and move.group(2) == "C":
-                col += int(move.group(1) or 1)
-            elif move and move.group(1) in ("", "0"):
-                del cells[col:]
-            i = m.end()
-            continue
-        else:
-            if col < len(cells):
-                cells[col] = ch
-            else:
-                cells.extend(" " * (col - len(cells)) + ch)
-            col += 1
-        i += 1
-    return "".join(cells)
-
-
-def _compile_prompt(prompt: str) -> "re.Pattern[str]":
-    try:
-        return re.compile(prompt)
-    except re.error as e:
-        raise _fail("bad prompt regex %r: %s" % (prompt, e))
-
-
-def _compile_pattern(pattern: str, fixed: bool) -> "re.Pattern[str]":
-    if fixed:
-        return re.compile(re.escape(pattern))
-    try:
-        return re.compile(pattern, re.MULTILINE)
-    except re.error as e:
-        raise _fail("bad pattern %r: %s" % (pattern, e))
-
-
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
-
-
-def _tail_bytes(path: str, size: int = 65536) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, _size(path) - size))
-            return f.read()
-    except OSError:
-        return b""
-
-
-def _prompt_mode(pane: Pane, prompt: Optional[str] = None) -> str:
-    """How to tell the program is back at its prompt: marks, or a regex."""
-    if prompt or pane.prompt:
-        return "regex"
-    if pane.transcript and pane.type in ("shell", "python-repl"):
-        return "marks"
-    if pane.transcript and pane.type == "debugger":
-        return "prompt-mark"
-    return ""
-
-
-Mark = Tuple[bytes, List[bytes], "re.Match[bytes]"]  # kind, arguments, where
-
-
-def _own_mark(m: "re.Match[bytes]", token: str) -> Optional[Mark]:
-    """A prompt mark as (kind, arguments, match) if the session printed it.
-
-    The tool's sessions put their token in every mark; a mark without it was
-    printed by something else (a nested shell with its own marks, ssh, a
-    stray print) and is not theirs. A session without a token (made by an
-    older version) owns every mark, as it did then.
-    """
-    args = m.group(2).split(b";")[1:]
-    if token and b"tmuxsess=" + token.encode() not in args:
-        return None
-    return m.group(1), [a for a in args if not a.startswith(b"tmuxsess=")], m
-
-
-def _marks(data: Union[bytes, bytearray], token: str, pos: int = 0) -> Iterator[Mark]:
-    """The session's own prompt marks in ``data`` from ``pos`` on, in order."""
-    for m in MARK_RE.finditer(data, pos):
-        mark = _own_mark(m, token)
-        if mark is not None:
-            yield mark
-
-
-def _last_marks(data: bytes, token: str) -> Iterator[Mark]:
-    """The session's own prompt marks in ``data``, last first.
-
-    A prompt is at the end of a transcript: reading back from there finds it
-    without going through every mark of the output before it.
-    """
-    end = len(data)
-    while True:
-        at = data.rfind(b"\x1b]133;", 0, end)
-        if at < 0:
-            return
-        end = at
-        m = MARK_RE.match(data, at)
-        mark = _own_mark(m, token) if m is not None else None
-        if mark is not None:
-            yield mark
-
-
-def _at_prompt(tail: bytes, mode: str, prompt_re: Optional["re.Pattern[str]"],
-               token: str = "") -> bool:
-    """Whether a transcript ends with the program waiting at its main prompt."""
-    if mode == "regex":
-        last = render(tail.decode("utf-8", "replace")).rsplit("\n", 1)[-1]
-        return bool(prompt_re and prompt_re.search(last))
-    marks = _last_marks(tail, token)
-    mark = next(marks, None)
-    if mark is not None and mark[0] == b"B":  # the end of the prompt: the prompt is the A
-        mark = next(marks, mark)
-    if mark is None:
-        return False
-    kind, args, m = mark
-    return kind == b"A" and not args and b"\n" not in tail[m.end():]
-
-
-def _unsent_text(tail: bytes, token: str) -> str:
-    """Text typed on the prompt line but not entered (after the prompt's B mark).
-
-    "" when there is none, or when the prompt has no B mark to tell by (a PS1
-    the user changed, a session made by an older version).
-    """
-    later: List[Mark] = []  # marks after the last main prompt, last first
-    for mark in _last_marks(tail, token):
-        if mark[0] == b"A" and not mark[1]:
-            prompt = mark[2]
-            break
-        later.append(mark)
-    else:
-        return ""
-    end = next((m for kind, _args, m in reversed(later) if kind == b"B"), None)
-    if end is None:
-        return ""
-    # Rendered from the line's start: readline redraws a line with "\r" and
-    # moves over the prompt, which covers the columns of the prompt itself.
-    begin = tail.rfind(b"\n", 0, prompt.start()) + 1
-    shown = render(tail[begin:end.start()].decode("utf-8", "replace"))
-    line = render(tail[begin:].decode("utf-8", "replace"))
-    return line[len(shown):].strip()
-
-
-@dataclass
-class _Watch:
-    """What to wait for after a send, and how to find where the output starts."""
-
-    mode: str                       # marks, prompt-mark, regex, pattern, settle
-    skip_lines: int = 0             # echo lines to skip (programs without a C mark)
-    cmark: bool = False             # output starts after the shell's C mark
-    partial: bytes = b""            # the end of text sent without Enter (its echo's end)
-    partial_len: int = 0            # the length of that text
-    pattern: Optional["re.Pattern[str]"] = None
-    max_output: int = 0             # 0: keep everything
-
-
-class _Follower:
-    """Follows a transcript from an offset and decides when the exchange is done.
-
-    Polls the file (no tmux process per poll) with an interval that starts at
-    a millisecond and backs off; checks by pid whether the program or the
-    server died meanwhile.
-    """
-
-    LOOKBACK = 65536
-
-    def __init__(self, pane: Pane, offset: int, watch: _Watch) -> None:
-        self.pane, self.watch = pane, watch
-        self.file = open(pane.transcript, "rb")
-        self.file.seek(offset)
-        self.buf = bytearray()
-        self.start: Optional[int] = None    # where output begins in buf
-        self.end: Optional[int] = None      # where output ends (prompt) in buf
-        self.status: Optional[int] = None
-        self.match = ""
-        self.dropped = 0
-        self.scanned = 0
-        self.seen = ""  # rendered output already scanned (pattern mode)
-        self.began = time.monotonic()
-
-    def close(self) -> None:
-        self.file.close()
-
-    def _feed(self) -> bool:
-        chunk = self.file.read(1 << 20)
-        if not chunk:
-            return False
-        self.buf += chunk
-        return True
-
-    def _find_start(self) -> None:
-        w, buf = self.watch, self.buf
-        if w.cmark:
-            for kind, _args, m in _marks(buf, self.pane.token):
-                if kind == b"C":
-                    self.start = m.end()
-                    return
-                if kind == b"D":  # nothing ran: an empty line, a comment, a syntax error
-                    # bash (5.1+) ends bracketed paste as it takes the line; what
-                    # follows is what it said about the line.
-                    taken = buf.find(b"\x1b[?2004l", 0, m.start())
-                    self.start = taken + 8 if taken >= 0 else m.start()
-                    return
-            return
-        pos = 0
-        for _ in range(w.skip_lines):
-            nl = buf.find(b"\n", pos)
-            if nl < 0:
-                return
-            pos = nl + 1
-        if w.partial:
-            # The echo may be coloured or redrawn (bash highlights a paste), but it
-            # ends with the text's end, and is not shorter than the text.
-            earliest = pos + max(w.partial_len - len(w.partial), 0)
-            at = buf.find(w.partial, earliest, earliest + 2 * w.partial_len + 4096)
-            if at >= 0:
-                pos = at + len(w.partial)
-            elif time.monotonic() - self.began < 0.2:
-                return  # the echo may still be arriving
-        self.start = pos
-
-    def _trim(self) -> None:
-        # Keep at most max_output bytes of output in memory: the newest ones.
-        # A pattern is only sought in the last LOOKBACK bytes, so a wait keeps
-        # no more than that, however much the program prints.
-        if self.start is None:
-            return
-        if self.watch.mode == "pattern":
-            keep = self.LOOKBACK
-        elif self.watch.max_output:
-            keep = self.watch.max_output + self.LOOKBACK
-        else:
-            return
-        excess = len(self.buf) - self.start - keep
-        if excess > 0:
-            del self.buf[self.start:self.start + excess]
-            self.dropped += excess
-            self.scanned = max(self.start, self.scanned - excess)
-
-    def _check(self) -> bool:
-        if self.start is None:
-            self._find_start()
-            if self.start is None:
-                return False
-            self.scanned = self.start
-        w, buf = self.watch, self.buf
-        if w.mode in ("marks", "prompt-mark"):
-            from_ = max(self.start, self.scanned - 256)  # a mark cut by a read
-            for kind, args, m in _marks(buf, self.pane.token, from_):
-                if w.mode == "marks" and kind == b"D" and self.end is None:
-                    self.end = m.start()
-                    value = args[0] if args else b""
-                    self.status = int(value) if value.lstrip(b"-").isdigit() else None
-                elif kind == b"A" and not args and (w.mode == "prompt-mark"
-                                                    or self.end is not None):
-                    if self.end is None:
-                        self.end = m.start()
-                    self.scanned = len(buf)
-                    return True
-            self.scanned = len(buf)
-            self._trim()
-            return False
-        if w.mode == "regex":
-            nl = buf.rfind(b"\n", self.start)
-            last = render(bytes(buf[nl + 1 if nl >= 0 else self.start:]).decode(
-                "utf-8", "replace"))
-            if w.pattern is not None and w.pattern.search(last):
-                self.end = nl + 1 if nl >= 0 else self.start
-                return True
-            self._trim()
-            return False
-        if w.mode == "pattern":
-            # Render each whole line once; search the last LOOKBACK characters of
-            # them plus the line still being written.
-            done = buf.rfind(b"\n", self.scanned) + 1
-            if done > self.scanned:
-                seen = self.seen + render(bytes(buf[self.scanned:done]).decode(
-                    "utf-8", "replace"))
-                if len(seen) > self.LOOKBACK:
-                    seen = seen[seen.find("\n", len(seen) - self.LOOKBACK) + 1:]
-                self.seen, self.scanned = seen, done
-            text = self.seen + render(bytes(buf[self.scanned:]).decode("utf-8", "replace"))
-            found = w.pattern.search(text) if w.pattern is not None else None
-            if found:
-                self.match = found.group(0)
-                return True
-            self._trim()
-            return False
-        return False
-
-    def follow(self, timeout: float, interval: float = 0.05,
-               settle: float = 0.0, silence: float = 0.0) -> str:
-        """Wait; return ``done``, ``timeout``, ``dead`` or ``server``.
-
-        With ``settle``, done means no new output for that long once some
-        came, or none at all for ``silence`` (if longer).
-        """
-        deadline = self.began + timeout
-        delay, quiet_since = 0.001, time.monotonic()
-        while True:
-            if self._feed():
-                quiet_since = time.monotonic()
-                delay = 0.001
-                if not settle and self._check():
-                    return "done"
-                continue
-            if not settle and self.start is None and self._check():
-                return "done"  # a partial echo that never came
-            now = time.monotonic()
-            if settle and now - quiet_since >= (settle if self.buf else max(settle, silence)):
-                return "done"
-            reason = self._gone()
-            if reason:
-                time.sleep(0.02)  # the pipe may still carry the last output
-                while self._feed():
-                    pass
-                if not settle and self._check():
-                    return "done"
-                # A killed server takes its panes along: by now it is gone too.
-                return self._gone() or reason
-            if now >= deadline:
-                return "timeout"
-            time.sleep(min(delay, max(deadline - now, 0.0005)))
-            delay = min(delay * 2, interval)
-
-    def _gone(self) -> str:
-        if self.pane.server_pid and _process_state(self.pane.server_pid) != "running":
-            return "server"
-        if self.pane.pid and _process_state(self.pane.pid) != "running":
-            return "dead"
-        return ""
-
-    def output(self) -> str:
-        """The output between the echo and the prompt, as a person reads it."""
-        if self.start is None:
-            return ""
-        end = self.end if self.end is not None else len(self.buf)
-        data, dropped = bytes(self.buf[self.start:end]), self.dropped
-        limit = self.watch.max_output
-        if limit and len(data) > limit:
-            # _trim keeps a margin for matching; the caller gets at most the
-            # newest ``limit`` bytes, from the start of a line where there is one.
-            cut = len(data) - limit
-            nl = data.find(b"\n", cut - 1, len(data) - 1)
-            cut = nl + 1 if nl >= 0 else cut
-            data, dropped = data[cut:], dropped + cut
-        text = render(data.decode("utf-8", "replace"))
-        if dropped:
-            text = ("[tmuxsess: %d earlier bytes of output omitted; all of it is in "
-                    "'capture --transcript']\n" % dropped) + text
-        return text
-
-    def tail(self, lines: int = 10) -> str:
-        text = render(bytes(self.buf[-self.LOOKBACK:]).decode("utf-8", "replace"))
-        return "\n".join(text.rstrip("\n").split("\n")[-lines:])
-
-
-def _wait_ready(pane: Pane, timeout: float) -> None:
-    """Block until a new session's program shows its first prompt."""
-    mode = _prompt_mode(pane)
-    if mode == "regex":
-        watch = _Watch("regex", pattern=_compile_prompt(pane.prompt))
-    elif mode:
-        watch = _Watch("prompt-mark")
-    else:
-        watch = _Watch("settle")
-    f = _Follower(pane, 0, watch)
-    try:
-        # No prompt to know: ready once the first output has settled, or after
-        # a second without any (a silent program like cat would wait forever).
-        settle = 0.25 if watch.mode == "settle" else 0.0
-        reason = f.follow(timeout, settle=settle, silence=min(1.0, timeout))
-        if reason == "done" and settle and f._gone():
-            reason = "dead"
-    finally:
-        f.close()
-    if reason == "done":
-        return
-    tail = f.tail()
-    if reason == "timeout":
-        raise _fail("%s did not show its prompt within %gs" % (pane.session, timeout),
-                    "not-ready", ("last output: " + tail.replace("\n", " | "))[:500]
-                    if tail else "it printed nothing; raise --ready-timeout, or --no-wait")
-    raise _fail("the program in %s exited before it was ready" % pane.session, "not-ready",
-                ("last output: " + tail.replace("\n", " | "))[:500] if tail else "")
-
-
-# ---------------------------------------------------------------------------
-# Talking to sessions: send, wait, run
-# ---------------------------------------------------------------------------
-
-def python_unit(code: str) -> str:
-    """One REPL line that runs a whole block the way the REPL would, as one unit.
-
-    Blank lines inside indented code cannot end a block early, and values of
-    expression statements are still shown.
-    """
-    return ("exec(compile(__import__('ast').Interactive(compile(%r,'<stdin>','exec',1024)"
-            ".body),'<stdin>','single'))" % code)
-
-
-def _python_line_is_complete(code: str) -> bool:
-    import codeop
-    import warnings
-    if "\n" in code:
-        return False
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return codeop.compile_command(code, "<stdin>", "single") is not None
-        except (SyntaxError, ValueError, OverflowError):
-            return True  # let the REPL show the error itself
-
-
-PARTIAL_TAIL = 32  # bytes of text sent without Enter that a send records for wait
-
-
-def _deliver(pane: Pane, payload: Optional[bytes], keys: Sequence[str], enter: bool,
-             record: str, retries: int, interval: float, verbose: bool = False) -> None:
-    """Put text (via a private paste buffer) and keys into the pane: one tmux call."""
-    target = pane.pane_id or pane.target
-    buffer = "tmuxsess-%d-%s" % (os.getpid(), _random_id(12))
-    steps: List[List[str]] = []
-    if payload:
-        # -r: newlines go in as typed (LF), not rewritten; -p: bracketed paste
-        # when the program asked for it; -d: the buffer is gone afterwards.
-        steps += [["load-buffer", "-b", buffer, "-"],
-                  ["paste-buffer", "-d", "-r", "-p", "-b", buffer, "-t", target]]
-    if enter:
-        steps.append(["send-keys", "-t", target, "Enter"])
-    if keys:
-        steps.append(["send-keys", "-t", target] + list(keys))
-    if record and pane.pane_id:
-        # A pane option (a session can hold panes the tool did not make); -F
-        # lets the record name the cursor's line at the moment of sending.
-        steps.append(["set-option", "-p", "-F", "-t", pane.pane_id, "@tmuxsess-sent", record])
-    if not steps:
-        return
-    attempt = 0
-    while True:
-        try:
-            tmux(pane.server, *steps, stdin=payload)
-            return
-        except KeyboardInterrupt:
-            # Ctrl-C mid-call: our private buffer must not outlive us.
-            if payload:
-                with contextlib.suppress(TmuxsessError):
-                    tmux(pane.server, ["delete-buffer", "-b", buffer])
-            raise
-        except TmuxsessError as e:
-            if payload:
-                with contextlib.suppress(TmuxsessError):
-                    tmux(pane.server, ["delete-buffer", "-b", buffer])
-            if not e.transient or attempt >= retries:
-                if attempt:
-                    e.message += " (after %d retries)" % attempt
-                e.kind = "send" if e.kind == "tmux" else e.kind
-                raise
-            if verbose:
-                print("tmuxsess: retrying after: %s" % e.message, file=sys.stderr)
-            time.sleep(interval * (2 ** attempt))
-            attempt += 1
-
-
-@contextlib.contextmanager
-def _transcript_for(pane: Pane) -> Iterator[bool]:
-    """Give a pane without a transcript a temporary one for this exchange."""
-    if pane.transcript:
-        yield True
-        return
-    if pane.piped:
-        yield False  # someone else's pipe-pane: we must not replace it
-        return
-    path = os.path.join(_state_subdir("transcripts"), "temp.%s.log" % _random_id(12))
-    _new_private_file(path)
-    try:
-        tmux(pane.server, ["pipe-pane", "-O", "-t", pane.pane_id,
-                           "exec cat >> " + shlex.quote(path)])
-        pane.transcript = path
-        try:
-            yield True
-        finally:
-            with contextlib.suppress(TmuxsessError):
-                tmux(pane.server, ["pipe-pane", "-t", pane.pane_id])
-            pane.transcript = ""
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-
-
-# tmux's key names (man tmux, KEY BINDINGS), matched without regard to case;
-# SHIFTED are the ones tmux 3.3 also knows with S- (S-Tab or S-a it would type).
-SHIFTED = (["F%d" % i for i in range(1, 13)] + "IC Insert DC Delete Home End NPage "
-           "PageDown PgDn PPage PageUp PgUp Up Down Left Right".split())
-KEY_NAMES = {k.lower(): k for k in SHIFTED + "Tab BTab Space BSpace Enter Escape "
-             "KPEnter".split() + ["KP" + c for c in "/*-+.0123456789"]}
-# What people call keys that tmux names otherwise.
-KEY_WORDS = {"ctrl": "C", "control": "C", "ctl": "C", "alt": "M", "meta": "M",
-             "option": "M", "opt": "M", "shift": "S", "esc": "Escape", "return": "Enter",
-             "ret": "Enter", "cr": "Enter", "backspace": "BSpace", "bs": "BSpace",
-             "del": "DC", "ins": "IC", "pagedn": "PageDown", "spacebar": "Space"}
-
-
-def _key_name(key: str) -> Optional[str]:
-    """``key`` as tmux spells it (C-c, M-x, S-Up, Enter, F12, a); None if tmux
-    has no such key and would type the word as text."""
-    if re.fullmatch(r"0x[0-9a-fA-F]{1,6}", key):
-        return key
-    mods, rest = [], key
-    if len(rest) > 1 and rest[0] == "^":  # ^c is C-c
-        mods, rest = ["C"], rest[1:]
-    while len(rest) > 2 and rest[1] == "-" and rest[0] in "CcMmSs":
-        mods.append(rest[0].upper())
-        rest = rest[2:]
-    if len(rest) == 1:
-        if not rest.isprintable():
-            return None
-        if rest.isascii() and "S" in mods:
-            return None
-        if rest.isascii() and "C" in mods:
-            if rest in '$%&*|{}"~':
-                return None
-            rest = rest.lower() if rest.isalpha() else rest
-    elif rest.lower() in KEY_NAMES:
-        rest = KEY_NAMES[rest.lower()]
-        if "S" in mods and rest not in SHIFTED:
-            return None
-    else:
-        return None
-    return "".join(m + "-" for m in mods) + rest
-
-
-def _check_keys(keys: Sequence[str]) -> List[str]:
-    """Key names as tmux spells them; a word tmux does not know is refused (tmux
-    would type it, and a typo'd key in a shell becomes a command)."""
-    named = []
-    for key in keys:
-        name = _key_name(key)
-        if name is None:
-            words = "-".join(KEY_WORDS.get(w.lower(), w)
-                             for w in re.split(r"(?<=.)[-+]", key))
-            guess = _key_name("BTab" if words.lower() == "s-tab" else words)
-            if guess is None and len(key) > 1:
-                import difflib
-                close = difflib.get_close_matches(key.lower(), KEY_NAMES, 1, 0.7)
-                guess = KEY_NAMES[close[0]] if close else None
-            raise _fail("%s: not a tmux key name%s" % (
-                json.dumps(key, ensure_ascii=False) if not key.isprintable() or not key
-                else key, "; did you mean %s?" % guess if guess else ""), "usage",
-                "text goes in with -c; keys are named as in tmux: C-c M-x S-Up Enter "
-                "Escape Tab BSpace Up F1..F12 (man tmux, KEY BINDINGS)")
-        named.append(name)
-    return named
-
-
-def _check_text(text: str) -> bytes:
-    if "\0" in text:
-        raise _fail("the text contains a NUL byte, which a terminal cannot carry",
-                    "usage", "remove it, or send binary data through a file")
-    return text.encode("utf-8", "surrogateescape")
-
-
-def send(text: Optional[str] = None, keys: Sequence[str] = (), *, enter: bool = True,
-         multiline: bool = False, wait: Optional[str] = None, fixed: bool = False,
-         timeout: float = 30.0, retries: int = 3, interval: float = 0.5,
-         verbose: bool = False, session: Optional[str] = None,
-         socket: Optional[str] = None, socket_name: Optional[str] = None,
-         target: Optional[str] = None) -> Dict[str, Any]:
-    """Send text exactly as given (and/or keys); optionally wait for a pattern.
-
-    ``text`` is literal, always: no word in it is a key name. Enter follows it
-    unless ``enter`` is false or ``keys`` are given. With ``multiline`` the
-    text is pasted as one block (for a Python REPL: run as one unit). ``wait``
-    is matched only in output that appears after this send, never in what was
-    on screen before nor in the echo of the text.
-    """
-    if text is None and not keys:
-        raise _fail("nothing to send: give -c TEXT, --file PATH or -k KEY")
-    keys = _check_keys(keys)
-    _seconds(timeout, "-T")
-    _seconds(interval, "-i")
-    _at_least(retries, 0, "-r")
-    pattern = _compile_pattern(wait, fixed) if wait is not None else None
-    pane, health = resolve(session, socket, socket_name, target)
-    if health.status != "healthy":
-        raise _fail(_said(health, pane.label, "nothing was sent"), "unhealthy",
-                    _transcript_hint(pane))
-    payload = b""
-    enter = enter and not keys
-    if text is not None:
-        if multiline and pane.type == "python-repl" and text.strip():
-            text = python_unit(text)
-            enter = True
-        elif multiline and pane.type == "python-repl":
-            text = ""
-        payload = _check_text(text)
-    started = time.monotonic()
-    result: Dict[str, Any] = {"session": pane.session, "pane_id": pane.pane_id,
-                              "sent": True, "bytes": len(payload), "keys": list(keys)}
-    with contextlib.ExitStack() as stack:
-        own = bool(pane.transcript)  # not a temporary one for this call
-        following = pattern is not None and stack.enter_context(_transcript_for(pane))
-        mode = _prompt_mode(pane)
-        offset = _size(pane.transcript) if pane.transcript else 0
-        # Enter pressed through -k (say "-k Up Enter") ends an echoed line too.
-        presses = int(enter) + sum(k in ("Enter", "C-m", "KPEnter") for k in keys)
-        cmark = bool(presses and mode == "marks" and pane.type == "shell"
-                     and _at_prompt(_tail_bytes(pane.transcript), mode, None, pane.token))
-        lines = payload.count(b"\n") + presses
-        partial = b"" if enter or keys or text is None else payload.rsplit(b"\n", 1)[-1]
-        if own:
-            record = "%d %d %d" % (offset, lines, int(cmark))
-            if partial:  # so that a later wait skips its echo too (hex: one word)
-                record += " %d %s" % (len(partial), partial[-PARTIAL_TAIL:].hex())
-        else:
-            # No transcript to hold an offset: a later wait reads the screen from
-            # the cursor's row as it is when the text goes in (tmux fills it in),
-            # found again by the echo's end once tmux drops old history lines.
-            record = "line #{history_size} #{cursor_y} %d %s" % (
-                lines, _echo_anchor(text).replace("#", "##"))
-        baseline = pane.line
-        _deliver(pane, payload, keys, enter, record, retries, interval, verbose)
-        if pane.registered:
-            _touch(pane.session)
-        if pattern is None:
-            return result
-        if following:
-            watch = _Watch("pattern", skip_lines=lines, cmark=cmark,
-                           partial=partial[-PARTIAL_TAIL:], partial_len=len(partial),
-                           pattern=pattern)
-            f = _Follower(pane, offset, watch)
-            try:
-                reason = f.follow(timeout)
-                found = WaitResult(reason == "done", f.match, "" if reason == "done"
-                                   else reason, tail=f.tail())
-            finally:
-                f.close()
-        else:
-            found = _wait_on_screen(pane, pattern, timeout, None, baseline, skip=lines,
-                                    anchor=_echo_anchor(text))
-    found.elapsed = round(time.monotonic() - started, 3)
-    if found.reason == "dead":
-        found.exit_status = _dead_status(pane)
-    result.update({"found": found.found, "match": found.match, "reason": found.reason,
-                   "elapsed": found.elapsed, "exit_status": found.exit_status,
-                   "tail": found.tail})
-    return result
-
-
-def _dead_status(pane: Pane) -> Optional[int]:
-    """The exit status of a pane's program that has just exited.
-
-    tmux may not know it yet (see _zombie_exit): give it a second at most.
-    """
-    deadline = time.monotonic() + 1.0
-    while True:
-        try:
-            rows = _rows(tmux(pane.server, ["display-message", "-p", "-t", pane.pane_id,
-                                            "-F", PANE_FORMAT]), PANE_FIELDS)
-        except TmuxsessError:
-            return None
-        if rows and rows[0][5] == "1":
-            status, signum = _dead_exit(rows[0], int(rows[0][4] or 0) or pane.pid)
-            if status is not None or signum:
-                return status  # killed by a signal: no exit status
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(0.01)
-
-
-def _echo_anchor(text: Optional[str]) -> str:
-    """The end of the first line sent, to recognise its echo on the screen."""
-    first = (text or "").split("\n", 1)[0].rstrip()[-40:]
-    return first if first.isprintable() else ""
-
-
-def _new_screen_text(rows: List[str], joined: str, row: int, skip: int,
-                     history: int, limit: int, anchor: str) -> str:
-    """The joined text from absolute row ``row`` on, after ``skip`` lines.
-
-    ``rows`` are the pane's rows as they are (-N) and ``joined`` the same with
-    wrapped rows joined (-J): they differ only by the newlines of wrapped rows.
-    """
-    offsets, pos = [], 0
-    for r in rows:
-        offsets.append(pos)
-        pos += len(r)
-        if joined.startswith("\n", pos):  # not a wrapped row
-            pos += 1
-    step = max(limit // 10, 1)
-    if anchor and history >= limit - step:
-        # A full history drops its oldest ``step`` lines at a time, moving every
-        # row up by a multiple of that: find the row that holds the echo.
-        for candidate in range(row, -1, -step):
-            if candidate < len(rows):
-                end = joined.find("\n", offsets[candidate])
-                line = joined[offsets[candidate]:end if end >= 0 else len(joined)]
-                if line.rstrip().endswith(anchor):
-                    row = candidate
-                    break
-    pos = offsets[row] if row < len(offsets) else len(joined)
-    for _ in range(skip):  # the echo of the text sent
-        nl = joined.find("\n", pos)
-        pos = nl + 1 if nl >= 0 else len(joined)
-    return joined[pos:]
-
-
-def _wait_on_screen(pane: Pane, pattern: "re.Pattern[str]", timeout: float,
-                    lines: Optional[int], from_line: Optional[int] = None,
-                    interval: float = 0.2, skip: int = 0, anchor: str = "") -> WaitResult:
-    """Poll the screen (one tmux call per look) for panes without a transcript.
-
-    ``from_line`` is an absolute row (history size + cursor row) where text was
-    sent (``anchor``: the end of its first line): only text from there on,
-    after ``skip`` more lines (the echo), counts; otherwise the last ``lines``
-    lines do.
-    """
-    began = time.monotonic()
-    delay = 0.01
-    target = pane.pane_id or pane.target
-    text = ""
-    while True:
-        state = ("#{pane_dead}\t#{pane_dead_status}\t#{history_size}\t#{pane_height}"
-                 "\t#{history_limit}")
-        if from_line is None:
-            captures = [["capture-pane", "-p", "-J", "-t", target, "-S",
-                         str(-(lines or 1000))]]
-        else:
-            # Rows as they are (-N) and with wrapped rows joined (-J), taken in
-            # the same instant: the rows say where an absolute row begins in the
-            # joined text, which is what patterns are matched against.
-            captures = [["capture-pane", "-p", "-N", "-t", target, "-S", "-"],
-                        ["capture-pane", "-p", "-J", "-t", target, "-S", "-"]]
-        try:
-            out = tmux(pane.server, ["display-message", "-p", "-t", target, state],
-                       *captures)
-        except TmuxsessError as e:
-            return WaitResult(False, reason="server" if e.kind == "no-server" else "dead",
-                              tail=text, elapsed=time.monotonic() - began)
-        head, _, text = out.partition("\n")
-        dead, status, size, height, limit = (head.split("\t") + [""] * 5)[:5]
-        if from_line is not None:
-            count = int(size or 0) + int(height or 0)
-            rows = text.split("\n")
-            text = _new_screen_text(rows[:count], "\n".join(rows[count:]), from_line,
-                                    skip, int(size or 0), int(limit or 0), anchor)
-        m = pattern.search(text)
-        tail = "\n".join(text.rstrip("\n").split("\n")[-10:])
-        if m:
-            return WaitResult(True, m.group(0), tail=tail,
-                              elapsed=time.monotonic() - began)
-        if dead == "1":
-            return WaitResult(False, reason="dead", tail=tail,
-                              exit_status=int(status) if status.lstrip("-").isdigit()
-                              else None, elapsed=time.monotonic() - began)
-        if time.monotonic() - began >= timeout:
-            return WaitResult(False, reason="timeout", tail=tail,
-                              elapsed=time.monotonic() - began)
-        time.sleep(delay)
-        delay = min(delay * 2, interval)
-
-
-def wait_for_text(pattern: str, *, fixed: bool = False, timeout: float = 15.0,
-                  interval: Optional[float] = None, lines: int = 1000,
-                  whole_pane: bool = False, session: Optional[str] = None,
-                  socket: Optional[str] = None, socket_name: Optional[str] = None,
-                  target: Optional[str] = None) -> WaitResult:
-    """Wait until ``pattern`` appears in the pane's output.
-
-    On a session with a send recorded by this tool only output after that
-    send counts; ``whole_pane`` searches the last ``lines`` lines instead.
-    Returns early when the program exits or the server goes away.
-    """
-    regex = _compile_pattern(pattern, fixed)
-    _seconds(timeout, "-T")
-    if interval is not None:
-        _seconds(interval, "-i")
-    _at_least(lines, 1, "-l")
-    pane, health = resolve(session, socket, socket_name, target)
-    if health.status in ("missing", "server_not_running"):
-        return WaitResult(False, reason="server" if health.status == "server_not_running"
-                          else "missing")
-    sent = pane.sent.split()  # OFFSET LINES CMARK [LENGTH END-IN-HEX]: see send
-    if not whole_pane and pane.transcript and len(sent) in (3, 5) and all(
-            p.isdigit() for p in sent[:4]):
-        partial = b""
-        with contextlib.suppress(ValueError, IndexError):
-            partial = bytes.fromhex(sent[4])
-        watch = _Watch("pattern", skip_lines=int(sent[1]), cmark=sent[2] == "1",
-                       partial=partial, partial_len=int(sent[3]) if partial else 0,
-                       pattern=regex)
-        f = _Follower(pane, int(sent[0]), watch)
-        try:
-            reason = f.follow(timeout, interval or 0.05)
-            result = WaitResult(reason == "done", f.match,
-                                "" if reason == "done" else reason, tail=f.tail(),
-                                elapsed=round(time.monotonic() - f.began, 3))
-        finally:
-            f.close()
-        if result.reason == "dead":
-            result.exit_status = _dead_status(pane)
-        return result
-    screen = pane.sent.split(" ", 4)  # "line HISTORY CURSOR SKIP ANCHOR": no transcript
-    if not whole_pane and len(screen) == 5 and screen[0] == "line" and all(
-            p.isdigit() for p in screen[1:4]):
-        return _wait_on_screen(pane, regex, timeout, lines, int(screen[1]) + int(screen[2]),
-                               interval or 0.2, skip=int(screen[3]), anchor=screen[4])
-    return _wait_on_screen(pane, regex, timeout, lines, None, interval or 0.2)
-
-
-def run(code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
-        max_output: int = 1 << 20, session: Optional[str] = None,
-        socket: Optional[str] = None, socket_name: Optional[str] = None,
-        target: Optional[str] = None) -> RunResult:
-    """Send code, wait until the program is back at its prompt, return its output.
-
-    ``output`` is exactly what the program printed: no echo, no prompt.
-    ``exit_status`` is the shell command's own, 1 if Python raised (else 0),
-    None when the program does not say (gdb, ``--prompt`` programs);
-    ``timed_out`` and ``pane_died`` say why a run ended early (with the output
-    so far). A run that cannot start (busy program, text left on the prompt
-    line, another run going) raises TmuxsessError of kind ``busy``, having
-    typed nothing.
-    """
-    began = time.monotonic()
-    _seconds(timeout, "-T")
-    _at_least(max_output, 0, "--max-output")
-    pane, health = resolve(session, socket, socket_name, target)
-    if health.status == "dead":
-        raise _fail(_said(health, pane.label, "nothing was run"), "dead",
-                    _transcript_hint(pane) or "read its screen: tmuxsess.py capture")
-    if health.status != "healthy":
-        raise _fail(_said(health, pane.label, "nothing was run"), "unhealthy")
-    _check_text(code)  # refuse NUL before anything is typed
-    prompt_re = _compile_prompt(prompt) if prompt else (
-        _compile_prompt(pane.prompt) if pane.prompt else None)
-    mode = _prompt_mode(pane, prompt)
-    if not mode:
-        raise _fail("tmuxsess does not know the prompt of %s" % pane.label, "usage",
-                    "pass --prompt REGEX matching the program's prompt line")
-    with _run_lock(pane, began + timeout), _transcript_for(pane) as following, \
-            _gdb_block(pane, code) as block:
-        if not following:
-            raise _fail("%s already pipes its output elsewhere (pipe-pane); run cannot "
-                        "follow it" % pane.label, "unhealthy", "use send -w, or capture")
-        # Never type into a program that is still busy with something else, nor
-        # after text someone left on its prompt line.
-        if mode != "regex" or pane.transcript == "" or _size(pane.transcript):
-            tail = _tail_bytes(pane.transcript)
-            if not _at_prompt(tail, mode, prompt_re, pane.token):
-                ready = _await_prompt(pane, mode, prompt_re,
-                                      timeout - (time.monotonic() - began))
-                if ready == "timeout":
-                    raise _fail("%s is not at its prompt (busy, or waiting for input); "
-                                "nothing was sent" % pane.label, "busy",
-                                "let it finish (tmuxsess.py wait %s -p PATTERN), interrupt "
-                                "it (tmuxsess.py send %s -k C-c), or if its prompt changed, "
-                                "pass --prompt REGEX" % ((_target_flags(pane),) * 2))
-                if ready != "done":
-                    return _early(pane, ready, began)
-                tail = _tail_bytes(pane.transcript)  # the prompt it waited for
-            unsent = "" if mode == "regex" else _unsent_text(tail, pane.token)
-            if unsent:
-                raise _fail("%s has unsent text on its prompt line: %r; nothing was sent"
-                            % (pane.label, unsent[-40:]), "busy",
-                            "clear it: tmuxsess.py send %s -k C-u, or finish it: "
-                            "tmuxsess.py send %s -c REST" % ((_target_flags(pane),) * 2))
-        if block:
-            units = ["source " + block]
-        elif pane.type == "python-repl" and not prompt:
-            # Typed as is only when it is one complete line with nothing that
-            # readline takes for an editing key (tabs, control characters).
-            typed = code.isprintable() and _python_line_is_complete(code)
-            units = [code if typed else python_unit(code)]
-        elif mode == "marks":
-            units = [code[:-1] if code.endswith("\n") else code]
-        else:
-            units = code.split("\n")
-            if len(units) > 1 and units[-1] == "":
-                units.pop()
-        outputs, status, reason = [], None, "done"
-        for unit in units:
-            remaining = timeout - (time.monotonic() - began)
-            result = _exchange(pane, unit, mode, prompt_re, remaining, max_output)
-            outputs.append(result[0])
-            status, reason = result[1], result[2]
-            if reason != "done":
-                break
-        if pane.registered:
-            _touch(pane.session)
-    output = "".join(outputs)
-    elapsed = round(time.monotonic() - began, 3)
-    if reason == "done":
-        return RunResult(output, status, elapsed=elapsed,
-                         truncated=output.startswith("[tmuxsess: "))
-    if reason == "timeout":
-        return RunResult(output, None, timed_out=True, elapsed=elapsed)
-    return RunResult(output, _dead_status(pane), pane_died=True, elapsed=elapsed,
-                     server_gone=reason == "server")
-
-
-def _early(pane: Pane, reason: str, began: float) -> RunResult:
-    elapsed = round(time.monotonic() - began, 3)
-    return RunResult("", _dead_status(pane), pane_died=True, elapsed=elapsed,
-                     server_gone=reason == "server")
-
-
-@contextlib.contextmanager
-def _gdb_block(pane: Pane, code: str) -> Iterator[str]:
-    """Several lines for gdb as a private file, for one ``source FILE``; else "".
-
-    Typed line by line, a block (define, python, commands ... end) is read at
-    gdb's ">" prompt, which has no mark, and gdb stays in it if a line fails.
-    """
-    if pane.type != "debugger" or "\n" not in code.rstrip("\n"):
-        yield ""
-        return
-    path = os.path.join(_state_subdir("tmp"), "block.%s.gdb" % _random_id(12))
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(code.encode("utf-8", "surrogateescape"))
-    except OSError as e:
-        raise _fail("cannot write %s: %s" % (path, e.strerror), "registry")
-    try:
-        yield path
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-
-
-def _run_lock_path(server: Server, pane_id: str) -> str:
-    """The file whose flock queues the runs on one pane, on any server."""
-    where = os.path.abspath(server.socket) if server.socket else server.label
-    key = hashlib.sha256(("%s\0%s" % (where, pane_id)).encode()).hexdigest()[:24]
-    return os.path.join(state_dir(), "locks", key + ".lock")
-
-
-@contextlib.contextmanager
-def _run_lock(pane: Pane, deadline: float) -> Iterator[None]:
-    """Hold the pane's run lock for a whole exchange; wait for it until ``deadline``.
-
-    Two runs typing into one program at once would read each other's output.
-    send takes no lock: C-c, or an answer to an input() a run waits on, must
-    always get through.
-    """
-    _state_subdir("locks")
-    with _flock(_run_lock_path(pane.server, pane.pane_id), deadline, lambda: _fail(
-            "another run on %s is still going; nothing was run" % pane.label, "busy",
-            "raise -T to queue up behind it, or interrupt it: tmuxsess.py send %s -k C-c"
-            % _target_flags(pane))):
-        yield
-
-
-def _remove_run_lock(server: Server, pane_id: str) -> None:
-    if pane_id:
-        with contextlib.suppress(OSError):
-            os.unlink(_run_lock_path(server, pane_id))
-
-
-def _target_flags(pane: Pane) -> str:
-    """How a command line names this pane, for hints."""
-    if pane.registered and NAME_RE.match(pane.session):
-        return "-s " + pane.session
-    return " ".join(shlex.quote(a) for a in pane.server.args() + [
-        "-t", pane.pane_id or pane.target])
-
-
-def _await_prompt(pane: Pane, mode: str, prompt_re: Optional["re.Pattern[str]"],
-                  timeout: float) -> str:
-    began = time.monotonic()
-    delay = 0.001
-    while True:
-        if _at_prompt(_tail_bytes(pane.transcript), mode, prompt_re, pane.token):
-            return "done"
-        if pane.server_pid and _process_state(pane.server_pid) != "running":
-            return "server"
-        if pane.pid and _process_state(pane.pid) != "running":
-            return "dead"
-        if time.monotonic() - began >= timeout:
-            return "timeout"
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
-def _exchange(pane: Pane, unit: str, mode: str, prompt_re: Optional["re.Pattern[str]"],
-              timeout: float, max_output: int) -> Tuple[str, Optional[int], str]:
-    """One line (or pasted block) in, its output out: (output, status, reason)."""
-    payload = _check_text(unit)
-    offset = _size(pane.transcript)
-    cmark = pane.type == "shell" and mode == "marks"
-    lines = 1 if cmark else payload.count(b"\n") + 1
-    watch = _Watch("regex" if mode == "regex" else mode, skip_lines=lines, cmark=cmark,
-                   pattern=prompt_re, max_output=max_output)
-    f = _Follower(pane, offset, watch)
-    try:
-        record = "%d %d %d" % (offset, lines, int(cmark))
-        _deliver(pane, payload, (), True, record if pane.type else "", 0, 0.1)
-        reason = f.follow(max(timeout, 0.001))
-        return f.output(), f.status, reason
-    finally:
-        f.close()
 
 
 # ---------------------------------------------------------------------------
@@ -2691,14 +3432,16 @@ def _exchange(pane: Pane, unit: str, mode: str, prompt_re: Optional["re.Pattern[
 # Exit codes per subcommand for each kind of failure; "lock" is 75 everywhere.
 EXIT_CODES: Dict[str, Dict[str, int]] = {
     "create-session": {"usage": 1, "taken": 2, "tmux": 3, "no-server": 3,
-                       "not-ready": 3, "registry": 4},
-    "safe-send": {"send": 1, "tmux": 1, "timeout": 2, "unhealthy": 3, "usage": 4,
-                  "target": 4, "registry": 4, "no-server": 3},
+                       "not-ready": 3, "file": 3, "registry": 4},
+    "safe-send": {"send": 1, "tmux": 1, "file": 1, "timeout": 2, "unhealthy": 3,
+                  "usage": 4, "target": 4, "registry": 4, "no-server": 3},
     "pane-health": {},
     "kill-session": {"usage": 3, "target": 2, "tmux": 2, "registry": 2},
     "run": {"dead": 125, "busy": 126, "usage": 126, "target": 126, "unhealthy": 126,
-            "registry": 126, "tmux": 126, "send": 126, "no-server": 125},
+            "registry": 126, "tmux": 126, "send": 126, "file": 126, "no-server": 125},
+    "mcp": {},
 }
+RUN_WAITING = 123  # run: the program waits for input (unfinished statement, debugger)
 
 OVERVIEW = """\
 usage: tmuxsess.py COMMAND [options]   (tmuxsess.py COMMAND --help for more)
@@ -2707,7 +3450,7 @@ Drive interactive terminal programs in tmux, exactly.
 
 pre-check   list-sessions (list, ls)    registered sessions and their status
             find-sessions (find)        tmux sessions on a socket, registered or not
-create      create-session (create)     start a shell, Python, gdb or command
+create      create-session (create)     start a shell, Python, gdb, node, psql, sqlite...
 active use  run                         send code, print exactly its output
             safe-send (send)            send text or keys; -w waits for output
             wait-for-text (wait)        wait for a pattern in new output
@@ -2718,18 +3461,12 @@ cleanup     kill-session (kill)         kill one session and deregister it
             cleanup-sessions (cleanup)  remove dead (or old, idle, all) sessions
 recovery    repair                      rebuild a corrupt registry from tmux
 for agents  skill                       print (or --write) a SKILL.md for this tool
+            mcp                         serve the tool over MCP (stdio)
 
 Example:  tmuxsess.py create -n calc --python && tmuxsess.py run -s calc -c '6*7'
 """
 
-
-def _add_target(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("target (highest first: -S/-L with -t, then -s, then "
-                             "the only registered session)")
-    g.add_argument("-S", "--socket", metavar="PATH", help="tmux socket path")
-    g.add_argument("-L", "--socket-name", metavar="NAME", help="tmux socket name")
-    g.add_argument("-t", "--target", metavar="TARGET", help="tmux target pane")
-    g.add_argument("-s", "--session", metavar="NAME", help="registered session name")
+Handler = Callable[[Engine, argparse.Namespace], int]
 
 
 def _target(a: argparse.Namespace) -> Dict[str, Any]:
@@ -2746,50 +3483,59 @@ def _when(text: str) -> str:
     return _ago(time.time() - t) + " ago" if t is not None else "-"
 
 
+def _table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
 def _read_text(a: argparse.Namespace) -> Optional[str]:
-    if getattr(a, "file", None) is not None:
-        if a.command is not None:
-            raise _fail("give -c TEXT or --file PATH, not both")
-        try:
-            if a.file == "-":
-                if sys.stdin is None:  # started with <&-
-                    raise _fail("standard input is closed: nothing to read for --file -")
-                data = sys.stdin.buffer.read()
-            else:
-                with open(a.file, "rb") as f:
-                    data = f.read()
-        except OSError as e:
-            raise _fail("cannot read %s: %s" % (a.file, e.strerror))
-        return data.decode("utf-8", "surrogateescape")
-    command: Optional[str] = a.command
-    return command
+    if getattr(a, "file", None) is None:
+        command: Optional[str] = a.command
+        return command
+    if a.command is not None:
+        raise UsageError("give -c TEXT or --file PATH, not both")
+    try:
+        if a.file == "-":
+            if sys.stdin is None:  # started with <&-
+                raise UsageError("standard input is closed: nothing to read for --file -")
+            data = sys.stdin.buffer.read()
+        else:
+            with open(a.file, "rb") as f:
+                data = f.read()
+    except OSError as e:
+        raise UsageError("cannot read %s: %s" % (a.file, e.strerror))
+    return data.decode("utf-8", "surrogateescape")
 
 
-def cmd_create(a: argparse.Namespace) -> int:
-    kind, command = "shell", None
+def _kind_of(a: argparse.Namespace) -> str:
+    if a.kind:
+        return str(a.kind)
     if a.python:
-        kind = "python-repl"
-    elif a.gdb:
-        kind = "debugger"
-    elif a.cmd is not None:
-        kind, command = "command", a.cmd
+        return "python"
+    if a.gdb:
+        return "gdb"
+    return "command" if a.cmd is not None and not a.shell else "shell"
+
+
+def cmd_create(engine: Engine, a: argparse.Namespace) -> int:
     env = {}
     for pair in a.env or []:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise _fail("--env wants KEY=VALUE, got %r" % pair)
+            raise UsageError("--env wants KEY=VALUE, got %r" % pair)
         env[key] = value
-    record = create_session(a.name, kind, command, socket=a.socket, window=a.window,
-                            cwd=a.cwd, env=env, register=not a.no_register,
-                            wait=not a.no_wait, ready_timeout=a.ready_timeout,
-                            prompt=a.prompt)
+    record = engine.create_session(a.name, _kind_of(a), a.cmd, socket=a.socket,
+                                   window=a.window, cwd=a.cwd, env=env,
+                                   register=not a.no_register, wait=not a.no_wait,
+                                   ready_timeout=a.ready_timeout, prompt=a.prompt)
     shown = {k: record.get(k) for k in ("name", "socket", "target", "pane_id", "type",
-                                        "pid", "registered", "created_at", "transcript")}
+                                        "kind", "pid", "registered", "created_at",
+                                    "transcript")}
     _print_json(shown)
-    how = "-s %s" % a.name if record["registered"] else "-S %s -t %s" % (
-        shlex.quote(record["socket"]), a.name)
-    print("To watch it:  tmux -S %s attach -t %s" % (shlex.quote(record["socket"]), a.name),
-          file=sys.stderr)
+    socket = shlex.quote(record["socket"])
+    how = "-s %s" % a.name if record["registered"] else "-S %s -t %s" % (socket, a.name)
+    print("To watch it:  tmux -S %s attach -t %s" % (socket, a.name), file=sys.stderr)
     print("To read it:   %s capture %s" % (_me(), how), file=sys.stderr)
     return 0
 
@@ -2798,32 +3544,30 @@ def _me() -> str:
     return shlex.quote(sys.argv[0]) if sys.argv and sys.argv[0] else "tmuxsess.py"
 
 
-def cmd_list(a: argparse.Namespace) -> int:
-    rows = list_sessions()
+def cmd_list(engine: Engine, a: argparse.Namespace) -> int:
+    rows = engine.list_sessions()
     alive = sum(1 for r in rows if r.status == "alive")
     if a.json:
-        _print_json({"sessions": [asdict(r) for r in rows], "total": len(rows),
-                     "alive": alive, "dead": len(rows) - alive})
+        _print_json({"sessions": [dict(asdict(r), socket_basename=os.path.basename(r.socket))
+                                  for r in rows],
+                     "total": len(rows), "alive": alive, "dead": len(rows) - alive})
         return 0
     if not rows:
         print("No sessions registered.")
     else:
-        table = [("NAME", "SOCKET", "TARGET", "STATUS", "PID", "CREATED", "LAST-ACTIVE")]
-        table += [(r.name, r.socket, r.target, r.status, str(r.pid or "-"),
-                   _when(r.created_at), _when(r.last_active)) for r in rows]
-        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-        for row in table:
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        _table([("NAME", "SOCKET", "TARGET", "STATUS", "PID", "CREATED", "LAST-ACTIVE")]
+               + [(r.name, r.socket, r.target, r.status, str(r.pid or "-"),
+                   _when(r.created_at), _when(r.last_active)) for r in rows])
     print("Total: %d | Alive: %d | Dead: %d" % (len(rows), alive, len(rows) - alive))
     return 0
 
 
-def cmd_health(a: argparse.Namespace) -> int:
+def cmd_health(engine: Engine, a: argparse.Namespace) -> int:
     try:
-        pane, health = resolve(**_target(a))
+        pane, health = engine.resolve(**_target(a))
         label = pane.label
-    except TmuxsessError as e:
-        if e.kind != "target" or a.target is None:
+    except TargetError:
+        if a.target is None:
             raise
         health, label = Health("missing", server_running=True), a.target
     if a.format == "text":
@@ -2833,8 +3577,8 @@ def cmd_health(a: argparse.Namespace) -> int:
     return HEALTH_EXIT[health.status]
 
 
-def cmd_kill(a: argparse.Namespace) -> int:
-    r = kill_session(dry_run=a.dry_run, **_target(a))
+def cmd_kill(engine: Engine, a: argparse.Namespace) -> int:
+    r = engine.kill_session(dry_run=a.dry_run, **_target(a))
     verb = "would be" if a.dry_run else "was"
     done = [w for w, ok in (("killed", r["killed"]), ("deregistered", r["deregistered"]))
             if ok]
@@ -2854,10 +3598,11 @@ def cmd_kill(a: argparse.Namespace) -> int:
     return 0 if len(done) == 2 or not r["registered"] else 1
 
 
-def cmd_cleanup(a: argparse.Namespace) -> int:
+def cmd_cleanup(engine: Engine, a: argparse.Namespace) -> int:
     older = parse_duration(a.older_than) if a.older_than is not None else None
     idle = parse_duration(a.idle) if a.idle is not None else None
-    removed = cleanup_sessions(all=a.all, older_than=older, idle=idle, dry_run=a.dry_run)
+    removed = engine.cleanup_sessions(all=a.all, older_than=older, idle=idle,
+                                      dry_run=a.dry_run)
     if a.json:
         _print_json({"removed": removed, "dry_run": a.dry_run})
         return 0
@@ -2870,35 +3615,33 @@ def cmd_cleanup(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_find(a: argparse.Namespace) -> int:
-    found = find_sessions(a.socket, a.socket_name, a.all, a.query)
+def cmd_find(engine: Engine, a: argparse.Namespace) -> int:
+    found = engine.find_sessions(a.socket, a.socket_name, a.all, a.query)
     if a.json:
         _print_json([asdict(f) for f in found])
     elif found:
-        table = [("NAME", "SOCKET", "STATUS", "REGISTERED", "TYPE", "WINDOWS", "CREATED")]
-        table += [(f.name, f.socket, f.status, "yes" if f.registered else "no",
-                   f.type or "-", str(f.windows), _when(f.created_at)) for f in found]
-        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-        for row in table:
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        _table([("NAME", "SOCKET", "STATUS", "REGISTERED", "TYPE", "WINDOWS", "CREATED")]
+               + [(f.name, f.socket, f.status, "yes" if f.registered else "no",
+                   f.kind or f.type or "-", str(f.windows), _when(f.created_at))
+                  for f in found])
     else:
         print("No tmux sessions found.", file=sys.stderr)
     return 0 if found else 1
 
 
-def cmd_capture(a: argparse.Namespace) -> int:
+def cmd_capture(engine: Engine, a: argparse.Namespace) -> int:
     if a.transcript:
-        for chunk in read_transcript(raw=a.raw or a.ansi, **_target(a)):
+        for chunk in engine.read_transcript(raw=a.raw or a.ansi, **_target(a)):
             sys.stdout.write(chunk)
         return 0
     if a.lines < 1:
-        raise _fail("-n must be at least 1")
-    sys.stdout.write(capture(lines=a.lines, all=a.all, ansi=a.ansi, **_target(a)))
+        raise UsageError("-n must be at least 1")
+    sys.stdout.write(engine.capture(lines=a.lines, all=a.all, ansi=a.ansi, **_target(a)))
     return 0
 
 
-def cmd_repair(a: argparse.Namespace) -> int:
-    r = repair()
+def cmd_repair(engine: Engine, a: argparse.Namespace) -> int:
+    r = engine.repair()
     if a.json:
         _print_json(r)
     elif not r["corrupt"] and not r["missing"]:
@@ -2913,48 +3656,45 @@ def cmd_repair(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_attach(a: argparse.Namespace) -> int:
-    argv = attach_command(**_target(a))
+def cmd_attach(engine: Engine, a: argparse.Namespace) -> int:
+    argv = engine.attach_command(**_target(a))
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         print(" ".join(shlex.quote(x) for x in argv))
         print("tmuxsess: not on a terminal; run the command above to attach",
               file=sys.stderr)
         return 0
-    env = dict(os.environ)
-    env.pop("TMUX", None)  # attaching from inside tmux nests, which works
-    os.execvpe(argv[0], argv, env)
-    return 0  # not reached
+    engine.host.attach(argv)
 
 
-def cmd_skill(a: argparse.Namespace) -> int:
+def cmd_skill(engine: Engine, a: argparse.Namespace) -> int:
     text = skill(a.tool)
     if a.write is None:
         sys.stdout.write(text)
         return 0
     path = os.path.join(a.write, "SKILL.md")
     if os.path.exists(a.write) and not os.path.isdir(a.write):
-        raise _fail("%s is not a directory" % a.write, "usage",
-                    "--write takes the skill's directory; SKILL.md goes inside it")
+        raise UsageError("%s is not a directory" % a.write,
+                         "--write takes the skill's directory; SKILL.md goes inside it")
     with contextlib.suppress(OSError):
         with open(path, encoding="utf-8") as f:
             if f.read() != text and not a.force:
-                raise _fail("%s exists and differs; not overwriting it" % path, "usage",
-                            "add --force to replace it")
+                raise UsageError("%s exists and differs; not overwriting it" % path,
+                                 "add --force to replace it")
     try:
         os.makedirs(a.write, exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
     except OSError as e:
-        raise _fail("cannot write %s: %s" % (path, e.strerror))
+        raise UsageError("cannot write %s: %s" % (path, e.strerror))
     print("wrote %s" % path, file=sys.stderr)
     return 0
 
 
-def cmd_send(a: argparse.Namespace) -> int:
-    text = _read_text(a)
-    r = send(text, a.keys or (), enter=not a.literal, multiline=a.multiline,
-             wait=a.wait, fixed=a.fixed, timeout=a.timeout, retries=a.retries,
-             interval=a.interval, verbose=a.verbose, **_target(a))
+def cmd_send(engine: Engine, a: argparse.Namespace) -> int:
+    r = engine.send(_read_text(a), a.keys or (), enter=not a.literal,
+                    multiline=a.multiline, wait=a.wait, fixed=a.fixed, timeout=a.timeout,
+                    retries=a.retries, interval=a.interval, verbose=a.verbose,
+                    **_target(a))
     if a.json:
         _print_json(r)
     elif a.verbose:
@@ -2967,16 +3707,17 @@ def cmd_send(a: argparse.Namespace) -> int:
         _error("pattern %r not seen within %gs" % (a.wait, a.timeout),
                _tail_hint(r.get("tail", "")))
         return 2
-    _error(_gone_message(r["reason"], r.get("exit_status"), a), _tail_hint(r.get("tail", "")))
+    _error(_gone_message(engine, r["reason"], r.get("exit_status"), a),
+           _tail_hint(r.get("tail", "")))
     return 3
 
 
-def _gone_message(reason: str, status: Optional[int],
+def _gone_message(engine: Engine, reason: str, status: Optional[int],
                   a: Optional[argparse.Namespace] = None) -> str:
     if reason == "dead":
         with contextlib.suppress(TmuxsessError):
             if a is not None and status is None:  # killed by a signal? health names it
-                health = pane_health(**_target(a))
+                health = engine.pane_health(**_target(a))
                 if health.status == "dead":
                     return "the program %s while waiting" % health.ended
         return "the program exited%s while waiting" % (
@@ -3005,9 +3746,10 @@ def _tail_hint(tail: str) -> str:
     return "last lines:\n" + tail if tail.strip() else ""
 
 
-def cmd_wait(a: argparse.Namespace) -> int:
-    r = wait_for_text(a.pattern, fixed=a.fixed, timeout=a.timeout, interval=a.interval,
-                      lines=a.lines, whole_pane=a.whole_pane, **_target(a))
+def cmd_wait(engine: Engine, a: argparse.Namespace) -> int:
+    r = engine.wait_for_text(a.pattern, fixed=a.fixed, timeout=a.timeout,
+                             interval=a.interval, lines=a.lines, whole_pane=a.whole_pane,
+                             **_target(a))
     if a.json:
         _print_json(asdict(r))
     if r.found:
@@ -3017,21 +3759,18 @@ def cmd_wait(a: argparse.Namespace) -> int:
             _error("pattern %r not seen within %gs" % (a.pattern, a.timeout),
                    _tail_hint(r.tail))
         else:
-            _error(_gone_message(r.reason, r.exit_status, a), _tail_hint(r.tail))
+            _error(_gone_message(engine, r.reason, r.exit_status, a), _tail_hint(r.tail))
     return 1
 
 
-def cmd_run(a: argparse.Namespace) -> int:
+def cmd_run(engine: Engine, a: argparse.Namespace) -> int:
     code = _read_text(a)
     if code is None:
-        raise _fail("give -c CODE or --file PATH")
-    r = run(code, timeout=a.timeout, prompt=a.prompt, max_output=a.max_output,
-            **_target(a))
+        raise UsageError("give -c CODE or --file PATH")
+    r = engine.run(code, timeout=a.timeout, prompt=a.prompt, max_output=a.max_output,
+                   **_target(a))
     if a.json:
-        _print_json({"output": r.output, "exit_status": r.exit_status,
-                     "timed_out": r.timed_out, "elapsed": r.elapsed,
-                     "pane_died": r.pane_died, "truncated": r.truncated,
-                     "server_gone": r.server_gone})
+        _print_json(asdict(r))
     else:
         sys.stdout.write(r.output)
         sys.stdout.flush()
@@ -3042,9 +3781,35 @@ def cmd_run(a: argparse.Namespace) -> int:
         return 124
     if r.pane_died:
         if not a.json:
-            _error(_gone_message("server" if r.server_gone else "dead", r.exit_status, a))
+            _error(_gone_message(engine, "server" if r.server_gone else "dead",
+                                 r.exit_status, a))
         return 125
+    if r.waiting_for_input:
+        if not a.json:
+            _error(*_waiting_words(r, _me() + " run " + _run_flags(a)))
+        return RUN_WAITING
     return r.exit_status or 0
+
+
+def _run_flags(a: argparse.Namespace) -> str:
+    words: List[str] = []
+    for flag, value in (("-s", a.session), ("-S", a.socket), ("-L", a.socket_name),
+                        ("-t", a.target)):
+        if value:
+            words += [flag, shlex.quote(value)]
+    return " ".join(words)
+
+
+def _waiting_words(r: RunResult, again: str) -> Tuple[str, str]:
+    """The error and hint for a run that ended with the program waiting for input."""
+    if r.prompt == "continuation":
+        return ("the program waits at its continuation prompt: the input is unfinished; "
+                "output so far is above",
+                "finish it: %s -c REST; or abandon it: %s -k C-c"
+                % (again, again.replace(" run ", " send ")))
+    return ("the program stopped at its debugger prompt (%s); output so far is above"
+            % (r.prompt or "debugger"),
+            "inspect it: %s -c 'p NAME'; continue: %s -c c" % (again, again))
 
 
 def _error(message: str, hint: str = "") -> None:
@@ -3061,32 +3826,25 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    fmt = argparse.RawDescriptionHelpFormatter
-    parser = _Parser(prog="tmuxsess.py", formatter_class=fmt,
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", action="version", version="tmuxsess " + __version__)
-    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
+def _add_target(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("target (highest first: -S/-L with -t, then -s, then "
+                             "the only registered session)")
+    g.add_argument("-S", "--socket", metavar="PATH", help="tmux socket path")
+    g.add_argument("-L", "--socket-name", metavar="NAME", help="tmux socket name")
+    g.add_argument("-t", "--target", metavar="TARGET", help="tmux target pane")
+    g.add_argument("-s", "--session", metavar="NAME", help="registered session name")
 
-    def command(name: str, aliases: List[str], func: Callable[[argparse.Namespace], int],
-                help: str, examples: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, aliases=aliases, help=help, description=help,
-                           epilog="examples:\n" + examples, formatter_class=fmt)
-        p.set_defaults(func=func, name_=name, parser_=p)
-        return p
 
-    p = command("create-session", ["create"], cmd_create,
-                "Start a program in a new detached tmux session and register it; "
-                "returns once it shows its first prompt.",
-                "  tmuxsess.py create -n calc --python\n"
-                "  tmuxsess.py create -n build --shell -c ~/src/app -e CI=1\n"
-                "  tmuxsess.py create -n db --cmd 'psql mydb' --prompt '=[#>] $'\n")
+def _options_create(p: argparse.ArgumentParser) -> None:
+    kinds = ", ".join(name for name, prof in PROFILES.items() if not prof.nested)
     p.add_argument("-n", "--name", required=True, help="session name (A-Z a-z 0-9 _ -)")
     kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--kind", metavar="KIND", help="the program's profile: %s" % kinds)
     kind.add_argument("--shell", action="store_true", help="bash (the default)")
     kind.add_argument("--python", action="store_true", help="Python REPL (python3 -q)")
     kind.add_argument("--gdb", action="store_true", help="gdb, quiet, no pagination")
-    kind.add_argument("--cmd", metavar="COMMAND", help="any command, run by $SHELL -c")
+    p.add_argument("--cmd", metavar="COMMAND", help="a command line run by $SHELL -c: "
+                   "with --kind, run under that profile; alone, any program")
     p.add_argument("--prompt", metavar="REGEX",
                    help="the program's prompt line (for --cmd): readiness and run use it")
     p.add_argument("-S", "--socket", metavar="PATH", help="tmux socket (default: %s)"
@@ -3099,17 +3857,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ready-timeout", type=float, default=15.0, metavar="SEC",
                    help="how long to wait for the first prompt (default 15)")
 
-    p = command("list-sessions", ["list", "ls"], cmd_list,
-                "List registered sessions with their status (one tmux query per socket).",
-                "  tmuxsess.py list\n  tmuxsess.py ls --json | jq '.sessions[].name'\n")
+
+def _options_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = command("safe-send", ["send"], cmd_send,
-                "Send text exactly as given (or keys with -k), optionally waiting for "
-                "a pattern in the output that follows.",
-                "  tmuxsess.py send -s calc -c 'x = 41;' -w '>>>'\n"
-                "  tmuxsess.py send -s calc -k C-c\n"
-                "  tmuxsess.py send -s calc -m --file block.py -w '>>> $' -T 60\n")
+
+def _options_send(p: argparse.ArgumentParser) -> None:
     _add_target(p)
     p.add_argument("-c", "--command", metavar="TEXT", help="literal text; Enter follows")
     p.add_argument("--file", metavar="PATH", help="read the text from a file (- = stdin)")
@@ -3128,11 +3881,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--json", action="store_true")
 
-    p = command("wait-for-text", ["wait"], cmd_wait,
-                "Wait for a pattern in the output since the last send (or in the whole "
-                "pane); returns early if the program exits.",
-                "  tmuxsess.py wait -s calc -p '^>>> ' -T 15\n"
-                "  tmuxsess.py wait -s build -F -p 'BUILD OK' -T 600\n")
+
+def _options_wait(p: argparse.ArgumentParser) -> None:
     _add_target(p)
     p.add_argument("-p", "--pattern", required=True, help="Python regex (multiline)")
     p.add_argument("-F", "--fixed", action="store_true", help="fixed string, not a regex")
@@ -3146,34 +3896,27 @@ def build_parser() -> argparse.ArgumentParser:
                    "old output included")
     p.add_argument("--json", action="store_true")
 
-    p = command("pane-health", ["health"], cmd_health,
-                "Report whether a session's pane is healthy; the exit code says which.",
-                "  tmuxsess.py health -s calc --format text\n"
-                "  tmuxsess.py health -s calc && tmuxsess.py run -s calc -c 'go()'\n")
+
+def _options_health(p: argparse.ArgumentParser) -> None:
     _add_target(p)
     p.add_argument("--format", choices=("json", "text"), default="json")
 
-    p = command("kill-session", ["kill"], cmd_kill,
-                "Kill a session's tmux session and remove its registry entry.",
-                "  tmuxsess.py kill -s calc\n  tmuxsess.py kill -s calc --dry-run\n")
+
+def _options_kill(p: argparse.ArgumentParser) -> None:
     _add_target(p)
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true")
 
-    p = command("cleanup-sessions", ["cleanup"], cmd_cleanup,
-                "Remove dead, missing and zombie sessions from the registry; --all, "
-                "--older-than and --idle widen the selection (alive ones are killed).",
-                "  tmuxsess.py cleanup --dry-run\n  tmuxsess.py cleanup --idle 2h\n"
-                "  tmuxsess.py cleanup --all\n")
+
+def _options_cleanup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--all", action="store_true")
     p.add_argument("--older-than", metavar="DUR", help="created longer ago (30s 15m 2h 1d)")
     p.add_argument("--idle", metavar="DUR", help="no activity for longer")
     p.add_argument("--json", action="store_true")
 
-    p = command("find-sessions", ["find"], cmd_find,
-                "List tmux sessions on a server, registered or not.",
-                "  tmuxsess.py find --all\n  tmuxsess.py find -S /tmp/my.sock -q data\n")
+
+def _options_find(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("-L", "--socket-name", metavar="NAME")
     g.add_argument("-S", "--socket", metavar="PATH")
@@ -3181,13 +3924,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--query", metavar="TEXT", help="names containing TEXT")
     p.add_argument("--json", action="store_true")
 
-    p = command("run", [], cmd_run,
-                "Send code, wait for the prompt, print exactly the output; exit with the "
-                "command's status (shell), 1 if Python raised, 124 timeout, 125 pane died, "
-                "126 could not run.",
-                "  tmuxsess.py run -s calc -c 'sum(range(10))'\n"
-                "  tmuxsess.py run -s sh -c 'make test'; echo $?\n"
-                "  tmuxsess.py run -s calc --file analysis.py -T 300 --json\n")
+
+def _options_run(p: argparse.ArgumentParser) -> None:
     _add_target(p)
     p.add_argument("-c", "--command", metavar="CODE")
     p.add_argument("--file", metavar="PATH", help="read the code from a file (- = stdin)")
@@ -3198,11 +3936,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep at most this much output (default 1 MiB; 0: all)")
     p.add_argument("--json", action="store_true")
 
-    p = command("capture", [], cmd_capture,
-                "Print the pane's text (works on a dead pane), or with --transcript "
-                "everything the program wrote since create.",
-                "  tmuxsess.py capture -s calc -n 50\n"
-                "  tmuxsess.py capture -s calc --transcript > calc.log\n")
+
+def _options_capture(p: argparse.ArgumentParser) -> None:
     _add_target(p)
     p.add_argument("-n", "--lines", type=int, default=200, help="last N lines (default 200)")
     p.add_argument("--all", action="store_true", help="all history")
@@ -3210,29 +3945,105 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transcript", action="store_true", help="everything since create")
     p.add_argument("--raw", action="store_true", help="with --transcript: bytes as written")
 
-    p = command("repair", [], cmd_repair,
-                "Move a corrupt registry aside and rebuild it from the live tmux "
-                "sessions in the socket dir; a good registry is left untouched.",
-                "  tmuxsess.py repair\n  tmuxsess.py repair --json\n"
-                "  tmuxsess.py list || tmuxsess.py repair    # list names a corrupt file\n")
-    p.add_argument("--json", action="store_true")
 
-    p = command("attach", [], cmd_attach,
-                "Attach to a session in tmux (prints the command when not on a terminal).",
-                "  tmuxsess.py attach -s calc\n"
-                "  tmuxsess.py attach -S /tmp/my.sock -t work    # a session it did not create\n")
-    _add_target(p)
-
-    p = command("skill", [], cmd_skill,
-                "Print a SKILL.md that teaches an agent to use this tool (or write it "
-                "into a skill directory).",
-                "  tmuxsess.py skill\n"
-                "  tmuxsess.py skill --write ~/.claude/skills/tmux\n"
-                "  tmuxsess.py skill --tool ./tools/tmuxsess.py --write .claude/skills/tmux\n")
+def _options_skill(p: argparse.ArgumentParser) -> None:
     p.add_argument("--write", metavar="DIR", help="write DIR/SKILL.md instead of printing")
     p.add_argument("--tool", metavar="PATH",
                    help="how SKILL.md names the tool (default: this file's absolute path)")
     p.add_argument("--force", action="store_true", help="replace a SKILL.md that differs")
+
+
+class _Command(NamedTuple):
+    """A subcommand: its names, what it does, its options, its examples."""
+
+    name: str
+    aliases: List[str]
+    run: Handler
+    help: str
+    options: Callable[[argparse.ArgumentParser], None]
+    examples: str
+
+
+COMMANDS: List[_Command] = [
+    _Command("create-session", ["create"], cmd_create,
+             "Start a program in a new detached tmux session and register it; "
+             "returns once it shows its first prompt.", _options_create,
+             "  tmuxsess.py create -n calc --python\n"
+             "  tmuxsess.py create -n build --shell -c ~/src/app -e CI=1\n"
+             "  tmuxsess.py create -n db --kind psql --cmd 'psql -h /run/pg mydb'\n"),
+    _Command("list-sessions", ["list", "ls"], cmd_list,
+             "List registered sessions with their status (one tmux query per socket).",
+             _options_json, "  tmuxsess.py list\n"
+             "  tmuxsess.py ls --json | jq '.sessions[].name'\n"),
+    _Command("safe-send", ["send"], cmd_send,
+             "Send text exactly as given (or keys with -k), optionally waiting for "
+             "a pattern in the output that follows.", _options_send,
+             "  tmuxsess.py send -s calc -c 'x = 41;' -w '>>>'\n"
+             "  tmuxsess.py send -s calc -k C-c\n"
+             "  tmuxsess.py send -s calc -m --file block.py -w '>>> $' -T 60\n"),
+    _Command("wait-for-text", ["wait"], cmd_wait,
+             "Wait for a pattern in the output since the last send (or in the whole "
+             "pane); returns early if the program exits.", _options_wait,
+             "  tmuxsess.py wait -s calc -p '^>>> ' -T 15\n"
+             "  tmuxsess.py wait -s build -F -p 'BUILD OK' -T 600\n"),
+    _Command("pane-health", ["health"], cmd_health,
+             "Report whether a session's pane is healthy; the exit code says which.",
+             _options_health, "  tmuxsess.py health -s calc --format text\n"
+             "  tmuxsess.py health -s calc && tmuxsess.py run -s calc -c 'go()'\n"),
+    _Command("kill-session", ["kill"], cmd_kill,
+             "Kill a session's tmux session and remove its registry entry.", _options_kill,
+             "  tmuxsess.py kill -s calc\n  tmuxsess.py kill -s calc --dry-run\n"),
+    _Command("cleanup-sessions", ["cleanup"], cmd_cleanup,
+             "Remove dead, missing and zombie sessions from the registry; --all, "
+             "--older-than and --idle widen the selection (alive ones are killed).",
+             _options_cleanup, "  tmuxsess.py cleanup --dry-run\n"
+             "  tmuxsess.py cleanup --idle 2h\n  tmuxsess.py cleanup --all\n"),
+    _Command("find-sessions", ["find"], cmd_find,
+             "List tmux sessions on a server, registered or not.", _options_find,
+             "  tmuxsess.py find --all\n  tmuxsess.py find -S /tmp/my.sock -q data\n"),
+    _Command("run", [], cmd_run,
+             "Send code, wait for the prompt, print exactly the output; exit with the "
+             "unit's status (shell: the command's; Python, node, psql, sqlite: 1 if it "
+             "failed), 123 waiting for input, 124 timeout, 125 pane died, 126 could not "
+             "run.", _options_run,
+             "  tmuxsess.py run -s calc -c 'sum(range(10))'\n"
+             "  tmuxsess.py run -s sh -c 'make test'; echo $?\n"
+             "  tmuxsess.py run -s calc --file analysis.py -T 300 --json\n"),
+    _Command("capture", [], cmd_capture,
+             "Print the pane's text (works on a dead pane), or with --transcript "
+             "everything the program wrote since create.", _options_capture,
+             "  tmuxsess.py capture -s calc -n 50\n"
+             "  tmuxsess.py capture -s calc --transcript > calc.log\n"),
+    _Command("repair", [], cmd_repair,
+             "Move a corrupt registry aside and rebuild it from the live tmux "
+             "sessions in the socket dir; a good registry is left untouched.",
+             _options_json, "  tmuxsess.py repair\n  tmuxsess.py repair --json\n"
+             "  tmuxsess.py list || tmuxsess.py repair    # list names a corrupt file\n"),
+    _Command("attach", [], cmd_attach,
+             "Attach to a session in tmux (prints the command when not on a terminal).",
+             _add_target, "  tmuxsess.py attach -s calc\n"
+             "  tmuxsess.py attach -S /tmp/my.sock -t work    # a session it did not create\n"),
+    _Command("skill", [], cmd_skill,
+             "Print a SKILL.md that teaches an agent to use this tool (or write it "
+             "into a skill directory).", _options_skill,
+             "  tmuxsess.py skill\n"
+             "  tmuxsess.py skill --write ~/.claude/skills/tmux\n"
+             "  tmuxsess.py skill --tool ./tools/tmuxsess.py --write .claude/skills/tmux\n"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one subparser per entry of ``COMMANDS``."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(prog="tmuxsess.py", formatter_class=fmt,
+                     description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--version", action="version", version="tmuxsess " + __version__)
+    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
+    for c in COMMANDS:
+        p = sub.add_parser(c.name, aliases=c.aliases, help=c.help, description=c.help,
+                           epilog="examples:\n" + c.examples, formatter_class=fmt)
+        p.set_defaults(func=c.run, name_=c.name, parser_=p)
+        c.options(p)
     return parser
 
 
@@ -3255,14 +4066,16 @@ def main(argv: Optional[List[str]] = None) -> int:
             getattr(a, "parser_", parser).error("unrecognized arguments: " + " ".join(extra))
         _restore_values(a, held)
     except SystemExit as e:
-        if e.code == 0:
-            return 0
-        return _usage_code(name)
+        return 0 if e.code == 0 else _usage_code(name)
     if not getattr(a, "func", None):
         sys.stdout.write(OVERVIEW)
         return 1
+    return _dispatch(a)
+
+
+def _dispatch(a: argparse.Namespace) -> int:
     try:
-        status: int = a.func(a)
+        status: int = a.func(Engine(), a)
         return status
     except TmuxsessError as e:
         _error(e.message, e.hint)
