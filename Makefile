@@ -10,6 +10,7 @@ test:
 lint:
 	$(PYTHON) -m pip install --quiet ruff vermin mypy
 	$(PYTHON) -m ruff check --target-version py38 --select E,F,W,B --ignore B904 --line-length 100 tmuxsess.py test_tmuxsess.py bench_tmuxsess.py
+	$(PYTHON) -m ruff check --target-version py38 --select C901 --config 'lint.mccabe.max-complexity=12' tmuxsess.py
 	$(PYTHON) -c 'import sys, vermin; sys.exit(vermin.main())' --no-tips --violations --exclude str.decode -t=3.8- tmuxsess.py test_tmuxsess.py bench_tmuxsess.py
 	$(PYTHON) -m mypy --strict tmuxsess.py
 

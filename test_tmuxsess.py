@@ -19,10 +19,12 @@ import collections
 import concurrent.futures
 import contextlib
 import fcntl
+import glob
 import io
 import json
 import math
 import os
+import pwd
 import queue
 import random
 import re
@@ -463,6 +465,87 @@ class HarnessTest(TmuxTestCase):
 # target picking do what the spec says, also under races and on servers the
 # tool did not start; the seed guide's workflows work as written.
 # ===========================================================================
+
+
+class EngineTest(TmuxTestCase):
+    """The engine holds its settings: engines side by side, no environment needed."""
+
+    def test_two_engines_side_by_side_from_two_threads(self):
+        # The environment points elsewhere; each engine is given its own places.
+        os.environ["TMUXSESS_STATE_DIR"] = os.path.join(self.tmp, "env-state")
+        os.environ["CLAUDE_TMUX_SOCKET_DIR"] = os.path.join(self.tmp, "env-sock")
+        places = [(os.path.join(self.tmp, "state%d" % i), os.path.join(self.tmp, "sock%d" % i))
+                  for i in (1, 2)]
+        engines = [tmuxsess.Engine(state_dir=st, socket_dir=so) for st, so in places]
+        start = threading.Barrier(2)
+
+        def work(i):
+            engine = engines[i]
+            start.wait()
+            # The same session name in both: two registries, two servers.
+            engine.create_session("calc", kind="python", ready_timeout=30)
+            r = engine.run("print(%d * 7)" % (i + 1), session="calc")
+            listed = [(s.name, s.socket) for s in engine.list_sessions()]
+            killed = engine.kill_session(session="calc")
+            return r.output, r.exit_status, listed, killed["killed"]
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(work, range(2)))
+        for i, (output, status, listed, killed) in enumerate(results):
+            self.assertEqual((output, status, killed), ("%d\n" % ((i + 1) * 7), 0, True))
+            self.assertEqual(listed, [("calc", os.path.join(places[i][1], "claude.sock"))])
+            self.assertEqual(json.loads(read_bytes(os.path.join(
+                places[i][0], ".sessions.json")))["sessions"], {})
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "env-state")))
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "env-sock")))
+
+    def test_settings_come_from_the_environment_once(self):
+        settings = tmuxsess.Settings.from_environment(
+            {"TMUXSESS_STATE_DIR": "/x/st", "CLAUDE_TMUX_SOCKET_DIR": "/x/so",
+             "TMUXSESS_TMUX": "/opt/tmux", "TMUXSESS_LOCK_TIMEOUT": "2.5"})
+        self.assertEqual(settings, tmuxsess.Settings("/x/st", "/x/so", "/opt/tmux", 2.5))
+        self.assertEqual(tmuxsess.Engine(settings=settings).registry.path,
+                         "/x/st/.sessions.json")
+        overridden = tmuxsess.Settings.from_environment({"TMUXSESS_STATE_DIR": "/x/st"},
+                                                        state_dir="/y", lock_timeout=0)
+        self.assertEqual((overridden.state_dir, overridden.lock_timeout), ("/y", 0))
+        with self.assertRaises(tmuxsess.UsageError):
+            tmuxsess.Settings.from_environment({"TMUXSESS_LOCK_TIMEOUT": "soon"})
+
+
+class CodeShapeTest(unittest.TestCase):
+    """What keeps the file readable: small functions, one home per job."""
+
+    def setUp(self):
+        import ast
+        with open(TOOL, encoding="utf-8") as f:
+            self.source = f.read()
+        self.tree = ast.parse(self.source)
+
+    def test_no_function_over_80_lines(self):
+        import ast
+        long = ["%s (%d lines)" % (node.name, node.end_lineno - node.lineno + 1)
+                for node in ast.walk(self.tree)
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.end_lineno - node.lineno + 1 > 80]
+        self.assertEqual(long, [])
+
+    def test_subprocess_only_in_the_host(self):
+        import ast
+        host = next(n for n in self.tree.body if isinstance(n, ast.ClassDef)
+                    and n.name == "Host")
+        inside = range(host.lineno, host.end_lineno + 1)
+        calls = [node.lineno for node in ast.walk(self.tree)
+                 if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                 and (node.value.id, node.attr) in (("subprocess", "run"), ("os", "kill"),
+                                                    ("subprocess", "Popen"))
+                 and node.lineno not in inside]
+        self.assertEqual(calls, [])
+
+    def test_public_surface_is_all(self):
+        for name in tmuxsess.__all__:
+            self.assertTrue(hasattr(tmuxsess, name), name)
+        self.assertNotIn("cmd_run", tmuxsess.__all__)
 
 
 TIME_RE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z"
@@ -1648,6 +1731,239 @@ class RunTest(TmuxTestCase):
                                  "seq 1 20000").stdout)
         self.assertEqual(doc["output"], "".join("%d\n" % i for i in range(1, 20001)))
         self.assertFalse(doc["truncated"])
+
+
+# ===========================================================================
+# Program profiles: node, psql (a real server), sqlite3, pdb inside Python
+# ===========================================================================
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL server: a Unix socket in a temp dir, no TCP; run as
+    the ``postgres`` user when the suite runs as root (postgres refuses root)."""
+
+    USER, DB = "postgres", "tmuxsess"
+
+    def __init__(self):
+        self.bindir = next((d for d in [os.path.dirname(os.path.realpath(
+            shutil.which("initdb") or "/nonexistent"))] + sorted(
+            glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+            if os.access(os.path.join(d, "initdb"), os.X_OK)), None)
+        self.dir = None
+
+    def skip_reason(self):
+        if not self.bindir:
+            return "PostgreSQL's initdb is not installed"
+        if not shutil.which("psql"):
+            return "psql is not installed"
+        if os.geteuid() == 0:
+            try:
+                pwd.getpwnam(self.USER)
+            except KeyError:
+                return "running as root and there is no user %r to run postgres" % self.USER
+        return None
+
+    def _run(self, *argv):
+        preexec = None
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam(self.USER)
+
+            def preexec():
+                os.setgroups([])
+                os.setgid(pw.pw_gid)
+                os.setuid(pw.pw_uid)
+        subprocess.run([os.path.join(self.bindir, argv[0])] + list(argv[1:]), check=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, preexec_fn=preexec, cwd=self.dir,
+                       env=dict(os.environ, LC_ALL="C", PGTZ="UTC"), timeout=60)
+
+    def start(self):
+        self.dir = tempfile.mkdtemp(prefix="tmuxsess-pg-")
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam(self.USER)
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        data = os.path.join(self.dir, "data")
+        self._run("initdb", "-D", data, "-U", self.USER, "-A", "trust", "-E", "UTF8",
+                  "--locale=C", "--no-sync")
+        self._run("pg_ctl", "-D", data, "-l", os.path.join(self.dir, "log"), "-w", "-t", "30",
+                  "-o", "-k %s -c listen_addresses='' -c fsync=off -c full_page_writes=off"
+                  " -c synchronous_commit=off -c shared_buffers=16MB" % self.dir, "start")
+        self._run("createdb", "-h", self.dir, "-U", self.USER, self.DB)
+        return "psql -h %s -U %s %s" % (self.dir, self.USER, self.DB)
+
+    def stop(self):
+        if self.dir is None:
+            return
+        data = os.path.join(self.dir, "data")
+        if os.path.exists(os.path.join(data, "postmaster.pid")):
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                self._run("pg_ctl", "-D", data, "-m", "immediate", "-w", "-t", "30", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = None
+
+
+class ProfileTestCase(TmuxTestCase):
+    """Runs through the command line, as a user would."""
+
+    def run_ok(self, name, code, output, status=0):
+        """``run`` gives exactly ``output`` and exits ``status``."""
+        r = self.cli("run", "-s", name, "-c", code)
+        self.assertNoTraceback(r)
+        self.assertEqual((r.stdout, r.returncode), (output, status), r.stderr)
+        return r
+
+    def run_json(self, name, code, exit_code):
+        r = self.cli("run", "-s", name, "-c", code, "--json")
+        self.assertEqual(r.returncode, exit_code, r.stdout + r.stderr)
+        return json.loads(r.stdout)
+
+    def assert_unfinished(self, name, code):
+        """Unfinished input is reported at once, not as success, and then refused."""
+        began = time.monotonic()
+        j = self.run_json(name, code, 123)
+        self.assertLess(time.monotonic() - began, 5)
+        self.assertEqual((j["waiting_for_input"], j["prompt"], j["exit_status"],
+                          j["timed_out"]), (True, "continuation", None, False))
+        r = self.fails(126, "run", "-s", name, "-c", "1")
+        self.assertIn("continuation prompt", r.stderr)
+
+
+@unittest.skipUnless(shutil.which("node"), "node is not installed")
+class NodeProfileTest(ProfileTestCase):
+    def test_values_errors_and_blocks_with_blank_lines(self):
+        rec = self.create("js", "--kind", "node")
+        self.assertEqual((rec["kind"], rec["type"]), ("node", "command"))
+        self.run_ok("js", "1 + 1", "2\n")
+        self.run_ok("js", "console.log('a;b'); 'x'", "a;b\n'x'\n")
+        r = self.run_ok("js", "throw new Error('boom')", "Uncaught Error: boom\n", 1)
+        self.run_ok("js", "class A {\n\n  m() { return 42 }\n}\n\nconst a = new A()\n\na.m()",
+                    "42\n")
+        self.run_ok("js", "a.m() + 1", "43\n")  # declarations of a block stay
+        r = self.cli("run", "-s", "js", "-c", "await Promise.reject(new Error('rej'))")
+        self.assertEqual(r.returncode, 1)
+        self.assertTrue(r.stdout.startswith("Uncaught Error: rej\n"), r.stdout)
+        self.run_ok("js", "\tlet t = 'tab\there'; t.length", "8\n")  # a tab is no completion
+        self.ok("kill", "-s", "js")
+
+    def test_unfinished_block_is_reported(self):
+        self.create("js", "--kind", "node")
+        self.assert_unfinished("js", "function f() {")
+        self.ok("send", "-s", "js", "-c", "return 3 }", "-w", "undefined")
+        self.run_ok("js", "typeof f", "'function'\n")
+
+
+@unittest.skipUnless(shutil.which("sqlite3"), "sqlite3 is not installed")
+class SqliteProfileTest(ProfileTestCase):
+    def test_statements_errors_and_blocks(self):
+        db = os.path.join(self.tmp, "app.db")
+        rec = self.create("db", "--kind", "sqlite", "--cmd", "sqlite3 " + shlex.quote(db))
+        self.assertEqual(rec["kind"], "sqlite")
+        self.run_ok("db", "create table t(x); insert into t values (1), (2);", "")
+        self.run_ok("db", "select sum(x) from t;", "3\n")
+        self.run_ok("db", "select * from nope;", "Parse error: no such table: nope\n", 1)
+        self.run_ok("db", ".mode csv\nselect 1, 'a;b';\n\nselect x\n\nfrom t\norder by x;",
+                    "1,a;b\n1\n2\n")
+        r = self.cli("run", "-s", "db", "-c", "select 7;\nselect * from nope;\nselect 8;")
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stdout, "7\nParse error near line 2: no such table: nope\n8\n")
+        self.ok("kill", "-s", "db")
+        self.assertTrue(os.path.exists(db))
+
+    def test_unfinished_statement_is_reported(self):
+        self.create("db", "--kind", "sqlite")
+        self.assert_unfinished("db", "select 1 +")
+        self.ok("send", "-s", "db", "-c", "2;", "-w", "^3$")
+        self.run_ok("db", "select 'after';", "after\n")
+
+
+class PsqlProfileTest(ProfileTestCase):
+    """psql against a real PostgreSQL server this class starts (and stops)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = PostgresServer()
+        reason = cls.pg.skip_reason()
+        if reason:
+            raise unittest.SkipTest(reason)
+        cls.addClassCleanup(cls.pg.stop)
+        cls.psql = cls.pg.start()
+
+    def test_statements_statuses_and_transactions(self):
+        rec = self.create("pg", "--kind", "psql", "--cmd", self.psql)
+        self.assertEqual(rec["kind"], "psql")
+        self.run_ok("pg", "create table t(x int);", "CREATE TABLE\n")
+        self.run_ok("pg", "insert into t values (1), (2);", "INSERT 0 2\n")
+        self.run_ok("pg", "select sum(x) from t;", " sum \n-----\n   3\n(1 row)\n\n")
+        self.run_ok("pg", "select 1/0;", "ERROR:  division by zero\n", 1)
+        self.run_ok("pg", "\\echo after", "after\n")  # a meta-command: ERROR is not stale
+        self.run_ok("pg", "begin;", "BEGIN\n")  # at =*# now
+        self.run_ok("pg", "select 1/0;", "ERROR:  division by zero\n", 1)  # at =!#
+        self.run_ok("pg", "select 1;", "ERROR:  current transaction is aborted, commands "
+                    "ignored until end of transaction block\n", 1)
+        self.run_ok("pg", "rollback;", "ROLLBACK\n")
+        self.ok("kill", "-s", "pg")
+
+    def test_blocks_with_meta_commands_and_blank_lines(self):
+        self.create("pg", "--kind", "psql", "--cmd", self.psql)
+        self.run_ok("pg", "select\n  2 as two\n\n;\n\\echo hi\nselect 'a;b' as s;",
+                    " two \n-----\n   2\n(1 row)\n\nhi\n  s  \n-----\n a;b\n(1 row)\n\n")
+        # The first statement of a block failed, the last did not: still a failure.
+        r = self.cli("run", "-s", "pg", "-c", "select 1/0;\nselect 7 as seven;")
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stdout, r"\Apsql:\S+:1: ERROR:  division by zero\n seven")
+
+    def test_unfinished_statement_and_string_are_reported(self):
+        self.create("pg", "--kind", "psql", "--cmd", self.psql)
+        self.assert_unfinished("pg", "select 1 +")
+        self.ok("send", "-s", "pg", "-c", "2;", "-w", "row")
+        self.assert_unfinished("pg", "select 'abc")
+        self.ok("send", "-s", "pg", "-c", "';", "-w", "row")
+        self.run_ok("pg", "select 5 as five;", " five \n------\n    5\n(1 row)\n\n")
+
+
+class PdbProfileTest(ProfileTestCase):
+    def test_breakpoint_stops_at_pdb_and_continue_returns_to_python(self):
+        self.create("py", "--python")
+        self.run_ok("py", "import sys; 'pdb' in sys.modules", "False\n")  # not at startup
+        self.run_ok("py", "def f(k):\n    breakpoint()\n    return k * 2", "")
+        j = self.run_json("py", "f(21)", 123)
+        self.assertEqual((j["waiting_for_input"], j["prompt"]), (True, "pdb"))
+        self.assertEqual(j["output"], "> <stdin>(3)f()\n")
+        self.run_ok("py", "p k", "21\n")
+        self.run_ok("py", "p k +", "*** SyntaxError: invalid syntax\n")
+        self.run_ok("py", "c", "42\n")
+        self.run_ok("py", "1 + 1", "2\n")
+        # pdb.set_trace() reaches the marked prompt too; q ends in BdbQuit: status 1.
+        j = self.run_json("py", "import pdb; pdb.set_trace()", 123)
+        self.assertEqual(j["prompt"], "pdb")
+        r = self.cli("run", "-s", "py", "-c", "q")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("BdbQuit", r.stdout)
+        self.run_ok("py", "'back'", "'back'\n")
+
+
+class KindTest(TmuxTestCase):
+    def test_kind_names_a_profile(self):
+        r = self.fails(1, "create", "-n", "x", "--kind", "cobol")
+        for kind in ("shell", "python", "gdb", "node", "psql", "sqlite", "command"):
+            self.assertIn(kind, r.stderr)
+        self.fails(1, "create", "-n", "x", "--kind", "shell", "--cmd", "bash")
+        self.fails(1, "create", "-n", "x", "--kind", "node", "--python", error=False)
+        rec = self.create("py", "--kind", "python", "--cmd", "python3 -q -X dev")
+        self.assertEqual((rec["kind"], rec["type"]), ("python", "python-repl"))
+        self.assertEqual(self.ok("run", "-s", "py", "-c", "import sys; sys.flags.dev_mode")
+                         .stdout, "True\n")
+        self.assertEqual(self.registry()["sessions"]["py"]["kind"], "python")
+        listed = json.loads(self.ok("list", "--json").stdout)["sessions"]
+        self.assertEqual([(s["kind"], s["socket_basename"]) for s in listed],
+                         [("python", "claude.sock")])
+
+    def test_entries_of_older_versions_keep_their_profile_by_type(self):
+        self.create("py", "--python")
+        reg = self.registry()
+        del reg["sessions"]["py"]["kind"]
+        write_bytes(self.reg_path, json.dumps(reg).encode())
+        self.assertEqual(self.ok("run", "-s", "py", "-c", "6 * 7").stdout, "42\n")
 
 
 class SixFaultsTest(TmuxTestCase):
@@ -2994,6 +3310,680 @@ class HelpTest(TmuxTestCase):
 # take minutes: many concurrent lifecycles, hundreds of SIGKILLed writers,
 # 50 MB of output, a thousand runs.
 # ===========================================================================
+
+
+# ===========================================================================
+# The MCP server: raw JSON-RPC to `tmuxsess.py mcp` in a subprocess
+# ===========================================================================
+
+MCP_TOOLS = {"create_session", "list_sessions", "session_health", "run", "send",
+             "wait_for_text", "capture", "kill_session", "cleanup_sessions"}
+MCP_READ_ONLY_TOOLS = {"list_sessions", "session_health", "capture", "wait_for_text"}
+
+
+def live_servers(top):
+    """Sockets under ``top`` with a tmux server answering on them."""
+    found = []
+    for root, _dirs, files in os.walk(top):
+        for name in files:
+            path = os.path.join(root, name)
+            if stat.S_ISSOCK(os.lstat(path).st_mode) and subprocess.run(
+                    ["tmux", "-S", path, "list-sessions"], stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL).returncode == 0:
+                found.append(path)
+    return found
+
+
+def processes_mentioning(text):
+    """Pids of processes whose command line or working directory mentions ``text``."""
+    pids = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmdline = f.read().decode("utf-8", "replace")
+            cwd = os.readlink("/proc/%s/cwd" % pid)
+        except OSError:
+            continue
+        if text in cmdline or cwd.startswith(text):
+            pids.append(int(pid))
+    return pids
+
+
+class Client:
+    """The client side of one server process: raw JSON-RPC lines."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.messages = []  # everything the server wrote, parsed, in order
+        self.raw = []
+        self.err = []
+        self.cond = threading.Condition()
+        self.next_id = 100
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_err, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self.cond:
+                self.raw.append(line.decode("utf-8", "replace"))
+                self.messages.append(json.loads(line))  # every line must be JSON
+                self.cond.notify_all()
+        with self.cond:
+            self.messages.append(None)  # end of output
+            self.cond.notify_all()
+
+    def _read_err(self):
+        for line in self.proc.stderr:
+            self.err.append(line.decode("utf-8", "replace"))
+
+    def line(self, text):
+        self.proc.stdin.write(text.encode("utf-8") + b"\n")
+        self.proc.stdin.flush()
+
+    def send(self, msg):
+        self.line(json.dumps(msg))
+
+    def request(self, method, params=None, rid=None):
+        if rid is None:
+            self.next_id += 1
+            rid = self.next_id
+        msg = {"jsonrpc": "2.0", "id": rid, "method": method}
+        if params is not None:
+            msg["params"] = params
+        self.send(msg)
+        return rid
+
+    def notify(self, method, params=None):
+        msg = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            msg["params"] = params
+        self.send(msg)
+
+    def wait_for(self, predicate, timeout=30.0, what="message"):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for m in self.messages:
+                    if m is not None and predicate(m):
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.messages and self.messages[-1] is None):
+                    raise AssertionError("no %s from the server; it wrote:\n%s\nstderr:\n%s"
+                                         % (what, "".join(self.raw)[-3000:],
+                                            "".join(self.err)[-3000:]))
+                self.cond.wait(left)
+
+    def message_after(self, count, timeout=30.0):
+        """The first message the server wrote after its first ``count``."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while len(self.messages) <= count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("no message after %d; stderr:\n%s"
+                                         % (count, "".join(self.err)[-3000:]))
+                self.cond.wait(left)
+            return self.messages[count]
+
+    def response(self, rid, timeout=30.0):
+        return self.wait_for(lambda m: m.get("id") == rid and ("result" in m or "error" in m),
+                             timeout, "response to %r" % (rid,))
+
+    def has_response(self, rid):
+        with self.cond:
+            return any(m is not None and m.get("id") == rid and "method" not in m
+                       for m in self.messages)
+
+    def rpc(self, method, params=None, timeout=30.0):
+        return self.response(self.request(method, params), timeout)
+
+    def call(self, name, arguments=None, timeout=60.0, **params):
+        params = dict(params, name=name, arguments=arguments or {})
+        r = self.rpc("tools/call", params, timeout)
+        assert "result" in r, r
+        return r["result"]
+
+
+class McpTestCase(unittest.TestCase):
+    """Isolated dirs per test; every server started under them is killed."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="tmuxsess-mcp-test-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.addCleanup(kill_servers, self.tmp)
+        self.state = os.path.join(self.tmp, "state")
+        self.sockets = os.path.join(self.tmp, "sock")
+        # Only the flags name the state and socket dirs; TMPDIR and HOME keep the
+        # defaults in here too, should a flag ever be ignored.
+        self.env = dict(os.environ, TMUX_TMPDIR=os.path.join(self.tmp, "tmux-default"),
+                        HOME=os.path.join(self.tmp, "home"), TMPDIR=os.path.join(self.tmp, "t"))
+        for name in ("TMUX", "TMUX_PANE", "TMUXSESS_TMUX", "TMUXSESS_LOCK_TIMEOUT",
+                     "XDG_CONFIG_HOME", "XDG_STATE_HOME", "TMUXSESS_STATE_DIR",
+                     "CLAUDE_TMUX_SOCKET_DIR"):
+            self.env.pop(name, None)
+        for key in ("TMUX_TMPDIR", "HOME", "TMPDIR"):
+            os.mkdir(self.env[key], 0o700)
+
+    def start(self, *flags, version="2025-06-18", init=True):
+        """A server process (and its client), initialized unless ``init`` is false."""
+        argv = [sys.executable, TOOL, "mcp", "--state-dir", self.state,
+                "--socket-dir", self.sockets] + list(flags)
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=self.env, cwd=self.tmp)
+        self.addCleanup(self._stop, proc)
+        client = Client(proc)
+        if init:
+            r = client.rpc("initialize", {"protocolVersion": version, "capabilities": {},
+                                          "clientInfo": {"name": "test", "version": "0"}})
+            self.assertEqual(r["result"]["protocolVersion"], version)
+            client.notify("notifications/initialized")
+        return client
+
+    def _stop(self, proc):
+        if proc.poll() is None:
+            with_suppressed(proc.stdin.close)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            with_suppressed(stream.close)
+
+    def exchange(self, *messages, flags=()):
+        """Send whole lines, close stdin, return every message the server wrote."""
+        data = "".join((m if isinstance(m, str) else json.dumps(m)) + "\n" for m in messages)
+        r = subprocess.run([sys.executable, TOOL, "mcp", "--state-dir", self.state,
+                            "--socket-dir", self.sockets] + list(flags),
+                           input=data.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=self.env, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return [json.loads(line) for line in r.stdout.splitlines()]
+
+    def python(self, client, name="py"):
+        result = client.call("create_session", {"name": name, "kind": "python"})
+        self.assertFalse(result["isError"], result)
+        return result
+
+    def text(self, result):
+        return "\n".join(item["text"] for item in result["content"])
+
+
+def with_suppressed(fn):
+    try:
+        fn()
+    except OSError:
+        pass
+
+
+def init_msg(version, rid=1):
+    return {"jsonrpc": "2.0", "id": rid, "method": "initialize",
+            "params": {"protocolVersion": version, "capabilities": {},
+                       "clientInfo": {"name": "test", "version": "0"}}}
+
+
+MODERN_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+               "io.modelcontextprotocol/clientCapabilities": {},
+               "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "0"}}
+
+
+class McpHandshakeTest(McpTestCase):
+
+    def test_versions_are_negotiated(self):
+        for asked, given in (("2024-11-05", "2024-11-05"), ("2025-03-26", "2025-03-26"),
+                             ("2025-06-18", "2025-06-18"), ("2025-11-25", "2025-11-25"),
+                             ("2026-07-28", "2025-11-25"), ("1999-01-01", "2025-11-25")):
+            with self.subTest(asked=asked):
+                (r,) = self.exchange(init_msg(asked))
+                self.assertEqual(r["id"], 1)
+                result = r["result"]
+                self.assertEqual(result["protocolVersion"], given)
+                self.assertEqual(result["serverInfo"]["name"], "tmuxsess")
+                self.assertIn("tools", result["capabilities"])
+                self.assertIn("create_session", result["instructions"])
+
+    def test_initialize_needs_a_version_and_happens_once(self):
+        bad, first, again = self.exchange(
+            {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}},
+            init_msg("2025-06-18", 2), init_msg("2025-06-18", 3))
+        self.assertEqual(bad["error"]["code"], -32602)
+        self.assertIn("result", first)
+        self.assertEqual(again["error"]["code"], -32600)
+
+    def test_tools_need_initialize_or_modern_meta(self):
+        (r,) = self.exchange({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        self.assertEqual(r["error"]["code"], -32600)
+        self.assertIn("initialize", r["error"]["message"])
+
+    def test_ping(self):
+        (r,) = self.exchange({"jsonrpc": "2.0", "id": "p", "method": "ping"})
+        self.assertEqual(r, {"jsonrpc": "2.0", "id": "p", "result": {}})
+
+    def test_modern_requests_carry_their_version(self):
+        discover, listed, wrong, incomplete = self.exchange(
+            {"jsonrpc": "2.0", "id": 1, "method": "server/discover",
+             "params": {"_meta": MODERN_META}},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": MODERN_META}},
+            {"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"_meta": dict(
+                MODERN_META, **{"io.modelcontextprotocol/protocolVersion": "2099-01-01"})}},
+            {"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": {"_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28"}}})
+        d = discover["result"]
+        self.assertEqual(d["resultType"], "complete")
+        self.assertIn("2026-07-28", d["supportedVersions"])
+        self.assertIn("2024-11-05", d["supportedVersions"])
+        self.assertEqual(d["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "tmuxsess")
+        self.assertIn("ttlMs", d)
+        t = listed["result"]
+        self.assertEqual(t["resultType"], "complete")
+        self.assertEqual({x["name"] for x in t["tools"]}, MCP_TOOLS)
+        self.assertEqual(t["cacheScope"], "private")
+        self.assertEqual(wrong["error"]["code"], -32022)
+        self.assertEqual(wrong["error"]["data"]["requested"], "2099-01-01")
+        self.assertIn("2026-07-28", wrong["error"]["data"]["supported"])
+        self.assertEqual(incomplete["error"]["code"], -32602)
+
+
+class McpToolsListTest(McpTestCase):
+
+    def test_every_tool_is_described(self):
+        init, r = self.exchange(init_msg("2025-11-25"),
+                                {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        tools = r["result"]["tools"]
+        self.assertNotIn("nextCursor", r["result"])
+        self.assertEqual({t["name"] for t in tools}, MCP_TOOLS)
+        for t in tools:
+            with self.subTest(tool=t["name"]):
+                self.assertGreater(len(t["description"]), 60)
+                self.assertEqual(t["inputSchema"]["type"], "object")
+                self.assertFalse(t["inputSchema"]["additionalProperties"])
+                self.assertEqual(t["outputSchema"]["type"], "object")
+                hints = t["annotations"]
+                for hint in ("readOnlyHint", "destructiveHint", "idempotentHint",
+                             "openWorldHint"):
+                    self.assertIsInstance(hints[hint], bool)
+                self.assertEqual(hints["readOnlyHint"], t["name"] in MCP_READ_ONLY_TOOLS)
+                self.assertNotIn("socket", t["inputSchema"]["properties"])
+
+    def test_older_versions_get_older_tool_shapes(self):
+        _, old, _, mid = self.exchange(
+            init_msg("2024-11-05"), {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})[:2] + \
+            self.exchange(init_msg("2025-03-26"), {"jsonrpc": "2.0", "id": 2,
+                                                   "method": "tools/list"})
+        for t in old["result"]["tools"]:
+            self.assertEqual(set(t), {"name", "description", "inputSchema"})
+        for t in mid["result"]["tools"]:
+            self.assertEqual(set(t), {"name", "description", "inputSchema", "annotations"})
+
+    def test_read_only_offers_only_tools_that_change_nothing(self):
+        _, r, call = self.exchange(
+            init_msg("2025-06-18"), {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+            {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+             "params": {"name": "create_session", "arguments": {"name": "x"}}},
+            flags=["--read-only"])
+        self.assertEqual({t["name"] for t in r["result"]["tools"]}, MCP_READ_ONLY_TOOLS)
+        self.assertEqual(call["error"]["code"], -32602)
+        self.assertIn("--read-only", call["error"]["message"])
+
+    def test_allow_foreign_offers_socket_and_target(self):
+        _, r = self.exchange(init_msg("2025-06-18"),
+                             {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+                             flags=["--allow-foreign"])
+        health = next(t for t in r["result"]["tools"] if t["name"] == "session_health")
+        self.assertLessEqual({"socket", "socket_name", "target"},
+                             set(health["inputSchema"]["properties"]))
+        self.assertNotIn("required", health["inputSchema"])
+
+    def test_cursor_pagination(self):
+        engine = tmuxsess.Engine(state_dir=self.state, socket_dir=self.sockets)
+        names, cursor, pages = [], None, 0
+        while True:
+            lines = [init_msg("2025-06-18"),
+                     {"jsonrpc": "2.0", "id": 2, "method": "tools/list",
+                      "params": {} if cursor is None else {"cursor": cursor}}]
+            out = io.BytesIO()
+            stdin = io.BytesIO("".join(json.dumps(m) + "\n" for m in lines).encode())
+            with contextlib.redirect_stderr(io.StringIO()):
+                self.assertEqual(tmuxsess.serve_mcp(engine, stdin, out, page_size=4), 0)
+            result = json.loads(out.getvalue().splitlines()[1])["result"]
+            names += [t["name"] for t in result["tools"]]
+            pages += 1
+            cursor = result.get("nextCursor")
+            if cursor is None:
+                break
+        self.assertEqual(pages, 3)
+        self.assertEqual(len(names), len(MCP_TOOLS))
+        self.assertEqual(set(names), MCP_TOOLS)
+        _, bad = self.exchange(init_msg("2025-06-18"),
+                               {"jsonrpc": "2.0", "id": 2, "method": "tools/list",
+                                "params": {"cursor": "nonsense"}})
+        self.assertEqual(bad["error"]["code"], -32602)
+
+
+class McpLifecycleTest(McpTestCase):
+
+    def test_create_run_kill(self):
+        c = self.start()
+        created = self.python(c)
+        s = created["structuredContent"]
+        self.assertEqual(s["name"], "py")
+        self.assertEqual(s["type"], "python-repl")
+        self.assertTrue(s["socket"].startswith(self.sockets + os.sep))
+        self.assertIn("attach -t py", s["attach"])
+        self.assertTrue(os.path.exists(os.path.join(self.state, ".sessions.json")))
+        self.assertEqual(json.loads(created["content"][0]["text"]), s)
+
+        run = c.call("run", {"session": "py", "code": "print(6*7)"})
+        self.assertFalse(run["isError"], run)
+        self.assertEqual(run["structuredContent"]["output"], "42\n")
+        self.assertEqual(run["structuredContent"]["exit_status"], 0)
+        self.assertFalse(run["structuredContent"]["timed_out"])
+
+        raised = c.call("run", {"session": "py", "code": "1/0"})
+        self.assertEqual(raised["structuredContent"]["exit_status"], 1)
+        self.assertIn("ZeroDivisionError", raised["structuredContent"]["output"])
+
+        listed = c.call("list_sessions")["structuredContent"]
+        self.assertEqual([r["name"] for r in listed["sessions"]], ["py"])
+        self.assertEqual(listed["alive"], 1)
+        health = c.call("session_health", {"session": "py"})["structuredContent"]
+        self.assertEqual(health["status"], "healthy")
+        screen = c.call("capture", {"session": "py", "lines": 20})["structuredContent"]
+        self.assertIn("42", screen["text"])
+        log = c.call("capture", {"session": "py", "source": "transcript"})["structuredContent"]
+        self.assertIn("ZeroDivisionError", log["text"])
+
+        killed = c.call("kill_session", {"session": "py"})
+        self.assertFalse(killed["isError"], killed)
+        self.assertTrue(killed["structuredContent"]["killed"])
+        self.assertTrue(killed["structuredContent"]["deregistered"])
+        self.assertEqual(c.call("list_sessions")["structuredContent"]["total"], 0)
+
+    def test_send_and_wait(self):
+        c = self.start()
+        c.call("create_session", {"name": "sh"})
+        sent = c.call("send", {"session": "sh", "text": "echo hi-$((40+2))",
+                               "wait": "hi-42"})
+        self.assertFalse(sent["isError"], sent)
+        self.assertTrue(sent["structuredContent"]["found"])
+        c.call("send", {"session": "sh", "text": "sleep 0.3; echo later-done"})
+        waited = c.call("wait_for_text", {"session": "sh", "pattern": "later-done",
+                                          "fixed": True, "timeout": 10})
+        self.assertTrue(waited["structuredContent"]["found"], waited)
+        missed = c.call("wait_for_text", {"session": "sh", "pattern": "never-said",
+                                          "timeout": 0.5})
+        self.assertTrue(missed["isError"])
+        self.assertIn("tmuxsess: error: pattern 'never-said' not seen within 0.5s",
+                      self.text(missed))
+        cleaned = c.call("cleanup_sessions", {"all": True})["structuredContent"]
+        self.assertEqual([r["name"] for r in cleaned["removed"]], ["sh"])
+
+    def test_older_version_results_have_no_structured_content(self):
+        c = self.start(version="2025-03-26")
+        r = c.call("list_sessions")
+        self.assertNotIn("structuredContent", r)
+        self.assertEqual(json.loads(r["content"][0]["text"])["total"], 0)
+
+
+class McpErrorTest(McpTestCase):
+
+    def test_tool_errors_are_results_with_the_cli_message(self):
+        c = self.start()
+        r = c.call("run", {"session": "nope", "code": "1"})
+        self.assertTrue(r["isError"])
+        self.assertNotIn("structuredContent", r)
+        cli = subprocess.run([sys.executable, TOOL, "run", "-s", "nope", "-c", "1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             universal_newlines=True,
+                             env=dict(self.env, TMUXSESS_STATE_DIR=self.state,
+                                      CLAUDE_TMUX_SOCKET_DIR=self.sockets))
+        self.assertNotEqual(cli.returncode, 0)
+        self.assertEqual(self.text(r), cli.stderr.rstrip("\n"))
+        self.assertTrue(self.text(r).startswith("tmuxsess: error: session 'nope' is not "
+                                                "registered"))
+
+    def test_bad_arguments_are_tool_errors(self):
+        c = self.start()
+        cases = [("run", {"session": "x"}, "missing argument code"),
+                 ("run", {"session": "x", "code": 5}, "code must be a string"),
+                 ("run", {"session": "x", "code": "1", "timeout": 0}, "more than 0"),
+                 ("create_session", {"name": "x", "kind": "cobol"}, "must be one of"),
+                 ("capture", {"session": "x", "lines": 0}, "at least 1"),
+                 ("list_sessions", {"bogus": 1}, "unknown argument 'bogus'"),
+                 ("session_health", {"session": "x", "socket": "/tmp/s"}, "--allow-foreign"),
+                 ("create_session", {"name": "bad name!"}, "name"),
+                 ("send", {"session": "x"}, "nothing to send")]
+        for tool, args, words in cases:
+            with self.subTest(tool=tool, args=args):
+                r = c.call(tool, args)
+                self.assertTrue(r["isError"], r)
+                self.assertTrue(self.text(r).startswith("tmuxsess: error: "), r)
+                self.assertIn(words, self.text(r))
+
+    def test_protocol_errors_and_the_server_keeps_serving(self):
+        c = self.start()
+        c.line("{this is not json")
+        r = c.wait_for(lambda m: m.get("error", {}).get("code") == -32700)
+        self.assertIsNone(r["id"])
+        before = len(c.messages)
+        c.proc.stdin.write(b'\xff\xfe{"not": "utf-8"}\n')  # not UTF-8: a parse error too
+        c.proc.stdin.flush()
+        self.assertEqual(c.message_after(before)["error"]["code"], -32700)
+        self.assertEqual(c.rpc("ping")["result"], {})
+        for line, code in (("[]", -32600), ("5", -32600), ('"x"', -32600),
+                           ('{"jsonrpc":"2.0","id":7}', -32600),
+                           ('{"jsonrpc":"1.0","id":8,"method":"ping"}', -32600),
+                           ('{"jsonrpc":"2.0","id":null,"method":"ping"}', -32600),
+                           ('{"jsonrpc":"2.0","id":9,"method":"no/such"}', -32601),
+                           ('{"jsonrpc":"2.0","id":10,"method":"tools/list","params":[1]}',
+                            -32602),
+                           ('{"jsonrpc":"2.0","id":11,"method":"tools/call",'
+                            '"params":{"name":"nope"}}', -32602),
+                           ('{"jsonrpc":"2.0","id":12,"method":"tools/call",'
+                            '"params":{"name":"run","arguments":[1]}}', -32602),
+                           ('[1]', -32600)):
+            with self.subTest(line=line):
+                before = len(c.messages)
+                c.line(line)
+                r = c.message_after(before)
+                self.assertEqual(r["error"]["code"], code, r)
+        c.notify("notifications/unknown", {"x": 1})  # ignored
+        c.send({"jsonrpc": "2.0", "id": 999, "result": {}})  # a stray response: ignored
+        self.assertEqual(c.rpc("ping")["result"], {})
+        self.assertIsNone(c.proc.poll())
+
+    def test_batches_only_where_the_version_has_them(self):
+        c = self.start(version="2025-03-26")
+        c.line(json.dumps([{"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                           {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                           {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                            "params": {"name": "list_sessions"}},
+                           {"jsonrpc": "2.0", "id": 3, "method": "nope"}]))
+        batch = c.wait_for(lambda m: isinstance(m, list), what="batch response")
+        self.assertEqual(sorted(m["id"] for m in batch), [1, 2, 3])
+        self.assertEqual(next(m for m in batch if m["id"] == 3)["error"]["code"], -32601)
+        c2 = self.start(version="2025-06-18")
+        c2.line(json.dumps([{"jsonrpc": "2.0", "id": 1, "method": "ping"}]))
+        r = c2.wait_for(lambda m: isinstance(m, dict) and "error" in m)
+        self.assertEqual(r["error"]["code"], -32600)
+        self.assertIn("batch", r["error"]["message"])
+
+    def test_foreign_sessions_need_allow_foreign(self):
+        other = os.path.join(self.tmp, "other.sock")
+        env = dict(self.env, TMUXSESS_STATE_DIR=self.state, CLAUDE_TMUX_SOCKET_DIR=self.sockets)
+        made = subprocess.run([sys.executable, TOOL, "create", "-n", "far", "-S", other],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertEqual(made.returncode, 0, made.stderr)
+        c = self.start()
+        r = c.call("session_health", {"session": "far"})
+        self.assertTrue(r["isError"])
+        self.assertIn("outside this server's socket dir", self.text(r))
+        self.assertIn("hint: ", self.text(r))
+        c2 = self.start("--allow-foreign")
+        ok = c2.call("session_health", {"session": "far"})
+        self.assertEqual(ok["structuredContent"]["status"], "healthy", ok)
+        by_target = c2.call("session_health", {"socket": other, "target": "far"})
+        self.assertEqual(by_target["structuredContent"]["status"], "healthy", by_target)
+
+
+class McpConcurrencyTest(McpTestCase):
+
+    def test_a_long_run_holds_up_nothing(self):
+        c = self.start()
+        self.python(c)
+        began = time.monotonic()
+        long_run = c.request("tools/call", {"name": "run", "arguments": {
+            "session": "py", "code": "import time; time.sleep(5)"}})
+        time.sleep(0.3)
+        listed = c.rpc("tools/call", {"name": "list_sessions", "arguments": {}}, timeout=3)
+        self.assertLess(time.monotonic() - began, 2.5)
+        self.assertFalse(c.has_response(long_run))
+        self.assertEqual(listed["result"]["structuredContent"]["total"], 1)
+        interrupted = c.rpc("tools/call", {"name": "send", "arguments": {
+            "session": "py", "keys": ["C-c"]}}, timeout=3)
+        self.assertFalse(interrupted["result"]["isError"], interrupted)
+        self.assertFalse(c.has_response(long_run))
+        r = c.response(long_run, timeout=10)["result"]["structuredContent"]
+        self.assertLess(time.monotonic() - began, 4.5)  # C-c ended it early
+        self.assertIn("KeyboardInterrupt", r["output"])
+        self.assertEqual(r["exit_status"], 1)
+
+    def test_cancelled_run_gets_no_reply_and_the_session_lives_on(self):
+        c = self.start()
+        self.python(c)
+        rid = c.request("tools/call", {"name": "run", "arguments": {
+            "session": "py", "code": "import time; time.sleep(30)"}})
+        time.sleep(0.5)
+        c.notify("notifications/cancelled", {"requestId": rid, "reason": "test"})
+        c.notify("notifications/cancelled", {"requestId": 123456})  # unknown: ignored
+        c.notify("notifications/cancelled", {})  # malformed: ignored
+        self.assertEqual(c.rpc("ping", timeout=3)["result"], {})
+        sent = c.call("send", {"session": "py", "keys": ["C-c"]}, timeout=5)
+        self.assertFalse(sent["isError"], sent)
+        after = c.call("run", {"session": "py", "code": "print('still here')"}, timeout=20)
+        self.assertEqual(after["structuredContent"]["output"], "still here\n", after)
+        self.assertIn("cancelled", self.text(after))  # what became of the program
+        time.sleep(0.3)
+        self.assertFalse(c.has_response(rid))
+        self.assertTrue(any("cancelled" in line for line in c.err), c.err)
+
+    def test_progress_notifications_carry_output_so_far(self):
+        c = self.start()
+        self.python(c)
+        rid = c.request("tools/call", {
+            "name": "run", "_meta": {"progressToken": "tok-1"},
+            "arguments": {"session": "py", "code": "import time\nfor i in range(4):\n"
+                          "    print('step', i, flush=True); time.sleep(0.6)\n"}})
+        r = c.response(rid)["result"]["structuredContent"]
+        self.assertEqual(r["output"], "".join("step %d\n" % i for i in range(4)))
+        with c.cond:
+            order = [m for m in c.messages if m is not None]
+        notes = [m for m in order if m.get("method") == "notifications/progress"]
+        self.assertGreaterEqual(len(notes), 2, c.raw)
+        self.assertTrue(all(n["params"]["progressToken"] == "tok-1" for n in notes))
+        values = [n["params"]["progress"] for n in notes]
+        self.assertEqual(values, sorted(set(values)))
+        self.assertTrue(any("step 0" in n["params"]["message"] for n in notes))
+        last_note = max(order.index(n) for n in notes)
+        self.assertLess(last_note, order.index(next(m for m in order if m.get("id") == rid)))
+
+    def test_eof_ends_the_server_cleanly(self):
+        c = self.start()
+        self.python(c, "gone")
+        c.call("kill_session", {"session": "gone"})
+        self.python(c, "stays")
+        in_flight = [
+            c.request("tools/call", {"name": "wait_for_text", "arguments": {
+                "session": "stays", "pattern": "never", "timeout": 60}}),
+            c.request("tools/call", {"name": "run", "arguments": {
+                "session": "stays", "code": "import time; time.sleep(60)"}})]
+        time.sleep(0.5)
+        began = time.monotonic()
+        c.proc.stdin.close()
+        self.assertEqual(c.proc.wait(10), 0)
+        self.assertLess(time.monotonic() - began, 5)
+        with c.cond:
+            c.cond.wait_for(lambda: c.messages and c.messages[-1] is None, 5)
+        self.assertIsNone(c.messages[-1])  # stdout closed
+        for rid in in_flight:  # cancelled by the end of input: no reply
+            self.assertFalse(c.has_response(rid), c.raw)
+        # Sessions outlive the server by design (the CLI and the next server see them).
+        env = dict(self.env, TMUXSESS_STATE_DIR=self.state, CLAUDE_TMUX_SOCKET_DIR=self.sockets)
+        listed = subprocess.run([sys.executable, TOOL, "list", "--json"], env=env,
+                                stdout=subprocess.PIPE, universal_newlines=True)
+        self.assertEqual([s["name"] for s in json.loads(listed.stdout)["sessions"]], ["stays"])
+        subprocess.run([sys.executable, TOOL, "kill", "-s", "stays"], env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while (live_servers(self.tmp) or processes_mentioning(self.tmp)) and \
+                time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(live_servers(self.tmp), [])
+        self.assertEqual(processes_mentioning(self.tmp), [])
+
+
+class McpHelpTest(McpTestCase):
+
+    def test_help_has_client_configurations(self):
+        r = subprocess.run([sys.executable, TOOL, "mcp", "--help"], stdout=subprocess.PIPE,
+                           universal_newlines=True, env=self.env)
+        self.assertEqual(r.returncode, 0)
+        for words in ("claude mcp add tmuxsess -- python3 ", "claude_desktop_config.json",
+                      '"mcpServers"', ".cursor/mcp.json", "--allow-foreign", "--read-only",
+                      "--state-dir", "--socket-dir", "2024-11-05", "2026-07-28"):
+            self.assertIn(words, r.stdout)
+
+
+class McpSdkTest(McpTestCase):
+    """The official MCP Python SDK's client, as a new user's MCP client would drive
+    the server (a development dependency: .ci/run installs it in a venv)."""
+
+    def setUp(self):
+        super().setUp()
+        try:
+            import mcp  # noqa: F401
+        except ImportError:
+            self.skipTest("the official MCP SDK is not installed (pip install mcp)")
+
+    def test_sdk_client_lists_tools_and_runs_python_exactly(self):
+        import asyncio
+        for mode, version in (("auto", "2026-07-28"), ("legacy", "2025-11-25")):
+            with self.subTest(mode=mode):
+                got = asyncio.run(self._round(mode))
+                self.assertEqual(got, version)
+
+    async def _round(self, mode):
+        from mcp import Client, StdioServerParameters
+        tmp = tempfile.mkdtemp(dir=self.tmp)
+        # The server runs on a plain interpreter: it needs no packages.
+        python = getattr(sys, "_base_executable", None) or sys.executable
+        params = StdioServerParameters(
+            command=python, args=[TOOL, "mcp", "--state-dir", os.path.join(tmp, "state"),
+                                  "--socket-dir", os.path.join(tmp, "sock")], env=self.env)
+        async with Client(params, mode=mode, read_timeout_seconds=60) as client:
+            self.assertIsNotNone(client.server_capabilities.tools)
+            listed = await client.list_tools()
+            self.assertEqual({t.name for t in listed.tools}, MCP_TOOLS)
+            self.assertTrue(all(t.output_schema for t in listed.tools))
+            created = await client.call_tool("create_session", {"name": "calc",
+                                                                "kind": "python"})
+            self.assertFalse(created.is_error, created.content)
+            self.assertEqual(created.structured_content["kind"], "python")
+            ran = await client.call_tool("run", {"session": "calc",
+                                                 "code": "x = 6\n\nprint(x * 7)"})
+            self.assertFalse(ran.is_error, ran.content)
+            self.assertEqual((ran.structured_content["output"],
+                              ran.structured_content["exit_status"]), ("42\n", 0))
+            bad = await client.call_tool("run", {"session": "nope", "code": "1"})
+            self.assertTrue(bad.is_error)
+            self.assertTrue(bad.content[0].text.startswith("tmuxsess: error: "))
+            killed = await client.call_tool("kill_session", {"session": "calc"})
+            self.assertTrue(killed.structured_content["killed"])
+            left = await client.call_tool("list_sessions", {})
+            self.assertEqual(left.structured_content["total"], 0)
+            return client.protocol_version
 
 
 def _kill_quietly(pid):

@@ -55,10 +55,12 @@ Requires tmux 3.0 or newer and Python 3.8 or newer; standard library only.
 
 import argparse
 import codecs
+import collections
 import contextlib
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import os
 import re
@@ -67,10 +69,12 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import (IO, Any, Callable, Dict, Iterator, List, Literal, NamedTuple,
+from typing import (IO, Any, Callable, Dict, Iterator, List, Literal, Mapping, NamedTuple,
                     NoReturn, Optional, Sequence, Tuple, Type, TypedDict, TypeVar, Union)
 
 __version__ = "1.1.0"
@@ -92,7 +96,7 @@ __all__ = [
     "CorruptRegistryError", "LockTimeoutError", "StateFileError", "UnhealthyError",
     "PaneDeadError", "BusyError",
     # helpers
-    "parse_duration", "validate_name", "render", "python_unit", "main",
+    "parse_duration", "validate_name", "render", "python_unit", "serve_mcp", "main",
 ]
 
 if __name__ == "__main__":
@@ -1100,6 +1104,98 @@ GDB_PROMPT = ("set prompt \\001\\033]133;A;tmuxsess={token}\\007\\002(gdb) "
               "\\001\\033]133;B;tmuxsess={token}\\007\\002")
 
 
+NODE_STARTUP = r'''// Written by tmuxsess: a Node.js REPL whose prompts carry OSC 133 marks.
+'use strict';
+const repl = require('repl');
+const fs = require('fs');
+// Each mark carries the session's token: marks that programs print are not ours.
+const tag = ';tmuxsess=' + (process.env.TMUXSESS_TOKEN || '');
+delete process.env.TMUXSESS_TOKEN;
+let failed = 0;
+const r = repl.start({
+  // No prompt yet: the constructor shows the first one before the marks exist.
+  prompt: '', useGlobal: true, ignoreUndefined: false, breakEvalOnSigint: true,
+  // No eager-evaluation preview under the line, no colours: plain text output.
+  preview: false, useColors: false, terminal: true,
+});
+// Every uncaught error of an evaluation (thrown, rejected top-level await,
+// SyntaxError) goes through the REPL's domain before its prompt returns.
+r._domain.prependListener('error', () => { failed = 1; });
+// The marks are written beside the prompt, not in it: readline redraws its
+// prompt (a line that wraps, Ctrl-L) and a redraw must not repeat the marks.
+const show = r.prompt;
+r.prompt = function (preserveCursor) {
+  if (this.getPrompt() === this._initialPrompt) {
+    this.output.write('\x1b]133;D;' + failed + tag + '\x07\x1b]133;A' + tag + '\x07');
+    failed = 0;
+    show.call(this, preserveCursor);
+    this.output.write('\x1b]133;B' + tag + '\x07');
+  } else {
+    this.output.write('\x1b]133;A;k=c' + tag + '\x07');
+    show.call(this, preserveCursor);
+  }
+};
+r.setPrompt('> ');
+// .tmuxsess_unit FILE: evaluate the whole file as ONE input, with the REPL's
+// own eval (top-level await, declarations kept, value shown as the REPL does).
+r.defineCommand('tmuxsess_unit', {
+  help: 'Evaluate a file as one input (used by tmuxsess)',
+  action(file) {
+    let code;
+    try {
+      code = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      this.output.write('Failed to load: ' + file + '\n');
+      failed = 1;
+      this.displayPrompt();
+      return;
+    }
+    this.eval(code + '\n', this.context, 'REPL', (e, ret) => {
+      if (e) {  // incomplete input (a Recoverable) counts as an error here
+        this._domain.emit('error', e.err || e);
+        return;
+      }
+      if (!this.underscoreAssigned) this.last = ret;
+      this.output.write(this.writer(ret) + '\n');
+      this.displayPrompt();
+    });
+  },
+});
+r.displayPrompt();
+'''
+
+# psql marks its prompts itself (%[ %] hide them from readline): D carries
+# its ERROR variable (true, false, or "" before the first query).
+PSQL_PROMPTS = (
+    "PROMPT1=%[%033]133;D;%:ERROR:;tmuxsess={token}%007%033]133;A;tmuxsess={token}%007%]"
+    "%/%R%x%# %[%033]133;B;tmuxsess={token}%007%]",
+    "PROMPT2=%[%033]133;A;k=c;tmuxsess={token}%007%]%/%R%x%# ",
+    "PROMPT3=%[%033]133;A;k=c;tmuxsess={token}%007%]>> ")
+
+# readline, as psql and sqlite3 use it: a paste goes in whole and is echoed
+# plainly; no completion, which would eat tabs.
+READLINE_INPUTRC = """set enable-bracketed-paste on
+set enable-active-region off
+set disable-completion on
+"""
+
+# sqlite3 cuts prompts at 19 bytes, too short for a mark: readline prints the
+# A mark before each of its prompts instead (the mode string), and the visible
+# text after it tells the continuation prompt from the main one.
+SQLITE_INPUTRC = r"""$if other
+set enable-bracketed-paste on
+set enable-active-region off
+set disable-completion on
+set editing-mode emacs
+set show-mode-in-prompt on
+set emacs-mode-string "\1\e]133;A;tmuxsess={token}\a\2"
+$endif
+"""
+
+# sqlite3 says nothing of how a statement went but its error lines.
+SQLITE_ERROR = r"^(?:(?:Parse|Runtime) error(?: near line \d+)?: |Error: )"
+
+
 def python_unit(code: str) -> str:
     """One REPL line that runs a whole block the way the REPL would, as one unit.
 
@@ -1129,6 +1225,16 @@ def _python_line_is_complete(code: str) -> bool:
             return True  # let the REPL show the error itself
 
 
+def _sql_quoted(path: str) -> str:
+    """A path as a psql meta-command argument: single quotes, '' and \\ inside."""
+    return "'%s'" % path.replace("\\", "\\\\").replace("'", "''")
+
+
+def _c_quoted(path: str) -> str:
+    """A path as a sqlite3 dot-command argument: double quotes, C escapes."""
+    return '"%s"' % path.replace("\\", "\\\\").replace('"', '\\"')
+
+
 # How a profile cuts code into the units it types: the whole text as one
 # line (a shell reads a pasted block whole), line by line, wrapped into one
 # line, or (several lines) as a private file the program reads with ``block``.
@@ -1154,8 +1260,13 @@ class Profile:
     cut: Cut = "lines"
     block: str = ""                   # cut "file": the line that runs {path}
     block_suffix: str = ""            # that file's extension
+    quote: Callable[[str], str] = str  # how ``block`` spells the file's path
     wrap: Optional[Callable[[str], str]] = None  # cut "wrap"
+    prefix: str = ""                  # typed before each unit (also before ``block``)
     continuation: Tuple[str, ...] = ()  # k= names of its continuation prompts
+    continuation_text: str = ""       # or: what follows a plain A mark there
+    failure: str = ""                 # a regex of the lines that say a unit failed;
+    #                                   with {path}: only in what ``block`` read
     debuggers: Tuple[str, ...] = ()   # k= names of debugger prompts shown in it
     nested: bool = False              # only ever shows inside another profile's session
     takes_command: bool = True        # --cmd may replace its program
@@ -1178,23 +1289,44 @@ class Profile:
         # The profile's options follow the user's words, as "$@".
         return words + [shell, "-c", command + ' "$@"', self.name] + extra
 
+    def startup_text(self, token: str) -> str:
+        return self.startup.replace("{token}", token)
+
+    @property
+    def startup_per_session(self) -> bool:
+        """Whether the startup file holds the session's token (so is the session's)."""
+        return "{token}" in self.startup
+
     def needs_file(self, code: str) -> bool:
-        """Whether ``code`` goes in as a private file (``block``)."""
-        return self.cut == "file" and "\n" in code.rstrip("\n")
+        """Whether ``code`` goes in as a private file (``block``): several lines,
+        or a line with characters line editing would act on (a tab completes)."""
+        line = code.rstrip("\n")
+        return self.cut == "file" and ("\n" in line or not line.isprintable())
+
+    def unit_status(self, status: Optional[int], output: str, path: str = ""
+                    ) -> Optional[int]:
+        """A unit's status from its end mark, its error lines, or none."""
+        failure = self.failure.replace("{path}", re.escape(path))
+        if failure and (path or failure == self.failure) and re.search(
+                failure, output, re.MULTILINE):
+            return 1
+        if status is None and self.status:
+            return 0  # psql before its first query; sqlite3, which has no end mark
+        return status
 
     def units(self, code: str, path: str = "", by_lines: bool = False) -> List[str]:
         """The lines to type for ``code``, one exchange each; ``path`` holds the
         code when ``needs_file``; ``by_lines`` for a prompt given by regex."""
         if path:
-            return [self.block.replace("{path}", path)]
-        if by_lines or self.cut in ("lines", "file"):
+            return [self.prefix + self.block.replace("{path}", self.quote(path))]
+        if by_lines or self.cut == "lines":
             units = code.split("\n")
             if len(units) > 1 and units[-1] == "":
                 units.pop()
             return units
         if self.cut == "wrap" and self.wrap is not None:
             return [self.wrap(code)]
-        return [code[:-1] if code.endswith("\n") else code]
+        return [self.prefix + (code[:-1] if code.endswith("\n") else code)]
 
 
 PROFILES: Dict[str, Profile] = {p.name: p for p in [
@@ -1215,6 +1347,25 @@ PROFILES: Dict[str, Profile] = {p.name: p for p in [
                                     "set confirm off", "-iex", "set width 0", "-iex",
                                     GDB_PROMPT),
             marked=True, cut="file", block="source {path}", block_suffix=".gdb"),
+    Profile("node", "command", "node REPL; status 1 if it threw",
+            program=("node",), args=("{startup}",), startup=NODE_STARTUP,
+            startup_name="node_startup.js", marked=True, status=True, cut="file",
+            block=".tmuxsess_unit {path}", block_suffix=".js", continuation=("c",)),
+    Profile("psql", "command", "psql; status from its ERROR variable",
+            program=("psql",),
+            args=("-X", "-P", "pager=off") + tuple(a for p in PSQL_PROMPTS for a in ("-v", p)),
+            env=(("INPUTRC", "{startup}"),), startup=READLINE_INPUTRC,
+            startup_name="inputrc", marked=True, status=True, cut="file",
+            block="\\i {path}", block_suffix=".sql", quote=_sql_quoted,
+            # ERROR is only set by SQL: a unit of meta-commands must not show the last one's
+            prefix="\\set ERROR false \\\\ ", continuation=("c",),
+            failure=r"^psql:{path}:\d+: (?:ERROR|FATAL|PANIC|error): "),
+    Profile("sqlite", "command", "sqlite3; status 1 for an SQL error",
+            program=("sqlite3",), args=("-init", "/dev/null"),
+            env=(("INPUTRC", "{startup}"),), startup=SQLITE_INPUTRC,
+            startup_name="inputrc", marked=True, status=True, cut="file",
+            block=".read {path}", block_suffix=".sql", quote=_c_quoted, continuation=("c",),
+            continuation_text="   ...> ", failure=SQLITE_ERROR),
     Profile("command", "command", "any program (--cmd); run needs --prompt REGEX"),
 ]}
 
@@ -1618,16 +1769,33 @@ def _last_marks(data: bytes, token: str) -> Iterator[Mark]:
             yield mark
 
 
-def prompt_at_end(tail: bytes, token: str) -> Optional[str]:
+def prompt_at_end(tail: bytes, token: str, continuation_text: str = "") -> Optional[str]:
     """The prompt a transcript ends at ("" the main one, else its name), or None
-    when the program is not waiting at a marked prompt."""
+    when the program is not waiting at a marked prompt.
+
+    ``continuation_text`` is what follows a plain A mark at a continuation
+    prompt, for a program that marks both alike (sqlite3): that one is "c".
+    """
     marks = _last_marks(tail, token)
     mark = next(marks, None)
     if mark is not None and mark.kind == b"B":  # the end of the prompt: the prompt is the A
         mark = next(marks, mark)
     if mark is None or mark.kind != b"A" or b"\n" in tail[mark.match.end():]:
         return None
-    return mark.prompt
+    return _prompt_name(mark, tail, continuation_text) or ""
+
+
+def _prompt_name(mark: Mark, data: Union[bytes, bytearray], continuation_text: str
+                 ) -> Optional[str]:
+    """The name of the prompt an A mark starts; None while the text that tells
+    is still to come."""
+    if mark.prompt or not continuation_text:
+        return mark.prompt
+    want = continuation_text.encode()
+    after = bytes(data[mark.match.end():mark.match.end() + len(want)])
+    if after == want:
+        return "c"
+    return None if want.startswith(after) and len(after) < len(want) else ""
 
 
 def _at_regex_prompt(tail: bytes, prompt_re: "re.Pattern[str]") -> bool:
@@ -1682,6 +1850,7 @@ class _Watch:
     pattern: Optional["re.Pattern[str]"] = None
     max_output: int = 0             # 0: keep everything
     continuation: Tuple[str, ...] = ()  # names of continuation prompts
+    continuation_text: str = ""         # see prompt_at_end
     debuggers: Tuple[str, ...] = ()     # names of prompts a debugger shows
     at: str = ""                    # the prompt the unit was typed at
 
@@ -1818,13 +1987,16 @@ class _Follower:
                 self.end = mark.match.start()
                 self.status = mark.status
             elif mark.kind == b"A":
+                name = _prompt_name(mark, buf, w.continuation_text)
+                if name is None:  # which prompt it is comes with the next read
+                    self.scanned = mark.match.start()
+                    return False
                 if self.end is None:
                     self.end = mark.match.start()
-                self.ended_at = mark.prompt
-                if w.mode == "marks" and mark.prompt in w.continuation:
+                self.ended_at = name
+                if w.mode == "marks" and name in w.continuation:
                     self.reason = "continuation"
-                elif w.mode == "marks" and mark.prompt != w.at and (
-                        mark.prompt in w.debuggers):
+                elif w.mode == "marks" and name != w.at and name in w.debuggers:
                     self.reason = "debugger"
                 return True
         return False
@@ -2149,7 +2321,9 @@ class Engine:
                       transcript: str, token: str, created: str, prompt: Optional[str],
                       register: bool) -> List[List[str]]:
         startup = ""
-        if profile.startup:
+        if profile.startup_per_session:  # it holds the token: the session's own
+            startup = _write_private(transcript + ".init", profile.startup_text(token))
+        elif profile.startup:
             startup = _write_private(os.path.join(self.settings.state_subdir("init"),
                                                   profile.startup_name), profile.startup)
         # Pagers wait for a key nobody presses: agents read output, not screens.
@@ -2226,6 +2400,7 @@ class Engine:
                             pane.pane_id, pane.server.socket):
                         del doc["sessions"][pane.session]
         self.host.remove_transcript(pane.transcript)
+        self.host.remove_transcript(pane.transcript + ".init")
 
     def _wait_ready(self, pane: Pane, timeout: float) -> None:
         """Block until a new session's program shows its first prompt."""
@@ -2330,6 +2505,7 @@ class Engine:
         if transcript and os.path.dirname(os.path.abspath(transcript)) == os.path.join(
                 self.settings.state_dir, "transcripts"):
             self.host.remove_transcript(transcript)
+            self.host.remove_transcript(transcript + ".init")
         if pane_id:
             with contextlib.suppress(OSError):
                 os.unlink(self._run_lock_path(server, pane_id))
@@ -2621,7 +2797,8 @@ class Engine:
             return SentRecord(lines=lines, anchor=_echo_anchor(text), row=pane.line)
         tail = self.host.transcript_tail(pane.transcript)
         cmark = bool(presses and pane.marked and pane.profile.command_mark
-                     and prompt_at_end(tail, pane.token) == "")
+                     and prompt_at_end(tail, pane.token, pane.profile.continuation_text)
+                     == "")
         partial = b"" if enter or keys or text is None else payload.rsplit(b"\n", 1)[-1]
         return SentRecord(offset=self.host.transcript_size(pane.transcript), lines=lines,
                           cmark=cmark, partial_len=len(partial),
@@ -2838,8 +3015,8 @@ class Engine:
             if early is not None:
                 return early
             with self._block_file(exchange.profile, code) as path:
-                result = exchange.run(exchange.profile.units(code, path,
-                                                             by_lines=prompt_re is not None))
+                units = exchange.profile.units(code, path, by_lines=prompt_re is not None)
+                result = exchange.run(units, path)
             if pane.registered:
                 self.registry.touch(pane.session)
         result.elapsed = round(time.monotonic() - began, 3)
@@ -2908,7 +3085,7 @@ class _Exchange:
     def _prompt(self, tail: bytes) -> Optional[str]:
         if self.prompt_re is not None:
             return "" if _at_regex_prompt(tail, self.prompt_re) else None
-        return prompt_at_end(tail, self.pane.token)
+        return prompt_at_end(tail, self.pane.token, self.pane.profile.continuation_text)
 
     def _remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -2966,7 +3143,8 @@ class _Exchange:
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
-    def run(self, units: List[str]) -> RunResult:
+    def run(self, units: List[str], path: str = "") -> RunResult:
+        """Type the units; ``path`` is the file a ``block`` unit reads."""
         outputs: List[str] = []
         truncated = False
         f: Optional[_Follower] = None
@@ -2980,7 +3158,9 @@ class _Exchange:
         output = "".join(outputs)
         if reason in ("done", "continuation", "debugger"):
             waiting = reason != "done"
-            return RunResult(output, f.status if f is not None else None,
+            status = f.status if f is not None else None
+            return RunResult(output, None if waiting else self.profile.unit_status(
+                status, output, path),
                              truncated=truncated, waiting_for_input=waiting,
                              prompt=("continuation" if reason == "continuation" else
                                      f.ended_at if f is not None else ""))
@@ -3001,6 +3181,7 @@ class _Exchange:
                        skip_lines=lines, cmark=cmark, pattern=self.prompt_re,
                        max_output=self.max_output,
                        continuation=base.continuation + self.profile.continuation,
+                       continuation_text=base.continuation_text,
                        debuggers=base.debuggers, at=self.at)
         with _Follower(self.host, pane, offset, watch) as f:
             record = SentRecord(offset=offset, lines=lines, cmark=cmark)
@@ -3426,7 +3607,977 @@ def skill(tool: Optional[str] = None) -> str:
 
 
 # ---------------------------------------------------------------------------
-# Command line
+# Front end: the MCP server: tmuxsess.py mcp (JSON-RPC 2.0 over stdio, one message a line)
+# ---------------------------------------------------------------------------
+#
+# Legacy revisions open with the initialize handshake; 2026-07-28 is stateless
+# (version and client capabilities in every request's _meta, server/discover
+# instead of a handshake). This server speaks both ("dual-era"), each request
+# in the era it arrives in. Every tools/call runs in its own thread; replies
+# go out under one lock, one line each.
+
+MCP_HANDSHAKE_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
+MCP_MODERN_VERSIONS = ("2026-07-28",)
+MCP_VERSIONS = MCP_MODERN_VERSIONS + tuple(reversed(MCP_HANDSHAKE_VERSIONS))
+MCP_BATCH_VERSIONS = ("2025-03-26",)  # the only revision with JSON-RPC batches
+MCP_NO_ANNOTATIONS = ("2024-11-05",)  # tool annotations came with 2025-03-26
+MCP_NO_STRUCTURED = ("2024-11-05", "2025-03-26")  # outputSchema, structuredContent, title
+MCP_KEY = "io.modelcontextprotocol/"
+MCP_PARSE_ERROR, MCP_INVALID_REQUEST, MCP_METHOD_NOT_FOUND = -32700, -32600, -32601
+MCP_INVALID_PARAMS, MCP_INTERNAL_ERROR, MCP_UNSUPPORTED_VERSION = -32602, -32603, -32022
+MCP_FOREIGN_ARGS = ("socket", "socket_name", "target")
+MCP_PROGRESS_TAIL = 4000  # characters of output so far in a progress message
+MCP_CAPTURE_MAX = 1 << 20  # characters a capture returns at most
+
+MCP_INSTRUCTIONS = """\
+Drives interactive terminal programs (bash, Python, gdb, node, psql, sqlite, any
+command) in tmux sessions and reads exactly what they print. Typical flow:
+create_session -> run (code in, exact output and exit status out) -> kill_session.
+For programs without a known prompt use send (text or keys) and wait_for_text;
+capture reads the screen or the whole transcript. A run that takes long can be
+interrupted with send keys ["C-c"]. Sessions outlive this server and are shared
+with the tmuxsess.py command line (list_sessions shows them; cleanup_sessions
+removes dead ones). A person can watch any session with the attach command that
+create_session returns."""
+
+
+class _McpRpcError(Exception):
+    """A JSON-RPC error response: a protocol fault, not a tool failure."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.data = code, message, data
+
+
+Outcome = Tuple[Mapping[str, Any], str, str]  # structured result, text, error ("" if none)
+
+
+@dataclass
+class McpTool:
+    """One row of the tool table: schema, hints, and the function behind it."""
+
+    name: str
+    title: str
+    description: str
+    params: Dict[str, Dict[str, Any]]
+    output: Dict[str, Dict[str, Any]]
+    call: Callable[["_McpCall", Dict[str, Any]], Outcome]
+    required: Tuple[str, ...] = ()
+    output_required: Tuple[str, ...] = ()
+    read_only: bool = False
+    destructive: bool = False
+    idempotent: bool = False
+    open_world: bool = False
+    targets: bool = True  # acts on one session: takes session (or socket/target)
+
+    def properties(self, allow_foreign: bool) -> Dict[str, Dict[str, Any]]:
+        props = dict(self.params)
+        if self.targets:
+            props["session"] = _mcp_type("string", "Registered session name (from "
+                                         "create_session or list_sessions).")
+            if allow_foreign:
+                props.update(MCP_FOREIGN_PROPS)
+        return props
+
+    def required_args(self, allow_foreign: bool) -> List[str]:
+        return list(self.required) + (["session"] if self.targets and not allow_foreign else [])
+
+    def definition(self, version: str, allow_foreign: bool) -> Dict[str, Any]:
+        schema: Dict[str, Any] = {"type": "object", "properties": self.properties(allow_foreign),
+                                  "additionalProperties": False}
+        if self.required_args(allow_foreign):
+            schema["required"] = self.required_args(allow_foreign)
+        d: Dict[str, Any] = {"name": self.name, "description": self.description,
+                             "inputSchema": schema}
+        if version not in MCP_NO_ANNOTATIONS:
+            d["annotations"] = {"title": self.title, "readOnlyHint": self.read_only,
+                                "destructiveHint": self.destructive,
+                                "idempotentHint": self.idempotent,
+                                "openWorldHint": self.open_world}
+        if version not in MCP_NO_STRUCTURED:
+            d["title"] = self.title
+            d["outputSchema"] = {"type": "object", "properties": self.output,
+                                 "required": list(self.output_required)}
+        return d
+
+
+def _mcp_type(kind: Any, description: str, **extra: Any) -> Dict[str, Any]:
+    schema: Dict[str, Any] = {"type": kind, "description": description}
+    schema.update(extra)
+    return schema
+
+
+MCP_FOREIGN_PROPS = {
+    "socket": _mcp_type("string", "Path of a tmux server's socket this tool did not start; "
+                        "with target (only with --allow-foreign)."),
+    "socket_name": _mcp_type("string", "tmux -L socket name, instead of socket."),
+    "target": _mcp_type("string", "tmux target pane on that server, e.g. work:1.0."),
+}
+
+
+# -- the calls behind the tools ---------------------------------------------
+
+def _mcp_json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=1)
+
+
+def _mcp_error_text(message: str, hint: str = "") -> str:
+    """What the command line prints for an expected failure."""
+    return "tmuxsess: error: " + message + ("\nhint: " + hint if hint else "")
+
+
+def _mcp_target(c: "_McpCall", a: Dict[str, Any]) -> Dict[str, Any]:
+    """The session/socket/target arguments, with the own-sessions-only rule applied."""
+    target = {k: a.get(k) for k in ("session", "socket", "socket_name", "target")}
+    name = a.get("session")
+    if c.server.allow_foreign or not isinstance(name, str):
+        return target
+    for row in c.server.engine.list_sessions():
+        own = os.path.dirname(os.path.abspath(row.socket)) == c.server.socket_dir
+        if row.name == name and not own:
+            raise TargetError(
+                "session %r lives on %s, outside this server's socket dir %s" % (
+                    name, row.socket, c.server.socket_dir),
+                "use the command line for it, or start the MCP server with --allow-foreign")
+    return target
+
+
+def _mcp_create(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
+    if a.get("socket") and not c.server.allow_foreign:
+        raise UsageError("socket is refused: this server starts sessions only in its own "
+                        "socket dir", "leave socket out, or start the MCP server with "
+                        "--allow-foreign")
+    record = c.server.engine.create_session(
+        a["name"], kind=a.get("kind", "shell"), command=a.get("command"),
+        socket=a.get("socket"), cwd=a.get("cwd"), env=a.get("env"),
+        ready_timeout=a.get("ready_timeout", 15.0), prompt=a.get("prompt"))
+    out = {k: record.get(k) for k in ("name", "socket", "target", "pane_id", "type", "kind",
+                                      "pid", "registered", "created_at")}
+    out["attach"] = "tmux -S %s attach -t %s" % (shlex.quote(record["socket"]), a["name"])
+    return out, _mcp_json_text(out), ""
+
+
+def _mcp_list(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
+    rows = [asdict(r) for r in c.server.engine.list_sessions()]
+    alive = sum(1 for r in rows if r["status"] == "alive")
+    out = {"sessions": rows, "total": len(rows), "alive": alive, "dead": len(rows) - alive}
+    return out, _mcp_json_text(out), ""
+
+
+def _mcp_health(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
+    health = c.server.engine.pane_health(**_mcp_target(c, a))
+    out = asdict(health)
+    out["sentence"] = health.sentence(a.get("session") or a.get("target") or "")
+    return out, _mcp_json_text(out), ""
+
+
+def _mcp_run(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
+    timeout = a.get("timeout", 30.0)
+    r = c.server.engine.run(a["code"], timeout=timeout, prompt=a.get("prompt"),
+                            cancel=c.cancel, on_output=c.progress if c.token is not None
+                            else None, **_mcp_target(c, a))
+    out = {"output": r.output, "exit_status": r.exit_status, "timed_out": r.timed_out,
+           "elapsed": r.elapsed, "pane_died": r.pane_died, "truncated": r.truncated,
+           "server_gone": r.server_gone,
+           "waiting_for_input": bool(getattr(r, "waiting_for_input", False)),
+           "prompt": str(getattr(r, "prompt", "") or ""),
+           "cancelled": bool(getattr(r, "cancelled", False))}
+    error = ""
+    if r.timed_out:
+        error = _mcp_error_text("no prompt within %gs; output so far is above" % timeout,
+                                _timeout_hint(r.output))
+    elif r.pane_died:
+        error = _mcp_error_text(_gone_message(
+            c.server.engine, "server" if r.server_gone else "dead", r.exit_status,
+            _mcp_target(c, a)))
+    elif out["waiting_for_input"]:
+        error = ("the program is waiting for input (%r): answer it with send (text), or "
+                 "interrupt it with send keys [\"C-c\"]" % out["prompt"])
+    if out["cancelled"]:
+        c.cancelled_run(a.get("session"))
+    return out, _mcp_json_text(out), error
+
+
+def _mcp_send(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
+    if a.get("text") is None and not a.get("keys"):
+        raise UsageError("nothing to send: give text, keys, or both",
+                        'text is typed as is; keys are tmux key names: ["C-c"], ["Up", '
+                        '"Enter"]')
+    timeout = a.get("timeout", 30.0)
+    r = c.server.engine.send(a.get("text"), a.get("keys") or (), enter=a.get("enter", True),
+                             multiline=a.get("multiline", False), wait=a.get("wait"),
+                             fixed=a.get("fixed", False), timeout=timeout,
+                             **_mcp_target(c, a))
+    error = ""
+    if a.get("wait") is not None and not r.get("found"):
+        if r.get("reason") == "timeout":
+            error = _mcp_error_text("pattern %r not seen within %gs" % (a["wait"], timeout),
+                                    _tail_hint(r.get("tail", "")))
+        else:
+            error = _mcp_error_text(_gone_message(
+                c.server.engine, r.get("reason", ""), r.get("exit_status"),
+                _mcp_target(c, a)), _tail_hint(r.get("tail", "")))
+    return r, _mcp_json_text(r), error
+
+
+def _mcp_wait(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
+    timeout = a.get("timeout", 15.0)
+    r = c.server.engine.wait_for_text(a["pattern"], fixed=a.get("fixed", False),
+                                      timeout=timeout, lines=a.get("lines", 1000),
+                                      whole_pane=a.get("whole_pane", False), cancel=c.cancel,
+                                      **_mcp_target(c, a))
+    out = asdict(r)
+    error = ""
+    if r.found or r.reason == "cancelled":
+        pass
+    elif r.reason == "timeout":
+        error = _mcp_error_text("pattern %r not seen within %gs" % (a["pattern"], timeout),
+                                _tail_hint(r.tail))
+    else:
+        error = _mcp_error_text(_gone_message(
+            c.server.engine, r.reason, r.exit_status, _mcp_target(c, a)), _tail_hint(r.tail))
+    return out, _mcp_json_text(out), error
+
+
+def _mcp_tail_lines(chunks: Iterator[str], lines: Optional[int]) -> Tuple[str, int]:
+    """The last ``lines`` lines (None: all) of streamed text, and how many there were."""
+    keep: "collections.deque[str]" = collections.deque(maxlen=lines)
+    carry, total = "", 0
+    for chunk in chunks:
+        parts = (carry + chunk).split("\n")
+        carry = parts.pop()
+        keep.extend(parts)
+        total += len(parts)
+    if carry:
+        keep.append(carry)
+        total += 1
+    return "\n".join(keep) + ("\n" if keep and not carry else ""), total
+
+
+def _mcp_capture(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
+    lines = None if a.get("all") else a.get("lines", 200)
+    target = _mcp_target(c, a)
+    if a.get("source", "screen") == "transcript":
+        text, total = _mcp_tail_lines(c.server.engine.read_transcript(**target), lines)
+    else:
+        text = c.server.engine.capture(lines=lines or 200, all=lines is None, **target)
+        total = text.count("\n")
+    shown = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+    clipped = len(text) > MCP_CAPTURE_MAX
+    if clipped:
+        text = text[-MCP_CAPTURE_MAX:]
+    out = {"text": text, "source": a.get("source", "screen"), "lines": shown,
+           "truncated": clipped or total > shown}
+    return out, _mcp_json_text(out), ""
+
+
+def _mcp_kill(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
+    r = c.server.engine.kill_session(dry_run=a.get("dry_run", False), **_mcp_target(c, a))
+    error = ""
+    if not r["killed"] and not r["deregistered"]:
+        why = {"server": "no tmux server runs on %s" % r["socket"],
+               "missing": "tmux has no such session"}.get(r["status"], "tmux could not kill it")
+        error = _mcp_error_text("nothing to kill: %s is not registered and %s" % (r["name"], why))
+    return r, _mcp_json_text(r), error
+
+
+def _mcp_cleanup(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
+    older = parse_duration(a["older_than"]) if "older_than" in a else None
+    idle = parse_duration(a["idle"]) if "idle" in a else None
+    removed = c.server.engine.cleanup_sessions(all=a.get("all", False), older_than=older,
+                                               idle=idle, dry_run=a.get("dry_run", False))
+    out = {"removed": removed, "dry_run": a.get("dry_run", False)}
+    return out, _mcp_json_text(out), ""
+
+
+# -- the tool table -----------------------------------------------------------
+
+_T = _mcp_type
+_INT_OR_NULL = ["integer", "null"]
+MCP_SESSION_OUT = {
+    "name": _T("string", "session name"), "socket": _T("string", "tmux socket path"),
+    "target": _T("string", "tmux target pane"), "status": _T("string", "alive, dead, missing, "
+                                                              "zombie or server"),
+    "pid": _T(_INT_OR_NULL, "pid of the pane's program"),
+    "created_at": _T("string", "UTC creation time"),
+    "last_active": _T("string", "UTC time of the last send or run"),
+    "type": _T("string", "shell, python-repl, debugger or command"),
+    "kind": _T("string", "the profile: shell, python, gdb, node, psql, sqlite or command")}
+MCP_PATTERN_IN = {
+    "fixed": _T("boolean", "pattern is a fixed string, not a regular expression"),
+}
+MCP_WAIT_OUT = {
+    "found": _T("boolean", "the pattern appeared"), "match": _T("string", "the matched text"),
+    "reason": _T("string", "why it stopped without a match: timeout, dead, server, missing, "
+                 "cancelled; empty when found"),
+    "exit_status": _T(_INT_OR_NULL, "exit status of a program that ended while waiting"),
+    "tail": _T("string", "the last lines of output"),
+    "elapsed": _T("number", "seconds waited")}
+
+MCP_TOOLS: Tuple[McpTool, ...] = (
+    McpTool(
+        "create_session", "Start a program in a new tmux session",
+        "Start a shell, Python REPL, gdb, node, psql, sqlite or any command in a new detached "
+        "tmux session (200x50, its output kept in a transcript) and register it. Returns once "
+        "the program shows its first prompt, so run/send right after is safe. Use the "
+        "session name with every other tool; the attach command lets a person watch.",
+        {"name": _T("string", "New session name: 1-64 of A-Z a-z 0-9 _ -, not starting with -."),
+         "kind": _T("string", "Profile: shell (bash, default), python, gdb, node, psql, sqlite, "
+                    "or command (then command is required).",
+                    enum=["shell", "python", "gdb", "node", "psql", "sqlite", "command"]),
+         "command": _T("string", "Command line (run by the shell): the program for kind "
+                       "command, or replaces the profile's program (e.g. 'psql mydb')."),
+         "cwd": _T("string", "Working directory (absolute path)."),
+         "env": _T("object", "Extra environment variables.",
+                   additionalProperties={"type": "string"}),
+         "prompt": _T("string", "Regex matching the program's prompt line, for a command "
+                      "whose prompt tmuxsess does not know (lets run work with it)."),
+         "ready_timeout": _T("number", "Seconds to wait for the first prompt (default 15).",
+                             exclusiveMinimum=0)},
+        {"name": _T("string", ""), "socket": _T("string", ""), "target": _T("string", ""),
+         "pane_id": _T("string", ""), "type": _T("string", ""),
+         "kind": _T("string", "the profile the session runs"),
+         "pid": _T(_INT_OR_NULL, ""), "registered": _T("boolean", ""),
+         "created_at": _T("string", ""),
+         "attach": _T("string", "shell command a person runs to watch the session")},
+        _mcp_create, required=("name",), output_required=("name", "socket", "target", "attach"),
+        open_world=True, targets=False),
+    McpTool(
+        "list_sessions", "List sessions",
+        "List the registered sessions with their status (alive, dead, missing, zombie, server "
+        "= no tmux server), pid, type and times. Start here to find a session name.",
+        {}, {"sessions": _T("array", "one entry per session", items={
+            "type": "object", "properties": MCP_SESSION_OUT}),
+            "total": _T("integer", ""), "alive": _T("integer", ""), "dead": _T("integer", "")},
+        _mcp_list, output_required=("sessions", "total", "alive", "dead"), read_only=True,
+        idempotent=True, targets=False),
+    McpTool(
+        "session_health", "Check a session's health",
+        "Report whether a session's pane is healthy (its program running), dead (exited: "
+        "exit_status says how), missing, zombie, or server_not_running, with a one-line "
+        "sentence. Check this when run or send report a problem.",
+        {}, {"status": _T("string", "healthy, dead, missing, zombie or server_not_running"),
+             "server_running": _T("boolean", ""), "session_exists": _T("boolean", ""),
+             "pane_exists": _T("boolean", ""), "pane_dead": _T("boolean", ""),
+             "pid": _T(_INT_OR_NULL, ""), "process_running": _T("boolean", ""),
+             "exit_status": _T(_INT_OR_NULL, ""), "exit_signal": _T(_INT_OR_NULL, ""),
+             "sentence": _T("string", "the status in words")},
+        _mcp_health, output_required=("status", "sentence"), read_only=True, idempotent=True),
+    McpTool(
+        "run", "Run code and get its exact output",
+        "Send code or a command to the session's program, wait until it is back at its "
+        "prompt, and return exactly what it printed (no echo, no prompt) with its exit "
+        "status: the shell command's own, or for Python 1 if it raised, else 0. Multi-line "
+        "code runs as one unit. On timeout the program keeps running: read output so far, "
+        "then wait longer (wait_for_text) or interrupt it (send keys [\"C-c\"]).",
+        {"code": _T("string", "Code or command line, exactly as typed (may be multi-line)."),
+         "timeout": _T("number", "Seconds to wait for the prompt (default 30).",
+                       exclusiveMinimum=0),
+         "prompt": _T("string", "Regex of the program's prompt line, for a program whose "
+                      "prompt tmuxsess does not know.")},
+        {"output": _T("string", "exactly what the program printed"),
+         "exit_status": _T(_INT_OR_NULL, "exit status; null when the program does not say"),
+         "timed_out": _T("boolean", "no prompt within timeout (program still running)"),
+         "elapsed": _T("number", "seconds"),
+         "pane_died": _T("boolean", "the program exited"),
+         "truncated": _T("boolean", "output was cut to its last MiB"),
+         "server_gone": _T("boolean", "the tmux server went away"),
+         "waiting_for_input": _T("boolean", "the program waits for input it was not given"),
+         "prompt": _T("string", "the pending line when waiting for input"),
+         "cancelled": _T("boolean", "the request was cancelled")},
+        _mcp_run, required=("code",), output_required=("output", "exit_status", "timed_out"),
+        destructive=True, open_world=True),
+    McpTool(
+        "send", "Type text or press keys",
+        "Type text exactly as given (Enter follows unless enter is false) and/or press tmux "
+        "keys: [\"C-c\"] interrupts, [\"Up\", \"Enter\"], [\"Escape\"]. For answering a "
+        "prompt, driving a pager or an editor, or programs run cannot follow. With wait, "
+        "returns once that pattern appears in output after this send.",
+        dict({"text": _T("string", "Literal text; no word in it is a key name."),
+              "keys": _T("array", "tmux key names, pressed after text.",
+                         items={"type": "string"}),
+              "enter": _T("boolean", "Press Enter after text (default true)."),
+              "multiline": _T("boolean", "Paste text as one block (Python: run as one unit)."),
+              "wait": _T("string", "Regex (or fixed string) to wait for in the new output."),
+              "timeout": _T("number", "Seconds wait waits (default 30).",
+                            exclusiveMinimum=0)}, **MCP_PATTERN_IN),
+        dict({"session": _T("string", ""), "pane_id": _T("string", ""),
+              "sent": _T("boolean", ""), "bytes": _T("integer", "bytes of text typed"),
+              "keys": _T("array", "", items={"type": "string"})}, **MCP_WAIT_OUT),
+        _mcp_send, output_required=("sent",), destructive=True, open_world=True),
+    McpTool(
+        "wait_for_text", "Wait for text in new output",
+        "Wait until a regex (or fixed string) appears in the output the program wrote after "
+        "the last send; returns at once if the program exits. whole_pane searches the "
+        "screen and history instead.",
+        dict({"pattern": _T("string", "Python regular expression (multiline), or a fixed "
+                            "string with fixed."),
+              "timeout": _T("number", "Seconds to wait (default 15).", exclusiveMinimum=0),
+              "lines": _T("integer", "Lines searched with whole_pane (default 1000).",
+                          minimum=1),
+              "whole_pane": _T("boolean", "Search the whole pane, old output included.")},
+             **MCP_PATTERN_IN),
+        MCP_WAIT_OUT, _mcp_wait, required=("pattern",), output_required=("found",),
+        read_only=True, idempotent=True),
+    McpTool(
+        "capture", "Read the screen or transcript",
+        "Read the session's screen (wrapped lines joined; works on a dead pane) or, with "
+        "source transcript, everything the program wrote since create, even what scrolled "
+        "away. Returns the last lines (default 200), or all.",
+        {"source": _T("string", "screen (default) or transcript.",
+                      enum=["screen", "transcript"]),
+         "lines": _T("integer", "Last N lines (default 200).", minimum=1),
+         "all": _T("boolean", "Everything (capped at 1 MiB).")},
+        {"text": _T("string", ""), "source": _T("string", ""),
+         "lines": _T("integer", "lines returned"),
+         "truncated": _T("boolean", "older lines were left out")},
+        _mcp_capture, output_required=("text", "lines", "truncated"), read_only=True,
+        idempotent=True),
+    McpTool(
+        "kill_session", "Kill a session",
+        "Kill the session's tmux session (its program ends) and remove it from the registry, "
+        "as one operation. dry_run says what would happen.",
+        {"dry_run": _T("boolean", "Change nothing; report what would be done.")},
+        {"name": _T("string", ""), "killed": _T("boolean", ""),
+         "deregistered": _T("boolean", ""), "registered": _T("boolean", ""),
+         "dry_run": _T("boolean", ""), "socket": _T("string", ""),
+         "status": _T("string", "status before the kill")},
+        _mcp_kill, output_required=("name", "killed", "deregistered"), destructive=True,
+        idempotent=True),
+    McpTool(
+        "cleanup_sessions", "Remove dead or old sessions",
+        "Remove sessions that are not healthy (dead, missing, zombie, no server) from the "
+        "registry. all, older_than and idle widen the selection; selected sessions still "
+        "alive are killed. dry_run lists what would go.",
+        {"all": _T("boolean", "Every registered session."),
+         "older_than": _T("string", "Created longer ago than this: 30s, 15m, 2h, 1d."),
+         "idle": _T("string", "No send or run for longer than this."),
+         "dry_run": _T("boolean", "Change nothing; list what would be removed.")},
+        {"removed": _T("array", "one entry per session removed", items={
+            "type": "object", "properties": {"name": _T("string", ""),
+                                             "reason": _T("string", ""),
+                                             "killed": _T("boolean", "")}}),
+         "dry_run": _T("boolean", "")},
+        _mcp_cleanup, output_required=("removed", "dry_run"), destructive=True,
+        idempotent=True, targets=False),
+)
+
+
+# -- arguments ----------------------------------------------------------------
+
+_MCP_TYPE_CHECKS: Dict[str, Callable[[Any], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "array": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "object": lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+}
+_MCP_TYPE_WORDS = {"string": "a string", "boolean": "true or false", "integer": "an integer",
+                   "number": "a number", "array": "a list of strings",
+                   "object": "an object of strings"}
+
+
+def _mcp_check_value(tool: str, key: str, schema: Dict[str, Any], value: Any) -> None:
+    kind = schema["type"]
+    if not _MCP_TYPE_CHECKS[kind](value):
+        raise UsageError("%s: argument %s must be %s, not %s" % (
+            tool, key, _MCP_TYPE_WORDS[kind], json.dumps(value)[:60]), schema["description"])
+    if "enum" in schema and value not in schema["enum"]:
+        raise UsageError("%s: argument %s must be one of %s, not %r" % (
+            tool, key, ", ".join(schema["enum"]), value), schema["description"])
+    low = schema.get("minimum", schema.get("exclusiveMinimum"))
+    if low is not None and (value < low or ("exclusiveMinimum" in schema and value == low)):
+        raise UsageError("%s: argument %s must be %s %s, not %r" % (
+            tool, key, "more than" if "exclusiveMinimum" in schema else "at least", low,
+            value), schema["description"])
+
+
+def mcp_check_args(tool: McpTool, args: Dict[str, Any], allow_foreign: bool
+                   ) -> Dict[str, Any]:
+    """The arguments checked against the tool's input schema (nulls taken as absent)."""
+    props = tool.properties(allow_foreign)
+    args = {k: v for k, v in args.items() if v is not None}
+    for key in args:
+        if key in MCP_FOREIGN_ARGS and key not in props:
+            raise UsageError(
+                "%s: argument %s is refused: this server acts only on sessions in its own "
+                "registry and socket dir" % (tool.name, key),
+                "name the session (see list_sessions), or start the MCP server with "
+                "--allow-foreign")
+        if key not in props:
+            raise UsageError("%s: unknown argument %r" % (tool.name, key),
+                            "it takes: %s" % (", ".join(sorted(props)) or "no arguments"))
+    missing = [k for k in tool.required_args(allow_foreign) if k not in args]
+    if missing:
+        raise UsageError("%s: missing argument %s" % (tool.name, ", ".join(missing)),
+                        props[missing[0]]["description"])
+    for key, value in args.items():
+        _mcp_check_value(tool.name, key, props[key], value)
+    return args
+
+
+# -- one tools/call -------------------------------------------------------------
+
+Reply = Callable[[Optional[Dict[str, Any]]], None]  # None: send nothing (cancelled)
+
+
+class _McpCall:
+    """A tools/call in flight: its thread, cancel event and progress token."""
+
+    def __init__(self, server: "_McpServer", rid: Any, tool: McpTool, args: Dict[str, Any],
+                 version: str, token: Any, reply: Reply) -> None:
+        self.server, self.rid, self.tool, self.args = server, rid, tool, args
+        self.version, self.token, self.reply = version, token, reply
+        self.cancel = threading.Event()
+        self.cancelled = False  # guarded by server.lock, as is done
+        self.done = False
+        self.sent = 0
+        self.last = ""
+
+    def work(self) -> None:
+        try:
+            response = self.server.result(self.rid, self.tool_result(), self.version)
+        except Exception as e:  # a bug, not a user's mistake: say so, keep serving
+            traceback.print_exc(file=sys.stderr)
+            response = _mcp_rpc_error(self.rid, MCP_INTERNAL_ERROR, "Internal error: %s: %s"
+                                      % (type(e).__name__, e))
+        self.server.finish(self, response)
+
+    def tool_result(self) -> Dict[str, Any]:
+        try:
+            args = mcp_check_args(self.tool, self.args, self.server.allow_foreign)
+            structured, text, error = self.tool.call(self, args)
+        except TmuxsessError as e:
+            return self.content([_mcp_error_text(e.message, e.hint)], None, True)
+        texts = [text] + ([error] if error else [])
+        return self.content(texts, structured, bool(error) and error.startswith("tmuxsess:"))
+
+    def content(self, texts: List[str], structured: Optional[Mapping[str, Any]],
+                is_error: bool) -> Dict[str, Any]:
+        notice = self.server.take_notice(self.args.get("session"))
+        items = [{"type": "text", "text": t} for t in ([notice] if notice else []) + texts]
+        result: Dict[str, Any] = {"content": items, "isError": is_error}
+        if structured is not None and self.version not in MCP_NO_STRUCTURED:
+            result["structuredContent"] = dict(structured)
+        return result
+
+    def progress(self, text: str) -> None:
+        """on_output: a progress notification with the output so far (when it changed)."""
+        if text == self.last:
+            return
+        with self.server.lock:
+            if self.done or self.cancelled:
+                return
+            self.sent += 1
+            self.last = text
+        tail = text if len(text) <= MCP_PROGRESS_TAIL else "..." + text[-MCP_PROGRESS_TAIL:]
+        self.server.write({"jsonrpc": "2.0", "method": "notifications/progress",
+                           "params": {"progressToken": self.token, "progress": self.sent,
+                                      "message": tail}})
+
+    def cancelled_run(self, session: Optional[str]) -> None:
+        """Say what became of the program: the spec forbids a reply to a cancelled request."""
+        label = session or "the session"
+        notice = ("notice: a run on %s was cancelled while its program was still busy; the "
+                  "program goes on with it (interrupt it: send keys [\"C-c\"])" % label)
+        self.server.log("request %s: %s" % (json.dumps(self.rid), notice))
+        if session:
+            with self.server.lock:
+                self.server.notices[session] = notice
+
+
+# -- the server -----------------------------------------------------------------
+
+def _mcp_rpc_error(rid: Any, code: int, message: str, data: Any = None) -> Dict[str, Any]:
+    error: Dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": rid, "error": error}
+
+
+def _mcp_valid_id(rid: Any) -> bool:
+    return isinstance(rid, str) or (isinstance(rid, int) and not isinstance(rid, bool))
+
+
+def _mcp_id_key(rid: Any) -> Tuple[str, Any]:
+    return (type(rid).__name__, rid)  # 1 and "1" are different requests
+
+
+def _mcp_problem(msg: Dict[str, Any]) -> str:
+    """Why a JSON object is not a valid JSON-RPC request or notification ("" if it is)."""
+    if msg.get("jsonrpc") != "2.0":
+        return 'Invalid Request: "jsonrpc" must be "2.0"'
+    if not isinstance(msg.get("method"), str):
+        return 'Invalid Request: "method" must be a string'
+    if "id" in msg and not _mcp_valid_id(msg["id"]):
+        return 'Invalid Request: "id" must be a string or an integer'
+    return ""
+
+
+class _McpBatch:
+    """Collects the responses to one JSON-RPC batch; writes them as one array."""
+
+    def __init__(self, server: "_McpServer") -> None:
+        self.server = server
+        self.lock = threading.Lock()
+        self.pending = 1  # the loop reading the batch holds one share until it is done
+        self.replies: List[Dict[str, Any]] = []
+
+    def expect(self) -> None:
+        with self.lock:
+            self.pending += 1
+
+    def reply(self, msg: Optional[Dict[str, Any]]) -> None:
+        with self.lock:
+            if msg is not None:
+                self.replies.append(msg)
+            self.pending -= 1
+            done = self.pending == 0 and bool(self.replies)
+        if done:
+            self.server.write(self.replies)
+
+
+class _McpServer:
+    """State of one stdio connection: the legacy version, calls in flight, output lock."""
+
+    def __init__(self, engine: "Engine", stdin: "IO[Any]", stdout: "IO[Any]",
+                 allow_foreign: bool, read_only: bool, page_size: int) -> None:
+        self.engine, self.stdin, self.stdout = engine, stdin, stdout
+        self.allow_foreign, self.read_only, self.page_size = allow_foreign, read_only, page_size
+        self.socket_dir = os.path.abspath(engine.settings.socket_dir)
+        self.tools = [t for t in MCP_TOOLS if t.read_only or not read_only]
+        self.version = ""  # negotiated by initialize (legacy era)
+        self.lock = threading.Lock()  # calls, and each call's done/cancelled
+        self.out_lock = threading.Lock()
+        self.calls: Dict[Tuple[str, Any], _McpCall] = {}
+        self.threads: List[threading.Thread] = []
+        self.notices: Dict[str, str] = {}
+        self.broken = False
+        self.info = {"name": "tmuxsess", "version": __version__}
+
+    # output
+    def write(self, msg: Any) -> None:
+        if msg is None:
+            return
+        try:
+            data = json.dumps(msg, separators=(",", ":"), allow_nan=False) + "\n"
+        except (TypeError, ValueError) as e:  # a result that is not JSON: a bug
+            rid = msg.get("id") if isinstance(msg, dict) else None
+            data = json.dumps(_mcp_rpc_error(rid, MCP_INTERNAL_ERROR, "Internal error: "
+                                             "unserializable result: %s" % e)) + "\n"
+        with self.out_lock:
+            if self.broken:
+                return
+            try:
+                self.stdout.write(data if isinstance(self.stdout, io.TextIOBase)
+                                  else data.encode("ascii"))
+                self.stdout.flush()
+            except (OSError, ValueError):
+                self.broken = True  # the client is gone; stdin will end too
+
+    def log(self, text: str) -> None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            print("tmuxsess mcp: " + text, file=sys.stderr, flush=True)
+
+    def result(self, rid: Any, result: Dict[str, Any], version: str) -> Dict[str, Any]:
+        if version in MCP_MODERN_VERSIONS:
+            result = dict(result, resultType="complete")
+            result["_meta"] = dict(result.get("_meta") or {},
+                                   **{MCP_KEY + "serverInfo": self.info})
+        return {"jsonrpc": "2.0", "id": rid, "result": result}
+
+    # input
+    def serve(self) -> int:
+        while True:
+            line = self.stdin.readline()
+            if not line:
+                break
+            if line.strip():
+                self.handle_line(line)
+        self.shutdown()
+        return 0
+
+    def handle_line(self, line: Union[str, bytes]) -> None:
+        try:
+            msg = json.loads(line)
+        except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+            self.write(_mcp_rpc_error(None, MCP_PARSE_ERROR, "Parse error: %s" % e))
+            return
+        try:
+            if isinstance(msg, list):
+                self.handle_batch(msg)
+            else:
+                self.handle_message(msg, self.write)
+        except Exception as e:  # never let one message end the server
+            traceback.print_exc(file=sys.stderr)
+            rid = msg.get("id") if isinstance(msg, dict) and _mcp_valid_id(msg.get("id")) else None
+            self.write(_mcp_rpc_error(rid, MCP_INTERNAL_ERROR, "Internal error: %s" % e))
+
+    def handle_batch(self, msgs: List[Any]) -> None:
+        if not msgs:
+            self.write(_mcp_rpc_error(None, MCP_INVALID_REQUEST, "Invalid Request: empty batch"))
+            return
+        if self.version not in MCP_BATCH_VERSIONS:
+            self.write(_mcp_rpc_error(None, MCP_INVALID_REQUEST, "Invalid Request: JSON-RPC "
+                                      "batches are not part of MCP %s (only of %s)" % (
+                                          self.version or "before initialize",
+                                          ", ".join(MCP_BATCH_VERSIONS))))
+            return
+        batch = _McpBatch(self)
+        for msg in msgs:
+            batch.expect()
+            if not self.handle_message(msg, batch.reply, in_batch=True):
+                batch.reply(None)  # a notification: nothing to wait for
+        batch.reply(None)
+
+    def handle_message(self, msg: Any, reply: Reply, in_batch: bool = False) -> bool:
+        """Handle one message; True if a reply (now or later) goes to ``reply``."""
+        if not isinstance(msg, dict):
+            reply(_mcp_rpc_error(None, MCP_INVALID_REQUEST,
+                                 "Invalid Request: a message is a JSON object"))
+            return True
+        if "method" not in msg and ("result" in msg or "error" in msg):
+            return False  # a response: this server sends no requests, so it ignores them
+        problem = _mcp_problem(msg)
+        if problem:
+            rid = msg.get("id")
+            reply(_mcp_rpc_error(rid if _mcp_valid_id(rid) else None, MCP_INVALID_REQUEST,
+                                 problem))
+            return True
+        params = msg.get("params", {})
+        if "id" not in msg:
+            self.notify(msg["method"], params)
+            return False
+        self.request(msg["id"], msg["method"], params, reply, in_batch)
+        return True
+
+    def notify(self, method: str, params: Any) -> None:
+        if method == "notifications/cancelled" and isinstance(params, dict):
+            self.cancel(params.get("requestId"), params.get("reason"))
+        # notifications/initialized needs nothing; unknown notifications are ignored
+
+    def cancel(self, rid: Any, reason: Any) -> None:
+        if not _mcp_valid_id(rid):
+            return
+        with self.lock:
+            call = self.calls.get(_mcp_id_key(rid))
+            if call is None or call.done:
+                return  # unknown or finished: the spec says ignore it
+            call.cancelled = True
+        call.cancel.set()
+        self.log("request %s (%s) cancelled%s" % (json.dumps(rid), call.tool.name,
+                                                  ": %s" % reason if reason else ""))
+
+    def request(self, rid: Any, method: str, params: Any, reply: Reply, in_batch: bool) -> None:
+        handlers: Dict[str, Callable[[Any, Dict[str, Any], Reply], None]] = {
+            "initialize": self.initialize, "ping": self.ping, "server/discover": self.discover,
+            "tools/list": self.list_tools, "tools/call": self.call_tool}
+        handler = handlers.get(method)
+        try:
+            if handler is None:
+                raise _McpRpcError(MCP_METHOD_NOT_FOUND, "Method not found: %s" % method)
+            if not isinstance(params, dict):
+                raise _McpRpcError(MCP_INVALID_PARAMS, "Invalid params: params must be an object")
+            if in_batch and method == "initialize":
+                raise _McpRpcError(MCP_INVALID_REQUEST, "Invalid Request: initialize must not "
+                                   "be part of a batch")
+            handler(rid, params, reply)
+        except _McpRpcError as e:
+            reply(_mcp_rpc_error(rid, e.code, e.message, e.data))
+
+    def era(self, params: Dict[str, Any], required: bool = True) -> str:
+        """The protocol version of this request: from its _meta (2026-07-28 and later),
+        else the one initialize negotiated."""
+        meta = params.get("_meta")
+        version = meta.get(MCP_KEY + "protocolVersion") if isinstance(meta, dict) else None
+        if version is None or (version == self.version and version):
+            if self.version or not required:
+                return self.version
+            raise _McpRpcError(MCP_INVALID_REQUEST, "Invalid Request: not initialized: send "
+                               "initialize first, or (protocol %s) give _meta %sprotocolVersion"
+                               % (MCP_MODERN_VERSIONS[-1], MCP_KEY))
+        if version not in MCP_MODERN_VERSIONS:
+            raise _McpRpcError(MCP_UNSUPPORTED_VERSION, "Unsupported protocol version",
+                               {"supported": list(MCP_VERSIONS), "requested": version})
+        if not isinstance(meta, dict) or not isinstance(
+                meta.get(MCP_KEY + "clientCapabilities"), dict):
+            raise _McpRpcError(MCP_INVALID_PARAMS, "Invalid params: _meta %sclientCapabilities "
+                               "(an object) is required" % MCP_KEY)
+        return str(version)
+
+    # methods
+    def initialize(self, rid: Any, params: Dict[str, Any], reply: Reply) -> None:
+        requested = params.get("protocolVersion")
+        if not isinstance(requested, str):
+            raise _McpRpcError(MCP_INVALID_PARAMS, "Invalid params: initialize needs "
+                               "protocolVersion (a string)")
+        if self.version:
+            raise _McpRpcError(MCP_INVALID_REQUEST, "Invalid Request: already initialized "
+                               "(protocol %s)" % self.version)
+        supported = requested in MCP_HANDSHAKE_VERSIONS
+        self.version = requested if supported else MCP_HANDSHAKE_VERSIONS[-1]
+        self.log("initialized: protocol %s%s" % (
+            self.version, "" if supported else " (the client asked for %s)" % requested))
+        reply(self.result(rid, {"protocolVersion": self.version,
+                                "capabilities": {"tools": {"listChanged": False}},
+                                "serverInfo": self.info, "instructions": MCP_INSTRUCTIONS}, ""))
+
+    def ping(self, rid: Any, params: Dict[str, Any], reply: Reply) -> None:
+        reply(self.result(rid, {}, self.era(params, required=False)))
+
+    def discover(self, rid: Any, params: Dict[str, Any], reply: Reply) -> None:
+        version = self.era(params, required=False) or MCP_MODERN_VERSIONS[-1]
+        reply(self.result(rid, {"supportedVersions": list(MCP_VERSIONS),
+                                "capabilities": {"tools": {"listChanged": False}},
+                                "instructions": MCP_INSTRUCTIONS, "ttlMs": 0,
+                                "cacheScope": "private"},
+                          version if version in MCP_MODERN_VERSIONS else MCP_MODERN_VERSIONS[-1]))
+
+    def list_tools(self, rid: Any, params: Dict[str, Any], reply: Reply) -> None:
+        version = self.era(params)
+        cursor = params.get("cursor")
+        start = 0
+        if cursor is not None:
+            text = cursor if isinstance(cursor, str) else ""
+            digits = text[len("tools:"):]
+            if not text.startswith("tools:") or not digits.isdigit():
+                raise _McpRpcError(MCP_INVALID_PARAMS, "Invalid params: unknown cursor %s"
+                                   % json.dumps(cursor)[:60])
+            start = int(digits)
+        page = self.tools[start:start + self.page_size]
+        result: Dict[str, Any] = {"tools": [t.definition(version, self.allow_foreign)
+                                            for t in page]}
+        if start + self.page_size < len(self.tools):
+            result["nextCursor"] = "tools:%d" % (start + self.page_size)
+        if version in MCP_MODERN_VERSIONS:
+            result.update(ttlMs=0, cacheScope="private")
+        reply(self.result(rid, result, version))
+
+    def call_tool(self, rid: Any, params: Dict[str, Any], reply: Reply) -> None:
+        version = self.era(params)
+        name, args = params.get("name"), params.get("arguments")
+        tool = next((t for t in self.tools if t.name == name), None)
+        if tool is None:
+            why = (" (this server runs with --read-only)" if any(
+                t.name == name for t in MCP_TOOLS) else "")
+            raise _McpRpcError(MCP_INVALID_PARAMS, "Unknown tool: %s%s; tools: %s" % (
+                name, why, ", ".join(t.name for t in self.tools)))
+        if not isinstance(args, (dict, type(None))):
+            raise _McpRpcError(MCP_INVALID_PARAMS, "Invalid params: arguments must be an object")
+        meta = params.get("_meta")
+        token = meta.get("progressToken") if isinstance(meta, dict) else None
+        call = _McpCall(self, rid, tool, args or {}, version,
+                        token if _mcp_valid_id(token) else None, reply)
+        with self.lock:
+            if _mcp_id_key(rid) in self.calls:
+                raise _McpRpcError(MCP_INVALID_REQUEST, "Invalid Request: id %s is already "
+                                   "in use by a request in flight" % json.dumps(rid))
+            self.calls[_mcp_id_key(rid)] = call
+            self.threads = [t for t in self.threads if t.is_alive()]
+        thread = threading.Thread(target=call.work, name="mcp-%s" % tool.name, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def finish(self, call: _McpCall, response: Dict[str, Any]) -> None:
+        with self.lock:
+            self.calls.pop(_mcp_id_key(call.rid), None)
+            call.done = True
+            cancelled = call.cancelled
+        call.reply(None if cancelled else response)
+
+    def take_notice(self, session: Any) -> str:
+        with self.lock:
+            return self.notices.pop(session, "") if isinstance(session, str) else ""
+
+    def shutdown(self, grace: float = 3.0) -> None:
+        """End of input: cancel what is in flight, give it a moment, send nothing more."""
+        with self.lock:
+            calls = list(self.calls.values())
+            for call in calls:
+                call.cancelled = True
+            threads = list(self.threads)
+        for call in calls:
+            call.cancel.set()
+        deadline = time.monotonic() + grace
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if calls:
+            self.log("input closed: cancelled %d request(s) in flight" % len(calls))
+
+
+def serve_mcp(engine: "Engine", stdin: "IO[Any]", stdout: "IO[Any]",
+              allow_foreign: bool = False, read_only: bool = False, page_size: int = 100
+              ) -> int:
+    """Serve MCP on ``stdin``/``stdout`` (binary or text streams) until end of input.
+
+    Requests are answered concurrently (a thread per tools/call); replies are
+    written whole, one line each. Returns 0 once input ends.
+    """
+    server = _McpServer(engine, stdin, stdout, allow_foreign, read_only, max(1, page_size))
+    return server.serve()
+
+
+MCP_HELP = ("Serve tmuxsess as an MCP server on stdin/stdout (JSON-RPC 2.0, one message a "
+            "line) until stdin closes.")
+
+
+def _mcp_epilog() -> str:
+    me = os.path.abspath(__file__)
+    return """\
+  tmuxsess.py mcp                     # its own registry and socket dir only
+  tmuxsess.py mcp --read-only         # list, health, capture, wait only
+  tmuxsess.py mcp --state-dir ~/.local/state/agent --socket-dir /tmp/agent-tmux
+
+tools: %(tools)s
+protocol versions: %(versions)s
+  (the initialize handshake, or 2026-07-28's per-request _meta and server/discover)
+
+Claude Code:
+  claude mcp add tmuxsess -- python3 %(me)s mcp
+
+Claude Desktop (claude_desktop_config.json):
+  {"mcpServers": {"tmuxsess": {"command": "python3",
+                               "args": ["%(me)s", "mcp"]}}}
+
+Cursor (.cursor/mcp.json in the project, or ~/.cursor/mcp.json):
+  {"mcpServers": {"tmuxsess": {"command": "python3",
+                               "args": ["%(me)s", "mcp"]}}}
+
+Safety: without --allow-foreign it acts only on sessions in its own registry whose
+tmux server lives in its socket dir, and refuses socket/target arguments.
+Sessions outlive the server: list_sessions and the command line see them.
+""" % {"me": me, "tools": ", ".join(t.name for t in MCP_TOOLS),
+       "versions": ", ".join(MCP_HANDSHAKE_VERSIONS + MCP_MODERN_VERSIONS)}
+
+
+def _options_mcp(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", metavar="DIR", help="registry, lock and transcripts "
+                   "(default: $TMUXSESS_STATE_DIR or ~/.local/state/claude-tmux)")
+    p.add_argument("--socket-dir", metavar="DIR", help="tmux sockets (default: "
+                   "$CLAUDE_TMUX_SOCKET_DIR or $TMPDIR/claude-tmux-UID)")
+    p.add_argument("--allow-foreign", action="store_true", help="also act on tmux servers "
+                   "outside the socket dir (socket, socket_name and target arguments)")
+    p.add_argument("--read-only", action="store_true", help="offer only the tools that "
+                   "change nothing: list_sessions, session_health, capture, wait_for_text")
+
+
+def cmd_mcp(_engine: Engine, a: argparse.Namespace) -> int:
+    if sys.stdin is None:
+        raise UsageError("standard input is closed: an MCP client speaks to this server "
+                        "through it", "see: tmuxsess.py mcp --help")
+    engine = Engine(state_dir=a.state_dir, socket_dir=a.socket_dir)
+    saved = sys.stdout
+    sys.stdout = sys.stderr  # a stray print must never corrupt the protocol stream
+    try:
+        return serve_mcp(engine, sys.stdin.buffer, saved.buffer, allow_foreign=a.allow_foreign,
+                         read_only=a.read_only)
+    finally:
+        sys.stdout = saved
+
+
+# ---------------------------------------------------------------------------
+# Front end: the command line
 # ---------------------------------------------------------------------------
 
 # Exit codes per subcommand for each kind of failure; "lock" is 75 everywhere.
@@ -3707,17 +4858,18 @@ def cmd_send(engine: Engine, a: argparse.Namespace) -> int:
         _error("pattern %r not seen within %gs" % (a.wait, a.timeout),
                _tail_hint(r.get("tail", "")))
         return 2
-    _error(_gone_message(engine, r["reason"], r.get("exit_status"), a),
+    _error(_gone_message(engine, r["reason"], r.get("exit_status"), _target(a)),
            _tail_hint(r.get("tail", "")))
     return 3
 
 
 def _gone_message(engine: Engine, reason: str, status: Optional[int],
-                  a: Optional[argparse.Namespace] = None) -> str:
+                  target: Optional[Dict[str, Any]] = None) -> str:
+    """Why a wait ended without its prompt or pattern."""
     if reason == "dead":
         with contextlib.suppress(TmuxsessError):
-            if a is not None and status is None:  # killed by a signal? health names it
-                health = engine.pane_health(**_target(a))
+            if target is not None and status is None:  # killed by a signal? health says
+                health = engine.pane_health(**target)
                 if health.status == "dead":
                     return "the program %s while waiting" % health.ended
         return "the program exited%s while waiting" % (
@@ -3759,7 +4911,8 @@ def cmd_wait(engine: Engine, a: argparse.Namespace) -> int:
             _error("pattern %r not seen within %gs" % (a.pattern, a.timeout),
                    _tail_hint(r.tail))
         else:
-            _error(_gone_message(engine, r.reason, r.exit_status, a), _tail_hint(r.tail))
+            _error(_gone_message(engine, r.reason, r.exit_status, _target(a)),
+                   _tail_hint(r.tail))
     return 1
 
 
@@ -3782,7 +4935,7 @@ def cmd_run(engine: Engine, a: argparse.Namespace) -> int:
     if r.pane_died:
         if not a.json:
             _error(_gone_message(engine, "server" if r.server_gone else "dead",
-                                 r.exit_status, a))
+                                 r.exit_status, _target(a)))
         return 125
     if r.waiting_for_input:
         if not a.json:
@@ -4029,6 +5182,7 @@ COMMANDS: List[_Command] = [
              "  tmuxsess.py skill\n"
              "  tmuxsess.py skill --write ~/.claude/skills/tmux\n"
              "  tmuxsess.py skill --tool ./tools/tmuxsess.py --write .claude/skills/tmux\n"),
+    _Command("mcp", [], cmd_mcp, MCP_HELP, _options_mcp, _mcp_epilog()),
 ]
 
 
