@@ -3536,8 +3536,8 @@ def run(code: str, **options: Any) -> RunResult:
 SKILL_MD = """\
 ---
 name: tmuxsess
-description: Drive interactive terminal programs (Python REPL, gdb, bash, psql, \
-sqlite3, git add -p) in tmux sessions that persist between commands. Use it when work \
+description: Drive interactive terminal programs (Python REPL and pdb, gdb, bash, node, \
+psql, sqlite3, git add -p) in tmux sessions that persist between commands. Use it when work \
 needs state kept across steps (a REPL holding data, a debugger stopped at a breakpoint), \
 a program that asks questions, or a long job the user wants to watch.
 ---
@@ -3557,27 +3557,38 @@ Every subcommand explains itself with `--help`.
    attach -t NAME` on stderr. Pass that line on, so the user can see what you do.
 3. **Prefer `run`.** `{tool} run -s NAME -c CODE` types the code, waits until the
    program is back at its prompt and prints exactly its output: no echo, no
-   prompt. Its exit status is the shell command's own, 1 if Python raised, 124 on
-   timeout (raise `-T SEC`), 125 if the program died, 126 if nothing was typed
-   (the error says why). Multi-line Python runs as one unit; long code goes in a
-   file: `--file PATH`. Runs on one session queue up, so parallel work needs
-   one session per task.
-4. **Text is literal; keys go through `-k`.** `-c` text arrives byte for byte:
+   prompt. Its exit status is the shell command's own, 1 if Python, node, psql or
+   sqlite reported an error, 123 if the program now waits for input (an unfinished
+   statement, or a debugger took over: the error says which), 124 on timeout
+   (raise `-T SEC`), 125 if the program died, 126 if nothing was typed (the error
+   says why). Multi-line code runs as one unit; long code goes in a file:
+   `--file PATH`. Runs on one session queue up, so parallel work needs one
+   session per task.
+4. **Pick the profile.** `create -n NAME --kind KIND` with `shell` (default),
+   `python`, `gdb`, `node`, `psql`, `sqlite`; add `--cmd 'COMMAND LINE'` to run
+   your own command under it (`--kind psql --cmd 'psql -h HOST mydb'`). In a
+   Python session `breakpoint()` stops `run` with 123 at `(Pdb)`: then
+   `run -c 'p x'` inspects, `run -c c` continues.
+5. **Text is literal; keys go through `-k`.** `-c` text arrives byte for byte:
    `Enter`, `C-c`, a trailing `;` or a leading `-` are just text. To press keys:
    `{tool} send -s NAME -k C-c` (interrupt), `-k Escape`, `-k Up Enter`. For a
    program that asks questions (`git add -p`, an installer), answer with
    `{tool} send -s NAME -c ANSWER -w PATTERN`, which waits for PATTERN in the
    output that follows, and read the screen with `{tool} capture -s NAME`.
-5. **Never type into a busy program.** When `run` times out (124) the program is
+6. **Never type into a busy program.** When `run` times out (124) the program is
    still working: wait for it with `{tool} wait -s NAME -p PATTERN -T SEC`, or
    interrupt it with `{tool} send -s NAME -k C-c`. After `exec bash`, `ssh` or
    `su` the prompt is not the tool's any more: give `run --prompt REGEX`.
-6. **Read before you clean up.** `{tool} health -s NAME --format text` says
+7. **Read before you clean up.** `{tool} health -s NAME --format text` says
    healthy, dead, missing or zombie. `{tool} capture -s NAME -n 50` works on a
    dead pane, and `{tool} capture -s NAME --transcript` has everything the
    program wrote since create: save what explains a crash first.
-7. **Clean up.** `{tool} kill -s NAME` when the work is done; `{tool} cleanup`
+8. **Clean up.** `{tool} kill -s NAME` when the work is done; `{tool} cleanup`
    removes dead sessions. Leave running only what the user asked to keep.
+
+An MCP client can use the same operations as tools instead of this command
+line: `{tool} mcp` serves them on stdio (`{tool} mcp --help` has the setup for
+Claude Code, Claude Desktop and Cursor).
 
 ## Example
 
