@@ -1862,10 +1862,6 @@ class _Watch:
                    pattern=pattern)
 
 
-class Cancelled(Exception):
-    """Raised inside a wait whose caller cancelled it."""
-
-
 class _Follower:
     """Follows a transcript from an offset and decides when the exchange is done.
 
