@@ -331,6 +331,7 @@ class Pane:
     line: int = 0  # absolute line of the cursor: history size + cursor row
     token: str = ""  # in every prompt mark the session's program prints
     marked: bool = False  # its program prints the tool's prompt marks
+    command: str = ""  # what tmux says runs in the pane now (python3, vim, ...)
 
     @property
     def label(self) -> str:
@@ -338,7 +339,9 @@ class Pane:
 
     @property
     def profile(self) -> "Profile":
-        return PROFILES.get(self.kind) or PROFILES["command"]
+        """The profile the tool made the pane with; for a pane it did not make,
+        the one whose program runs there now (``send -m`` into a python3)."""
+        return PROFILES.get(self.kind) or profile_of_command(self.command)
 
 
 @dataclass
@@ -675,6 +678,8 @@ class PaneRow(NamedTuple):
     pane_pipe: str
     history_size: str
     cursor_y: str
+    window_activity: str      # when the window last had output (seconds since the epoch)
+    pane_current_command: str
     tmuxsess_kind: str
     tmuxsess_type: str
     tmuxsess_transcript: str
@@ -749,6 +754,8 @@ TRANSIENT_TMUX = re.compile(r"lost server|server exited unexpectedly|"
                             r"resource temporarily unavailable|interrupted", re.I)
 NO_SERVER = re.compile(r"no server running|error connecting to|"
                        r"server exited unexpectedly", re.I)
+# How a tmux older than 3.2 refuses new-session -e.
+OLD_NEW_SESSION = re.compile(r"unknown flag -e|usage: new-session")
 # How tmux says a target names no pane.
 BAD_TARGET = re.compile(r"can't find|no current|no marked")
 
@@ -1014,15 +1021,30 @@ class SentRecord:
 
 BASH_RC = r"""# Written by tmuxsess: invisible OSC 133 marks around every prompt and command:
 # A prompt starts, B prompt ends (typing starts), C command runs, D;$? it ended.
-# No history expansion: "a!b" would fail before any mark is printed, jamming runs.
-set +H
 # Each mark carries the session's token: marks that programs print are not ours.
 __tmuxsess_id=";tmuxsess=$TMUXSESS_TOKEN"
 unset TMUXSESS_TOKEN
-PS1='\$ \[\e]133;B'"$__tmuxsess_id"'\a\]'
+# The startup files an interactive bash reads, unless create said --norc.
+if [ -z "$TMUXSESS_NORC" ]; then
+    [ -f /etc/bash.bashrc ] && . /etc/bash.bashrc
+    [ -f ~/.bashrc ] && . ~/.bashrc
+fi
+unset TMUXSESS_NORC
+# No history expansion: "a!b" would fail before any mark is printed, jamming runs.
+set +H
+# A is in PS1 itself, so what bash prints between the command and its prompt
+# (a job's "[1]+ Done") comes before the prompt, not after it.
+PS1='\[\e]133;A'"$__tmuxsess_id"'\a\]\$ \[\e]133;B'"$__tmuxsess_id"'\a\]'
 PS2='\[\e]133;A;k=c'"$__tmuxsess_id"'\a\]> '
 PS0='\e]133;C'"$__tmuxsess_id"'\a'
-PROMPT_COMMAND='printf "\033]133;D;%s%s\007\033]133;A%s\007" "$?" "$__tmuxsess_id" "$__tmuxsess_id"'
+__tmuxsess_ps1=$PS1
+# D first, with the command's status; then the user's PROMPT_COMMAND (which
+# may read $? and set PS1), then the marked prompt again.
+__tmuxsess_user_pc=${PROMPT_COMMAND:-:}
+__tmuxsess_status() { return "$1"; }
+PROMPT_COMMAND='__tmuxsess_s=$?
+printf "\033]133;D;%s%s\007" "$__tmuxsess_s" "$__tmuxsess_id"
+__tmuxsess_status "$__tmuxsess_s"; eval "$__tmuxsess_user_pc"; PS1=$__tmuxsess_ps1'
 unset HISTFILE
 """
 
@@ -1033,12 +1055,9 @@ def _tmuxsess_prompts():
     import sys
     # Each mark carries the session's token: marks that programs print are not ours.
     tag = ";tmuxsess=" + os.environ.pop("TMUXSESS_TOKEN", "")
-    counts = [0, 0]  # exceptions shown, exceptions already reported
-    shown = sys.excepthook
-
-    def excepthook(*args):
-        counts[0] += 1
-        shown(*args)
+    # The REPL sets sys.last_traceback for every exception it shows, whatever
+    # sys.excepthook prints it: a new one since the last prompt means it raised.
+    seen = [getattr(sys, "last_traceback", None)]
 
     class Prompt(object):
         def __init__(self, text, primary):
@@ -1047,14 +1066,25 @@ def _tmuxsess_prompts():
         def __str__(self):
             if not self.primary:
                 return "\001\033]133;A;k=s%s\007\002%s" % (tag, self.text)
-            failed = int(counts[0] != counts[1])
-            counts[1] = counts[0]
+            last = getattr(sys, "last_traceback", None)
+            failed = int(last is not seen[0])
+            seen[0] = last
             return "\001\033]133;D;%d%s\007\033]133;A%s\007\002%s\001\033]133;B%s\007\002" % (
                 failed, tag, tag, self.text, tag)
 
-    class PdbFinder(object):
-        """Marks pdb's prompt when pdb is first imported; not imported before."""
+    def mark_pdb(module):
+        init = module.Pdb.__init__
 
+        def __init__(self, *args, **kwargs):
+            init(self, *args, **kwargs)
+            if self.prompt == "(Pdb) ":
+                self.prompt = ("\001\033]133;A;k=pdb%s\007\002(Pdb) "
+                               "\001\033]133;B%s\007\002" % (tag, tag))
+            self.completekey = None  # cmd would bind TAB to completion for good
+        module.Pdb.__init__ = __init__
+
+    class PdbFinder(object):
+        # Marks pdb's prompt when pdb is first imported; not imported before.
         def find_spec(self, name, path=None, target=None):
             if name != "pdb":
                 return None
@@ -1067,13 +1097,7 @@ def _tmuxsess_prompts():
 
             def exec_module(module):
                 load(module)
-                init = module.Pdb.__init__
-
-                def __init__(self, *args, **kwargs):
-                    init(self, *args, **kwargs)
-                    self.prompt = ("\001\033]133;A;k=pdb%s\007\002(Pdb) "
-                                   "\001\033]133;B%s\007\002" % (tag, tag))
-                module.Pdb.__init__ = __init__
+                mark_pdb(module)
             spec.loader.exec_module = exec_module
             return spec
 
@@ -1090,12 +1114,27 @@ def _tmuxsess_prompts():
         except Exception:
             pass
 
-    sys.excepthook = excepthook
     sys.__interactivehook__ = interactivehook
-    sys.meta_path.insert(0, PdbFinder())
-    sys.ps1, sys.ps2 = Prompt(">>> ", True), Prompt("... ", False)
+    if "pdb" in sys.modules:
+        mark_pdb(sys.modules["pdb"])
+    else:
+        sys.meta_path.insert(0, PdbFinder())
+    # Prompts the user's own startup file set keep their text.
+    sys.ps1 = Prompt(str(getattr(sys, "ps1", ">>> ")), True)
+    sys.ps2 = Prompt(str(getattr(sys, "ps2", "... ")), False)
 
 
+def _tmuxsess_user_startup():
+    # The user's own PYTHONSTARTUP runs first, as Python would have run it.
+    import os
+    path = os.environ.pop("TMUXSESS_PYTHONSTARTUP", "")
+    if path and os.path.isfile(path):
+        with open(path, "rb") as f:
+            exec(compile(f.read(), path, "exec"), globals())
+
+
+_tmuxsess_user_startup()
+del _tmuxsess_user_startup
 _tmuxsess_prompts()
 del _tmuxsess_prompts
 '''
@@ -1270,16 +1309,25 @@ class Profile:
     debuggers: Tuple[str, ...] = ()   # k= names of debugger prompts shown in it
     nested: bool = False              # only ever shows inside another profile's session
     takes_command: bool = True        # --cmd may replace its program
+    # Variables of ``env`` whose user value its startup file honours: that value
+    # goes in as TMUXSESS_<NAME> (a user's PYTHONSTARTUP runs first).
+    chained: Tuple[str, ...] = ()
+    commands: str = ""                # its program's name as tmux shows it (a regex)
 
     def argv(self, command: Optional[str], env: Dict[str, str], startup: str,
-             token: str) -> List[str]:
+             token: str, inherited: Optional[Dict[str, str]] = None) -> List[str]:
         """The argument list the pane runs (always several words: tmux then skips
-        ``sh -c``); ``command`` is a --cmd command line, run by $SHELL."""
+        ``sh -c``); ``command`` is a --cmd command line, run by $SHELL; ``env``
+        the variables set for it, ``inherited`` the ones it gets from the caller."""
         def fill(text: str) -> str:
             return text.replace("{startup}", startup).replace("{token}", token)
         words = ["env", "TMUXSESS_TOKEN=" + token]
+        for name in self.chained:
+            value = env.get(name, (inherited or {}).get(name, ""))
+            if value:
+                words.append("TMUXSESS_%s=%s" % (name, value))
         words += ["%s=%s" % (k, fill(v)) for k, v in self.env]
-        words += ["%s=%s" % kv for kv in env.items()]
+        words += ["%s=%s" % kv for kv in env.items() if kv[0] not in self.chained]
         extra = [fill(a) for a in self.args]
         if command is None:
             return words + [fill(a) for a in self.program] + extra
@@ -1339,7 +1387,7 @@ PROFILES: Dict[str, Profile] = {p.name: p for p in [
             env=(("PYTHON_BASIC_REPL", "1"), ("PYTHONSTARTUP", "{startup}")),
             startup=PYTHON_STARTUP, startup_name="python_startup.py", marked=True,
             status=True, cut="wrap", wrap=_python_line, continuation=("s",),
-            debuggers=("pdb",)),
+            debuggers=("pdb",), chained=("PYTHONSTARTUP",), commands=r"python[0-9.]*"),
     Profile("pdb", "debugger", "the debugger inside a python session, at (Pdb)",
             marked=True, nested=True),
     Profile("gdb", "debugger", "gdb, quiet, no pagination, no confirmations",
@@ -1374,6 +1422,15 @@ _KIND_OF_TYPE = {"shell": "shell", "python-repl": "python", "debugger": "gdb",
                  "command": "command"}
 KIND_ALIASES = dict(_KIND_OF_TYPE, bash="shell", python3="python", sqlite3="sqlite",
                     nodejs="node", postgres="psql")
+
+
+def profile_of_command(command: str) -> Profile:
+    """The profile of a program tmux names (``pane_current_command``); else the
+    generic one."""
+    for profile in PROFILES.values():
+        if profile.commands and re.fullmatch(profile.commands, command):
+            return profile
+    return PROFILES["command"]
 
 
 def profile_named(kind: str) -> Profile:
@@ -1785,6 +1842,25 @@ def prompt_at_end(tail: bytes, token: str, continuation_text: str = "") -> Optio
     return _prompt_name(mark, tail, continuation_text) or ""
 
 
+def prompt_under_output(tail: bytes, token: str, since: int = -1) -> Optional[str]:
+    """The prompt a program still waits at though it printed more after it (a
+    thread, a logger, a job notice), or None.
+
+    That is: the last prompt was shown whole (its B mark came), what follows
+    holds a newline (output: typed text has none before Enter), and nothing was
+    typed since the prompt appeared (``since``: where in ``tail`` the last send
+    began, -1 for none or earlier).
+    """
+    marks = _last_marks(tail, token)
+    end = next(marks, None)
+    prompt = next(marks, None)
+    if end is None or end.kind != b"B" or prompt is None or prompt.kind != b"A":
+        return None
+    if since >= prompt.match.start() or b"\n" not in tail[end.match.end():]:
+        return None
+    return prompt.prompt
+
+
 def _prompt_name(mark: Mark, data: Union[bytes, bytearray], continuation_text: str
                  ) -> Optional[str]:
     """The name of the prompt an A mark starts; None while the text that tells
@@ -2134,15 +2210,29 @@ class Engine:
 
     # -- picking the pane -------------------------------------------------------
     def resolve(self, session: Optional[str] = None, socket: Optional[str] = None,
-                socket_name: Optional[str] = None, target: Optional[str] = None
-                ) -> Tuple[Pane, Health]:
+                socket_name: Optional[str] = None, target: Optional[str] = None,
+                changes: bool = False) -> Tuple[Pane, Health]:
         """Find the pane a command acts on, and its health, with one tmux query.
 
         Highest first: ``socket``/``socket_name`` with ``target``; then the
-        registered ``session``; then the only registered session.
+        registered ``session`` (with ``target``: a pane on its server); then the
+        only registered session. A command that ``changes`` the pane refuses a
+        ``target`` that names no server: it would reach tmux's default server,
+        where the user's own sessions live.
         """
         if session is not None:
             validate_name(session)  # even where -t wins: a bad name is refused, not ignored
+        if socket and socket_name:
+            raise UsageError("give -S PATH or -L NAME, not both")
+        if target is not None and session is not None and not (socket or socket_name):
+            entry = self._registered(session)
+            return self._query_pane(Server(self.settings.checked_socket(entry.socket)),
+                                    target, Session(name="", socket=entry.socket,
+                                                    target=target))
+        if target is not None and changes and not (socket or socket_name):
+            raise UsageError("-t %s names no server: refusing to act on tmux's default "
+                             "server" % target,
+                             "say which: -S PATH or -L NAME with -t, or -s NAME")
         if target is not None or socket or socket_name:
             server = Server(socket or "", socket_name or "")
             if target is None:
@@ -2214,6 +2304,7 @@ class Engine:
                     registered=bool(entry.name), pid=row.program_pid, dead=row.dead,
                     sent=row.tmuxsess_sent, server_pid=int(row.pid or 0),
                     piped=row.pane_pipe == "1", line=row.line, token=row.tmuxsess_token,
+                    command=row.pane_current_command,
                     marked=bool(row.tmuxsess_transcript and row.kind
                                 and PROFILES.get(row.kind, PROFILES["command"]).marked))
 
@@ -2229,14 +2320,16 @@ class Engine:
                        socket: Optional[str] = None, window: str = "shell",
                        cwd: Optional[str] = None, env: Optional[Dict[str, str]] = None,
                        register: bool = True, wait: bool = True,
-                       ready_timeout: float = 15.0, prompt: Optional[str] = None
-                       ) -> CreatedSession:
+                       ready_timeout: float = 15.0, prompt: Optional[str] = None,
+                       norc: bool = False) -> CreatedSession:
         """Start a program in a new detached session; return its record.
 
         ``kind`` names a profile (``PROFILES``); ``command`` is a command line
-        to run under it (for ``command``, the program itself). Returns once the
-        program shows its first prompt (unless ``wait`` is false), so input sent
-        right after is never typed into a program still starting.
+        to run under it (for ``command``, the program itself). The program gets
+        this process's environment, then ``env``. Returns once the program shows
+        its first prompt (unless ``wait`` is false), so input sent right after
+        is never typed into a program still starting. ``norc``: a shell reads
+        no ~/.bashrc.
         """
         profile = self._create_checks(name, kind, command, window, cwd, env, prompt)
         if wait:
@@ -2249,8 +2342,11 @@ class Engine:
         self.host.new_transcript(transcript)
         token = _random_id(16)  # in the prompt marks; see _marks
         created = _utcnow()
-        steps = self._create_steps(name, profile, command, window, cwd, dict(env or {}),
-                                   transcript, token, created, prompt, register)
+        env = dict(env or {}, **({"TMUXSESS_NORC": "1"} if norc else {}))
+
+        def steps(inherit: bool) -> List[List[str]]:
+            return self._create_steps(name, profile, command, window, cwd, env,
+                                      transcript, token, created, prompt, register, inherit)
         row = self._start(server, steps, name, transcript)
         record = Session(name=name, socket=server.socket, target=row.target,
                          pane_id=row.pane_id, type=profile.type, pid=row.program_pid,
@@ -2268,8 +2364,9 @@ class Engine:
                     doc["sessions"][name] = record.to_json()
             if wait:
                 self._wait_ready(pane, ready_timeout)
-        except BaseException:
-            self._destroy(pane, deregister=register)
+        except BaseException as e:
+            # A lock that timed out wrote nothing: do not wait for it again.
+            self._destroy(pane, deregister=register and not isinstance(e, LockTimeoutError))
             raise
         return CreatedSession(name=name, socket=record.socket, target=record.target,
                               pane_id=record.pane_id, type=record.type, kind=record.kind,
@@ -2315,41 +2412,53 @@ class Engine:
     def _create_steps(self, name: str, profile: Profile, command: Optional[str],
                       window: str, cwd: Optional[str], env: Dict[str, str],
                       transcript: str, token: str, created: str, prompt: Optional[str],
-                      register: bool) -> List[List[str]]:
+                      register: bool, inherit: bool = True) -> List[List[str]]:
+        """The tmux commands that make the session, in one call. ``inherit``:
+        the caller's environment goes in by ``new-session -e`` (tmux 3.2+);
+        else in the program's own ``env`` words."""
         startup = ""
         if profile.startup_per_session:  # it holds the token: the session's own
             startup = _write_private(transcript + ".init", profile.startup_text(token))
         elif profile.startup:
             startup = _write_private(os.path.join(self.settings.state_subdir("init"),
                                                   profile.startup_name), profile.startup)
+        # A running server would give the session its own, older environment.
+        caller = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+        inherited = ["-e%s=%s" % kv for kv in caller.items()] if inherit else []
         # Pagers wait for a key nobody presses: agents read output, not screens.
-        env = dict({"PAGER": "cat", "GIT_PAGER": "cat"}, **env)
+        env = {**({} if inherit else caller), "PAGER": "cat", "GIT_PAGER": "cat", **env}
         target = "=%s:" % name
         options = [("@tmuxsess-transcript", transcript), ("@tmuxsess-type", profile.type),
                    ("@tmuxsess-kind", profile.name), ("@tmuxsess-created", created),
                    ("@tmuxsess-token", token)]
         if prompt:
             options.append(("@tmuxsess-prompt", prompt))
-        if register:  # repair adopts only sessions that were registered
-            options.append(("@tmuxsess-registered", "1"))
+        if register:  # repair adopts only sessions its own registry had
+            options.append(("@tmuxsess-registered", self.registry.path))
         return [
             ["new-session", "-d", "-s", name, "-n", window, "-x", str(PANE_WIDTH),
-             "-y", str(PANE_HEIGHT), "-P", "-F", PANE_FORMAT]
+             "-y", str(PANE_HEIGHT), "-P", "-F", PANE_FORMAT] + inherited
             + (["-c", os.path.abspath(cwd)] if cwd else []) + ["--"]
-            + profile.argv(command, env, startup, token),
+            + profile.argv(command, env, startup, token, caller),
             ["set-option", "-w", "-t", target, "remain-on-exit", "on"],
             ["pipe-pane", "-O", "-t", target, self.host.pipe_command(transcript)],
         ] + [["set-option", "-t", target, key, value] for key, value in options]
 
-    def _start(self, server: Server, steps: List[List[str]], name: str, transcript: str
-               ) -> PaneRow:
+    def _start(self, server: Server, steps: Callable[[bool], List[List[str]]], name: str,
+               transcript: str) -> PaneRow:
         """Make the tmux session; its pane's row. Undone on any failure."""
         # tmux makes the session outside the registry lock (a busy server must not
         # hold up every other command); tmux itself refuses a duplicate name on
         # one server, and the registry, under its lock, across servers.
         target = "=%s:" % name
         try:
-            rows = parse_rows(PaneRow, self._tmux_retrying(server, steps))
+            try:
+                out = self._tmux_retrying(server, steps(True))
+            except TmuxError as e:
+                if not OLD_NEW_SESSION.search(e.message):
+                    raise
+                out = self._tmux_retrying(server, steps(False))  # tmux 3.0, 3.1
+            rows = parse_rows(PaneRow, out)
         except BaseException as e:
             self.host.remove_transcript(transcript)
             if isinstance(e, TmuxError) and "duplicate session" in e.message:
@@ -2436,11 +2545,12 @@ class Engine:
         return [SessionStatus(s.name, s.socket, s.target, health.short,
                               health.pid or s.pid, s.created_at, s.last_active, s.type,
                               s.kind or _KIND_OF_TYPE.get(s.type, ""))
-                for s, health in self._registered_health(self.registry.sessions())]
+                for s, health, _row in self._registered_health(self.registry.sessions())]
 
     def _registered_health(self, sessions: Dict[str, Session]
-                           ) -> List[Tuple[Session, Health]]:
-        """Registered sessions by name, each with its health: one tmux query per socket."""
+                           ) -> List[Tuple[Session, Health, Optional[PaneRow]]]:
+        """Registered sessions by name, each with its health and pane row: one tmux
+        query per socket."""
         panes_by_socket: Dict[str, Optional[List[PaneRow]]] = {}
         result = []
         for s in sorted(sessions.values(), key=lambda s: s.name):
@@ -2448,19 +2558,20 @@ class Engine:
                 panes_by_socket[s.socket] = self.host.panes(
                     Server(self.settings.checked_socket(s.socket)))
             rows = panes_by_socket[s.socket]
+            row: Optional[PaneRow] = None
             if rows is None:
                 health = Health("server_not_running")
             else:
                 row, session_up = _find_row(rows, s)
                 health = self.host.health(row, session_up)
-            result.append((s, health))
+            result.append((s, health, row))
         return result
 
     def kill_session(self, session: Optional[str] = None, socket: Optional[str] = None,
                      socket_name: Optional[str] = None, target: Optional[str] = None,
                      dry_run: bool = False) -> KillResult:
         """Kill the tmux session and remove its registry entry as one operation."""
-        pane, health = self.resolve(session, socket, socket_name, target)
+        pane, health = self.resolve(session, socket, socket_name, target, changes=True)
         registered_as = self._registered_as(pane)
         alive = health.status not in ("missing", "server_not_running")
         result = KillResult(name=pane.label, killed=False, deregistered=False,
@@ -2516,8 +2627,10 @@ class Engine:
         """
         now = time.time()
         chosen: List[Tuple[str, Session, Health]] = []
-        for s, health in self._registered_health(self.registry.sessions()):
-            reasons = _cleanup_reasons(s, health, now, all, older_than, idle)
+        for s, health, row in self._registered_health(self.registry.sessions()):
+            # Activity is what was sent and what the program printed since.
+            printed = float(row.window_activity) if row and row.window_activity.isdigit() else 0
+            reasons = _cleanup_reasons(s, health, now, all, older_than, idle, printed)
             if reasons:
                 chosen.append((", ".join(reasons), s, health))
         removed = []
@@ -2638,7 +2751,9 @@ class Engine:
             for row in self.host.panes(Server(socket)) or []:  # None: a stale socket
                 name = row.session_name
                 # Only what the tool registered: not foreign sessions, not --no-register.
-                if (row.tmuxsess_registered != "1" or row.tmuxsess_type not in SESSION_TYPES
+                # "1": made by a version that did not record which registry.
+                if (row.tmuxsess_registered not in ("1", self.registry.path)
+                        or row.tmuxsess_type not in SESSION_TYPES
                         or not NAME_RE.match(name) or name in sessions):
                     continue
                 created = row.tmuxsess_created or _utcnow()
@@ -2737,7 +2852,7 @@ class Engine:
         _seconds(interval, "-i")
         _at_least(retries, 0, "-r")
         pattern = _compile_pattern(wait, fixed) if wait is not None else None
-        pane, health = self.resolve(session, socket, socket_name, target)
+        pane, health = self.resolve(session, socket, socket_name, target, changes=True)
         if health.status != "healthy":
             raise UnhealthyError(health.said(pane.label, "nothing was sent"),
                                  self._transcript_hint(pane))
@@ -2988,7 +3103,7 @@ class Engine:
         began = time.monotonic()
         _seconds(timeout, "-T")
         _at_least(max_output, 0, "--max-output")
-        pane, health = self.resolve(session, socket, socket_name, target)
+        pane, health = self.resolve(session, socket, socket_name, target, changes=True)
         if health.status == "dead":
             raise PaneDeadError(health.said(pane.label, "nothing was run"),
                                 self._transcript_hint(pane)
@@ -3083,6 +3198,13 @@ class _Exchange:
             return "" if _at_regex_prompt(tail, self.prompt_re) else None
         return prompt_at_end(tail, self.pane.token, self.pane.profile.continuation_text)
 
+    def _under_output(self, tail: bytes) -> Optional[str]:
+        """The prompt the program waits at below output it printed later."""
+        record = SentRecord.decode(self.pane.sent)
+        base = self.host.transcript_size(self.pane.transcript) - len(tail)
+        since = record.offset - base if record is not None and record.offset >= 0 else -1
+        return prompt_under_output(tail, self.pane.token, since)
+
     def _remaining(self) -> float:
         return self.deadline - time.monotonic()
 
@@ -3094,6 +3216,11 @@ class _Exchange:
             return None  # a new temporary transcript: nothing to tell by
         tail = self.host.transcript_tail(pane.transcript)
         at = self._prompt(tail)
+        under = None if at is not None or self.prompt_re is not None else (
+            self._under_output(tail))
+        if under is not None:  # output after the prompt is not text typed on it
+            self._take(under)
+            return None
         if at in self.pane.profile.continuation:
             raise BusyError("%s waits at its continuation prompt (an unfinished statement); "
                             "nothing was sent" % pane.label,
@@ -3111,24 +3238,34 @@ class _Exchange:
                 return RunResult("", self.engine._dead_status(pane), pane_died=True,
                                  server_gone=ready == "server")
             tail = self.host.transcript_tail(pane.transcript)  # the prompt it waited for
-            at = self._prompt(tail) or ""
+            at = self._prompt(tail)
+            if at is None:  # at its prompt, below output it printed later
+                self._take(self._under_output(tail) or "")
+                return None
         unsent = "" if self.prompt_re is not None else _unsent_text(tail, pane.token)
         if unsent:
             raise BusyError("%s has unsent text on its prompt line: %r; nothing was sent"
                             % (pane.label, unsent[-40:]),
                             "clear it: tmuxsess.py send %s -k C-u, or finish it: "
                             "tmuxsess.py send %s -c REST" % (flags, flags))
+        self._take(at)
+        return None
+
+    def _take(self, at: str) -> None:
+        """Type at prompt ``at``: "" the main one, or a debugger's."""
         self.at = at
         if at and at in PROFILES:
             self.profile = PROFILES[at]
-        return None
 
     def _await_prompt(self) -> str:
         delay = 0.001
         pane = self.pane
         while True:
-            at = self._prompt(self.host.transcript_tail(pane.transcript))
+            tail = self.host.transcript_tail(pane.transcript)
+            at = self._prompt(tail)
             if at is not None and at not in pane.profile.continuation:
+                return "done"
+            if self.prompt_re is None and self._under_output(tail) is not None:
                 return "done"
             if pane.server_pid and not self.host.alive(pane.server_pid):
                 return "server"
@@ -3345,8 +3482,10 @@ def _find_row(rows: List[PaneRow], session: Session) -> Tuple[Optional[PaneRow],
 
 
 def _cleanup_reasons(s: Session, health: Health, now: float, all: bool,
-                     older_than: Optional[float], idle: Optional[float]) -> List[str]:
-    """Why cleanup takes a session; none when it stays."""
+                     older_than: Optional[float], idle: Optional[float],
+                     printed: float = 0) -> List[str]:
+    """Why cleanup takes a session; none when it stays. ``printed``: when the
+    program last printed something."""
     reasons: List[str] = []
     if health.status != "healthy":
         reasons.append("no server" if health.status == "server_not_running"
@@ -3356,7 +3495,7 @@ def _cleanup_reasons(s: Session, health: Health, now: float, all: bool,
     created = _parse_time(s.created_at)
     if older_than is not None and created is not None and now - created > older_than:
         reasons.append("created %s ago" % _ago(now - created))
-    active = _parse_time(s.last_active) or created
+    active = max(_parse_time(s.last_active) or created or 0, printed) or None
     if idle is not None and active is not None and now - active > idle:
         reasons.append("idle for %s" % _ago(now - active))
     return reasons
@@ -4686,7 +4825,8 @@ def cmd_create(engine: Engine, a: argparse.Namespace) -> int:
     record = engine.create_session(a.name, _kind_of(a), a.cmd, socket=a.socket,
                                    window=a.window, cwd=a.cwd, env=env,
                                    register=not a.no_register, wait=not a.no_wait,
-                                   ready_timeout=a.ready_timeout, prompt=a.prompt)
+                                   ready_timeout=a.ready_timeout, prompt=a.prompt,
+                                   norc=a.norc)
     shown = {k: record.get(k) for k in ("name", "socket", "target", "pane_id", "type",
                                         "kind", "pid", "registered", "created_at",
                                     "transcript")}
@@ -4978,12 +5118,27 @@ def _error(message: str, hint: str = "") -> None:
         print("hint: " + hint, file=sys.stderr)
 
 
+class _BadArguments(SystemExit):
+    """argparse's refusal, with what it said."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(2)
+        self.message, self.hint = message, hint
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad command line gets the same one-line error as the rest."""
 
     def error(self, message: str) -> "NoReturn":
-        _error("%s: %s" % (self.prog, message), "see: %s --help" % self.prog)
-        raise SystemExit(2)
+        said = "%s: %s" % (self.prog, message)
+        _error(said, "see: %s --help" % self.prog)
+        raise _BadArguments(said, "see: %s --help" % self.prog)
+
+
+def _json_error(message: str, hint: str, kind: str, code: int) -> None:
+    """With --json, a failure is JSON on stdout too: a caller parsing it gets an answer."""
+    with contextlib.suppress(OSError, ValueError):
+        _print_json({"error": message, "hint": hint, "kind": kind, "exit_code": code})
 
 
 def _add_target(p: argparse.ArgumentParser) -> None:
@@ -5012,6 +5167,8 @@ def _options_create(p: argparse.ArgumentParser) -> None:
     p.add_argument("-w", "--window", default="shell", help="window name (default: shell)")
     p.add_argument("-c", "--cwd", metavar="DIR", help="working directory")
     p.add_argument("-e", "--env", action="append", metavar="K=V", help="environment (repeat)")
+    p.add_argument("--norc", action="store_true",
+                   help="a shell reads no /etc/bash.bashrc or ~/.bashrc")
     p.add_argument("--no-register", action="store_true", help="do not add it to the registry")
     p.add_argument("--no-wait", action="store_true", help="return without waiting for a prompt")
     p.add_argument("--ready-timeout", type=float, default=15.0, metavar="SEC",
@@ -5227,7 +5384,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             getattr(a, "parser_", parser).error("unrecognized arguments: " + " ".join(extra))
         _restore_values(a, held)
     except SystemExit as e:
-        return 0 if e.code == 0 else _usage_code(name)
+        if e.code == 0:
+            return 0
+        if "--json" in argv or "--format=json" in argv:
+            _json_error(getattr(e, "message", "bad arguments"), getattr(e, "hint", ""),
+                        "usage", _usage_code(name))
+        return _usage_code(name)
     if not getattr(a, "func", None):
         sys.stdout.write(OVERVIEW)
         return 1
@@ -5240,9 +5402,10 @@ def _dispatch(a: argparse.Namespace) -> int:
         return status
     except TmuxsessError as e:
         _error(e.message, e.hint)
-        if e.kind == "lock":
-            return 75
-        return EXIT_CODES.get(a.name_, {}).get(e.kind, 1)
+        code = 75 if e.kind == "lock" else EXIT_CODES.get(a.name_, {}).get(e.kind, 1)
+        if getattr(a, "json", False) or getattr(a, "format", "") == "json":
+            _json_error(e.message, e.hint, e.kind, code)
+        return code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
