@@ -936,10 +936,12 @@ class KillCleanupTest(TmuxTestCase):
         before = self.registry_bytes()
 
         def idle():
-            doc = json.loads(self.ok("cleanup", "--idle", "1", "--dry-run", "--json").stdout)
+            # tmux keeps output times in whole seconds: a program printing every
+            # 0.2 s was active less than 2 s ago, always.
+            doc = json.loads(self.ok("cleanup", "--idle", "2", "--dry-run", "--json").stdout)
             names = [(i["name"], i["status"], i["killed"]) for i in doc["removed"]]
             return doc if ("idle", "alive", True) in names else None
-        doc = wait_until(idle, 20, "the silent session to be idle for a second")
+        doc = wait_until(idle, 20, "the silent session to be idle for 2 s")
         self.assertIs(doc["dry_run"], True)
         self.assertNotIn("chatty", [i["name"] for i in doc["removed"]])
         self.assertRegex(next(i["reason"] for i in doc["removed"] if i["name"] == "idle"),
