@@ -952,11 +952,11 @@ class KillCleanupTest(TmuxTestCase):
         r = self.ok("cleanup", "--older-than", "1h", "--idle", "3600")
         self.assertRegex(r.stdout, r"\Aremoved old: created \d+d ago \(killed\)\n\Z")
         self.assertEqual(self.tmux_sessions(), ["chatty", "fresh", "idle"])
-        self.assertEqual(sorted(self.registry()["sessions"]), ["fresh"])
+        self.assertEqual(sorted(self.registry()["sessions"]), ["chatty", "fresh", "idle"])
         r = self.ok("cleanup", "--all", "--json")
         self.assertEqual([(i["name"], i["reason"], i["killed"], i["removed"])
                           for i in json.loads(r.stdout)["removed"]],
-                         [("fresh", "--all", True, True)])
+                         [(n, "--all", True, True) for n in ("chatty", "fresh", "idle")])
         self.assertEqual(self.tmux_sessions(), [])
         self.assertEqual(self.registry()["sessions"], {})
         self.fails(1, "cleanup", "--older-than", "2x")
