@@ -1425,11 +1425,12 @@ class SendTest(TmuxTestCase):
 
     def test_wait_timeout_exits_2_with_last_lines(self):
         self.api_create("sh")
-        r = self.cli("send", "-s", "sh", "-c", "echo some-output-$((1+1))", "-w", "never",
-                     "-T", "0.5")
+        r = self.cli("send", "-s", "sh", "-c", "echo some-output-$((1+1)); sleep 30", "-w",
+                     "never", "-T", "0.5")
         self.assertEqual(r.returncode, 2)
         self.assertTrue(r.stderr.startswith("tmuxsess: error: pattern 'never' not seen"))
         self.assertIn("some-output-2", r.stderr)
+        self.ok("send", "-s", "sh", "-k", "C-c")
 
     def test_wait_after_keys_skips_the_recalled_line(self):
         self.api_create("sh")
@@ -1500,17 +1501,16 @@ class WaitTest(TmuxTestCase):
         self.assertEqual(self.ok("wait", "-s", "sh", "-F", "-p", "a.c", "--json"
                                  ).stdout.count('"match": "a.c"'), 1)
         self.assertTrue(tmuxsess.wait_for_text("^a.c$", timeout=10, session="sh").found)
-        # The echo "echo 'a.c'" is not output: a line that is exactly a.c is.
-        r = self.cli("wait", "-s", "sh", "-F", "-p", "ax+b", "-T", "0.5", "--json")
-        self.assertEqual(r.returncode, 1)
+        # The echo "echo 'a.c'" is not output: a line that is exactly a.c is. The
+        # shell is back at its prompt, so the wait says so at once.
+        r = self.cli("wait", "-s", "sh", "-F", "-p", "ax+b", "-T", "30", "--json")
+        self.assertEqual(r.returncode, 2)
         doc = json.loads(r.stdout)
-        self.assertEqual((doc["found"], doc["reason"]), (False, "timeout"))
+        self.assertEqual((doc["found"], doc["reason"]), (False, "prompt"))
         # Old output does not count, unless --whole-pane asks for the old behaviour.
-        began = time.monotonic()
-        r = self.cli("wait", "-s", "sh", "-p", "OLDTOKEN$", "-T", "0.5")
-        self.assertEqual(r.returncode, 1)
-        self.assertGreaterEqual(time.monotonic() - began, 0.45)
-        self.assertIn("not seen within 0.5s", r.stderr)
+        r = self.cli("wait", "-s", "sh", "-p", "OLDTOKEN$", "-T", "30")
+        self.assertEqual(r.returncode, 2)  # at once: the shell is back at its prompt
+        self.assertIn("not seen; the program is back at its prompt", r.stderr)
         self.assertIn("axxb", r.stderr)  # the last lines, to see what happened
         self.ok("wait", "-s", "sh", "--whole-pane", "-p", "^OLDTOKEN$", "-T", "1")
 
@@ -1671,10 +1671,11 @@ class RunTest(TmuxTestCase):
         self.assertLess(time.monotonic() - began, 15)
         self.ok("send", "-s", "sh", "-k", "C-c")
         self.assertEqual(self.ok("run", "-s", "sh", "-c", "echo back").stdout, "back\n")
-        # A shell without the tool's marks (exec bash, ssh, su): the hint says --prompt.
-        r = self.cli("run", "-s", "sh", "-T", "1", "-c", "exec env PS1='plain$ ' bash --norc")
-        self.assertEqual((r.returncode, r.stdout), (124, "plain$ "))
-        self.assertOneLineError(r.stderr, "no prompt within 1s")
+        # A shell without the tool's marks (exec bash, ssh, su) waits for input at a
+        # prompt the tool does not know: said at once, and the hint says --prompt.
+        r = self.cli("run", "-s", "sh", "-T", "30", "-c", "exec env PS1='plain$ ' bash --norc")
+        self.assertEqual((r.returncode, r.stdout), (123, "plain$ "))
+        self.assertOneLineError(r.stderr, "waits for input at 'plain$'")
         self.assertRegex(r.stderr.split("\n")[1], r"'plain\$'.* --prompt REGEX")
         r = self.ok("run", "-s", "sh", "--prompt", r"^plain\$ $", "-c", "echo plain")
         self.assertEqual(r.stdout, "plain\n")
@@ -1974,6 +1975,347 @@ class KindTest(TmuxTestCase):
         del reg["sessions"]["py"]["kind"]
         write_bytes(self.reg_path, json.dumps(reg).encode())
         self.assertEqual(self.ok("run", "-s", "py", "-c", "6 * 7").stdout, "42\n")
+
+
+# ===========================================================================
+# Off the happy path: programs that ask, terminals that edit lines, output
+# after the prompt, the caller's environment, the user's own tmux
+# ===========================================================================
+
+
+def as_nobody():
+    """preexec_fn that turns a child into the user nobody (the suite runs as root)."""
+    pw = pwd.getpwnam("nobody")
+
+    def become():
+        os.setgroups([])
+        os.setgid(pw.pw_gid)
+        os.setuid(pw.pw_uid)
+    return become
+
+
+class WaitingForInputTest(ProfileTestCase):
+    """A program that waits for input is reported at once, and answering it
+    continues the same command."""
+
+    def waiting(self, name, code, question, exit_code=123, **kw):
+        began = time.monotonic()
+        j = self.run_json(name, code, exit_code, **kw)
+        self.assertLess(time.monotonic() - began, 10, "reported long before -T 30")
+        self.assertEqual((j["waiting_for_input"], j["prompt"], j["question"],
+                          j["timed_out"]), (True, "input", question, False))
+        return j
+
+    def run_json(self, name, code, exit_code, args=()):
+        r = self.cli("run", "-s", name, "-c", code, "--json", "-T", "30", *args)
+        self.assertEqual(r.returncode, exit_code, r.stdout + r.stderr)
+        return json.loads(r.stdout)
+
+    def test_a_question_in_a_shell_is_answered_and_the_command_goes_on(self):
+        self.create("sh")
+        j = self.waiting("sh", "read -p 'Continue? ' a; echo \"got $a\"; (exit 3)",
+                         "Continue?")
+        self.assertEqual((j["output"], j["echo_off"]), ("Continue? ", False))
+        r = self.cli("run", "-s", "sh", "--answer", "y;-1 Enter")
+        self.assertEqual((r.stdout, r.returncode), ("got y;-1 Enter\n", 3), r.stderr)
+        self.run_ok("sh", "echo next", "next\n")  # back at the prompt, marks exact
+        # The hint says how to answer and how to abandon.
+        r = self.cli("run", "-s", "sh", "-c", "read -p 'Name: ' n")
+        self.assertEqual(r.returncode, 123)
+        self.assertOneLineError(r.stderr, "waits for input: 'Name:'")
+        self.assertIn("--answer TEXT", r.stderr)
+        self.assertIn("-k C-c", r.stderr)
+        r = self.fails(126, "run", "-s", "sh", "-c", "echo typed into a question")
+        self.assertIn("not at its prompt", r.stderr)
+        self.ok("send", "-s", "sh", "-k", "C-c")
+        wait_until(lambda: self.cli("run", "-s", "sh", "-c", "true").returncode == 0, 10,
+                   "the shell to be back")
+
+    def test_python_input_and_a_password_that_is_never_written_down(self):
+        self.create("py", "--python")
+        self.waiting("py", "name = input('name? ')", "name?")
+        self.assertEqual(self.ok("run", "-s", "py", "--answer", "Ada").stdout, "")
+        self.run_ok("py", "name", "'Ada'\n")
+        j = self.waiting("py", "import getpass; pw = getpass.getpass('Password: ')",
+                         "Password:")
+        self.assertIs(j["echo_off"], True)
+        self.ok("run", "-s", "py", "--answer", "hunter2-secret")
+        self.run_ok("py", "len(pw)", "14\n")
+        for root, _dirs, files in os.walk(self.state):
+            for name in files:
+                self.assertNotIn(b"hunter2-secret", read_bytes(os.path.join(root, name)),
+                                 name)
+
+    def test_a_pager_and_an_unfinished_quote_are_waiting_not_running(self):
+        self.create("sh")
+        path = self.script("lines.txt", "".join("line %d\n" % i for i in range(300)))
+        self.waiting("sh", "less " + shlex.quote(path), question=mock.ANY) \
+            if shutil.which("less") else None
+        if shutil.which("less"):
+            self.ok("send", "-s", "sh", "-k", "q")
+            wait_until(lambda: self.cli("run", "-s", "sh", "-c", "true").returncode == 0,
+                       10, "less to quit")
+        self.assert_unfinished("sh", "echo 'abc")
+        r = self.cli("run", "-s", "sh", "--answer", "def'")
+        self.assertEqual((r.stdout, r.returncode), ("abc\ndef\n", 0), r.stderr)
+
+    def test_sleeping_computing_or_reading_a_pipe_is_not_waiting(self):
+        self.create("sh")
+        for code in ("sleep 1.5", "sleep 1.5 | cat", "python3 -c 'import time\n"
+                     "t = time.time()\nwhile time.time() - t < 1.5: pass'",
+                     "(sleep 1.5; echo piped) | python3 -c 'import sys; "
+                     "print(sys.stdin.read().strip())'"):
+            with self.subTest(code=code):
+                r = self.cli("run", "-s", "sh", "-c", code, "-T", "30")
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_send_and_wait_return_at_once_with_their_own_codes(self):
+        self.create("sh")
+        r = self.fails(5, "send", "-s", "sh", "-c", "read -p 'Sure? ' x", "-w", "never",
+                       "-T", "30")
+        self.assertIn("waits for input: 'Sure?'", r.stderr)
+        r = self.cli("wait", "-s", "sh", "-p", "never", "-T", "30", "--json")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        j = json.loads(r.stdout)
+        self.assertEqual((j["reason"], j["waiting_for_input"], j["question"]),
+                         ("input", True, "Sure?"))
+        # Back at its prompt without the pattern: said at once too.
+        self.ok("run", "-s", "sh", "--answer", "n")
+        r = self.fails(5, "send", "-s", "sh", "-c", "echo done", "-w", "never", "-T", "30",
+                       error=False)  # the hint holds the last lines
+        self.assertIn("back at its prompt", r.stderr.split("\n")[0])
+
+    def test_a_reader_that_does_not_echo_shows_its_first_line(self):
+        self.create("sh")
+        self.ok("send", "-s", "sh", "-c", 'read -s pw; echo "len=${#pw}"')
+        wait_until(lambda: self.cli("wait", "-s", "sh", "-p", "never", "-T", "5")
+                   .returncode == 2, 10, "the shell to wait in read -s")
+        r = self.ok("send", "-s", "sh", "-c", "hunter2", "-w", "len=\\d+", "--json")
+        self.assertEqual(json.loads(r.stdout)["match"], "len=7")
+
+    def test_without_proc_a_quiet_password_prompt_is_still_seen(self):
+        self.create("py", "--python")
+        env = dict(os.environ, TMUXSESS_NO_PROC="1")
+        r = self.cli("run", "-s", "py", "-c", "import getpass; p = getpass.getpass('PIN: ')",
+                     "--json", env=env)
+        self.assertEqual(r.returncode, 123, r.stdout + r.stderr)
+        self.assertEqual(json.loads(r.stdout)["echo_off"], True)
+        self.ok("run", "-s", "py", "--answer", "1234", env=env)
+        # A program that merely sleeps in a cooked terminal is not taken to wait.
+        r = self.cli("run", "-s", "py", "-c", "import time; time.sleep(1.5); p", env=env)
+        self.assertEqual((r.returncode, r.stdout), (0, "'1234'\n"))
+
+    def test_as_a_normal_user(self):
+        if os.geteuid() == 0:
+            try:
+                pwd.getpwnam("nobody")
+            except KeyError:
+                self.skipTest("running as root and there is no user nobody")
+            preexec = as_nobody()
+            home = os.path.join(self.tmp, "nobody")
+            os.mkdir(home, 0o700)
+            os.chown(home, pwd.getpwnam("nobody").pw_uid, -1)
+            os.chmod(self.tmp, 0o711)  # nobody may pass through to its own home
+        else:
+            preexec, home = None, os.path.join(self.tmp, "home")
+        env = dict(self.env, HOME=home, TMUXSESS_STATE_DIR=os.path.join(home, "state"),
+                   CLAUDE_TMUX_SOCKET_DIR=os.path.join(home, "sock"), TMUX_TMPDIR=home)
+
+        # The system's Python: a user's own (pyenv under /root) is not everyone's.
+        python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+        def tool(*args):
+            return subprocess.run([python, TOOL] + list(args), env=env, cwd=home,
+                                  preexec_fn=preexec, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, universal_newlines=True,
+                                  timeout=60)
+        self.addCleanup(kill_servers, home)
+        self.assertEqual(tool("create", "-n", "sh").returncode, 0)
+        r = tool("run", "-s", "sh", "-c", "read -p 'Go? ' g; echo \"$g!\"", "--json")
+        self.assertEqual(r.returncode, 123, r.stdout + r.stderr)
+        self.assertEqual(json.loads(r.stdout)["question"], "Go?")
+        r = tool("run", "-s", "sh", "--answer", "yes")
+        self.assertEqual((r.returncode, r.stdout), (0, "yes!\n"), r.stderr)
+        self.assertEqual(tool("kill", "-s", "sh").returncode, 0)
+
+
+class CanonicalDeliveryTest(TmuxTestCase):
+    """Text reaches a line-editing reader exactly, or nothing is typed."""
+
+    def reader(self, name, size):
+        """``head -c`` reading the data and the Enter after it, in canonical mode."""
+        out = os.path.join(self.tmp, name + ".out")
+        self.create(name)
+        self.ok("send", "-s", name, "-c", "head -c %d > %s; echo stored" % (
+            size + 1, shlex.quote(out)))
+        wait_until(lambda: self.cli("wait", "-s", name, "-p", "never", "-T", "5")
+                   .returncode == 2, 10, "head to wait for input")
+        return out
+
+    def test_one_megabyte_as_a_single_line(self):
+        data = bytes(random.Random(7).choice(b"abcdefghij0123456789 ;-") for _ in range(1 << 20))
+        out = self.reader("big", len(data))
+        path = self.script("big.txt", data.decode())
+        self.ok("send", "-s", "big", "--file", path, "-w", "stored", "-T", "60")
+        self.assertEqual(read_bytes(out), data + b"\n")
+
+    def test_every_control_byte_arrives_as_data(self):
+        data = bytes(range(1, 0x20)) + b"\x7f" + b"abc\x15def\x17ghi\x03\x04\x1a"
+        out = self.reader("ctl", len(data))
+        self.ok("send", "-s", "ctl", "--file", self.script("ctl.bin", data.decode()),
+                "-w", "stored", "-T", "30")
+        self.assertEqual(read_bytes(out), data + b"\n")
+
+    def test_the_same_bytes_into_a_raw_mode_recorder(self):
+        out = self.recorder("rec")
+        data = bytes(range(1, 0x20)) + b"\x7f" + b"x" * 5000
+        self.ok("send", "-s", "rec", "--file", self.script("raw.bin", data.decode()), "-l")
+        self.assertReceived(out, data)
+
+    def test_what_cannot_be_data_is_refused_before_typing(self):
+        self.create("sh")
+        self.ok("send", "-s", "sh", "-c", "stty -iexten; head -c 3 >/dev/null; echo read")
+        wait_until(lambda: self.cli("wait", "-s", "sh", "-p", "never", "-T", "5")
+                   .returncode == 2, 10, "head to wait for input")
+        env, calls = self.logging_tmux()
+        r = self.fails(4, "send", "-s", "sh", "-c", "a\x15b", env=env)
+        self.assertIn("byte 0x15", r.stderr)
+        self.assertNotRegex("\n".join(calls()), r"load-buffer|paste-buffer")
+
+
+class OutputAfterThePromptTest(TmuxTestCase):
+    """Output a program prints after its prompt is not text typed on it."""
+
+    def test_a_job_notice_does_not_jam_the_shell(self):
+        self.create("sh")
+        self.assertEqual(self.ok("run", "-s", "sh", "-c", "sleep 0.2 &").returncode, 0)
+        wait_until(lambda: self.ok("run", "-s", "sh", "-c", "jobs -r").stdout == "", 10,
+                   "the job to end")
+        for _ in range(3):
+            self.assertEqual(self.ok("run", "-s", "sh", "-c", "echo hi").stdout, "hi\n")
+
+    def test_a_thread_printing_after_the_prompt_does_not_jam_python(self):
+        self.create("py", "--python")
+        self.ok("run", "-s", "py", "-c", "import threading\n"
+                "threading.Timer(0.2, lambda: print('from a thread')).start()")
+        wait_until(lambda: b"from a thread" in read_bytes(
+            self.registry()["sessions"]["py"]["transcript"]), 10, "the thread's line")
+        self.assertEqual(self.ok("run", "-s", "py", "-c", "6 * 7").stdout, "42\n")
+        # Text the tool typed without Enter still counts as unsent.
+        self.ok("send", "-s", "py", "-c", "abc", "-l")
+        r = self.fails(126, "run", "-s", "py", "-c", "1")
+        self.assertIn("unsent text", r.stderr)
+
+
+class CallerEnvironmentTest(TmuxTestCase):
+    """Statuses and environments as the user has them."""
+
+    def test_a_running_server_still_gives_the_callers_environment(self):
+        self.create("first")  # the server starts now, with this environment
+        env = dict(os.environ, DATABASE_URL="postgres://db/x", VIRTUAL_ENV="/opt/venv")
+        self.ok("create", "-n", "second", env=env)
+        self.assertEqual(self.ok("run", "-s", "second", "-c",
+                                 'echo "$DATABASE_URL $VIRTUAL_ENV $PAGER"').stdout,
+                         "postgres://db/x /opt/venv cat\n")
+
+    def test_a_custom_excepthook_still_gives_status_1(self):
+        self.create("py", "--python")
+        self.ok("run", "-s", "py", "-c", "import sys, traceback\n"
+                "sys.excepthook = lambda *e: traceback.print_exception(*e)")
+        r = self.cli("run", "-s", "py", "-c", "1 / 0")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("ZeroDivisionError", r.stdout)
+        self.assertEqual(self.cli("run", "-s", "py", "-c", "2").returncode, 0)
+
+    def test_the_users_pythonstartup_runs_and_create_returns_at_the_prompt(self):
+        startup = self.script("startup.py", "GREETING = 'hi'\nimport sys\nsys.ps1 = 'py> '\n")
+        for how, env in (("environment", dict(os.environ, PYTHONSTARTUP=startup)),
+                         ("-e", None)):
+            with self.subTest(how=how):
+                name = "py" + str(len(how))
+                args = ["create", "-n", name, "--python", "--ready-timeout", "10"]
+                began = time.monotonic()
+                self.ok(*(args + (["-e", "PYTHONSTARTUP=" + startup] if env is None else [])),
+                        env=env)
+                self.assertLess(time.monotonic() - began, 8)
+                self.assertEqual(self.ok("run", "-s", name, "-c", "GREETING").stdout, "'hi'\n")
+                self.assertIn("py> ", self.ok("capture", "-s", name).stdout)
+
+    def test_the_shell_reads_bashrc_unless_norc(self):
+        with open(os.path.join(self.env["HOME"], ".bashrc"), "w") as f:
+            f.write("export FROMRC=yes\nPROMPT_COMMAND='echo -n'\nPS1='fancy> '\n")
+        self.create("rc")
+        r = self.cli("run", "-s", "rc", "-c", 'echo "$FROMRC"; (exit 4)')
+        self.assertEqual((r.stdout, r.returncode), ("yes\n", 4))
+        self.create("plain", "--norc")
+        self.assertEqual(self.ok("run", "-s", "plain", "-c", 'echo "[$FROMRC]"').stdout,
+                         "[]\n")
+
+
+class UsersOwnTmuxTest(TmuxTestCase):
+    """Nothing of the user's is killed, typed into or adopted by mistake."""
+
+    def test_t_without_a_server_is_refused_where_it_would_change_things(self):
+        # The user's own session on tmux's default server.
+        subprocess.run(["tmux", "-f", "/dev/null", "new-session", "-d", "-s", "work"],
+                       check=True)
+        self.create("work")  # ours, of the same name, on our own server
+        self.fails(3, "kill", "-t", "work")
+        self.fails(4, "send", "-t", "work", "-c", "echo hi")
+        self.fails(126, "run", "-t", "work", "-c", "echo hi")
+        self.assertEqual(subprocess.run(["tmux", "has-session", "-t", "=work"]).returncode, 0)
+        # -s with -t: a pane on that session's server.
+        pane = self.registry()["sessions"]["work"]["pane_id"]
+        self.assertEqual(self.ok("run", "-s", "work", "-t", pane, "-c", "echo ours",
+                                 "--prompt", r"[$#] $").stdout, "ours\n")
+        self.fails(4, "send", "-S", self.socket, "-L", "x", "-t", pane, "-c", "x")
+        subprocess.run(["tmux", "kill-server"])
+
+    def test_repair_adopts_only_its_own_registry(self):
+        self.create("mine")
+        other = dict(os.environ, TMUXSESS_STATE_DIR=os.path.join(self.tmp, "other-state"))
+        self.ok("create", "-n", "theirs", env=other)
+        os.unlink(self.reg_path)
+        self.ok("repair")
+        self.assertEqual(sorted(self.registry()["sessions"]), ["mine"])
+
+
+class SmallPromisesTest(TmuxTestCase):
+    def test_json_failures_answer_in_json(self):
+        for args in (["run", "-s", "nope", "-c", "1"], ["send", "-s", "nope", "-c", "x"],
+                     ["wait", "-s", "nope", "-p", "x"], ["list"], ["find", "-S", "/nope"],
+                     ["cleanup", "--idle", "soon"], ["run", "--bogus"]):
+            with self.subTest(args=args):
+                r = self.cli(*args, "--json")
+                if args == ["list"] or args[0] == "find":
+                    json.loads(r.stdout)
+                    continue
+                self.assertNotEqual(r.returncode, 0)
+                doc = json.loads(r.stdout)
+                self.assertTrue(doc["error"], doc)
+                self.assertEqual(doc["exit_code"], r.returncode)
+
+    def test_a_stuck_lock_waits_once(self):
+        fd = os.open(self.lock_path if os.path.isdir(self.state) else self.script(
+            "x", ""), os.O_RDWR | os.O_CREAT)
+        os.makedirs(self.state, 0o700, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.addCleanup(os.close, fd)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        env = dict(os.environ, TMUXSESS_LOCK_TIMEOUT="1")
+        began = time.monotonic()
+        self.fails(75, "create", "-n", "locked", env=env)
+        self.assertLess(time.monotonic() - began, 1.9)
+        self.assertEqual(self.tmux_sessions(), [])
+
+    def test_m_closes_a_block_in_a_python_the_tool_did_not_start(self):
+        os.makedirs(self.sockets, 0o700)
+        subprocess.run(["tmux", "-f", "/dev/null", "-S", self.socket, "new-session", "-d",
+                        "-s", "own", "-x", "200", "-y", "50", "python3", "-q"], check=True)
+        wait_until(lambda: ">>>" in self.tmux("capture-pane", "-p", "-t", "own").stdout, 20,
+                   "python's prompt")
+        self.ok("send", "-S", self.socket, "-t", "own", "-m", "-c",
+                "def f():\n\n    return 40 + 2\n\nprint(f())", "-w", "^42$")
 
 
 class SixFaultsTest(TmuxTestCase):
@@ -3010,14 +3352,18 @@ print("done", name)
             self.assertEqual((results[i].returncode, results[i].stdout, results[i].stderr),
                              (0, "R%d\n" % i, ""), i)
         # A run that cannot have the pane within its -T types nothing (126)...
+        go = os.path.join(self.tmp, "go")
         holder = self.follower(rec["transcript"], "run", "-s", "calc", "-T", "60", "-c",
-                               "x = input('name? '); print('hi ' + x)")
-        wait_until(lambda: self.screen("calc").endswith("name?\n"), 20, "the question")
+                               "import os, time\nwhile not os.path.exists(%r):\n"
+                               "    time.sleep(0.02)\nx = input('name? ')\nprint('hi ' + x)"
+                               % go)
+        wait_until(lambda: self.has_open(holder.pid, rec["transcript"]), 20, "the holder")
         r = self.fails(126, "run", "-s", "calc", "-T", "0.3", "-c", "print('queued')")
         self.assertEqual(r.stdout, "")
         self.assertOneLineError(r.stderr, "another run on calc is still going; nothing was run")
-        # ... while send takes no lock: it answers the input() the run waits on,
+        # ... while send takes no lock: typed ahead, it answers the input() to come,
         self.ok("send", "-s", "calc", "-c", "bob")
+        open(go, "w").close()
         out, err = holder.communicate(timeout=30)
         self.assertEqual((holder.returncode, err), (0, ""))
         self.assertTrue(out.endswith("\nhi bob\n"), out)
@@ -3722,11 +4068,19 @@ class McpLifecycleTest(McpTestCase):
         waited = c.call("wait_for_text", {"session": "sh", "pattern": "later-done",
                                           "fixed": True, "timeout": 10})
         self.assertTrue(waited["structuredContent"]["found"], waited)
+        # The shell is back at its prompt: said at once, not as a timeout.
+        missed = c.call("wait_for_text", {"session": "sh", "pattern": "never-said",
+                                          "timeout": 30})
+        self.assertTrue(missed["isError"])
+        self.assertEqual(missed["structuredContent"]["reason"], "prompt")
+        self.assertIn("tmuxsess: error: pattern 'never-said' not seen; the program is back "
+                      "at its prompt", self.text(missed))
+        c.call("send", {"session": "sh", "text": "sleep 5"})
         missed = c.call("wait_for_text", {"session": "sh", "pattern": "never-said",
                                           "timeout": 0.5})
-        self.assertTrue(missed["isError"])
         self.assertIn("tmuxsess: error: pattern 'never-said' not seen within 0.5s",
                       self.text(missed))
+        c.call("send", {"session": "sh", "keys": ["C-c"]})
         cleaned = c.call("cleanup_sessions", {"all": True})["structuredContent"]
         self.assertEqual([r["name"] for r in cleaned["removed"]], ["sh"])
 

@@ -211,7 +211,7 @@ HealthStatus = Literal["healthy", "dead", "missing", "zombie", "server_not_runni
 ListStatus = Literal["alive", "dead", "missing", "zombie", "server"]
 # Why a wait or a run stopped.
 Ending = Literal["done", "timeout", "dead", "server", "missing", "cancelled",
-                 "continuation", "debugger"]
+                 "continuation", "debugger", "input", "prompt"]
 
 
 @dataclass
@@ -332,6 +332,7 @@ class Pane:
     token: str = ""  # in every prompt mark the session's program prints
     marked: bool = False  # its program prints the tool's prompt marks
     command: str = ""  # what tmux says runs in the pane now (python3, vim, ...)
+    tty: str = ""  # the pane's terminal device
 
     @property
     def label(self) -> str:
@@ -378,8 +379,10 @@ class RunResult:
     truncated: bool = False
     server_gone: bool = False  # the tmux server went away (so did the program)
     waiting_for_input: bool = False
-    prompt: str = ""
+    prompt: str = ""  # where it waits: continuation, a debugger's name, or input
     cancelled: bool = False
+    question: str = ""  # waiting at a question: its line ("Continue? ")
+    echo_off: bool = False  # ... and the terminal does not echo (a password?)
 
 
 @dataclass
@@ -388,10 +391,15 @@ class WaitResult:
 
     found: bool
     match: str = ""
-    reason: str = ""  # "", or an Ending: timeout, dead, server, missing, cancelled
+    # "", or an Ending: timeout, dead, server, missing, cancelled; input (the
+    # program waits for input), prompt (it is back at its prompt)
+    reason: str = ""
     exit_status: Optional[int] = None
     tail: str = ""
     elapsed: float = 0.0
+    waiting_for_input: bool = False
+    question: str = ""
+    echo_off: bool = False
 
 
 @dataclass
@@ -440,6 +448,9 @@ class SendResult(TypedDict, total=False):
     elapsed: float
     exit_status: Optional[int]
     tail: str
+    waiting_for_input: bool
+    question: str
+    echo_off: bool
 
 
 class KillResult(TypedDict):
@@ -488,6 +499,7 @@ class Settings:
     socket_dir: str
     tmux: str = "tmux"
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    proc: bool = True  # ask /proc whether a program waits for input (TMUXSESS_NO_PROC=1: no)
 
     @classmethod
     def from_environment(cls, environ: Optional[Dict[str, str]] = None, **overrides: Any
@@ -507,7 +519,8 @@ class Settings:
             timeout = _lock_timeout_from(env.get("TMUXSESS_LOCK_TIMEOUT") or "")
         return cls(state_dir=os.path.abspath(state), socket_dir=os.path.abspath(sockets),
                    tmux=given.get("tmux") or env.get("TMUXSESS_TMUX") or "tmux",
-                   lock_timeout=float(timeout))
+                   lock_timeout=float(timeout),
+                   proc=given.get("proc", env.get("TMUXSESS_NO_PROC", "") in ("", "0")))
 
     @property
     def default_socket(self) -> str:
@@ -680,6 +693,7 @@ class PaneRow(NamedTuple):
     cursor_y: str
     window_activity: str      # when the window last had output (seconds since the epoch)
     pane_current_command: str
+    pane_tty: str
     tmuxsess_kind: str
     tmuxsess_type: str
     tmuxsess_transcript: str
@@ -766,6 +780,288 @@ def _escape_arg(arg: str) -> str:
     return arg[:-1] + "\\;" if arg.endswith(";") else arg
 
 
+class Terminal(NamedTuple):
+    """A pane's terminal as the kernel has it."""
+
+    waiting: Optional[bool]   # the foreground program blocks reading it; None: unknown
+    canonical: Optional[bool]  # line editing by the terminal (ICANON)
+    echo: Optional[bool]      # the terminal echoes what is typed (ECHO)
+    flags: Dict[str, bool]    # ICANON, ECHO, IEXTEN, ISIG, ICRNL, IXON, ...
+    chars: Dict[str, int]     # VEOF, VLNEXT, VINTR, ...: the byte, 0 when disabled
+    how: str                  # the facts that decided ``waiting``
+
+
+# Terminal facts, Linux first: see Host.terminal. A program waiting for input
+# sleeps in a read of its terminal: read(2) on it, or select/poll/epoll with it
+# in the set. /proc/PID/syscall names the call (and, through /proc/PID/mem, the
+# set); where Yama's ptrace_scope hides that, wchan and the open fds still tell.
+_WAIT_CALLS = {
+    "x86_64": {0: "fd", 17: "fd", 19: "fd", 295: "fd", 7: "poll", 271: "poll",
+               23: "select", 270: "select", 232: "epoll", 281: "epoll", 441: "epoll"},
+    "aarch64": {63: "fd", 65: "fd", 67: "fd", 69: "fd", 73: "poll", 72: "select",
+                22: "epoll", 441: "epoll"},
+}
+_TTY_FLAGS = {"ICANON": "l", "ECHO": "l", "IEXTEN": "l", "ISIG": "l", "ICRNL": "i",
+              "IGNCR": "i", "INLCR": "i", "ISTRIP": "i", "IXON": "i", "PARMRK": "i",
+              "IUCLC": "i"}
+_TTY_CHARS = ("VEOF", "VEOL", "VEOL2", "VLNEXT", "VERASE", "VKILL", "VWERASE", "VINTR",
+              "VQUIT", "VSUSP", "VREPRINT", "VDISCARD", "VSTART", "VSTOP")
+
+
+def _tty_modes(tty: str) -> Optional[Tuple[Dict[str, bool], Dict[str, int]]]:
+    """The termios flags and special characters of a terminal; None if it cannot
+    be opened (another user's)."""
+    import termios
+    try:
+        fd = os.open(tty, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        iflag, _o, _c, lflag, _i, _s, cc = termios.tcgetattr(fd)
+    except termios.error:
+        return None
+    finally:
+        os.close(fd)
+    flags = {name: bool((lflag if kind == "l" else iflag) & getattr(termios, name, 0))
+             for name, kind in _TTY_FLAGS.items()}
+    chars = {}
+    for name in _TTY_CHARS:
+        value = cc[getattr(termios, name)]
+        chars[name] = value if isinstance(value, int) else ord(value)
+    return flags, chars
+
+
+def _proc_read(path: str) -> Optional[str]:
+    try:
+        with open(path, "rb") as f:
+            return f.read(65536).decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def _proc_stat(pid: int) -> List[str]:
+    """/proc/PID/stat from field 3 on: [0] state, [2] pgrp, [4] tty, [5] tpgid,
+    [17] threads; [] when there is none."""
+    text = _proc_read("/proc/%d/stat" % pid) or ""
+    return text[text.rfind(")") + 2:].split() if ")" in text else []
+
+
+def _foreground_reads(pane_pid: int, tty: str) -> Tuple[Optional[bool], str]:
+    """Whether the pane's foreground process group waits to read its terminal."""
+    fields = _proc_stat(pane_pid)
+    if len(fields) < 6 or int(fields[5]) <= 0:
+        return None, "no foreground group"
+    group = fields[5]
+    try:
+        rdev = os.stat(tty).st_rdev
+    except OSError:
+        rdev = -1
+    verdicts = [_reads_tty(pid, f, tty, rdev) for pid, f in _group(pane_pid, group)]
+    if any(v is True for v, _ in verdicts):
+        return True, next(how for v, how in verdicts if v)
+    if not verdicts or any(v is None for v, _ in verdicts):
+        return None, "; ".join(how for v, how in verdicts if v is None) or "no process"
+    return False, verdicts[0][1]
+
+
+def _group(root: int, group: str) -> List[Tuple[int, List[str]]]:
+    """The processes of a process group, found in the pane's process tree."""
+    found, stack, seen = [], [root, int(group)], set()
+    while stack:
+        pid = stack.pop()
+        fields = [] if pid in seen else _proc_stat(pid)
+        seen.add(pid)
+        if len(fields) < 18:
+            continue
+        if fields[2] == group:
+            found.append((pid, fields))
+        tasks = [str(pid)]
+        if int(fields[17]) > 1:
+            with contextlib.suppress(OSError):
+                tasks = os.listdir("/proc/%d/task" % pid)
+        for task in tasks:
+            text = _proc_read("/proc/%d/task/%s/children" % (pid, task)) or ""
+            stack.extend(int(c) for c in text.split())
+    return sorted(found)
+
+
+def _reads_tty(pid: int, fields: List[str], tty: str, rdev: int
+               ) -> Tuple[Optional[bool], str]:
+    """Whether one process sleeps reading the terminal; None if it cannot be told."""
+    if fields[0] != "S":
+        return False, "pid %d is %s" % (pid, fields[0])
+    fds, epolls, sockets = _open_fds(pid, tty, rdev, int(fields[4]))
+    if fds is None:
+        return None, "pid %d: its fds are not readable" % pid
+    if not fds:
+        return False, "pid %d has no terminal open" % pid
+    tasks = [pid]
+    if int(fields[17]) > 1:
+        with contextlib.suppress(OSError):
+            tasks = sorted(int(t) for t in os.listdir("/proc/%d/task" % pid))
+    said = [_task_reads(pid, task, fds, epolls, sockets) for task in tasks]
+    for value, how in said:
+        if value:
+            return True, how
+    return (None if any(v is None for v, _ in said) else False), said[0][1]
+
+
+def _open_fds(pid: int, tty: str, rdev: int, ctty: int
+              ) -> Tuple[Optional[List[int]], List[int], bool]:
+    """The fds that are the terminal (or /dev/tty, when it is the controlling
+    one), the epoll fds, whether a socket is open."""
+    try:
+        names = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return None, [], False
+    ttys, epolls, sockets = [], [], False
+    for name in names:
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, name))
+        except OSError:
+            continue
+        if target == tty or (target == "/dev/tty" and ctty == rdev):
+            ttys.append(int(name))
+        elif target == "anon_inode:[eventpoll]":
+            epolls.append(int(name))
+        sockets = sockets or target.startswith("socket:")
+    return ttys, epolls, sockets
+
+
+def _task_reads(pid: int, task: int, ttys: List[int], epolls: List[int], sockets: bool
+                ) -> Tuple[Optional[bool], str]:
+    base = "/proc/%d/task/%d/" % (pid, task)
+    words = (_proc_read(base + "syscall") or "").split()
+    calls = _WAIT_CALLS.get(os.uname().machine, {})
+    if len(words) >= 3 and words[0].isdigit() and calls:
+        kind = calls.get(int(words[0]))
+        if kind is None:
+            return False, "pid %d in syscall %s" % (pid, words[0])
+        waited = _waited_fds(pid, kind, int(words[1], 16), int(words[2], 16))
+        if waited is not None:
+            return bool(set(waited) & set(ttys)), "pid %d %s on %s" % (pid, kind, waited[:8])
+    wchan = (_proc_read(base + "wchan") or "").strip()
+    if wchan.startswith(("do_epoll_wait", "ep_poll")):
+        armed = [fd for ep in epolls for fd in _epoll_fds(pid, ep) or []]
+        return bool(set(armed) & set(ttys)), "pid %d epoll, wchan" % pid
+    if wchan.startswith(("wait_woken", "n_tty_read", "poll_schedule_timeout", "do_select",
+                         "do_sys_poll")):
+        # The set it waits on is hidden: with a socket open it may be that.
+        return (None if sockets else True), "pid %d wchan %s" % (pid, wchan)
+    return (None if wchan in ("", "0") else False), "pid %d wchan %r" % (pid, wchan)
+
+
+def _waited_fds(pid: int, kind: str, arg0: int, arg1: int) -> Optional[List[int]]:
+    """The fds a blocked read, select, poll or epoll waits to read."""
+    if kind == "fd":
+        return [arg0]
+    if kind == "epoll":
+        return _epoll_fds(pid, arg0)
+    size = (arg0 + 63) // 64 * 8 if kind == "select" else 8 * arg1
+    if size <= 0 or size > 65536:
+        return []
+    try:
+        with open("/proc/%d/mem" % pid, "rb") as f:
+            f.seek(arg1 if kind == "select" else arg0)
+            raw = f.read(size)
+    except (OSError, ValueError, OverflowError):
+        return None
+    if kind == "select":
+        return [i for i in range(arg0) if i // 8 < len(raw) and raw[i // 8] >> (i % 8) & 1]
+    polled = [(int.from_bytes(raw[i:i + 4], "little", signed=True),
+               int.from_bytes(raw[i + 4:i + 6], "little")) for i in range(0, len(raw), 8)]
+    return [fd for fd, events in polled if fd >= 0 and events & 1]  # POLLIN
+
+
+def _epoll_fds(pid: int, epfd: int) -> Optional[List[int]]:
+    """The fds an epoll instance watches for input, from its fdinfo."""
+    text = _proc_read("/proc/%d/fdinfo/%d" % (pid, epfd))
+    if text is None:
+        return None
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[0] == "tfd:" and parts[2] == "events:" and (
+                int(parts[3], 16) & 1):  # EPOLLIN
+            out.append(int(parts[1]))
+    return out
+
+
+# A terminal in canonical mode edits the line before the program reads it: it
+# acts on some bytes (erase, kill, interrupt, end of file, ...) and keeps at
+# most 4095 bytes of a line. Those bytes go in quoted by VLNEXT (^V); a longer
+# line goes in as pieces, each handed to the reader by VEOF (^D), which ends a
+# read without ending the line.
+CANON_LINE_MAX = 4095
+
+
+def _acted_on(flags: Dict[str, bool], chars: Dict[str, int]) -> Dict[int, str]:
+    """The bytes a canonical terminal acts on rather than stores, by name (as
+    Linux's n_tty does: a disabled character is 0; LF ends the line)."""
+    names = ["VERASE", "VKILL", "VEOF", "VEOL"]
+    if flags.get("IEXTEN"):
+        names += ["VWERASE", "VLNEXT", "VEOL2"] + (["VREPRINT"] if flags.get("ECHO") else [])
+    if flags.get("ISIG"):
+        names += ["VINTR", "VQUIT", "VSUSP"]
+    if flags.get("IXON"):
+        names += ["VSTART", "VSTOP"]
+    acted = {chars[n]: n for n in names if chars.get(n)}
+    if flags.get("ICRNL") or flags.get("IGNCR"):
+        acted[0x0D] = "IGNCR" if flags.get("IGNCR") else "ICRNL"
+    acted.pop(0x0A, None)
+    return acted
+
+
+def _never_data(byte: int, flags: Dict[str, bool]) -> str:
+    """Why a byte cannot reach a canonical reader as data at all; "" if it can."""
+    if byte >= 0x80 and flags.get("ISTRIP"):
+        return "the terminal strips the 8th bit (ISTRIP)"
+    if byte == 0xFF and flags.get("PARMRK"):
+        return "the terminal doubles 0xff (PARMRK)"
+    if 0x41 <= byte <= 0x5A and flags.get("IUCLC") and flags.get("IEXTEN"):
+        return "the terminal lowers upper case (IUCLC)"
+    if byte == 0x0A and flags.get("INLCR"):
+        return "the terminal turns LF into CR (INLCR)"
+    return ""
+
+
+def canonical_stream(data: bytes, term: Terminal) -> bytes:
+    """The keystrokes that make a canonical-mode reader receive exactly ``data``.
+
+    Raises UsageError, before anything is typed, for a byte that cannot arrive
+    as data (the error names it and why).
+    """
+    acted = _acted_on(term.flags, term.chars)
+    quote = term.chars.get("VLNEXT", 0) if term.flags.get("IEXTEN") else 0
+    eof = term.chars.get("VEOF", 0)
+    for byte in sorted(set(data)):
+        why = _never_data(byte, term.flags) or (
+            "it is the terminal's %s and VLNEXT is off" % acted[byte]
+            if byte in acted and not quote else "")
+        if why:
+            raise UsageError("byte 0x%02x at offset %d cannot reach the program as data: %s; "
+                             "nothing was sent" % (byte, data.index(bytes([byte])), why),
+                             "a program that reads raw bytes (a raw-mode terminal) takes it")
+    pattern = re.compile(b"([" + b"".join(re.escape(bytes([c])) for c in sorted(acted)) + b"])")
+    lines = []
+    for line in data.split(b"\n"):
+        pieces = [line[i:i + CANON_LINE_MAX] for i in range(0, len(line), CANON_LINE_MAX)]
+        if len(pieces) > 1 and not eof:
+            raise UsageError("a line of %d bytes is longer than the terminal keeps (%d), and "
+                             "its VEOF is off; nothing was sent" % (len(line), CANON_LINE_MAX))
+        if acted:
+            pieces = [pattern.sub(bytes([quote]) + b"\\1", p) for p in pieces]
+        lines.append(bytes([eof]).join(pieces))
+    stream = b"\n".join(lines)
+    stop = [term.chars.get(n, 0) for n in ("VSTART", "VSTOP") if term.flags.get("IXON")]
+    if len(stream) > CANON_LINE_MAX and any(c and bytes([c]) in data for c in stop):
+        # Quoted, they still stop the terminal once its input buffer is full.
+        raise UsageError("^S or ^Q in more than %d bytes for a terminal with flow control "
+                         "(IXON); nothing was sent" % CANON_LINE_MAX,
+                         "send it in pieces, or turn flow control off: stty -ixon")
+    return stream
+
+
 class Host:
     """The machine the panes run on: the single home of every tmux call, every
     question about a process, and every transcript file opened.
@@ -773,8 +1069,10 @@ class Host:
     A control-mode connection or a remote host would be another ``Host``.
     """
 
-    def __init__(self, tmux: str = "tmux") -> None:
+    def __init__(self, tmux: str = "tmux", proc: bool = True) -> None:
         self.binary = tmux
+        # Ask /proc about processes (Linux); off: as where there is none.
+        self.proc = proc and os.path.isdir("/proc/self/fd")
 
     # -- tmux ----------------------------------------------------------------
     def tmux(self, server: Server, *commands: Sequence[str], stdin: Optional[bytes] = None,
@@ -904,6 +1202,21 @@ class Host:
         if self.process_state(pid) == "running":
             return Health("healthy", True, True, True, pid=pid, process_running=True)
         return Health("zombie", True, True, True, pid=pid)
+
+    # -- terminals ---------------------------------------------------------------
+    def terminal(self, pane_pid: int, tty: str, proc: bool = True) -> "Terminal":
+        """What the kernel says of a pane's terminal: its modes (termios), and
+        whether the foreground program is blocked reading it (/proc, Linux).
+
+        Where /proc cannot tell (macOS, another user's processes, a process
+        that is not dumpable) ``waiting`` is None and the modes are all there is.
+        """
+        modes = _tty_modes(tty) if tty else None
+        waiting, how = (None, "no /proc") if not (self.proc and proc) else (
+            _foreground_reads(pane_pid, tty))
+        flags, chars = modes if modes is not None else ({}, {})
+        return Terminal(waiting, flags.get("ICANON"), flags.get("ECHO"), flags, chars,
+                        how if modes is not None else how + "; no termios")
 
     # -- transcripts -----------------------------------------------------------
     @staticmethod
@@ -1929,6 +2242,7 @@ class _Watch:
     continuation_text: str = ""         # see prompt_at_end
     debuggers: Tuple[str, ...] = ()     # names of prompts a debugger shows
     at: str = ""                    # the prompt the unit was typed at
+    probe: bool = True              # stop when the program waits for input
 
     @classmethod
     def after(cls, record: SentRecord, pattern: "re.Pattern[str]") -> "_Watch":
@@ -1963,6 +2277,9 @@ class _Follower:
         self.scanned = 0
         self.seen = ""  # rendered output already scanned (pattern mode)
         self.began = time.monotonic()
+        self.terminal: Optional[Terminal] = None  # the last look at it
+        self.next_probe = 0.0
+        self.suspected: Optional[float] = None  # when it first seemed to wait
 
     def close(self) -> None:
         self.file.close()
@@ -2127,15 +2444,68 @@ class _Follower:
             now = time.monotonic()
             if settle and now - quiet_since >= (settle if self.buf else max(settle, silence)):
                 return "done"
-            gone = self._gone()
-            if gone:
-                return self._last_words(gone, settle)
-            if cancel is not None and cancel.is_set():
-                return "cancelled"
+            stopped = self._stopped(now, quiet_since, cancel, settle)
+            if stopped is not None:
+                return stopped
             if now >= deadline:
                 return "timeout"
             time.sleep(min(delay, max(deadline - now, 0.0005)))
             delay = min(delay * 2, interval)
+
+    def _stopped(self, now: float, quiet_since: float, cancel: Optional[Any],
+                 settle: float) -> Optional[Ending]:
+        """Why waiting for output is over, other than output: the program or the
+        server died, the caller cancelled, or the program waits for input."""
+        gone = self._gone()
+        if gone:
+            return self._last_words(gone, settle)
+        if cancel is not None and cancel.is_set():
+            return "cancelled"
+        if not settle and self._waits_for_input(now, quiet_since):
+            tail = bytes(self.buf[-4096:])
+            return "prompt" if prompt_at_end(tail, self.pane.token) is not None else "input"
+        return None
+
+    def _waits_for_input(self, now: float, quiet_since: float) -> bool:
+        """Whether the program, quiet for a while, sleeps reading its terminal: the
+        kernel says so twice, with no output in between (its question may still
+        have been on its way the first time)."""
+        if (not self.watch.probe or self.start is None or now - quiet_since < 0.25
+                or now < self.next_probe or not self.pane.pid):
+            return False
+        self.next_probe = now + 0.25
+        term = self.terminal = self.host.terminal(self.pane.pid, self.pane.tty)
+        if term.waiting is None:
+            # No kernel to ask: a quiet program in the modes of a line editor, a
+            # full-screen program or a password prompt is taken to wait.
+            return now - quiet_since >= 1.0 and (term.canonical is False
+                                                 or term.echo is False)
+        if not term.waiting:
+            self.suspected = None
+            return False
+        if self.suspected is not None and quiet_since <= self.suspected:
+            return True
+        self.suspected, self.next_probe = now, now + 0.05
+        return False
+
+    def found(self, reason: Ending) -> WaitResult:
+        """What a pattern wait that ended for ``reason`` found."""
+        waiting = reason in ("input", "prompt")
+        return WaitResult(reason == "done", self.match, "" if reason == "done" else reason,
+                          tail=self.tail(), elapsed=round(time.monotonic() - self.began, 3),
+                          waiting_for_input=waiting, question=self.question if waiting else "",
+                          echo_off=waiting and self.echo_off)
+
+    @property
+    def question(self) -> str:
+        """The line the program asked its question on (the output's last line)."""
+        return self.output().rstrip("\n").rsplit("\n", 1)[-1].strip()
+
+    @property
+    def echo_off(self) -> bool:
+        """The terminal reads a line without echoing it: a password prompt."""
+        term = self.terminal
+        return bool(term is not None and term.canonical and term.echo is False)
 
     def _last_words(self, gone: Ending, settle: float) -> Ending:
         time.sleep(0.02)  # the pipe may still carry the last output
@@ -2205,7 +2575,7 @@ class Engine:
                  settings: Optional[Settings] = None, host: Optional[Host] = None) -> None:
         self.settings = settings or Settings.from_environment(
             state_dir=state_dir, socket_dir=socket_dir, tmux=tmux, lock_timeout=lock_timeout)
-        self.host = host or Host(self.settings.tmux)
+        self.host = host or Host(self.settings.tmux, self.settings.proc)
         self.registry = Registry(self.settings.state_dir, self.settings.lock_timeout)
 
     # -- picking the pane -------------------------------------------------------
@@ -2304,7 +2674,7 @@ class Engine:
                     registered=bool(entry.name), pid=row.program_pid, dead=row.dead,
                     sent=row.tmuxsess_sent, server_pid=int(row.pid or 0),
                     piped=row.pane_pipe == "1", line=row.line, token=row.tmuxsess_token,
-                    command=row.pane_current_command,
+                    command=row.pane_current_command, tty=row.pane_tty,
                     marked=bool(row.tmuxsess_transcript and row.kind
                                 and PROFILES.get(row.kind, PROFILES["command"]).marked))
 
@@ -2861,6 +3231,11 @@ class Engine:
             # A block for a REPL runs as one unit, and a final Enter ends it.
             text, enter = (pane.profile.wrap(text) if text.strip() else ""), True
         payload = b"" if text is None else _check_text(text)
+        # A terminal that edits lines itself gets them so that they arrive as sent.
+        term = self.host.terminal(pane.pid, pane.tty, proc=False) if pane.tty else None
+        line_editing = term if term is not None and term.canonical and text else None
+        stream = payload if line_editing is None else canonical_stream(
+            payload + (b"\n" if enter else b""), line_editing)
         started = time.monotonic()
         result = SendResult(session=pane.session, pane_id=pane.pane_id, sent=True,
                             bytes=len(payload), keys=list(keys))
@@ -2868,12 +3243,13 @@ class Engine:
             own = bool(pane.transcript)  # not a temporary one for this call
             following = pattern is not None and stack.enter_context(
                 self._transcript_for(pane))
-            record = self._send_record(pane, payload, text, enter, keys)
+            record = self._send_record(pane, payload, text, enter, keys,
+                                       echo=not (term and term.canonical and term.echo is False))
             # Without a transcript of its own, a later wait reads the screen.
             kept = record if own else SentRecord(lines=record.lines, row=pane.line,
                                                  anchor=_echo_anchor(text))
-            self._deliver(pane, payload, keys, enter, kept.encode(), retries, interval,
-                          verbose)
+            self._deliver(pane, stream, keys, enter and line_editing is None, kept.encode(),
+                          retries, interval, verbose, bracketed=line_editing is None)
             if pane.registered:
                 self.registry.touch(pane.session)
             if pattern is None:
@@ -2882,8 +3258,7 @@ class Engine:
                 with _Follower(self.host, pane, record.offset,
                                _Watch.after(record, pattern)) as f:
                     reason = f.follow(timeout, cancel=cancel)
-                    found = WaitResult(reason == "done", f.match,
-                                       "" if reason == "done" else reason, tail=f.tail())
+                    found = f.found(reason)
             else:
                 found = self._wait_on_screen(pane, pattern, timeout, None, kept)
         found.elapsed = round(time.monotonic() - started, 3)
@@ -2893,14 +3268,18 @@ class Engine:
                                                               found.reason)
         result["elapsed"], result["exit_status"] = found.elapsed, found.exit_status
         result["tail"] = found.tail
+        result["waiting_for_input"], result["question"] = (found.waiting_for_input,
+                                                           found.question)
+        result["echo_off"] = found.echo_off
         return result
 
     def _send_record(self, pane: Pane, payload: bytes, text: Optional[str],
-                     enter: bool, keys: Sequence[str]) -> SentRecord:
-        """Where the answer to this send will start in the pane's transcript."""
+                     enter: bool, keys: Sequence[str], echo: bool = True) -> SentRecord:
+        """Where the answer to this send will start in the pane's transcript;
+        ``echo``: whether the text will be echoed (a password prompt: not)."""
         # Enter pressed through -k (say "-k Up Enter") ends an echoed line too.
         presses = int(enter) + sum(k in ("Enter", "C-m", "KPEnter") for k in keys)
-        lines = payload.count(b"\n") + presses
+        lines = payload.count(b"\n") + presses if echo else 0
         if not pane.transcript:
             # No transcript to hold an offset: a later wait reads the screen from
             # the cursor's row as it is when the text goes in (tmux fills it in),
@@ -2910,17 +3289,19 @@ class Engine:
         cmark = bool(presses and pane.marked and pane.profile.command_mark
                      and prompt_at_end(tail, pane.token, pane.profile.continuation_text)
                      == "")
-        partial = b"" if enter or keys or text is None else payload.rsplit(b"\n", 1)[-1]
+        partial = b"" if enter or keys or text is None or not echo else (
+            payload.rsplit(b"\n", 1)[-1])
         return SentRecord(offset=self.host.transcript_size(pane.transcript), lines=lines,
                           cmark=cmark, partial_len=len(partial),
                           partial=partial[-SentRecord.PARTIAL_TAIL:])
 
     def _deliver(self, pane: Pane, payload: Optional[bytes], keys: Sequence[str],
                  enter: bool, record: str, retries: int, interval: float,
-                 verbose: bool = False) -> None:
-        """Put text (via a private paste buffer) and keys into the pane: one tmux call."""
+                 verbose: bool = False, bracketed: bool = True) -> None:
+        """Put text (via a private paste buffer) and keys into the pane: one tmux call.
+        ``bracketed``: as a bracketed paste where the program asked for one."""
         buffer = "tmuxsess-%d-%s" % (os.getpid(), _random_id(12))
-        steps = _delivery_steps(pane, payload, keys, enter, record, buffer)
+        steps = _delivery_steps(pane, payload, keys, enter, record, buffer, bracketed)
         if not steps:
             return
         attempt = 0
@@ -3017,8 +3398,7 @@ class Engine:
             return self._wait_on_screen(pane, regex, timeout, lines, None, interval or 0.2)
         with _Follower(self.host, pane, record.offset, _Watch.after(record, regex)) as f:
             reason = f.follow(timeout, interval or 0.05, cancel=cancel)
-            result = WaitResult(reason == "done", f.match, "" if reason == "done" else reason,
-                                tail=f.tail(), elapsed=round(time.monotonic() - f.began, 3))
+            result = f.found(reason)
         if result.reason == "dead":
             result.exit_status = self._dead_status(pane)
         return result
@@ -3087,8 +3467,13 @@ class Engine:
             max_output: int = 1 << 20, session: Optional[str] = None,
             socket: Optional[str] = None, socket_name: Optional[str] = None,
             target: Optional[str] = None, cancel: Optional[Any] = None,
-            on_output: Optional[Callable[[str], None]] = None) -> RunResult:
+            on_output: Optional[Callable[[str], None]] = None, answer: bool = False
+            ) -> RunResult:
         """Send code, wait until the program is back at its prompt, return its output.
+
+        With ``answer``, ``code`` is the answer to a program that waits for input
+        (a run ended with ``waiting_for_input``): it is typed as one line, and the
+        result is the rest of that command's output and its status.
 
         ``output`` is exactly what the program printed: no echo, no prompt.
         ``exit_status`` is the unit's status as the profile says it (a shell
@@ -3122,12 +3507,15 @@ class Engine:
                 raise UnhealthyError("%s already pipes its output elsewhere (pipe-pane); "
                                      "run cannot follow it" % pane.label,
                                      "use send -w, or capture")
-            early = exchange.ready()
-            if early is not None:
-                return early
-            with self._block_file(exchange.profile, code) as path:
-                units = exchange.profile.units(code, path, by_lines=prompt_re is not None)
-                result = exchange.run(units, path)
+            if answer:
+                result = exchange.answer(code)
+            else:
+                early = exchange.ready()
+                if early is not None:
+                    return early
+                with self._block_file(exchange.profile, code) as path:
+                    units = exchange.profile.units(code, path, by_lines=prompt_re is not None)
+                    result = exchange.run(units, path)
             if pane.registered:
                 self.registry.touch(pane.session)
         result.elapsed = round(time.monotonic() - began, 3)
@@ -3224,7 +3612,7 @@ class _Exchange:
         if at in self.pane.profile.continuation:
             raise BusyError("%s waits at its continuation prompt (an unfinished statement); "
                             "nothing was sent" % pane.label,
-                            "finish it: tmuxsess.py send %s -c REST, or abandon it: "
+                            "finish it: tmuxsess.py run %s --answer REST, or abandon it: "
                             "tmuxsess.py send %s -k C-c" % (flags, flags))
         if at is None:
             ready = self._await_prompt()
@@ -3276,19 +3664,23 @@ class _Exchange:
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
-    def run(self, units: List[str], path: str = "") -> RunResult:
+    def run(self, units: List[str], path: str = "", answer: Optional[Terminal] = None
+            ) -> RunResult:
         """Type the units; ``path`` is the file a ``block`` unit reads."""
         outputs: List[str] = []
         truncated = False
         f: Optional[_Follower] = None
         reason: Ending = "done"
         for unit in units:
-            f, reason = self._one(unit)
+            f, reason = self._one(unit, answer)
             outputs.append(f.output())
             truncated = truncated or f.truncated
             if reason != "done":
                 break
         output = "".join(outputs)
+        if f is not None and reason in ("input", "prompt"):
+            return RunResult(output, None, truncated=truncated, waiting_for_input=True,
+                             prompt="input", question=f.question, echo_off=f.echo_off)
         if reason in ("done", "continuation", "debugger"):
             waiting = reason != "done"
             status = f.status if f is not None else None
@@ -3303,13 +3695,34 @@ class _Exchange:
         return RunResult(output, self.engine._dead_status(self.pane), pane_died=True,
                          server_gone=reason == "server", truncated=truncated)
 
-    def _one(self, unit: str) -> Tuple[_Follower, Ending]:
-        """One line (or pasted block) in, its output followed to the next prompt."""
+    def answer(self, text: str) -> RunResult:
+        """Answer a program that waits for input; the rest of its output."""
+        pane, flags = self.pane, self.engine._target_flags(self.pane)
+        at = self._prompt(self.host.transcript_tail(pane.transcript))
+        if at is not None and at not in pane.profile.continuation:
+            raise BusyError("%s is at its prompt: nothing waits for an answer; nothing was "
+                            "sent" % pane.label, "run code there: tmuxsess.py run %s -c CODE"
+                            % flags)
+        term = self.host.terminal(pane.pid, pane.tty)
+        if at is None and term.waiting is False:
+            raise BusyError("%s is busy, not waiting for input; nothing was sent" % pane.label,
+                            "wait for it: tmuxsess.py wait %s -p PATTERN" % flags)
+        self._take(at if at in PROFILES else "")
+        return self.run([text], answer=term)
+
+    def _one(self, unit: str, answer: Optional[Terminal] = None) -> Tuple[_Follower, Ending]:
+        """One line (or pasted block) in, its output followed to the next prompt.
+        ``answer``: the unit answers a question, at a terminal in that state."""
         pane, base = self.pane, self.pane.profile
         payload = _check_text(unit)
         offset = self.host.transcript_size(pane.transcript)
-        cmark = self.prompt_re is None and self.profile.command_mark
+        cmark = self.prompt_re is None and self.profile.command_mark and answer is None
         lines = 1 if cmark else payload.count(b"\n") + 1
+        stream, bracketed = payload, True
+        if answer is not None and answer.canonical:
+            # Typed into a line-editing terminal: exactly, and echoed only with ECHO.
+            stream, bracketed = canonical_stream(payload + b"\n", answer), False
+            lines = lines if answer.echo is not False else 0
         watch = _Watch("regex" if self.prompt_re is not None else "marks",
                        skip_lines=lines, cmark=cmark, pattern=self.prompt_re,
                        max_output=self.max_output,
@@ -3318,8 +3731,10 @@ class _Exchange:
                        debuggers=base.debuggers, at=self.at)
         with _Follower(self.host, pane, offset, watch) as f:
             record = SentRecord(offset=offset, lines=lines, cmark=cmark)
-            self.engine._deliver(pane, payload, (), True,
-                                 record.encode() if pane.kind else "", 0, 0.1)
+            # A line-editing terminal's stream holds its newline; else Enter ends it.
+            self.engine._deliver(pane, stream, (), bracketed,
+                                 record.encode() if pane.kind else "", 0, 0.1,
+                                 bracketed=bracketed)
             reason = f.follow(max(self._remaining(), 0.001), cancel=self.cancel,
                               on_output=self.on_output)
         if f.ended_at in PROFILES and reason == "debugger":
@@ -3335,7 +3750,7 @@ def _check_text(text: str) -> bytes:
 
 
 def _delivery_steps(pane: Pane, payload: Optional[bytes], keys: Sequence[str], enter: bool,
-                    record: str, buffer: str) -> List[List[str]]:
+                    record: str, buffer: str, bracketed: bool = True) -> List[List[str]]:
     """The tmux commands that type a payload and keys, and leave the sent record."""
     target = pane.pane_id or pane.target
     steps: List[List[str]] = []
@@ -3343,7 +3758,8 @@ def _delivery_steps(pane: Pane, payload: Optional[bytes], keys: Sequence[str], e
         # -r: newlines go in as typed (LF), not rewritten; -p: bracketed paste
         # when the program asked for it; -d: the buffer is gone afterwards.
         steps += [["load-buffer", "-b", buffer, "-"],
-                  ["paste-buffer", "-d", "-r", "-p", "-b", buffer, "-t", target]]
+                  ["paste-buffer", "-d", "-r"] + (["-p"] if bracketed else [])
+                  + ["-b", buffer, "-t", target]]
     if enter:
         steps.append(["send-keys", "-t", target, "Enter"])
     if keys:
@@ -3706,19 +4122,24 @@ Every subcommand explains itself with `--help`.
    `run -c 'p x'` inspects, `run -c c` continues.
 5. **Text is literal; keys go through `-k`.** `-c` text arrives byte for byte:
    `Enter`, `C-c`, a trailing `;` or a leading `-` are just text. To press keys:
-   `{tool} send -s NAME -k C-c` (interrupt), `-k Escape`, `-k Up Enter`. For a
-   program that asks questions (`git add -p`, an installer), answer with
-   `{tool} send -s NAME -c ANSWER -w PATTERN`, which waits for PATTERN in the
-   output that follows, and read the screen with `{tool} capture -s NAME`.
-6. **Never type into a busy program.** When `run` times out (124) the program is
+   `{tool} send -s NAME -k C-c` (interrupt), `-k Escape`, `-k Up Enter`.
+   Text a terminal cannot take as data is refused (nothing typed), never mangled.
+6. **A program that asks is waiting, not running.** When `run` exits 123 the
+   error (and `--json`'s `question`, `echo_off`) says what it waits for:
+   answer with `{tool} run -s NAME --answer TEXT`, which prints the rest of
+   that command's output and exits with its status, or abandon it with
+   `send -k C-c`. For a program that asks many questions (`git add -p`), use
+   `{tool} send -s NAME -c ANSWER -w PATTERN` (it exits 5 at once if the program
+   waits again without printing PATTERN) and read `{tool} capture -s NAME`.
+7. **Never type into a busy program.** When `run` times out (124) the program is
    still working: wait for it with `{tool} wait -s NAME -p PATTERN -T SEC`, or
    interrupt it with `{tool} send -s NAME -k C-c`. After `exec bash`, `ssh` or
    `su` the prompt is not the tool's any more: give `run --prompt REGEX`.
-7. **Read before you clean up.** `{tool} health -s NAME --format text` says
+8. **Read before you clean up.** `{tool} health -s NAME --format text` says
    healthy, dead, missing or zombie. `{tool} capture -s NAME -n 50` works on a
    dead pane, and `{tool} capture -s NAME --transcript` has everything the
    program wrote since create: save what explains a crash first.
-8. **Clean up.** `{tool} kill -s NAME` when the work is done; `{tool} cleanup`
+9. **Clean up.** `{tool} kill -s NAME` when the work is done; `{tool} cleanup`
    removes dead sessions. Leave running only what the user asked to keep.
 
 An MCP client can use the same operations as tools instead of this command
@@ -3921,13 +4342,8 @@ def _mcp_run(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
     timeout = a.get("timeout", 30.0)
     r = c.server.engine.run(a["code"], timeout=timeout, prompt=a.get("prompt"),
                             cancel=c.cancel, on_output=c.progress if c.token is not None
-                            else None, **_mcp_target(c, a))
-    out = {"output": r.output, "exit_status": r.exit_status, "timed_out": r.timed_out,
-           "elapsed": r.elapsed, "pane_died": r.pane_died, "truncated": r.truncated,
-           "server_gone": r.server_gone,
-           "waiting_for_input": bool(getattr(r, "waiting_for_input", False)),
-           "prompt": str(getattr(r, "prompt", "") or ""),
-           "cancelled": bool(getattr(r, "cancelled", False))}
+                            else None, answer=a.get("answer", False), **_mcp_target(c, a))
+    out = asdict(r)
     error = ""
     if r.timed_out:
         error = _mcp_error_text("no prompt within %gs; output so far is above" % timeout,
@@ -3936,9 +4352,10 @@ def _mcp_run(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
         error = _mcp_error_text(_gone_message(
             c.server.engine, "server" if r.server_gone else "dead", r.exit_status,
             _mcp_target(c, a)))
-    elif out["waiting_for_input"]:
-        error = ("the program is waiting for input (%r): answer it with send (text), or "
-                 "interrupt it with send keys [\"C-c\"]" % out["prompt"])
+    elif r.waiting_for_input:
+        said, _hint = _waiting_words(r, "run")
+        error = _mcp_error_text(said, "answer it: run with answer true and the answer as "
+                                "code; abandon it: send keys [\"C-c\"]")
     if out["cancelled"]:
         c.cancelled_run(a.get("session"))
     return out, _mcp_json_text(out), error
@@ -3959,6 +4376,9 @@ def _mcp_send(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
         if r.get("reason") == "timeout":
             error = _mcp_error_text("pattern %r not seen within %gs" % (a["wait"], timeout),
                                     _tail_hint(r.get("tail", "")))
+        elif r.get("reason") in ("input", "prompt"):
+            error = _mcp_error_text(_pattern_unseen(a["wait"], r["reason"],
+                                                    r.get("question", ""), "run")[0])
         else:
             error = _mcp_error_text(_gone_message(
                 c.server.engine, r.get("reason", ""), r.get("exit_status"),
@@ -3979,6 +4399,8 @@ def _mcp_wait(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
     elif r.reason == "timeout":
         error = _mcp_error_text("pattern %r not seen within %gs" % (a["pattern"], timeout),
                                 _tail_hint(r.tail))
+    elif r.reason in ("input", "prompt"):
+        error = _mcp_error_text(_pattern_unseen(a["pattern"], r.reason, r.question, "run")[0])
     else:
         error = _mcp_error_text(_gone_message(
             c.server.engine, r.reason, r.exit_status, _mcp_target(c, a)), _tail_hint(r.tail))
@@ -4055,10 +4477,14 @@ MCP_PATTERN_IN = {
 MCP_WAIT_OUT = {
     "found": _T("boolean", "the pattern appeared"), "match": _T("string", "the matched text"),
     "reason": _T("string", "why it stopped without a match: timeout, dead, server, missing, "
-                 "cancelled; empty when found"),
+                 "cancelled, input (the program waits for input), prompt (it is back at "
+                 "its prompt); empty when found"),
     "exit_status": _T(_INT_OR_NULL, "exit status of a program that ended while waiting"),
     "tail": _T("string", "the last lines of output"),
-    "elapsed": _T("number", "seconds waited")}
+    "elapsed": _T("number", "seconds waited"),
+    "waiting_for_input": _T("boolean", "the program waits for input (reason input, prompt)"),
+    "question": _T("string", "the line it asks on"),
+    "echo_off": _T("boolean", "the terminal does not echo: a password is asked for")}
 
 MCP_TOOLS: Tuple[McpTool, ...] = (
     McpTool(
@@ -4113,10 +4539,17 @@ MCP_TOOLS: Tuple[McpTool, ...] = (
         "run", "Run code and get its exact output",
         "Send code or a command to the session's program, wait until it is back at its "
         "prompt, and return exactly what it printed (no echo, no prompt) with its exit "
-        "status: the shell command's own, or for Python 1 if it raised, else 0. Multi-line "
-        "code runs as one unit. On timeout the program keeps running: read output so far, "
-        "then wait longer (wait_for_text) or interrupt it (send keys [\"C-c\"]).",
-        {"code": _T("string", "Code or command line, exactly as typed (may be multi-line)."),
+        "status: the shell command's own, or for Python, node, psql, sqlite 1 if it failed, "
+        "else 0. Multi-line code runs as one unit. When the program stops to wait for input "
+        "(a question, a password, an unfinished statement, pdb after breakpoint()) the "
+        "result says waiting_for_input with the question: run again with answer true and "
+        "the answer as code to continue the same command. On timeout the program keeps "
+        "running: read output so far, then wait longer (wait_for_text) or interrupt it "
+        "(send keys [\"C-c\"]).",
+        {"code": _T("string", "Code or command line, exactly as typed (may be multi-line); "
+                    "with answer: the answer."),
+         "answer": _T("boolean", "code answers the program that waits for input; the result "
+                      "is the rest of that command's output and its status."),
          "timeout": _T("number", "Seconds to wait for the prompt (default 30).",
                        exclusiveMinimum=0),
          "prompt": _T("string", "Regex of the program's prompt line, for a program whose "
@@ -4129,7 +4562,10 @@ MCP_TOOLS: Tuple[McpTool, ...] = (
          "truncated": _T("boolean", "output was cut to its last MiB"),
          "server_gone": _T("boolean", "the tmux server went away"),
          "waiting_for_input": _T("boolean", "the program waits for input it was not given"),
-         "prompt": _T("string", "the pending line when waiting for input"),
+         "prompt": _T("string", "where it waits: input (a question), continuation (an "
+                      "unfinished statement) or a debugger (pdb)"),
+         "question": _T("string", "the line it asks on, when it waits at a question"),
+         "echo_off": _T("boolean", "the terminal does not echo: a password is asked for"),
          "cancelled": _T("boolean", "the request was cancelled")},
         _mcp_run, required=("code",), output_required=("output", "exit_status", "timed_out"),
         destructive=True, open_world=True),
@@ -4738,7 +5174,8 @@ EXIT_CODES: Dict[str, Dict[str, int]] = {
             "registry": 126, "tmux": 126, "send": 126, "file": 126, "no-server": 125},
     "mcp": {},
 }
-RUN_WAITING = 123  # run: the program waits for input (unfinished statement, debugger)
+# The program waits for input (a question, an unfinished statement, a debugger).
+RUN_WAITING, SEND_WAITING, WAIT_WAITING = 123, 5, 2
 
 OVERVIEW = """\
 usage: tmuxsess.py COMMAND [options]   (tmuxsess.py COMMAND --help for more)
@@ -5005,9 +5442,25 @@ def cmd_send(engine: Engine, a: argparse.Namespace) -> int:
         _error("pattern %r not seen within %gs" % (a.wait, a.timeout),
                _tail_hint(r.get("tail", "")))
         return 2
+    if r["reason"] in ("input", "prompt"):
+        _error(*_pattern_unseen(a.wait, r["reason"], r.get("question", ""),
+                                _me() + " run " + _run_flags(a), r.get("tail", "")))
+        return SEND_WAITING
     _error(_gone_message(engine, r["reason"], r.get("exit_status"), _target(a)),
            _tail_hint(r.get("tail", "")))
     return 3
+
+
+def _pattern_unseen(pattern: str, reason: str, question: str, again: str, tail: str = ""
+                    ) -> Tuple[str, str]:
+    """The error and hint for a wait that ended because the program waits."""
+    if reason == "prompt":
+        return ("pattern %r not seen; the program is back at its prompt" % pattern,
+                _tail_hint(tail))
+    return ("pattern %r not seen; the program waits for input%s" % (
+        pattern, ": %r" % question if question else ""),
+        "answer it: %s --answer TEXT; or abandon it: %s -k C-c"
+        % (again, again.replace(" run ", " send ")))
 
 
 def _gone_message(engine: Engine, reason: str, status: Optional[int],
@@ -5053,6 +5506,11 @@ def cmd_wait(engine: Engine, a: argparse.Namespace) -> int:
         _print_json(asdict(r))
     if r.found:
         return 0
+    if r.reason in ("input", "prompt"):
+        if not a.json:
+            _error(*_pattern_unseen(a.pattern, r.reason, r.question,
+                                    _me() + " run " + _run_flags(a), r.tail))
+        return WAIT_WAITING
     if not a.json:
         if r.reason == "timeout":
             _error("pattern %r not seen within %gs" % (a.pattern, a.timeout),
@@ -5065,10 +5523,12 @@ def cmd_wait(engine: Engine, a: argparse.Namespace) -> int:
 
 def cmd_run(engine: Engine, a: argparse.Namespace) -> int:
     code = _read_text(a)
-    if code is None:
-        raise UsageError("give -c CODE or --file PATH")
-    r = engine.run(code, timeout=a.timeout, prompt=a.prompt, max_output=a.max_output,
-                   **_target(a))
+    if a.answer is not None and code is not None:
+        raise UsageError("give -c CODE or --answer TEXT, not both")
+    if code is None and a.answer is None:
+        raise UsageError("give -c CODE, --file PATH or --answer TEXT")
+    r = engine.run(a.answer if code is None else code, timeout=a.timeout, prompt=a.prompt,
+                   max_output=a.max_output, answer=code is None, **_target(a))
     if a.json:
         _print_json(asdict(r))
     else:
@@ -5102,10 +5562,22 @@ def _run_flags(a: argparse.Namespace) -> str:
 
 def _waiting_words(r: RunResult, again: str) -> Tuple[str, str]:
     """The error and hint for a run that ended with the program waiting for input."""
+    if r.prompt == "input" and r.question[-1:] in ("$", "#", "%", ">"):
+        # After exec bash, ssh or su the prompt has none of the tool's marks.
+        return ("the program waits for input at %r; output so far is above" % r.question,
+                "%r looks like a prompt without tmuxsess's marks (exec, ssh, su, a new "
+                "PROMPT_COMMAND): pass --prompt REGEX matching it; or answer it: %s "
+                "--answer TEXT" % (r.question, again))
+    if r.prompt == "input":
+        return ("the program waits for input%s%s; output so far is above" % (
+            ": %r" % r.question if r.question else "",
+            " (echo is off: a password? the answer is not shown)" if r.echo_off else ""),
+            "answer it: %s --answer TEXT (the rest of its output follows); or abandon "
+            "it: %s -k C-c" % (again, again.replace(" run ", " send ")))
     if r.prompt == "continuation":
         return ("the program waits at its continuation prompt: the input is unfinished; "
                 "output so far is above",
-                "finish it: %s -c REST; or abandon it: %s -k C-c"
+                "finish it: %s --answer REST; or abandon it: %s -k C-c"
                 % (again, again.replace(" run ", " send ")))
     return ("the program stopped at its debugger prompt (%s); output so far is above"
             % (r.prompt or "debugger"),
@@ -5246,6 +5718,8 @@ def _options_run(p: argparse.ArgumentParser) -> None:
     _add_target(p)
     p.add_argument("-c", "--command", metavar="CODE")
     p.add_argument("--file", metavar="PATH", help="read the code from a file (- = stdin)")
+    p.add_argument("--answer", metavar="TEXT", help="answer the program that waits for "
+                   "input (exit 123): type TEXT, print the rest of its output")
     p.add_argument("-T", "--timeout", type=float, default=30.0, metavar="SEC",
                    help="how long to wait for the prompt (default 30)")
     p.add_argument("--prompt", metavar="REGEX", help="the program's prompt line")
