@@ -1,5 +1,7 @@
-#!/usr/bin/env python3
-"""tmuxsess: drive interactive terminal programs inside tmux, exactly.
+#!/bin/sh
+"""exec" "${TMUXSESS_PYTHON:-python3}" -c \
+"import sys;exec(open(sys.argv[1]).read().split('#: boot\n')[-1])" "$0" "$@" # see _boot
+tmuxsess: drive interactive terminal programs inside tmux, exactly.
 
 Create a session, send it input, know when the program has answered, read
 exactly what it said, check its health, clean it up::
@@ -5354,7 +5356,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line: one subparser per entry of ``COMMANDS``."""
     fmt = argparse.RawDescriptionHelpFormatter
     parser = _Parser(prog="tmuxsess.py", formatter_class=fmt,
-                     description=(__doc__ or "").split("\n\n")[0])
+                     description=(__doc__ or "").split("\n\n")[0].split("\n")[-1])
     parser.add_argument("--version", action="version", version="tmuxsess " + __version__)
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
     for c in COMMANDS:
@@ -5463,7 +5465,8 @@ def _usage_code(name: str) -> int:
     return {"create-session": 1, "safe-send": 4, "kill-session": 3, "run": 126}.get(name, 1)
 
 
-if __name__ == "__main__":
+def script() -> NoReturn:
+    """The command line as a program: signals as a command-line tool has them."""
     with contextlib.suppress(AttributeError):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -5471,3 +5474,44 @@ if __name__ == "__main__":
         sys.exit(main())
     except KeyboardInterrupt:  # outside a command, e.g. while parsing arguments
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    script()
+
+# Started as ./tmuxsess.py, /bin/sh runs the docstring's first line: Python then
+# runs only what follows the mark below, which imports this file as a module,
+# from bytecode cached in a private per-user dir. Run as a script the file
+# would be compiled anew each time (~50 ms); only imported modules are cached.
+# The cache works where the tool's dir is read-only or PYTHONDONTWRITEBYTECODE
+# is set: it is written elsewhere, keyed by this file's path, size and mtime.
+#: boot
+
+
+def _boot() -> None:
+    import os as o
+    s = sys
+    s.argv.pop(0)  # "-c"; argv[0] is now the path the tool was started by
+    import signal
+    signal.signal(signal.SIGINT, lambda *_: o._exit(130))  # as while loading, below
+    cache = o.environ.get("TMUXSESS_CACHE_DIR") or o.path.join(
+        o.environ.get("XDG_CACHE_HOME") or o.path.expanduser("~/.cache"), "tmuxsess")
+    try:
+        o.makedirs(cache, 0o700, exist_ok=True)
+        st = o.lstat(cache)
+        if st.st_uid == o.geteuid() and not st.st_mode & 0o022 and o.path.isdir(cache):
+            s.pycache_prefix = cache  # ours alone: bytecode from here is trusted
+            s.dont_write_bytecode = False
+    except OSError:
+        pass  # no cache: compiled in memory, as a script is
+    from importlib.util import module_from_spec, spec_from_file_location
+    spec = spec_from_file_location("tmuxsess", o.path.realpath(s.argv[0]))
+    assert spec is not None and spec.loader is not None
+    module = module_from_spec(spec)
+    s.modules["tmuxsess"] = module
+    spec.loader.exec_module(module)
+    module.script()
+
+
+if __name__ == "__main__" and "__file__" not in globals():
+    _boot()
