@@ -55,29 +55,29 @@ How it stays exact where shell snippets guess:
 Requires tmux 3.0 or newer and Python 3.8 or newer; standard library only.
 """
 
-import argparse
-import codecs
-import collections
+from __future__ import annotations  # annotations name argparse, imported only by the CLI
+
 import contextlib
 import errno
 import fcntl
-import hashlib
 import io
 import json
 import os
 import re
-import shlex
 import signal
 import stat
 import subprocess
 import sys
 import threading
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import (IO, Any, Callable, Dict, Iterator, List, Literal, Mapping, NamedTuple,
-                    NoReturn, Optional, Sequence, Tuple, Type, TypedDict, TypeVar, Union)
+from typing import (IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Literal, Mapping,
+                    NamedTuple, NoReturn, Optional, Sequence, Tuple, Type, TypedDict, TypeVar,
+                    Union)
+
+if TYPE_CHECKING:  # each imported where used: a command pays only for what it uses
+    import argparse
+    import collections
 
 __version__ = "1.1.0"
 
@@ -598,11 +598,12 @@ def _random_id(digits: int) -> str:
 
 
 def _utcnow() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _parse_time(text: str) -> Optional[float]:
     try:
+        from datetime import datetime, timezone
         return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(
             tzinfo=timezone.utc).timestamp()
     except (TypeError, ValueError):
@@ -628,6 +629,30 @@ def _at_least(value: int, least: int, flag: str) -> int:
     if value < least:
         raise UsageError("%s must be at least %d, not %d" % (flag, least, value))
     return value
+
+
+_UNSAFE_IN_SHELL = re.compile(r"[^\w@%+=:,./-]", re.ASCII)
+
+
+def _quote(word: str) -> str:
+    """``shlex.quote``, without importing shlex for it."""
+    if not word:
+        return "''"
+    if not _UNSAFE_IN_SHELL.search(word):
+        return word
+    return "'" + word.replace("'", "'\"'\"'") + "'"
+
+
+def _sha256_hex(data: bytes) -> str:
+    """hashlib.sha256(data).hexdigest(); from the built-in module where there is
+    one: hashlib loads OpenSSL first, ~3 ms of every start for one hash."""
+    for name in ("_sha2", "_sha256"):
+        try:
+            return str(__import__(name).sha256(data).hexdigest())
+        except (ImportError, AttributeError):
+            continue
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
 
 
 def validate_name(name: str) -> str:
@@ -950,7 +975,7 @@ class Host:
 
     def pipe_command(self, path: str) -> str:
         """The shell command ``pipe-pane`` runs to append a pane's output to ``path``."""
-        return "exec cat >> " + shlex.quote(path)
+        return "exec cat >> " + _quote(path)
 
     # -- handing over the terminal ---------------------------------------------
     def attach(self, argv: List[str]) -> NoReturn:
@@ -2314,7 +2339,7 @@ class Engine:
         """How a command line names this pane, for hints."""
         if pane.registered and NAME_RE.match(pane.session):
             return "-s " + pane.session
-        return " ".join(shlex.quote(a) for a in pane.server.args() + [
+        return " ".join(_quote(a) for a in pane.server.args() + [
             "-t", pane.pane_id or pane.target])
 
     # -- create -----------------------------------------------------------------
@@ -3163,7 +3188,7 @@ class Engine:
     def _run_lock_path(self, server: Server, pane_id: str) -> str:
         """The file whose flock queues the runs on one pane, on any server."""
         where = os.path.abspath(server.socket) if server.socket else server.label
-        key = hashlib.sha256(("%s\0%s" % (where, pane_id)).encode()).hexdigest()[:24]
+        key = _sha256_hex(("%s\0%s" % (where, pane_id)).encode())[:24]
         return os.path.join(self.settings.state_dir, "locks", key + ".lock")
 
     @contextlib.contextmanager
@@ -3515,7 +3540,7 @@ def _iso(epoch: str) -> str:
     """tmux's seconds since the epoch as UTC ISO-8601; "" if it gave none."""
     if not epoch.isdigit():
         return ""
-    return datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
 
 
 def _taken_in_registry(name: str) -> NameTakenError:
@@ -3549,7 +3574,7 @@ def _sockets_named_in(path: str) -> List[str]:
 
 def _move_aside(path: str) -> str:
     """Rename a damaged file to ``PATH.corrupt-<UTC>``; the new name."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     moved = "%s.corrupt-%s" % (path, stamp)
     n = 1
     while os.path.lexists(moved):
@@ -3564,6 +3589,7 @@ def _move_aside(path: str) -> str:
 
 def _transcript_chunks(f: IO[bytes], raw: bool) -> Iterator[str]:
     """A transcript's text in chunks: rendered, or ``raw`` as written."""
+    import codecs
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     carry = ""
     while True:
@@ -3749,7 +3775,7 @@ def skill(tool: Optional[str] = None) -> str:
     By default the tool is this file's absolute path: where it was vendored.
     """
     path = tool or os.path.abspath(__file__)
-    return SKILL_MD.replace("{tool}", shlex.quote(path))
+    return SKILL_MD.replace("{tool}", _quote(path))
 
 
 
@@ -3901,7 +3927,7 @@ def _mcp_create(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
         ready_timeout=a.get("ready_timeout", 15.0), prompt=a.get("prompt"))
     out = {k: record.get(k) for k in ("name", "socket", "target", "pane_id", "type", "kind",
                                       "pid", "registered", "created_at")}
-    out["attach"] = "tmux -S %s attach -t %s" % (shlex.quote(record["socket"]), a["name"])
+    out["attach"] = "tmux -S %s attach -t %s" % (_quote(record["socket"]), a["name"])
     return out, _mcp_json_text(out), ""
 
 
@@ -3989,7 +4015,8 @@ def _mcp_wait(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
 
 def _mcp_tail_lines(chunks: Iterator[str], lines: Optional[int]) -> Tuple[str, int]:
     """The last ``lines`` lines (None: all) of streamed text, and how many there were."""
-    keep: "collections.deque[str]" = collections.deque(maxlen=lines)
+    import collections
+    keep: collections.deque[str] = collections.deque(maxlen=lines)
     carry, total = "", 0
     for chunk in chunks:
         parts = (carry + chunk).split("\n")
@@ -4287,6 +4314,7 @@ class _McpCall:
         try:
             response = self.server.result(self.rid, self.tool_result(), self.version)
         except Exception as e:  # a bug, not a user's mistake: say so, keep serving
+            import traceback
             traceback.print_exc(file=sys.stderr)
             response = _mcp_rpc_error(self.rid, MCP_INTERNAL_ERROR, "Internal error: %s: %s"
                                       % (type(e).__name__, e))
@@ -4458,6 +4486,7 @@ class _McpServer:
             else:
                 self.handle_message(msg, self.write)
         except Exception as e:  # never let one message end the server
+            import traceback
             traceback.print_exc(file=sys.stderr)
             rid = msg.get("id") if isinstance(msg, dict) and _mcp_valid_id(msg.get("id")) else None
             self.write(_mcp_rpc_error(rid, MCP_INTERNAL_ERROR, "Internal error: %s" % e))
@@ -4765,7 +4794,7 @@ for agents  skill                       print (or --write) a SKILL.md for this t
 Example:  tmuxsess.py create -n calc --python && tmuxsess.py run -s calc -c '6*7'
 """
 
-Handler = Callable[[Engine, argparse.Namespace], int]
+Handler = Callable[[Engine, "argparse.Namespace"], int]
 
 
 def _target(a: argparse.Namespace) -> Dict[str, Any]:
@@ -4833,7 +4862,7 @@ def cmd_create(engine: Engine, a: argparse.Namespace) -> int:
                                         "kind", "pid", "registered", "created_at",
                                     "transcript")}
     _print_json(shown)
-    socket = shlex.quote(record["socket"])
+    socket = _quote(record["socket"])
     how = "-s %s" % a.name if record["registered"] else "-S %s -t %s" % (socket, a.name)
     print("To watch it:  tmux -S %s attach -t %s" % (socket, a.name), file=sys.stderr)
     print("To read it:   %s capture %s" % (_me(), how), file=sys.stderr)
@@ -4841,7 +4870,7 @@ def cmd_create(engine: Engine, a: argparse.Namespace) -> int:
 
 
 def _me() -> str:
-    return shlex.quote(sys.argv[0]) if sys.argv and sys.argv[0] else "tmuxsess.py"
+    return _quote(sys.argv[0]) if sys.argv and sys.argv[0] else "tmuxsess.py"
 
 
 def cmd_list(engine: Engine, a: argparse.Namespace) -> int:
@@ -4959,7 +4988,7 @@ def cmd_repair(engine: Engine, a: argparse.Namespace) -> int:
 def cmd_attach(engine: Engine, a: argparse.Namespace) -> int:
     argv = engine.attach_command(**_target(a))
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        print(" ".join(shlex.quote(x) for x in argv))
+        print(" ".join(_quote(x) for x in argv))
         print("tmuxsess: not on a terminal; run the command above to attach",
               file=sys.stderr)
         return 0
@@ -5098,7 +5127,7 @@ def _run_flags(a: argparse.Namespace) -> str:
     for flag, value in (("-s", a.session), ("-S", a.socket), ("-L", a.socket_name),
                         ("-t", a.target)):
         if value:
-            words += [flag, shlex.quote(value)]
+            words += [flag, _quote(value)]
     return " ".join(words)
 
 
@@ -5128,13 +5157,19 @@ class _BadArguments(SystemExit):
         self.message, self.hint = message, hint
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad command line gets the same one-line error as the rest."""
+def _parser_class() -> Type[argparse.ArgumentParser]:
+    """argparse, but a bad command line gets the same one-line error as the rest.
 
-    def error(self, message: str) -> "NoReturn":
-        said = "%s: %s" % (self.prog, message)
-        _error(said, "see: %s --help" % self.prog)
-        raise _BadArguments(said, "see: %s --help" % self.prog)
+    Made when the command line is parsed: the API does not import argparse.
+    """
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            said = "%s: %s" % (self.prog, message)
+            _error(said, "see: %s --help" % self.prog)
+            raise _BadArguments(said, "see: %s --help" % self.prog)
+    return Parser
 
 
 def _json_error(message: str, hint: str, kind: str, code: int) -> None:
@@ -5352,14 +5387,17 @@ COMMANDS: List[_Command] = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line: one subparser per entry of ``COMMANDS``."""
+def build_parser(only: str = "") -> argparse.ArgumentParser:
+    """The command line: one subparser per entry of ``COMMANDS`` (with ``only``,
+    just the one of that name or alias, when there is one: the rest cost time)."""
+    import argparse
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = _Parser(prog="tmuxsess.py", formatter_class=fmt,
+    chosen = [c for c in COMMANDS if only in [c.name] + c.aliases] or COMMANDS
+    parser = _parser_class()(prog="tmuxsess.py", formatter_class=fmt,
                      description=(__doc__ or "").split("\n\n")[0].split("\n")[-1])
     parser.add_argument("--version", action="version", version="tmuxsess " + __version__)
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
-    for c in COMMANDS:
+    for c in chosen:
         p = sub.add_parser(c.name, aliases=c.aliases, help=c.help, description=c.help,
                            epilog="examples:\n" + c.examples, formatter_class=fmt)
         p.set_defaults(func=c.run, name_=c.name, parser_=p)
@@ -5378,7 +5416,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not argv:
         sys.stdout.write(OVERVIEW)
         return 0
-    parser = build_parser()
+    parser = build_parser(name)
     try:
         words, held = _dash_values(parser, argv)
         a, extra = parser.parse_known_args(words)
@@ -5425,6 +5463,7 @@ def _dash_values(parser: argparse.ArgumentParser, argv: List[str]
     a value-taking option is its value. Text values travel as placeholders
     (argv cannot hold NUL, so none collides) put back by ``_restore_values``.
     """
+    import argparse
     commands: Dict[str, argparse.ArgumentParser] = {}
     for sub in parser._actions:
         if isinstance(sub, argparse._SubParsersAction):
