@@ -231,10 +231,11 @@ class Session:
     transcript: str = ""
     prompt: str = ""
     kind: str = ""  # the profile; "" in entries of older versions (type says it)
+    token: str = ""  # in its prompt marks: lets a run start without asking tmux first
     extra: Dict[str, Any] = field(default_factory=dict)
 
     _KNOWN = ("socket", "target", "pane_id", "type", "pid", "created_at",
-              "last_active", "transcript", "prompt", "kind")
+              "last_active", "transcript", "prompt", "kind", "token")
     _ALWAYS = ("socket", "target", "type", "pid", "created_at", "last_active")
 
     @property
@@ -334,6 +335,7 @@ class Pane:
     token: str = ""  # in every prompt mark the session's program prints
     marked: bool = False  # its program prints the tool's prompt marks
     command: str = ""  # what tmux says runs in the pane now (python3, vim, ...)
+    unverified: bool = False  # known from the registry alone: the delivery checks it
 
     @property
     def label(self) -> str:
@@ -714,6 +716,7 @@ class PaneRow(NamedTuple):
     tmuxsess_created: str
     tmuxsess_token: str
     tmuxsess_registered: str
+    tmuxsess_active: str  # last_active, set by every delivery: the registry is not rewritten
     tmuxsess_prompt: str  # last: a regex may hold a tab, which split() leaves here
 
     @property
@@ -2378,7 +2381,7 @@ class Engine:
         record = Session(name=name, socket=server.socket, target=row.target,
                          pane_id=row.pane_id, type=profile.type, pid=row.program_pid,
                          created_at=created, last_active=created, transcript=transcript,
-                         prompt=prompt or "", kind=profile.name)
+                         prompt=prompt or "", kind=profile.name, token=token)
         pane = Pane(server=server, pane_id=row.pane_id, target=row.target, session=name,
                     kind=profile.name, transcript=transcript, prompt=prompt or "",
                     registered=register, pid=row.program_pid, token=token,
@@ -2591,6 +2594,8 @@ class Engine:
             else:
                 row, session_up = _find_row(rows, s)
                 health = self.host.health(row, session_up)
+                if row is not None and row.tmuxsess_active > s.last_active:
+                    s.last_active = row.tmuxsess_active  # runs and sends set it there
             result.append((s, health, row))
         return result
 
@@ -2901,8 +2906,6 @@ class Engine:
                                                  anchor=_echo_anchor(text))
             self._deliver(pane, payload, keys, enter, kept.encode(), retries, interval,
                           verbose)
-            if pane.registered:
-                self.registry.touch(pane.session)
             if pattern is None:
                 return result
             if following:
@@ -2953,7 +2956,9 @@ class Engine:
         attempt = 0
         while True:
             try:
-                self.host.tmux(pane.server, *steps, stdin=payload)
+                out = self.host.tmux(pane.server, *steps, stdin=payload)
+                if pane.unverified:
+                    _verified(pane, out)
                 return
             except (KeyboardInterrupt, TmuxError) as e:
                 if payload:  # our private buffer must not outlive this call
@@ -2961,6 +2966,8 @@ class Engine:
                         self.host.tmux(pane.server, ["delete-buffer", "-b", buffer])
                 if not isinstance(e, TmuxError):
                     raise
+                if pane.unverified:
+                    raise _StalePane()  # not typed: ask tmux what became of the pane
                 if not e.transient or attempt >= retries:
                     raise _send_failure(e, attempt)
                 if verbose:
@@ -3130,21 +3137,57 @@ class Engine:
         began = time.monotonic()
         _seconds(timeout, "-T")
         _at_least(max_output, 0, "--max-output")
-        pane, health = self.resolve(session, socket, socket_name, target, changes=True)
+        _check_text(code)  # refuse NUL before anything is typed
+        job = (code, prompt, began + timeout, max_output, cancel, on_output)
+        pane = self._registry_pane(session, socket, socket_name, target)
+        if pane is not None:
+            try:  # the one tmux call of the run checks that the pane is still this one
+                return self._run_on(pane, Health("healthy", True, True, True, pid=pane.pid,
+                                                 process_running=True), job, began)
+            except _StalePane:
+                pass  # nothing was typed: ask tmux, as for any other target
+        return self._run_on(*self.resolve(session, socket, socket_name, target, changes=True),
+                            job, began)
+
+    def _registry_pane(self, session: Optional[str], socket: Optional[str],
+                       socket_name: Optional[str], target: Optional[str]) -> Optional[Pane]:
+        """A registered session's pane as the registry describes it, unverified: the
+        delivery checks in the same tmux call that the pane runs the same program
+        with the same token. None where the registry cannot say enough, or its
+        program is not running."""
+        if socket or socket_name or target is not None:
+            return None
+        if session is not None:
+            validate_name(session)
+        entry = self._registered(session)
+        profile = PROFILES.get(entry.kind)
+        if (profile is None or not entry.pane_id or not entry.token or not entry.transcript
+                or not _TMUX_WORD.fullmatch(entry.pane_id + entry.token)
+                or self.host.process_state(entry.pid) != "running"
+                or not self.host.transcript_exists(entry.transcript)):
+            return None
+        return Pane(server=Server(self.settings.checked_socket(entry.socket)),
+                    pane_id=entry.pane_id, target=entry.target, session=entry.name,
+                    kind=entry.kind, transcript=entry.transcript, prompt=entry.prompt,
+                    registered=True, pid=entry.pid, piped=True, token=entry.token,
+                    marked=profile.marked, unverified=True)
+
+    def _run_on(self, pane: Pane, health: Health,
+                job: Tuple[str, Optional[str], float, int, Optional[Any],
+                           Optional[Callable[[str], None]]], began: float) -> RunResult:
+        code, prompt, deadline, max_output, cancel, on_output = job
         if health.status == "dead":
             raise PaneDeadError(health.said(pane.label, "nothing was run"),
                                 self._transcript_hint(pane)
                                 or "read its screen: tmuxsess.py capture")
         if health.status != "healthy":
             raise UnhealthyError(health.said(pane.label, "nothing was run"))
-        _check_text(code)  # refuse NUL before anything is typed
         prompt_re = _compile_prompt(prompt or pane.prompt) if prompt or pane.prompt else None
         if prompt_re is None and not pane.marked:
             raise UsageError("tmuxsess does not know the prompt of %s" % pane.label,
                              "pass --prompt REGEX matching the program's prompt line")
-        exchange = _Exchange(self, pane, prompt_re, began + timeout, max_output, cancel,
-                             on_output)
-        with self._run_lock(pane, began + timeout), self._transcript_for(pane) as following:
+        exchange = _Exchange(self, pane, prompt_re, deadline, max_output, cancel, on_output)
+        with self._run_lock(pane, deadline), self._transcript_for(pane) as following:
             if not following:
                 raise UnhealthyError("%s already pipes its output elsewhere (pipe-pane); "
                                      "run cannot follow it" % pane.label,
@@ -3155,8 +3198,6 @@ class Engine:
             with self._block_file(exchange.profile, code) as path:
                 units = exchange.profile.units(code, path, by_lines=prompt_re is not None)
                 result = exchange.run(units, path)
-            if pane.registered:
-                self.registry.touch(pane.session)
         result.elapsed = round(time.monotonic() - began, 3)
         return result
 
@@ -3248,6 +3289,11 @@ class _Exchange:
         if under is not None:  # output after the prompt is not text typed on it
             self._take(under)
             return None
+        if pane.unverified and (at is None or at in pane.profile.continuation
+                                or (self.prompt_re is None and _unsent_text(tail, pane.token))):
+            # Not plainly ready: decide as for any pane, after asking tmux (which
+            # also gives a redraw a send just asked for the moment it takes).
+            raise _StalePane()
         if at in self.pane.profile.continuation:
             raise BusyError("%s waits at its continuation prompt (an unfinished statement); "
                             "nothing was sent" % pane.label,
@@ -3361,16 +3407,45 @@ def _check_text(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
+class _StalePane(Exception):
+    """The registry's idea of a pane did not hold; nothing was typed."""
+
+
+# What a command string for if-shell may hold unquoted-safe in single quotes.
+_TMUX_WORD = re.compile(r"[\w%@#{}:. /=-]*")
+DELIVERED = "tmuxsess-delivered"
+
+
+def _command_string(commands: List[List[str]]) -> str:
+    for word in (w for c in commands for w in c):
+        if not _TMUX_WORD.fullmatch(word):
+            raise ValueError("not a plain tmux word: %r" % word)
+    return " ; ".join(" ".join("'%s'" % w for w in c) for c in commands)
+
+
+def _verified(pane: Pane, out: str) -> None:
+    """Read the delivery's answer for a pane known from the registry alone."""
+    for line in out.splitlines():
+        word = line.split(" ")
+        if word[0] == DELIVERED and word[-1].isdigit():
+            pane.server_pid, pane.unverified = int(word[-1]), False
+            return
+    raise _StalePane()
+
+
 def _delivery_steps(pane: Pane, payload: Optional[bytes], keys: Sequence[str], enter: bool,
                     record: str, buffer: str) -> List[List[str]]:
-    """The tmux commands that type a payload and keys, and leave the sent record."""
+    """The tmux commands that type a payload and keys, and leave the sent record
+    and the time of activity. For an unverified pane, they run only if the pane
+    runs the program with the token the registry names, and then say so."""
     target = pane.pane_id or pane.target
     steps: List[List[str]] = []
+    load: List[List[str]] = []
     if payload:
         # -r: newlines go in as typed (LF), not rewritten; -p: bracketed paste
         # when the program asked for it; -d: the buffer is gone afterwards.
-        steps += [["load-buffer", "-b", buffer, "-"],
-                  ["paste-buffer", "-d", "-r", "-p", "-b", buffer, "-t", target]]
+        load = [["load-buffer", "-b", buffer, "-"]]
+        steps += [["paste-buffer", "-d", "-r", "-p", "-b", buffer, "-t", target]]
     if enter:
         steps.append(["send-keys", "-t", target, "Enter"])
     if keys:
@@ -3379,7 +3454,18 @@ def _delivery_steps(pane: Pane, payload: Optional[bytes], keys: Sequence[str], e
         # A pane option (a session can hold panes the tool did not make); -F
         # lets the record name the cursor's line at the moment of sending.
         steps.append(["set-option", "-p", "-F", "-t", pane.pane_id, "@tmuxsess-sent", record])
-    return steps
+        steps.append(["set-option", "-p", "-t", pane.pane_id, "@tmuxsess-active", _utcnow()])
+    if not pane.unverified or not steps:
+        return load + steps
+    same = "#{&&:#{==:#{pane_pid},%d},#{==:#{@tmuxsess-token},%s}}" % (pane.pid, pane.token)
+    then = steps + [["display-message", "-p", "-t", pane.pane_id, DELIVERED + " #{pid}"]]
+    try:
+        check = ["if-shell", "-F", "-t", pane.pane_id, same, _command_string(then)]
+    except ValueError:
+        raise _StalePane()
+    # Not delivered: the buffer goes too.
+    return load + [check + ([_command_string([["delete-buffer", "-b", buffer]])]
+                            if payload else [])]
 
 
 def _send_failure(e: TmuxError, attempts: int) -> TmuxError:
