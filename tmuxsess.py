@@ -3284,16 +3284,17 @@ class _Exchange:
             return None  # a new temporary transcript: nothing to tell by
         tail = self.host.transcript_tail(pane.transcript)
         at = self._prompt(tail)
+        if pane.unverified and (at is None or at in pane.profile.continuation
+                                or (self.prompt_re is None and _unsent_text(tail, pane.token))):
+            # Not plainly ready: decide as for any pane, after asking tmux (for the
+            # last send's record, say; it also gives a redraw a send just asked
+            # for the moment it takes).
+            raise _StalePane()
         under = None if at is not None or self.prompt_re is not None else (
             self._under_output(tail))
         if under is not None:  # output after the prompt is not text typed on it
             self._take(under)
             return None
-        if pane.unverified and (at is None or at in pane.profile.continuation
-                                or (self.prompt_re is None and _unsent_text(tail, pane.token))):
-            # Not plainly ready: decide as for any pane, after asking tmux (which
-            # also gives a redraw a send just asked for the moment it takes).
-            raise _StalePane()
         if at in self.pane.profile.continuation:
             raise BusyError("%s waits at its continuation prompt (an unfinished statement); "
                             "nothing was sent" % pane.label,
