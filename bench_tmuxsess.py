@@ -4,15 +4,21 @@
 Measured side by side, interleaved (one sample of each per round, in a
 rotating order) so machine noise hits every row alike:
 
-  a  CLI run      ``python3 tmuxsess.py run -c 'print(i)'`` on a Python session
-                  (a new process each time, as an agent calls it)
+  a  CLI run      ``./tmuxsess.py run -c 'print(i)'`` on a Python session (a new
+                  process each time, as an agent calls it), with the system
+                  Python (TMUXSESS_PYTHON=/usr/bin/python3)
+  c  floor        ``/usr/bin/python3 -c pass`` (with site, as the CLI runs) plus
+                  one bare ``tmux display -p`` on the same server: what any CLI
+                  built on tmux pays at least
+  A, C           the same two with the ``python3`` on PATH (a pyenv shim, say)
+  P  CLI run      ``python3 tmuxsess.py run ...``: named on the command line, the
+                  file is compiled on every start (no bytecode cache)
   b  API run      ``tmuxsess.run('print(i)')`` in this process
-  c  floor        ``python3 -c pass`` (with site, as the CLI runs) plus one bare
-                  ``tmux display -p`` on the same server: what any CLI built
-                  on tmux pays at least
   t  tmux call    one bare ``tmux display -p``, started from this process
+  n  noticing     an API run that sleeps, prints time.time() and returns to its
+                  prompt: the caller's time.time() on return minus the printed one
   also           ``python3 -S -c pass``, ``python3 -c pass`` and
-                  ``python3 tmuxsess.py --version`` (start-up plus import)
+                  ``./tmuxsess.py --version`` (start-up plus import)
   l1, l30        ``tmuxsess.py list`` with 1 and with 30 registered sessions
                   (one tmux call per socket, so about the same)
 
@@ -24,6 +30,7 @@ Run:  make bench     (or: python3 bench_tmuxsess.py [-n ROUNDS] [--runs N])
 """
 
 import argparse
+import ast
 import os
 import platform
 import random
@@ -37,6 +44,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOOL = os.path.join(HERE, "tmuxsess.py")
 PY = sys.executable
+SYSTEM_PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else PY
+PATH_PY = shutil.which("python3") or PY
 
 
 def percentile(values, q):
@@ -76,12 +85,12 @@ def bench(rounds, runs):
     import tmuxsess
 
     env = dict(os.environ)
-    socket = tmuxsess.default_socket()
+    socket = tmuxsess.default_engine().settings.default_socket
     print(machine_line())
     print("setup: one python-repl session on %s; %d interleaved rounds" % (socket, rounds))
     tmuxsess.create_session("bench", kind="python-repl")
     # A second registry of 30 sessions (own state and socket dirs), for list.
-    root = os.path.dirname(tmuxsess.state_dir())
+    root = os.path.dirname(tmuxsess.default_engine().settings.state_dir)
     env30 = dict(env, TMUXSESS_STATE_DIR=os.path.join(root, "state30"),
                  CLAUDE_TMUX_SOCKET_DIR=os.path.join(root, "sock30"))
     for n in range(30):
@@ -89,11 +98,27 @@ def bench(rounds, runs):
     sys.stdout.flush()
 
     mismatches = {"a": 0, "b": 0}
+    sys_env = dict(env, TMUXSESS_PYTHON=SYSTEM_PY)
+    path_env = dict(env)
+    path_env.pop("TMUXSESS_PYTHON", None)
 
-    def cli_run(i):
-        elapsed, out = timed([PY, TOOL, "run", "-s", "bench", "-c", "print(%d)" % i], env)
-        mismatches["a"] += out != "%d\n" % i
-        return elapsed
+    def cli(argv, run_env):
+        def sample(i):
+            elapsed, out = timed(argv + ["run", "-s", "bench", "-c", "print(%d)" % i],
+                                 run_env)
+            mismatches["a"] += out != "%d\n" % i
+            return elapsed
+        return sample
+
+    def floor_of(python):
+        return lambda i: (timed([python, "-c", "pass"], env)[0]
+                          + timed(["tmux", "-S", socket, "display", "-p", "#{pid}"], env)[0])
+
+    def noticing(i):
+        r = tmuxsess.run("import time; time.sleep(0.02); print(repr(time.time()))",
+                         session="bench")
+        back = time.time()
+        return back - ast.literal_eval(r.output.strip())
 
     def api_run(i):
         t0 = time.perf_counter()
@@ -102,21 +127,23 @@ def bench(rounds, runs):
         mismatches["b"] += r.output != "%d\n" % i or r.exit_status != 0
         return elapsed
 
-    def floor(i):
-        return (timed([PY, "-c", "pass"], env)[0]
-                + timed(["tmux", "-S", socket, "display", "-p", "#{pid}"], env)[0])
-
     samples = {
-        "a": ("CLI run -c 'print(i)'", cli_run),
+        "a": ("CLI ./tmuxsess.py run, system python", cli([TOOL], sys_env)),
+        "c": ("floor: system python -c pass + tmux", floor_of(SYSTEM_PY)),
+        "A": ("CLI ./tmuxsess.py run, python3 on PATH", cli([TOOL], path_env)),
+        "C": ("floor: PATH python3 -c pass + tmux", floor_of(PATH_PY)),
+        "P": ("CLI python3 tmuxsess.py run (no cache)", cli([SYSTEM_PY, TOOL], env)),
         "b": ("API tmuxsess.run()", api_run),
-        "c": ("floor: python3 -c pass + tmux display -p", floor),
         "t": ("one bare tmux display -p (subprocess)",
               lambda i: timed(["tmux", "-S", socket, "display", "-p", "#{pid}"], env)[0]),
-        "S": ("python3 -S -c pass", lambda i: timed([PY, "-S", "-c", "pass"], env)[0]),
-        "p": ("python3 -c pass", lambda i: timed([PY, "-c", "pass"], env)[0]),
-        "v": ("python3 tmuxsess.py --version", lambda i: timed([PY, TOOL, "--version"], env)[0]),
-        "l1": ("tmuxsess.py list, 1 session", lambda i: timed([PY, TOOL, "list"], env)[0]),
-        "l30": ("tmuxsess.py list, 30 sessions", lambda i: timed([PY, TOOL, "list"], env30)[0]),
+        "n": ("noticing: prompt printed -> run returns", noticing),
+        "S": ("system python -S -c pass", lambda i: timed([SYSTEM_PY, "-S", "-c", "pass"],
+                                                          env)[0]),
+        "p": ("system python -c pass", lambda i: timed([SYSTEM_PY, "-c", "pass"], env)[0]),
+        "v": ("./tmuxsess.py --version", lambda i: timed([TOOL, "--version"], sys_env)[0]),
+        "l1": ("tmuxsess.py list, 1 session", lambda i: timed([TOOL, "list"], sys_env)[0]),
+        "l30": ("tmuxsess.py list, 30 sessions",
+                lambda i: timed([TOOL, "list"], dict(env30, TMUXSESS_PYTHON=SYSTEM_PY))[0]),
     }
     times = {k: [] for k in samples}
     keys = list(samples)
@@ -129,6 +156,18 @@ def bench(rounds, runs):
         for k in order:
             times[k].append(samples[k][1](i))
 
+    med = {k: median(v) for k, v in times.items()}
+    print()
+    print("ratio a/c (CLI run / floor, system python):  %.2f   (goal <= 2.0)"
+          % (med["a"] / med["c"]))
+    print("ratio A/C (CLI run / floor, PATH python3):   %.2f" % (med["A"] / med["C"]))
+    print("ratio b/t (API run / one tmux exec):         %.2f   (goal <= 1.0 with control mode)"
+          % (med["b"] / med["t"]))
+    print("API run with control mode:                   not built yet")
+    print("noticing latency, median:                    %.2f ms (goal <= 2 ms)"
+          % (med["n"] * 1000))
+    print("ratio l30/l1 (list, 30 / 1 sessions):        %.2f" % (med["l30"] / med["l1"]))
+    print("output mismatches: CLI %d, API %d" % (mismatches["a"], mismatches["b"]))
     print()
     print("%-3s %-44s %8s %8s %8s %8s" % ("", "ms over %d rounds" % rounds, "min",
                                           "median", "p90", "max"))
@@ -136,13 +175,6 @@ def bench(rounds, runs):
         ms = [t * 1000 for t in times[k]]
         print("%-3s %-44s %8.2f %8.2f %8.2f %8.2f" % (
             k, samples[k][0], min(ms), median(ms), percentile(ms, 0.9), max(ms)))
-    med = {k: median(v) for k, v in times.items()}
-    print()
-    print("ratio a/c (CLI run / floor):          %.2f" % (med["a"] / med["c"]))
-    print("ratio b/t (API run / one tmux call):  %.2f" % (med["b"] / med["t"]))
-    print("ratio l30/l1 (list, 30 / 1 sessions): %.2f" % (med["l30"] / med["l1"]))
-    print("output mismatches: CLI %d, API %d (of %d each)" % (
-        mismatches["a"], mismatches["b"], rounds))
 
     print()
     print("%d sequential API runs in one session ..." % runs)
@@ -176,8 +208,9 @@ def main():
     # Our own state, sockets and tmux default dir: nothing of the user's is touched.
     os.environ.update(TMUXSESS_STATE_DIR=os.path.join(tmp, "state"),
                       CLAUDE_TMUX_SOCKET_DIR=os.path.join(tmp, "sock"),
-                      TMUX_TMPDIR=os.path.join(tmp, "tmux"))
-    for name in ("TMUX", "TMUX_PANE", "TMUXSESS_TMUX"):
+                      TMUX_TMPDIR=os.path.join(tmp, "tmux"),
+                      TMUXSESS_CACHE_DIR=os.path.join(tmp, "cache"))
+    for name in ("TMUX", "TMUX_PANE", "TMUXSESS_TMUX", "TMUXSESS_PYTHON"):
         os.environ.pop(name, None)
     os.mkdir(os.environ["TMUX_TMPDIR"], 0o700)
     sys.path.insert(0, HERE)

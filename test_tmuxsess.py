@@ -736,6 +736,105 @@ class RegistryFormatTest(TmuxTestCase):
         self.assertEqual(self.registry()["sessions"], {})
 
 
+class SpeedTest(TmuxTestCase):
+    """What a run costs: one tmux call, no registry rewrite, cached bytecode, and
+    only the imports it needs."""
+
+    def test_ready_run_is_one_tmux_call_and_leaves_the_registry_alone(self):
+        self.api_create("py", "python-repl")
+        env, calls = self.logging_tmux()
+        before = os.stat(self.reg_path)
+        r = self.ok("run", "-s", "py", "-c", "print(6 * 7)", env=env)
+        self.assertEqual(r.stdout, "42\n")
+        self.assertEqual(len(calls()), 1, calls())
+        after = os.stat(self.reg_path)
+        self.assertEqual((before.st_ino, before.st_mtime_ns), (after.st_ino, after.st_mtime_ns))
+
+    def test_last_active_is_exact_and_shown_by_list_and_cleanup_idle(self):
+        self.api_create("py", "python-repl")
+        with open(self.reg_path) as f:
+            doc = json.load(f)
+        doc["sessions"]["py"]["created_at"] = "2001-01-01T00:00:00Z"
+        doc["sessions"]["py"]["last_active"] = "2001-01-01T00:00:00Z"
+        write_bytes(self.reg_path, json.dumps(doc).encode())
+        t0 = time.time()
+        self.assertEqual(tmuxsess.run("print(1)", session="py").output, "1\n")
+        listed = json.loads(self.ok("list", "--json").stdout)["sessions"][0]
+        active = tmuxsess._parse_time(listed["last_active"])
+        self.assertLessEqual(abs(active - int(t0)), 2, listed)
+        self.assertIn("s ago", self.ok("list").stdout.splitlines()[1].split("2001")[-1])
+        self.assertEqual(json.loads(self.ok("cleanup", "--idle", "1h", "--dry-run",
+                                            "--json").stdout)["removed"], [])
+        with open(self.reg_path) as f:  # kept in tmux, not written to the registry
+            self.assertEqual(json.load(f)["sessions"]["py"]["last_active"],
+                             "2001-01-01T00:00:00Z")
+        tmuxsess.send("x = 1", session="py")  # a send counts as activity too
+        self.assertTrue(self.tmux("show-options", "-p", "-t", "=py:", "-v",
+                                  "@tmuxsess-active").stdout.strip())
+
+    def test_a_registry_that_no_longer_holds_types_nothing_and_asks_tmux(self):
+        self.api_create("py", "python-repl")
+        with open(self.reg_path) as f:
+            doc = json.load(f)
+        doc["sessions"]["py"]["token"] = "0123456789abcdef"  # not the pane's
+        write_bytes(self.reg_path, json.dumps(doc).encode())
+        env, calls = self.logging_tmux()
+        r = self.ok("run", "-s", "py", "-c", "print('once')", env=env)
+        self.assertEqual(r.stdout, "once\n")
+        self.assertGreater(len(calls()), 1)
+        self.assertEqual(self.tmux("list-buffers").stdout, "")  # no buffer left behind
+        transcript = doc["sessions"]["py"]["transcript"]
+        self.assertEqual(read_bytes(transcript).count(b"print('once')"), 1)
+
+    def test_started_as_a_program_it_runs_from_a_private_bytecode_cache(self):
+        tools = os.path.join(self.tmp, "tools")
+        os.mkdir(tools)
+        copy = os.path.join(tools, "tmuxsess.py")
+        shutil.copy(TOOL, copy)
+        os.chmod(copy, 0o555)
+        os.chmod(tools, 0o555)  # a read-only tool dir
+        self.addCleanup(os.chmod, tools, 0o755)
+        cache = os.path.join(self.tmp, "cache")
+        env = dict(self.env, TMUXSESS_CACHE_DIR=cache, PYTHONDONTWRITEBYTECODE="1",
+                   TMUXSESS_PYTHON=sys.executable)
+        for _ in range(2):
+            r = subprocess.run([copy, "--version"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, universal_newlines=True)
+            self.assertEqual((r.returncode, r.stdout.strip(), r.stderr),
+                             (0, "tmuxsess " + tmuxsess.__version__, ""))
+        cached = [os.path.join(d, f) for d, _, files in os.walk(cache) for f in files
+                  if f.startswith("tmuxsess.")]
+        self.assertEqual(len(cached), 1, cached)
+        self.assertEqual(stat.S_IMODE(os.stat(cache).st_mode), 0o700)
+        self.assertFalse(os.path.exists(os.path.join(tools, "__pycache__")))
+        # A cache dir others may write to is not used: the tool still runs.
+        shared = os.path.join(self.tmp, "shared")
+        os.mkdir(shared)
+        os.chmod(shared, 0o777)
+        r = subprocess.run([copy, "--version"], env=dict(env, TMUXSESS_CACHE_DIR=shared),
+                           stdout=subprocess.PIPE, universal_newlines=True)
+        self.assertEqual(r.returncode, 0)
+        self.assertEqual(os.listdir(shared), [])
+
+    def test_a_run_imports_only_what_it_uses(self):
+        self.api_create("py", "python-repl")
+        probe = ("import sys, tmuxsess\n"
+                 "assert tmuxsess.run('print(5)', session='py').output == '5\\n'\n"
+                 "api = set(sys.modules)\n"
+                 "assert tmuxsess.main(['run', '-s', 'py', '-c', 'print(6)']) == 0\n"
+                 "print(' '.join(sorted(api)))\n"
+                 "print(' '.join(sorted(sys.modules)))\n")
+        r = subprocess.run([sys.executable, "-c", probe], cwd=HERE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, universal_newlines=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        api, cli = set(lines[-2].split()), set(lines[-1].split())
+        for name in ("argparse", "hashlib", "traceback", "datetime", "shlex"):
+            self.assertNotIn(name, api)
+        for name in ("hashlib", "traceback", "datetime", "shlex"):
+            self.assertNotIn(name, cli)
+
+
 class ListHealthTest(TmuxTestCase):
     def make_every_status(self):
         """Sessions alive, dead, missing, zombie and server (their server is gone)."""
@@ -3285,7 +3384,8 @@ class FaultTest(TmuxTestCase):
         self.assertEqual(list(self.registry()["sessions"]), ["a"])
         files = self.state_files()
         locks = [f for f in files if f.startswith("locks/")]
-        self.assertEqual(len(locks), 1, files)  # runs on the pane queue up on it
+        # Runs on the pane queue up on its lock; beside it, where the last line began.
+        self.assertEqual(sorted(f.rsplit(".", 1)[1] for f in locks), ["lock", "sent"], files)
         self.assertEqual([f for f in files if f not in locks], sorted([
             ".sessions.json", ".sessions.lock", "init/bashrc",
             os.path.relpath(rec["transcript"], self.state)]))
@@ -3381,12 +3481,14 @@ print("done", name)
         self.assertEqual(stat.S_IMODE(os.stat(locks).st_mode), 0o700)
         self.assertTrue(all(is_private_regular(os.path.join(locks, f))
                             for f in os.listdir(locks)))
-        self.assertEqual(len(os.listdir(locks)), 1)
+        # The run lock, and where the last line sent began (beside it).
+        self.assertEqual(sorted(f.rsplit(".", 1)[1] for f in os.listdir(locks)),
+                         ["lock", "sent"])
         self.ok("kill", "-s", "calc")
         self.assertEqual(os.listdir(locks), [])
         self.api_create("sh")
         self.assertEqual(tmuxsess.run("echo ok", session="sh").output, "ok\n")
-        self.assertEqual(len(os.listdir(locks)), 1)
+        self.assertEqual(len(os.listdir(locks)), 2)
         self.ok("cleanup", "--all")
         self.assertEqual(os.listdir(locks), [])
 

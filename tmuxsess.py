@@ -1,5 +1,7 @@
-#!/usr/bin/env python3
-"""tmuxsess: drive interactive terminal programs inside tmux, exactly.
+#!/bin/sh
+"""exec" "${TMUXSESS_PYTHON:-python3}" -c \
+"import sys;exec(open(sys.argv[1]).read().split('#: boot\n')[-1])" "$0" "$@" # see _boot
+tmuxsess: drive interactive terminal programs inside tmux, exactly.
 
 Create a session, send it input, know when the program has answered, read
 exactly what it said, check its health, clean it up::
@@ -53,29 +55,29 @@ How it stays exact where shell snippets guess:
 Requires tmux 3.0 or newer and Python 3.8 or newer; standard library only.
 """
 
-import argparse
-import codecs
-import collections
+from __future__ import annotations  # annotations name argparse, imported only by the CLI
+
 import contextlib
 import errno
 import fcntl
-import hashlib
 import io
 import json
 import os
 import re
-import shlex
 import signal
 import stat
 import subprocess
 import sys
 import threading
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import (IO, Any, Callable, Dict, Iterator, List, Literal, Mapping, NamedTuple,
-                    NoReturn, Optional, Sequence, Tuple, Type, TypedDict, TypeVar, Union)
+from typing import (IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Literal, Mapping,
+                    NamedTuple, NoReturn, Optional, Sequence, Tuple, Type, TypedDict, TypeVar,
+                    Union)
+
+if TYPE_CHECKING:  # each imported where used: a command pays only for what it uses
+    import argparse
+    import collections
 
 __version__ = "1.1.0"
 
@@ -229,10 +231,12 @@ class Session:
     transcript: str = ""
     prompt: str = ""
     kind: str = ""  # the profile; "" in entries of older versions (type says it)
+    token: str = ""  # in its prompt marks: lets a run start without asking tmux first
+    tty: str = ""  # its pane's terminal: whether the program waits for input
     extra: Dict[str, Any] = field(default_factory=dict)
 
     _KNOWN = ("socket", "target", "pane_id", "type", "pid", "created_at",
-              "last_active", "transcript", "prompt", "kind")
+              "last_active", "transcript", "prompt", "kind", "token", "tty")
     _ALWAYS = ("socket", "target", "type", "pid", "created_at", "last_active")
 
     @property
@@ -333,6 +337,7 @@ class Pane:
     marked: bool = False  # its program prints the tool's prompt marks
     command: str = ""  # what tmux says runs in the pane now (python3, vim, ...)
     tty: str = ""  # the pane's terminal device
+    unverified: bool = False  # known from the registry alone: the delivery checks it
 
     @property
     def label(self) -> str:
@@ -609,11 +614,12 @@ def _random_id(digits: int) -> str:
 
 
 def _utcnow() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _parse_time(text: str) -> Optional[float]:
     try:
+        from datetime import datetime, timezone
         return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(
             tzinfo=timezone.utc).timestamp()
     except (TypeError, ValueError):
@@ -639,6 +645,30 @@ def _at_least(value: int, least: int, flag: str) -> int:
     if value < least:
         raise UsageError("%s must be at least %d, not %d" % (flag, least, value))
     return value
+
+
+_UNSAFE_IN_SHELL = re.compile(r"[^\w@%+=:,./-]", re.ASCII)
+
+
+def _quote(word: str) -> str:
+    """``shlex.quote``, without importing shlex for it."""
+    if not word:
+        return "''"
+    if not _UNSAFE_IN_SHELL.search(word):
+        return word
+    return "'" + word.replace("'", "'\"'\"'") + "'"
+
+
+def _sha256_hex(data: bytes) -> str:
+    """hashlib.sha256(data).hexdigest(); from the built-in module where there is
+    one: hashlib loads OpenSSL first, ~3 ms of every start for one hash."""
+    for name in ("_sha2", "_sha256"):
+        try:
+            return str(__import__(name).sha256(data).hexdigest())
+        except (ImportError, AttributeError):
+            continue
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
 
 
 def validate_name(name: str) -> str:
@@ -701,6 +731,7 @@ class PaneRow(NamedTuple):
     tmuxsess_created: str
     tmuxsess_token: str
     tmuxsess_registered: str
+    tmuxsess_active: str  # last_active, set by every delivery: the registry is not rewritten
     tmuxsess_prompt: str  # last: a regex may hold a tab, which split() leaves here
 
     @property
@@ -1261,7 +1292,7 @@ class Host:
 
     def pipe_command(self, path: str) -> str:
         """The shell command ``pipe-pane`` runs to append a pane's output to ``path``."""
-        return "exec cat >> " + shlex.quote(path)
+        return "exec cat >> " + _quote(path)
 
     # -- handing over the terminal ---------------------------------------------
     def attach(self, argv: List[str]) -> NoReturn:
@@ -1888,20 +1919,6 @@ class Registry:
                 if name.startswith(prefix):
                     os.unlink(os.path.join(self.dir, name))
 
-    def touch(self, session: str) -> None:
-        """Record activity; skipped when the entry was touched this second already."""
-        now = _utcnow()
-        try:
-            current = self.load()["sessions"].get(session)
-            if not current or current.get("last_active") == now:
-                return
-            # A courtesy: never hold up a send or run for long behind a busy lock.
-            with self.transaction(timeout=min(self.lock_timeout, 1.0)) as doc:
-                entry = doc["sessions"].get(session)
-                if entry is not None:
-                    entry["last_active"] = now
-        except TmuxsessError:
-            pass  # activity time is a courtesy; never fail a send over it
 
 
 def _document_problem(doc: Any) -> str:
@@ -2153,6 +2170,11 @@ def prompt_at_end(tail: bytes, token: str, continuation_text: str = "") -> Optio
     if mark is None or mark.kind != b"A" or b"\n" in tail[mark.match.end():]:
         return None
     return _prompt_name(mark, tail, continuation_text) or ""
+
+
+def _last_prompt_start(tail: bytes, token: str) -> int:
+    """Where the last prompt mark (A) begins in ``tail``; -1 if there is none."""
+    return next((m.match.start() for m in _last_marks(tail, token) if m.kind == b"A"), -1)
 
 
 def prompt_under_output(tail: bytes, token: str, since: int = -1) -> Optional[str]:
@@ -2682,7 +2704,7 @@ class Engine:
         """How a command line names this pane, for hints."""
         if pane.registered and NAME_RE.match(pane.session):
             return "-s " + pane.session
-        return " ".join(shlex.quote(a) for a in pane.server.args() + [
+        return " ".join(_quote(a) for a in pane.server.args() + [
             "-t", pane.pane_id or pane.target])
 
     # -- create -----------------------------------------------------------------
@@ -2721,11 +2743,12 @@ class Engine:
         record = Session(name=name, socket=server.socket, target=row.target,
                          pane_id=row.pane_id, type=profile.type, pid=row.program_pid,
                          created_at=created, last_active=created, transcript=transcript,
-                         prompt=prompt or "", kind=profile.name)
+                         prompt=prompt or "", kind=profile.name, token=token,
+                         tty=row.pane_tty)
         pane = Pane(server=server, pane_id=row.pane_id, target=row.target, session=name,
                     kind=profile.name, transcript=transcript, prompt=prompt or "",
                     registered=register, pid=row.program_pid, token=token,
-                    marked=profile.marked)
+                    marked=profile.marked, tty=row.pane_tty)
         try:
             if register:
                 with self.registry.transaction() as doc:
@@ -2934,6 +2957,8 @@ class Engine:
             else:
                 row, session_up = _find_row(rows, s)
                 health = self.host.health(row, session_up)
+                if row is not None and row.tmuxsess_active > s.last_active:
+                    s.last_active = row.tmuxsess_active  # runs and sends set it there
             result.append((s, health, row))
         return result
 
@@ -2984,8 +3009,10 @@ class Engine:
             self.host.remove_transcript(transcript)
             self.host.remove_transcript(transcript + ".init")
         if pane_id:
-            with contextlib.suppress(OSError):
-                os.unlink(self._run_lock_path(server, pane_id))
+            lock = self._run_lock_path(server, pane_id)
+            for path in (lock, lock[:-len(".lock")] + ".sent"):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
 
     def cleanup_sessions(self, all: bool = False, older_than: Optional[float] = None,
                          idle: Optional[float] = None, dry_run: bool = False
@@ -3131,7 +3158,8 @@ class Engine:
                     name=name, socket=socket, target=row.target, pane_id=row.pane_id,
                     type=row.tmuxsess_type, pid=row.program_pid, created_at=created,
                     last_active=created, transcript=row.tmuxsess_transcript,
-                    prompt=row.tmuxsess_prompt, kind=row.tmuxsess_kind).to_json()
+                    prompt=row.tmuxsess_prompt, kind=row.tmuxsess_kind,
+                    token=row.tmuxsess_token, tty=row.pane_tty).to_json()
         return sessions
 
     # -- reading the pane -----------------------------------------------------------
@@ -3250,8 +3278,8 @@ class Engine:
                                                  anchor=_echo_anchor(text))
             self._deliver(pane, stream, keys, enter and line_editing is None, kept.encode(),
                           retries, interval, verbose, bracketed=line_editing is None)
-            if pane.registered:
-                self.registry.touch(pane.session)
+            if own and (enter or "Enter" in keys):
+                self._note_sent(pane, record.offset)
             if pattern is None:
                 return result
             if following:
@@ -3307,7 +3335,9 @@ class Engine:
         attempt = 0
         while True:
             try:
-                self.host.tmux(pane.server, *steps, stdin=payload)
+                out = self.host.tmux(pane.server, *steps, stdin=payload)
+                if pane.unverified:
+                    _verified(pane, out)
                 return
             except (KeyboardInterrupt, TmuxError) as e:
                 if payload:  # our private buffer must not outlive this call
@@ -3315,6 +3345,8 @@ class Engine:
                         self.host.tmux(pane.server, ["delete-buffer", "-b", buffer])
                 if not isinstance(e, TmuxError):
                     raise
+                if pane.unverified:
+                    raise _StalePane()  # not typed: ask tmux what became of the pane
                 if not e.transient or attempt >= retries:
                     raise _send_failure(e, attempt)
                 if verbose:
@@ -3488,26 +3520,62 @@ class Engine:
         began = time.monotonic()
         _seconds(timeout, "-T")
         _at_least(max_output, 0, "--max-output")
-        pane, health = self.resolve(session, socket, socket_name, target, changes=True)
+        _check_text(code)  # refuse NUL before anything is typed
+        job = _RunJob(code, prompt, began + timeout, max_output, cancel, on_output, answer)
+        pane = self._registry_pane(session, socket, socket_name, target)
+        if pane is not None:
+            try:  # the one tmux call of the run checks that the pane is still this one
+                return self._run_on(pane, Health("healthy", True, True, True, pid=pane.pid,
+                                                 process_running=True), job, began)
+            except _StalePane:
+                pass  # nothing was typed: ask tmux, as for any other target
+        return self._run_on(*self.resolve(session, socket, socket_name, target, changes=True),
+                            job, began)
+
+    def _registry_pane(self, session: Optional[str], socket: Optional[str],
+                       socket_name: Optional[str], target: Optional[str]) -> Optional[Pane]:
+        """A registered session's pane as the registry describes it, unverified: the
+        delivery checks in the same tmux call that the pane runs the same program
+        with the same token. None where the registry cannot say enough, or its
+        program is not running."""
+        if socket or socket_name or target is not None:
+            return None
+        if session is not None:
+            validate_name(session)
+        entry = self._registered(session)
+        profile = PROFILES.get(entry.kind)
+        if (profile is None or not entry.pane_id or not entry.token or not entry.transcript
+                or not entry.tty
+                or not _TMUX_WORD.fullmatch(entry.pane_id + entry.token)
+                or self.host.process_state(entry.pid) != "running"
+                or not self.host.transcript_exists(entry.transcript)):
+            return None
+        return Pane(server=Server(self.settings.checked_socket(entry.socket)),
+                    pane_id=entry.pane_id, target=entry.target, session=entry.name,
+                    kind=entry.kind, transcript=entry.transcript, prompt=entry.prompt,
+                    registered=True, pid=entry.pid, piped=True, token=entry.token,
+                    marked=profile.marked, tty=entry.tty, unverified=True)
+
+    def _run_on(self, pane: Pane, health: Health, job: "_RunJob", began: float) -> RunResult:
+        code, prompt, deadline = job.code, job.prompt, job.deadline
         if health.status == "dead":
             raise PaneDeadError(health.said(pane.label, "nothing was run"),
                                 self._transcript_hint(pane)
                                 or "read its screen: tmuxsess.py capture")
         if health.status != "healthy":
             raise UnhealthyError(health.said(pane.label, "nothing was run"))
-        _check_text(code)  # refuse NUL before anything is typed
         prompt_re = _compile_prompt(prompt or pane.prompt) if prompt or pane.prompt else None
         if prompt_re is None and not pane.marked:
             raise UsageError("tmuxsess does not know the prompt of %s" % pane.label,
                              "pass --prompt REGEX matching the program's prompt line")
-        exchange = _Exchange(self, pane, prompt_re, began + timeout, max_output, cancel,
-                             on_output)
-        with self._run_lock(pane, began + timeout), self._transcript_for(pane) as following:
+        exchange = _Exchange(self, pane, prompt_re, deadline, job.max_output, job.cancel,
+                             job.on_output)
+        with self._run_lock(pane, deadline), self._transcript_for(pane) as following:
             if not following:
                 raise UnhealthyError("%s already pipes its output elsewhere (pipe-pane); "
                                      "run cannot follow it" % pane.label,
                                      "use send -w, or capture")
-            if answer:
+            if job.answer:
                 result = exchange.answer(code)
             else:
                 early = exchange.ready()
@@ -3516,8 +3584,6 @@ class Engine:
                 with self._block_file(exchange.profile, code) as path:
                     units = exchange.profile.units(code, path, by_lines=prompt_re is not None)
                     result = exchange.run(units, path)
-            if pane.registered:
-                self.registry.touch(pane.session)
         result.elapsed = round(time.monotonic() - began, 3)
         return result
 
@@ -3546,10 +3612,30 @@ class Engine:
             with contextlib.suppress(OSError):
                 os.unlink(path)
 
+    def _note_sent(self, pane: Pane, offset: int) -> None:
+        """Remember where in the transcript the last line sent (with its Enter)
+        began, beside the pane's run lock: a prompt printed before it is not one
+        the program waits at, even while the echo of that line is on its way."""
+        if pane.transcript and offset >= 0:
+            with contextlib.suppress(OSError, TmuxsessError):
+                self.settings.state_subdir("locks")
+                path = self._run_lock_path(pane.server, pane.pane_id)[:-len(".lock")] + ".sent"
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(str(offset))
+
+    def _sent_offset(self, pane: Pane) -> int:
+        """Where in the transcript the last line sent began; -1 if unknown."""
+        with contextlib.suppress(OSError, ValueError):
+            path = self._run_lock_path(pane.server, pane.pane_id)[:-len(".lock")] + ".sent"
+            with open(path) as f:
+                return int(f.read() or -1)
+        return -1
+
     def _run_lock_path(self, server: Server, pane_id: str) -> str:
         """The file whose flock queues the runs on one pane, on any server."""
         where = os.path.abspath(server.socket) if server.socket else server.label
-        key = hashlib.sha256(("%s\0%s" % (where, pane_id)).encode()).hexdigest()[:24]
+        key = _sha256_hex(("%s\0%s" % (where, pane_id)).encode())[:24]
         return os.path.join(self.settings.state_dir, "locks", key + ".lock")
 
     @contextlib.contextmanager
@@ -3568,6 +3654,18 @@ class Engine:
             yield
 
 
+class _RunJob(NamedTuple):
+    """What a run was asked to do."""
+
+    code: str
+    prompt: Optional[str]
+    deadline: float
+    max_output: int
+    cancel: Optional[Any]
+    on_output: Optional[Callable[[str], None]]
+    answer: bool
+
+
 class _Exchange:
     """One run: be sure the program takes input, then type each unit and follow
     its output to the next prompt."""
@@ -3584,14 +3682,20 @@ class _Exchange:
     def _prompt(self, tail: bytes) -> Optional[str]:
         if self.prompt_re is not None:
             return "" if _at_regex_prompt(tail, self.prompt_re) else None
-        return prompt_at_end(tail, self.pane.token, self.pane.profile.continuation_text)
+        at = prompt_at_end(tail, self.pane.token, self.pane.profile.continuation_text)
+        if at is not None and self._since(tail) > _last_prompt_start(tail, self.pane.token):
+            return None  # text went in after that prompt: its echo is on its way
+        return at
+
+    def _since(self, tail: bytes) -> int:
+        """Where in ``tail`` the last send began; -1 for none, or earlier."""
+        offset = self.engine._sent_offset(self.pane)
+        base = self.host.transcript_size(self.pane.transcript) - len(tail)
+        return offset - base if offset >= 0 else -1
 
     def _under_output(self, tail: bytes) -> Optional[str]:
         """The prompt the program waits at below output it printed later."""
-        record = SentRecord.decode(self.pane.sent)
-        base = self.host.transcript_size(self.pane.transcript) - len(tail)
-        since = record.offset - base if record is not None and record.offset >= 0 else -1
-        return prompt_under_output(tail, self.pane.token, since)
+        return prompt_under_output(tail, self.pane.token, self._since(tail))
 
     def _remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -3604,6 +3708,12 @@ class _Exchange:
             return None  # a new temporary transcript: nothing to tell by
         tail = self.host.transcript_tail(pane.transcript)
         at = self._prompt(tail)
+        if pane.unverified and (at is None or at in pane.profile.continuation
+                                or (self.prompt_re is None and _unsent_text(tail, pane.token))):
+            # Not plainly ready: decide as for any pane, after asking tmux (for the
+            # last send's record, say; it also gives a redraw a send just asked
+            # for the moment it takes).
+            raise _StalePane()
         under = None if at is not None or self.prompt_re is not None else (
             self._under_output(tail))
         if under is not None:  # output after the prompt is not text typed on it
@@ -3735,6 +3845,7 @@ class _Exchange:
             self.engine._deliver(pane, stream, (), bracketed,
                                  record.encode() if pane.kind else "", 0, 0.1,
                                  bracketed=bracketed)
+            self.engine._note_sent(pane, offset)
             reason = f.follow(max(self._remaining(), 0.001), cancel=self.cancel,
                               on_output=self.on_output)
         if f.ended_at in PROFILES and reason == "debugger":
@@ -3749,16 +3860,45 @@ def _check_text(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
+class _StalePane(Exception):
+    """The registry's idea of a pane did not hold; nothing was typed."""
+
+
+# What a command string for if-shell may hold unquoted-safe in single quotes.
+_TMUX_WORD = re.compile(r"[\w%@#{}:. /=-]*")
+DELIVERED = "tmuxsess-delivered"
+
+
+def _command_string(commands: List[List[str]]) -> str:
+    for word in (w for c in commands for w in c):
+        if not _TMUX_WORD.fullmatch(word):
+            raise ValueError("not a plain tmux word: %r" % word)
+    return " ; ".join(" ".join("'%s'" % w for w in c) for c in commands)
+
+
+def _verified(pane: Pane, out: str) -> None:
+    """Read the delivery's answer for a pane known from the registry alone."""
+    for line in out.splitlines():
+        word = line.split(" ")
+        if word[0] == DELIVERED and word[-1].isdigit():
+            pane.server_pid, pane.unverified = int(word[-1]), False
+            return
+    raise _StalePane()
+
+
 def _delivery_steps(pane: Pane, payload: Optional[bytes], keys: Sequence[str], enter: bool,
                     record: str, buffer: str, bracketed: bool = True) -> List[List[str]]:
-    """The tmux commands that type a payload and keys, and leave the sent record."""
+    """The tmux commands that type a payload and keys, and leave the sent record
+    and the time of activity. For an unverified pane, they run only if the pane
+    runs the program with the token the registry names, and then say so."""
     target = pane.pane_id or pane.target
     steps: List[List[str]] = []
+    load: List[List[str]] = []
     if payload:
         # -r: newlines go in as typed (LF), not rewritten; -p: bracketed paste
         # when the program asked for it; -d: the buffer is gone afterwards.
-        steps += [["load-buffer", "-b", buffer, "-"],
-                  ["paste-buffer", "-d", "-r"] + (["-p"] if bracketed else [])
+        load = [["load-buffer", "-b", buffer, "-"]]
+        steps += [["paste-buffer", "-d", "-r"] + (["-p"] if bracketed else [])
                   + ["-b", buffer, "-t", target]]
     if enter:
         steps.append(["send-keys", "-t", target, "Enter"])
@@ -3768,7 +3908,18 @@ def _delivery_steps(pane: Pane, payload: Optional[bytes], keys: Sequence[str], e
         # A pane option (a session can hold panes the tool did not make); -F
         # lets the record name the cursor's line at the moment of sending.
         steps.append(["set-option", "-p", "-F", "-t", pane.pane_id, "@tmuxsess-sent", record])
-    return steps
+        steps.append(["set-option", "-p", "-t", pane.pane_id, "@tmuxsess-active", _utcnow()])
+    if not pane.unverified or not steps:
+        return load + steps
+    same = "#{&&:#{==:#{pane_pid},%d},#{==:#{@tmuxsess-token},%s}}" % (pane.pid, pane.token)
+    then = steps + [["display-message", "-p", "-t", pane.pane_id, DELIVERED + " #{pid}"]]
+    try:
+        check = ["if-shell", "-F", "-t", pane.pane_id, same, _command_string(then)]
+    except ValueError:
+        raise _StalePane()
+    # Not delivered: the buffer goes too.
+    return load + [check + ([_command_string([["delete-buffer", "-b", buffer]])]
+                            if payload else [])]
 
 
 def _send_failure(e: TmuxError, attempts: int) -> TmuxError:
@@ -3929,7 +4080,7 @@ def _iso(epoch: str) -> str:
     """tmux's seconds since the epoch as UTC ISO-8601; "" if it gave none."""
     if not epoch.isdigit():
         return ""
-    return datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
 
 
 def _taken_in_registry(name: str) -> NameTakenError:
@@ -3963,7 +4114,7 @@ def _sockets_named_in(path: str) -> List[str]:
 
 def _move_aside(path: str) -> str:
     """Rename a damaged file to ``PATH.corrupt-<UTC>``; the new name."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     moved = "%s.corrupt-%s" % (path, stamp)
     n = 1
     while os.path.lexists(moved):
@@ -3978,6 +4129,7 @@ def _move_aside(path: str) -> str:
 
 def _transcript_chunks(f: IO[bytes], raw: bool) -> Iterator[str]:
     """A transcript's text in chunks: rendered, or ``raw`` as written."""
+    import codecs
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     carry = ""
     while True:
@@ -4168,7 +4320,7 @@ def skill(tool: Optional[str] = None) -> str:
     By default the tool is this file's absolute path: where it was vendored.
     """
     path = tool or os.path.abspath(__file__)
-    return SKILL_MD.replace("{tool}", shlex.quote(path))
+    return SKILL_MD.replace("{tool}", _quote(path))
 
 
 
@@ -4320,7 +4472,7 @@ def _mcp_create(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
         ready_timeout=a.get("ready_timeout", 15.0), prompt=a.get("prompt"))
     out = {k: record.get(k) for k in ("name", "socket", "target", "pane_id", "type", "kind",
                                       "pid", "registered", "created_at")}
-    out["attach"] = "tmux -S %s attach -t %s" % (shlex.quote(record["socket"]), a["name"])
+    out["attach"] = "tmux -S %s attach -t %s" % (_quote(record["socket"]), a["name"])
     return out, _mcp_json_text(out), ""
 
 
@@ -4409,7 +4561,8 @@ def _mcp_wait(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
 
 def _mcp_tail_lines(chunks: Iterator[str], lines: Optional[int]) -> Tuple[str, int]:
     """The last ``lines`` lines (None: all) of streamed text, and how many there were."""
-    keep: "collections.deque[str]" = collections.deque(maxlen=lines)
+    import collections
+    keep: collections.deque[str] = collections.deque(maxlen=lines)
     carry, total = "", 0
     for chunk in chunks:
         parts = (carry + chunk).split("\n")
@@ -4721,6 +4874,7 @@ class _McpCall:
         try:
             response = self.server.result(self.rid, self.tool_result(), self.version)
         except Exception as e:  # a bug, not a user's mistake: say so, keep serving
+            import traceback
             traceback.print_exc(file=sys.stderr)
             response = _mcp_rpc_error(self.rid, MCP_INTERNAL_ERROR, "Internal error: %s: %s"
                                       % (type(e).__name__, e))
@@ -4892,6 +5046,7 @@ class _McpServer:
             else:
                 self.handle_message(msg, self.write)
         except Exception as e:  # never let one message end the server
+            import traceback
             traceback.print_exc(file=sys.stderr)
             rid = msg.get("id") if isinstance(msg, dict) and _mcp_valid_id(msg.get("id")) else None
             self.write(_mcp_rpc_error(rid, MCP_INTERNAL_ERROR, "Internal error: %s" % e))
@@ -5200,7 +5355,7 @@ for agents  skill                       print (or --write) a SKILL.md for this t
 Example:  tmuxsess.py create -n calc --python && tmuxsess.py run -s calc -c '6*7'
 """
 
-Handler = Callable[[Engine, argparse.Namespace], int]
+Handler = Callable[[Engine, "argparse.Namespace"], int]
 
 
 def _target(a: argparse.Namespace) -> Dict[str, Any]:
@@ -5268,7 +5423,7 @@ def cmd_create(engine: Engine, a: argparse.Namespace) -> int:
                                         "kind", "pid", "registered", "created_at",
                                     "transcript")}
     _print_json(shown)
-    socket = shlex.quote(record["socket"])
+    socket = _quote(record["socket"])
     how = "-s %s" % a.name if record["registered"] else "-S %s -t %s" % (socket, a.name)
     print("To watch it:  tmux -S %s attach -t %s" % (socket, a.name), file=sys.stderr)
     print("To read it:   %s capture %s" % (_me(), how), file=sys.stderr)
@@ -5276,7 +5431,7 @@ def cmd_create(engine: Engine, a: argparse.Namespace) -> int:
 
 
 def _me() -> str:
-    return shlex.quote(sys.argv[0]) if sys.argv and sys.argv[0] else "tmuxsess.py"
+    return _quote(sys.argv[0]) if sys.argv and sys.argv[0] else "tmuxsess.py"
 
 
 def cmd_list(engine: Engine, a: argparse.Namespace) -> int:
@@ -5394,7 +5549,7 @@ def cmd_repair(engine: Engine, a: argparse.Namespace) -> int:
 def cmd_attach(engine: Engine, a: argparse.Namespace) -> int:
     argv = engine.attach_command(**_target(a))
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        print(" ".join(shlex.quote(x) for x in argv))
+        print(" ".join(_quote(x) for x in argv))
         print("tmuxsess: not on a terminal; run the command above to attach",
               file=sys.stderr)
         return 0
@@ -5556,7 +5711,7 @@ def _run_flags(a: argparse.Namespace) -> str:
     for flag, value in (("-s", a.session), ("-S", a.socket), ("-L", a.socket_name),
                         ("-t", a.target)):
         if value:
-            words += [flag, shlex.quote(value)]
+            words += [flag, _quote(value)]
     return " ".join(words)
 
 
@@ -5598,13 +5753,19 @@ class _BadArguments(SystemExit):
         self.message, self.hint = message, hint
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad command line gets the same one-line error as the rest."""
+def _parser_class() -> Type[argparse.ArgumentParser]:
+    """argparse, but a bad command line gets the same one-line error as the rest.
 
-    def error(self, message: str) -> "NoReturn":
-        said = "%s: %s" % (self.prog, message)
-        _error(said, "see: %s --help" % self.prog)
-        raise _BadArguments(said, "see: %s --help" % self.prog)
+    Made when the command line is parsed: the API does not import argparse.
+    """
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            said = "%s: %s" % (self.prog, message)
+            _error(said, "see: %s --help" % self.prog)
+            raise _BadArguments(said, "see: %s --help" % self.prog)
+    return Parser
 
 
 def _json_error(message: str, hint: str, kind: str, code: int) -> None:
@@ -5824,14 +5985,17 @@ COMMANDS: List[_Command] = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line: one subparser per entry of ``COMMANDS``."""
+def build_parser(only: str = "") -> argparse.ArgumentParser:
+    """The command line: one subparser per entry of ``COMMANDS`` (with ``only``,
+    just the one of that name or alias, when there is one: the rest cost time)."""
+    import argparse
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = _Parser(prog="tmuxsess.py", formatter_class=fmt,
-                     description=(__doc__ or "").split("\n\n")[0])
+    chosen = [c for c in COMMANDS if only in [c.name] + c.aliases] or COMMANDS
+    parser = _parser_class()(prog="tmuxsess.py", formatter_class=fmt,
+                     description=(__doc__ or "").split("\n\n")[0].split("\n")[-1])
     parser.add_argument("--version", action="version", version="tmuxsess " + __version__)
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
-    for c in COMMANDS:
+    for c in chosen:
         p = sub.add_parser(c.name, aliases=c.aliases, help=c.help, description=c.help,
                            epilog="examples:\n" + c.examples, formatter_class=fmt)
         p.set_defaults(func=c.run, name_=c.name, parser_=p)
@@ -5850,7 +6014,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not argv:
         sys.stdout.write(OVERVIEW)
         return 0
-    parser = build_parser()
+    parser = build_parser(name)
     try:
         words, held = _dash_values(parser, argv)
         a, extra = parser.parse_known_args(words)
@@ -5897,6 +6061,7 @@ def _dash_values(parser: argparse.ArgumentParser, argv: List[str]
     a value-taking option is its value. Text values travel as placeholders
     (argv cannot hold NUL, so none collides) put back by ``_restore_values``.
     """
+    import argparse
     commands: Dict[str, argparse.ArgumentParser] = {}
     for sub in parser._actions:
         if isinstance(sub, argparse._SubParsersAction):
@@ -5937,7 +6102,8 @@ def _usage_code(name: str) -> int:
     return {"create-session": 1, "safe-send": 4, "kill-session": 3, "run": 126}.get(name, 1)
 
 
-if __name__ == "__main__":
+def script() -> NoReturn:
+    """The command line as a program: signals as a command-line tool has them."""
     with contextlib.suppress(AttributeError):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -5945,3 +6111,44 @@ if __name__ == "__main__":
         sys.exit(main())
     except KeyboardInterrupt:  # outside a command, e.g. while parsing arguments
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    script()
+
+# Started as ./tmuxsess.py, /bin/sh runs the docstring's first line: Python then
+# runs only what follows the mark below, which imports this file as a module,
+# from bytecode cached in a private per-user dir. Run as a script the file
+# would be compiled anew each time (~50 ms); only imported modules are cached.
+# The cache works where the tool's dir is read-only or PYTHONDONTWRITEBYTECODE
+# is set: it is written elsewhere, keyed by this file's path, size and mtime.
+#: boot
+
+
+def _boot() -> None:
+    import os as o
+    s = sys
+    s.argv.pop(0)  # "-c"; argv[0] is now the path the tool was started by
+    import signal
+    signal.signal(signal.SIGINT, lambda *_: o._exit(130))  # as while loading, below
+    cache = o.environ.get("TMUXSESS_CACHE_DIR") or o.path.join(
+        o.environ.get("XDG_CACHE_HOME") or o.path.expanduser("~/.cache"), "tmuxsess")
+    try:
+        o.makedirs(cache, 0o700, exist_ok=True)
+        st = o.lstat(cache)
+        if st.st_uid == o.geteuid() and not st.st_mode & 0o022 and o.path.isdir(cache):
+            s.pycache_prefix = cache  # ours alone: bytecode from here is trusted
+            s.dont_write_bytecode = False
+    except OSError:
+        pass  # no cache: compiled in memory, as a script is
+    from importlib.util import module_from_spec, spec_from_file_location
+    spec = spec_from_file_location("tmuxsess", o.path.realpath(s.argv[0]))
+    assert spec is not None and spec.loader is not None
+    module = module_from_spec(spec)
+    s.modules["tmuxsess"] = module
+    spec.loader.exec_module(module)
+    module.script()
+
+
+if __name__ == "__main__" and "__file__" not in globals():
+    _boot()
