@@ -340,6 +340,7 @@ class Pane:
     command: str = ""  # what tmux says runs in the pane now (python3, vim, ...)
     alternate: bool = False  # in the alternate screen: a full-screen program
     screen: str = ""  # @tmuxsess-screen: how the screen looked at the last send
+    screen_state: Optional["ScreenState"] = None  # as tmux described it when resolved
 
     @property
     def label(self) -> str:
@@ -705,6 +706,8 @@ class PaneRow(NamedTuple):
     pid: str
     pane_pipe: str
     history_size: str
+    pane_height: str
+    history_limit: str
     cursor_x: str
     cursor_y: str
     window_activity: str      # when the window last had output (seconds since the epoch)
@@ -741,6 +744,12 @@ class PaneRow(NamedTuple):
     def line(self) -> int:
         """The cursor's absolute line: history size + cursor row."""
         return int(self.history_size or 0) + int(self.cursor_y or 0)
+
+    @property
+    def screen_state(self) -> "ScreenState":
+        return ScreenState(self.pane_dead, self.pane_dead_status, self.history_size,
+                           self.pane_height, self.history_limit, self.alternate_on,
+                           self.cursor_x, self.cursor_y)
 
     @property
     def screen(self) -> Dict[str, Any]:
@@ -1979,8 +1988,7 @@ LOOK_STEPS = (["display-message", "-p", "-F", row_format(ScreenState)],
 # How send puts text in: "auto" types it into a program in the alternate
 # screen and pastes it elsewhere; "type" and "paste" force either.
 DELIVERIES = ("auto", "type", "paste")
-TYPE_PIECE = 16384            # characters per send-keys -l argument
-TYPE_PIECES_PER_CALL = 16     # arguments per tmux call (argv stays far below its limit)
+TYPE_PIECE = 8192             # bytes of text per send-keys -l (tmux takes 16 KiB a command)
 SUBMIT_PRESSES = 4            # Enter presses for one paste, at most
 SUBMIT_WINDOW = 0.3           # seconds the first Enter has to show; doubled each time
 
@@ -2054,6 +2062,14 @@ def _search_outside(pattern: "re.Pattern[str]", text: str, echo: Sequence[str]
         if not any(a <= m.start() and m.end() <= b for a, b in spans):
             return m
     return None
+
+
+def _look_of(pane: Pane, rows: str) -> Optional[Look]:
+    """A look from ``capture-pane`` rows and the state the pane was found in."""
+    state = pane.screen_state
+    if state is None or not state.pane_height.isdigit():
+        return None
+    return Look(state, rows.split("\n")[:int(state.pane_height)])
 
 
 def _last_rows(look: Look, count: int = 10) -> str:
@@ -2513,6 +2529,7 @@ class Engine:
                     piped=row.pane_pipe == "1", line=row.line, token=row.tmuxsess_token,
                     command=row.pane_current_command,
                     alternate=row.alternate_on == "1", screen=row.tmuxsess_screen,
+                    screen_state=row.screen_state,
                     marked=bool(row.tmuxsess_transcript and row.kind
                                 and PROFILES.get(row.kind, PROFILES["command"]).marked))
 
@@ -2824,8 +2841,10 @@ class Engine:
             self.host.remove_transcript(transcript)
             self.host.remove_transcript(transcript + ".init")
         if pane_id:
-            with contextlib.suppress(OSError):
-                os.unlink(self._run_lock_path(server, pane_id))
+            for path in (self._run_lock_path(server, pane_id),
+                         self._look_path(server, pane_id, make=False)):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
 
     def cleanup_sessions(self, all: bool = False, older_than: Optional[float] = None,
                          idle: Optional[float] = None, dry_run: bool = False
@@ -3117,7 +3136,7 @@ class Engine:
             out = self._deliver(pane, plan.payload, plan.keys, plan.enter and not submit,
                                 kept.encode(), plan.retries, plan.interval, plan.verbose,
                                 typed=plan.typed, look="%d %s" % (pane.alternate, snap))
-            before = Look.decode(out)
+            before = _look_of(pane, out)
             self._save_look(pane, snap, before, _echo_lines(plan.text))
             if submit:
                 result["enter_presses"] = self._submit(pane, plan.text or "", before)
@@ -3237,10 +3256,12 @@ class Engine:
             raise TmuxError("tmux did not describe pane %s" % pane.label)
         return look
 
-    def _look_path(self, pane: Pane) -> str:
-        return os.path.join(self.settings.state_subdir("screens"),
-                            os.path.basename(self._run_lock_path(pane.server, pane.pane_id))
-                            [:-len(".lock")])
+    def _look_path(self, server: Server, pane_id: str, make: bool = True) -> str:
+        """The file that keeps how a pane's screen looked at its last send."""
+        key = os.path.basename(self._run_lock_path(server, pane_id))[:-len(".lock")]
+        where = (self.settings.state_subdir("screens") if make
+                 else os.path.join(self.settings.state_dir, "screens"))
+        return os.path.join(where, key)
 
     def _save_look(self, pane: Pane, snap: str, look: Optional[Look], echo: List[str]
                    ) -> None:
@@ -3249,15 +3270,15 @@ class Engine:
         if look is None or not pane.pane_id:
             return
         with contextlib.suppress(TmuxsessError):
-            _write_private(self._look_path(pane), "%s\n%s\n%s" % (
-                snap, json.dumps(echo, ensure_ascii=False), look.encode()))
+            _write_private(self._look_path(pane.server, pane.pane_id), "%s\n%s\n%s" % (
+                snap, json.dumps(echo), look.encode()))
 
     def _saved_look(self, pane: Pane) -> Tuple[Optional[Look], List[str]]:
         """How the screen looked at the last send, and the lines it sent; None
         and [] when that is not known."""
         snap = pane.screen.partition(" ")[2]
         try:
-            with open(self._look_path(pane), encoding="utf-8") as f:
+            with open(self._look_path(pane.server, pane.pane_id), encoding="utf-8") as f:
                 saved, echo, look = f.read().split("\n", 2)
             if snap and saved == snap:
                 return Look.decode(look), [str(e) for e in json.loads(echo)]
@@ -3808,16 +3829,15 @@ def _delivery_steps(pane: Pane, payload: Optional[bytes], keys: Sequence[str], e
     the screen and leaves ``@tmuxsess-screen``."""
     target = pane.pane_id or pane.target
     calls: List[List[List[str]]] = [[]]
-    if look:
-        calls[0] += [LOOK_STEPS[0] + ["-t", target], LOOK_STEPS[1] + ["-t", target]]
+    if look:  # the screen's rows; its state is the one tmux gave when the pane was found
+        calls[0].append(LOOK_STEPS[1] + ["-t", target])
     if payload and typed:
         # Keys, exactly: -l takes the text as characters, never key names; "--"
         # ends the options (a text may start with "-"); Host.tmux escapes a
-        # final ";". An argument is at most 128 KiB: the text goes in pieces.
-        text = payload.decode("utf-8", "surrogateescape")
-        pieces = [text[i:i + TYPE_PIECE] for i in range(0, len(text), TYPE_PIECE)]
-        for i, piece in enumerate(pieces):
-            if i and i % TYPE_PIECES_PER_CALL == 0:
+        # final ";". A tmux command is at most 16 KiB: long text goes in pieces,
+        # one tmux call each.
+        for i, piece in enumerate(_pieces(payload.decode("utf-8", "surrogateescape"))):
+            if i:
                 calls.append([])
             calls[-1].append(["send-keys", "-t", target, "-l", "--", piece])
     elif payload:
@@ -3837,6 +3857,17 @@ def _delivery_steps(pane: Pane, payload: Optional[bytes], keys: Sequence[str], e
     if look and pane.pane_id:
         steps.append(["set-option", "-p", "-t", pane.pane_id, "@tmuxsess-screen", look])
     return [c for c in calls if c]
+
+
+def _pieces(text: str) -> Iterator[str]:
+    """``text`` cut into pieces of at most TYPE_PIECE bytes of UTF-8."""
+    i = 0
+    while i < len(text):
+        piece = text[i:i + TYPE_PIECE]
+        while len(piece.encode("utf-8", "surrogateescape")) > TYPE_PIECE:
+            piece = piece[:len(piece) // 2]
+        yield piece
+        i += len(piece)
 
 
 def _check_delivery(delivery: str, multiline: bool, stable: float) -> None:
