@@ -4278,6 +4278,16 @@ Every subcommand explains itself with `--help`.
    program wrote since create: save what explains a crash first.
 8. **Clean up.** `{tool} kill -s NAME` when the work is done; `{tool} cleanup`
    removes dead sessions. Leave running only what the user asked to keep.
+9. **Full-screen programs get keys; wait on their screen.** In a program in the
+   alternate screen (vim, less, top, htop; `{tool} health -s NAME` says
+   `"alternate_screen": true`) `-c TEXT` is typed as keys, so
+   `send -c ':wq'` saves and quits vim; in the main screen (shells, REPLs, agent
+   TUIs drawn inline) it is pasted. `--type` / `--paste` force either. `send -w`
+   and `wait -p` on a full-screen program match what its screen shows now.
+   `{tool} wait -s NAME --stable 3s` returns once the screen has held still
+   (a TUI or agent done spinning and streaming); `--not PATTERN` fails at once
+   on an error (wait exits 2, send 5). `{tool} capture -s NAME --json` adds
+   `alternate_screen`, the cursor and `current_command`.
 
 An MCP client can use the same operations as tools instead of this command
 line: `{tool} mcp` serves them on stdio (`{tool} mcp --help` has the setup for
@@ -4295,6 +4305,20 @@ print(sum(squares))'
 {tool} run -s build -c 'test -d /tmp && echo ok'
 {tool} kill -s calc
 {tool} kill -s build
+```
+
+## Driving an agent TUI (Claude Code, or any TUI)
+
+A pasted prompt is submitted exactly once: Enter goes in once the text shows,
+and again if the TUI swallowed it. Wait until it has settled, then read the
+answer from its screen:
+
+```sh
+{tool} create -n helper --cmd 'claude'
+{tool} send -s helper -c 'Explain what tmux send-keys -l does, in one line.'
+{tool} wait -s helper --stable 3s -T 300 --not 'API Error'
+{tool} capture -s helper -n 40
+{tool} kill -s helper
 ```
 """
 
