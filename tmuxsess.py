@@ -3462,7 +3462,8 @@ class Engine:
         pattern in the text that changed since ``before``, and with ``stable``
         until the screen has held still that long."""
         began = time.monotonic()
-        longest = min(interval or 0.1, stable / 4 if stable else 1.0) or 0.1
+        # Stillness is seen at most a twentieth of a second late.
+        longest = min(interval or 0.1, 0.05 if stable else 1.0)
         delay, last, quiet_since = 0.005, None, began
         while True:
             try:
@@ -4216,7 +4217,7 @@ def send(text: Optional[str] = None, keys: Sequence[str] = (), **options: Any) -
     return default_engine().send(text, keys, **options)
 
 
-def wait_for_text(pattern: str, **options: Any) -> WaitResult:
+def wait_for_text(pattern: Optional[str] = None, **options: Any) -> WaitResult:
     """``Engine.wait_for_text`` on the default engine."""
     return default_engine().wait_for_text(pattern, **options)
 
