@@ -884,7 +884,8 @@ class ListHealthTest(TmuxTestCase):
             self.assertEqual(h["status"], status)
             self.assertEqual(sorted(h), sorted([
                 "status", "server_running", "session_exists", "pane_exists", "pane_dead",
-                "pid", "process_running", "exit_status", "exit_signal"]))
+                "pid", "process_running", "exit_status", "exit_signal",
+                "alternate_screen", "cursor_x", "cursor_y", "current_command"]))
             text = self.cli("pane-health", "-s", name, "--format", "text")
             self.assertEqual(text.returncode, code)
             self.assertEqual(len(text.stdout.splitlines()), 1)
@@ -2731,6 +2732,273 @@ class TranscriptTest(TmuxTestCase):
         self.assertLessEqual(len(calls()), 4, calls())
 
 
+# ===========================================================================
+# Full-screen programs and agent TUIs: keys where keys are meant, waits on the
+# screen a person sees, a prompt submitted exactly once.
+# ===========================================================================
+
+# A top/htop-like program: the alternate screen, redrawn 30 times a second by
+# cursor positioning; "Load average" has a cursor move where its space is, so
+# only the screen (never the transcript read as lines) says it. q quits.
+TOPLIKE = r'''
+import os, select, sys, tty
+tty.setraw(0)
+out = sys.stdout
+out.write("\x1b[?1049h\x1b[?25l\x1b[2J")
+n = 0
+try:
+    while True:
+        n += 1
+        frame = ["\x1b[1;1Htasks %5d\x1b[K" % n,
+                 "\x1b[2;3HLoad\x1b[1Caverage: %d.%02d" % (n % 7, n % 100)]
+        for row in range(3, 20):
+            frame.append("\x1b[%d;1H%4d %s\x1b[K" % (row, (n * row) % 9973, "x" * (n % 30)))
+        out.write("".join(frame))
+        out.flush()
+        ready, _, _ = select.select([0], [], [], 0.03)
+        if ready and b"q" in os.read(0, 100):
+            break
+finally:
+    out.write("\x1b[?25h\x1b[?1049l")
+    out.flush()
+'''
+
+# An agent TUI stand-in, drawn in the main screen as Claude Code's is: raw
+# mode, bracketed paste, an input box redrawn in place (cursor up, erase). An
+# Enter within SWALLOW seconds of a paste's end is lost, as such TUIs lose it;
+# a later one submits: the input is logged (one JSON line each), a spinner
+# turns for 0.4 s, then the answer (the input reversed) is printed.
+STANDIN = r'''
+import json, os, sys, time, tty
+log, swallow = sys.argv[1], float(sys.argv[2])
+tty.setraw(0)
+out = sys.stdout
+BORDER = "-" * 40
+
+
+def draw(buf, first=False):
+    out.write(("" if first else "\x1b[1A\r\x1b[2K") + BORDER + "\r\n\x1b[2K> "
+              + buf.decode("utf-8", "replace").replace("\n", " "))
+    out.flush()
+
+
+def answer(buf):
+    text = buf.decode("utf-8", "replace")
+    with open(log, "a") as f:
+        f.write(json.dumps(text) + "\n")
+    out.write("\r\n")
+    for i in range(8):
+        out.write("\r\x1b[2K  thinking %s" % "|/-\\"[i % 4])
+        out.flush()
+        time.sleep(0.05)
+    out.write("\r\x1b[2K  answer: %s\r\n\r\n" % text[::-1])
+    draw(b"", first=True)
+
+
+out.write("\x1b[?2004hstand-in agent; an Enter within %gs of a paste is lost\r\n" % swallow)
+draw(b"", first=True)
+buf, data, pasting, paste_end = bytearray(), b"", False, 0.0
+while True:
+    chunk = os.read(0, 4096)
+    if not chunk:
+        break
+    data += chunk
+    while data:
+        if data.startswith(b"\x1b[200~"):
+            pasting, data = True, data[6:]
+        elif data.startswith(b"\x1b[201~"):
+            pasting, paste_end, data = False, time.monotonic(), data[6:]
+            draw(buf)
+        elif data[:1] == b"\x1b" and len(data) < 6:
+            break  # the rest of a bracket comes with the next read
+        elif pasting:
+            buf, data = buf + data[:1], data[1:]
+        else:
+            ch, data = data[:1], data[1:]
+            if ch == b"\r" and time.monotonic() - paste_end >= swallow:
+                answer(buf)
+                buf = bytearray()
+            elif ch == b"\x03":
+                sys.exit(0)
+            elif ch != b"\r":
+                buf += ch
+                draw(buf)
+'''
+
+# The recorder, in the alternate screen: a full-screen program's view of keys.
+ALT_RECORDER = RECORDER.replace('os.write(1, b"REC> ")', 'os.write(1, b"\\x1b[?1049hREC> ")')
+
+
+def needs(program):
+    return unittest.skipUnless(shutil.which(program), "%s is not installed" % program)
+
+
+class FullScreenTest(TmuxTestCase):
+    def shell(self, name="sh"):
+        self.api_create(name, "shell", cwd=self.tmp)
+        return name
+
+    def standin(self, name, swallow):
+        log = os.path.join(self.tmp, name + ".log")
+        cmd = " ".join(shlex.quote(x) for x in (
+            sys.executable, self.script("standin.py", STANDIN), log, str(swallow)))
+        self.api_create(name, "command", command=cmd)
+        wait_until(lambda: "stand-in agent" in self.screen(name), 20, "the stand-in")
+        return log
+
+    @needs("vim")
+    def test_vim_takes_colon_wq_and_saves(self):
+        self.shell()
+        vim = "vim -u NONE -N -i NONE f.txt"
+        self.ok("send", "-s", "sh", "-c", vim, "-w", "f.txt", "-T", "20")
+        h = json.loads(self.ok("health", "-s", "sh").stdout)
+        self.assertEqual((h["alternate_screen"], h["current_command"]), (True, "vim"))
+        r = json.loads(self.ok("send", "-s", "sh", "-l", "-c", "ihello -x;", "--json").stdout)
+        self.assertTrue(r["typed"])
+        self.ok("send", "-s", "sh", "-k", "Escape")
+        self.ok("send", "-s", "sh", "-c", ":wq", "-w", "[$#] $", "-T", "20")
+        self.assertEqual(read_bytes(os.path.join(self.tmp, "f.txt")), b"hello -x;\n")
+        # Keys, then a wait for the shell's prompt once vim has left the screen.
+        self.ok("send", "-s", "sh", "-c", vim, "-w", "hello", "-T", "20")
+        self.ok("send", "-s", "sh", "-k", ":", "q", "Enter", "-w", "[$#] $", "-T", "20")
+        h = json.loads(self.ok("health", "-s", "sh").stdout)
+        self.assertEqual((h["alternate_screen"], h["current_command"]), (False, "bash"))
+        # --paste forces a paste, --type keys; -m with --type is refused.
+        r = json.loads(self.ok("send", "-s", "sh", "--type", "-c", "true", "--json").stdout)
+        self.assertTrue(r["typed"])
+        self.fails(4, "send", "-s", "sh", "--type", "-m", "-c", "x")
+
+    def test_hostile_texts_are_typed_exactly_in_the_alternate_screen(self):
+        marker = os.path.join(self.tmp, "expanded")
+        texts = hostile_texts(marker)
+        out = os.path.join(self.tmp, "alt.rec")
+        open(out, "wb").close()
+        self.api_create("rec", "command", command=" ".join(shlex.quote(x) for x in (
+            sys.executable, self.script("alt-recorder.py", ALT_RECORDER), out)),
+            prompt=r"REC> $")
+        self.assertTrue(self.health("rec").alternate_screen)
+        for text in texts:
+            self.assertTrue(tmuxsess.send(text, session="rec")["typed"], text)
+        flags = ["-1;", "--", "-c", "-k C-c", "a;b;", ";", "\\;"]
+        for text in flags:  # through the command line too: values that look like flags
+            self.ok("send", "-s", "rec", "-c", text)
+        big = "".join(texts[i % len(texts)] for i in range(3000))  # over 100 KB: in pieces
+        tmuxsess.send(big, enter=False, session="rec")
+        self.assertReceived(out, b"".join(enc(t) + b"\r" for t in texts + flags) + enc(big),
+                            timeout=60)
+        self.assertFalse(os.path.exists(marker))
+
+    def test_screen_drawn_text_is_found_20_of_20(self):
+        self.shell()
+        prog = self.script("toplike.py", TOPLIKE)
+        for i in range(20):
+            r = tmuxsess.send("%s %s" % (sys.executable, prog), wait=r"Load average: \d",
+                              timeout=20, session="sh")
+            self.assertTrue(r["found"], (i, r))
+            r = tmuxsess.send(keys=["q"], wait=r"[$#] $", timeout=20, session="sh")
+            self.assertTrue(r["found"], (i, r))
+        # A separate wait on a running full-screen program counts what it drew.
+        tmuxsess.send("%s %s" % (sys.executable, prog), session="sh")
+        r = self.ok("wait", "-s", "sh", "-p", r"Load average: \d", "-T", "20", "--json")
+        self.assertTrue(json.loads(r.stdout)["found"])
+        tmuxsess.send(keys=["q"], wait=r"[$#] $", timeout=20, session="sh")
+
+    @needs("top")
+    def test_real_top_is_matched_20_of_20(self):
+        self.shell()
+        for i in range(20):
+            r = tmuxsess.send("top -d 0.3", wait=r"load average: \d", timeout=20,
+                              session="sh")
+            self.assertTrue(r["found"], (i, r))
+            r = tmuxsess.send(keys=["q"], wait=r"[$#] $", timeout=20, session="sh")
+            self.assertTrue(r["found"], (i, r))
+
+    def test_a_prompt_is_submitted_exactly_once_20_of_20(self):
+        for swallow, name in ((0.15, "swallows"), (0.0, "takes")):
+            log = self.standin(name, swallow)
+            prompts = ["prompt %d: %s" % (i, "x" * (i * 7)) for i in range(20)]
+            presses = []
+            for i, prompt in enumerate(prompts):
+                r = tmuxsess.send(prompt, session=name)
+                presses.append(r.get("enter_presses"))
+                w = tmuxsess.wait_for_text("answer: " + prompt[::-1], fixed=True,
+                                           timeout=20, session=name)
+                self.assertTrue(w.found, (name, i, w))
+            with open(log) as f:
+                got = [json.loads(line) for line in f]
+            self.assertEqual(got, prompts, name)
+            self.assertTrue(all(p is not None and 1 <= p <= 4 for p in presses), presses)
+            if not swallow:
+                self.assertEqual(set(presses), {1}, presses)
+
+    def test_wait_stable_and_not(self):
+        log = self.standin("agent", 0.0)
+        tmuxsess.send("hello there", session="agent")
+        r = json.loads(self.ok("wait", "-s", "agent", "--stable", "0.5s", "-T", "20",
+                               "--json").stdout)
+        self.assertTrue(r["found"], r)
+        self.assertIn("answer: ereht olleh", self.screen("agent"))  # settled: answered
+        with open(log) as f:
+            self.assertEqual(f.read(), '"hello there"\n')
+        # A pattern, then stillness; --not ends a wait at once, with its own code.
+        self.ok("send", "-s", "agent", "-c", "second", "-w", "answer: dnoces",
+                "--stable", "0.3", "-T", "20")
+        r = self.fails(3, "wait", "-s", "agent", "-p", "never", "--not", "answer: dnoces",
+                       "--whole-pane", "-T", "20", error=False)
+        self.assertIn("appeared (--not)", r.stderr)
+        self.shell()
+        began = time.monotonic()
+        r = self.fails(6, "send", "-s", "sh", "-c", "echo ERR''OR: boom; sleep 30",
+                       "-w", "never", "--not", r"ERROR: \w+", "-T", "20", error=False)
+        self.assertIn("'ERROR: boom' appeared (--not)", r.stderr)
+        self.assertLess(time.monotonic() - began, 15)
+        self.ok("send", "-s", "sh", "-k", "C-c")
+        self.fails(1, "wait", "-s", "sh")  # neither -p nor --stable
+
+    def test_capture_health_and_list_say_what_the_screen_is(self):
+        self.shell()
+        tmuxsess.send("%s %s" % (sys.executable, self.script("toplike.py", TOPLIKE)),
+                      wait="Load average", timeout=20, session="sh")
+        shot = json.loads(self.ok("capture", "-s", "sh", "--json").stdout)
+        self.assertEqual((shot["alternate_screen"], shot["current_command"]),
+                         (True, os.path.basename(sys.executable)))
+        self.assertIn("Load average:", shot["text"])
+        self.assertGreaterEqual(shot["cursor_y"], 1)
+        listed = json.loads(self.ok("list", "--json").stdout)["sessions"][0]
+        self.assertTrue(listed["alternate_screen"])
+        tmuxsess.send(keys=["q"], wait=r"[$#] $", timeout=20, session="sh")
+        h = json.loads(self.ok("health", "-s", "sh").stdout)
+        self.assertEqual((h["alternate_screen"], h["current_command"]), (False, "bash"))
+
+    def test_capture_and_run_keep_colours_with_ansi(self):
+        self.shell()
+        code = "printf '\\033[31mred\\033[0m plain\\n'"
+        r = self.ok("run", "-s", "sh", "--ansi", "-c", code)
+        self.assertEqual(r.stdout, "\x1b[31mred\x1b[0m plain\x1b[0m\n")
+        self.assertEqual(self.ok("run", "-s", "sh", "-c", code).stdout, "red plain\n")
+        self.assertIn("\x1b[31mred", self.ok("capture", "-s", "sh", "--ansi").stdout)
+
+    def test_readme_and_skill_drive_an_agent_tui(self):
+        # The recipes name `claude`; here the stand-in plays it, command for command.
+        agent = " ".join(shlex.quote(x) for x in (
+            sys.executable, self.script("standin.py", STANDIN),
+            os.path.join(self.tmp, "agent.log"), "0.15"))
+        with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
+            readme = [c for _s, c, needs in fenced_blocks(f.read()) if "claude" in needs]
+        root, env = sandbox(self.tmp, "agent")
+        skill = self.ok("skill", "--tool", os.path.join(root, "tmuxsess.py")).stdout
+        recipes = readme + [c for _s, c, _n in fenced_blocks(skill) if "'claude'" in c]
+        self.assertEqual(len(recipes), 2)
+        for code in recipes:
+            r = run_script(code.replace("'claude'", shlex.quote(agent)), root, env)
+            self.assertEqual(r.returncode, 0, r.stdout)
+            self.assertIn("answer: ", r.stdout)
+            left = self.cli("list", "--json", env=env)
+            self.assertEqual(json.loads(left.stdout)["total"], 0)
+        with open(os.path.join(self.tmp, "agent.log")) as f:
+            self.assertEqual(len(f.read().splitlines()), 2)  # each prompt exactly once
+
+
 class OutputBoundsTest(TmuxTestCase):
     """Big output: run honours --max-output exactly; wait and capture stay small."""
 
@@ -3258,6 +3526,9 @@ class FaultTest(TmuxTestCase):
         if args[0] == "wait":
             tmuxsess.send("sleep 60", session=name)
         p = self.follower(rec["transcript"], *args)
+        # The command is in the program by now (a ready run reads the transcript
+        # before it types): the server dies while the tool waits for output.
+        wait_until(lambda: b"sleep 60\r\n" in read_bytes(rec["transcript"]), 20, "the echo")
         self.assertEqual(self.tmux("kill-server", socket=sock).returncode, 0)
         killed = time.monotonic()
         _out, err = p.communicate(timeout=30)
@@ -3386,7 +3657,10 @@ class FaultTest(TmuxTestCase):
         locks = [f for f in files if f.startswith("locks/")]
         # Runs on the pane queue up on its lock; beside it, where the last line began.
         self.assertEqual(sorted(f.rsplit(".", 1)[1] for f in locks), ["lock", "sent"], files)
-        self.assertEqual([f for f in files if f not in locks], sorted([
+        # How the screen looked at the last send that went in: whole, for a later wait.
+        looks = [f for f in files if f.startswith("screens/")]
+        self.assertLessEqual(len(looks), 1, files)
+        self.assertEqual([f for f in files if f not in locks + looks], sorted([
             ".sessions.json", ".sessions.lock", "init/bashrc",
             os.path.relpath(rec["transcript"], self.state)]))
         self.assertEqual(self.tmux("list-buffers").stdout, "")
@@ -3687,6 +3961,8 @@ class SkillTest(TmuxTestCase):
         blocks = fenced_blocks(text)
         self.assertTrue(blocks)
         for _section, code, _needs in blocks:
+            if "'claude'" in code:  # FullScreenTest runs it on the stand-in TUI
+                continue
             r = run_script(code, root, env)
             self.assertEqual(r.returncode, 0, r.stdout)
             self.assertIn("2432902008176640000", r.stdout)

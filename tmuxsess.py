@@ -90,7 +90,7 @@ __all__ = [
     "attach_command", "send", "wait_for_text", "run", "skill",
     # records
     "Session", "Health", "Pane", "SessionStatus", "RunResult", "WaitResult",
-    "FoundSession", "CreatedSession", "SendResult", "KillResult", "CleanupItem",
+    "FoundSession", "Capture", "CreatedSession", "SendResult", "KillResult", "CleanupItem",
     "RepairResult", "Profile", "PROFILES", "Registry", "Server", "Host",
     # errors
     "TmuxsessError", "UsageError", "NameTakenError", "TargetError", "TmuxError",
@@ -213,7 +213,7 @@ HealthStatus = Literal["healthy", "dead", "missing", "zombie", "server_not_runni
 ListStatus = Literal["alive", "dead", "missing", "zombie", "server"]
 # Why a wait or a run stopped.
 Ending = Literal["done", "timeout", "dead", "server", "missing", "cancelled",
-                 "continuation", "debugger", "input", "prompt"]
+                 "continuation", "debugger", "input", "prompt", "refused"]
 
 
 @dataclass
@@ -274,6 +274,12 @@ class Health:
     process_running: bool = False
     exit_status: Optional[int] = None
     exit_signal: Optional[int] = None  # the signal that killed a dead pane's program
+    # What the screen is, for a pane that exists: in the alternate screen (a
+    # full-screen program: vim, less, htop), where the cursor is, what runs.
+    alternate_screen: Optional[bool] = None
+    cursor_x: Optional[int] = None
+    cursor_y: Optional[int] = None
+    current_command: Optional[str] = None
 
     @property
     def short(self) -> ListStatus:
@@ -338,6 +344,9 @@ class Pane:
     command: str = ""  # what tmux says runs in the pane now (python3, vim, ...)
     tty: str = ""  # the pane's terminal device
     unverified: bool = False  # known from the registry alone: the delivery checks it
+    alternate: bool = False  # in the alternate screen: a full-screen program
+    screen: str = ""  # @tmuxsess-screen: how the screen looked at the last send
+    screen_state: Optional["ScreenState"] = None  # as tmux described it when resolved
 
     @property
     def label(self) -> str:
@@ -363,6 +372,10 @@ class SessionStatus:
     last_active: str
     type: str = ""
     kind: str = ""
+    alternate_screen: Optional[bool] = None
+    cursor_x: Optional[int] = None
+    cursor_y: Optional[int] = None
+    current_command: Optional[str] = None
 
 
 @dataclass
@@ -408,6 +421,20 @@ class WaitResult:
 
 
 @dataclass
+class Capture:
+    """What ``capture --json`` reports: the text, and what the screen is."""
+
+    text: str
+    lines: int
+    alternate_screen: bool   # a full-screen program (vim, less, htop) drew it
+    cursor_x: int
+    cursor_y: int            # the cursor's row on the visible screen, from 0
+    current_command: str     # what runs in the pane now, as tmux names it
+    session: str = ""
+    pane_id: str = ""
+
+
+@dataclass
 class FoundSession:
     """A tmux session seen on a socket, registered or not."""
 
@@ -447,6 +474,8 @@ class SendResult(TypedDict, total=False):
     sent: bool
     bytes: int
     keys: List[str]
+    typed: bool           # the text went in as keys (send-keys -l), not as a paste
+    enter_presses: int    # a checked submit: how many times Enter was pressed
     found: bool
     match: str
     reason: str
@@ -720,8 +749,12 @@ class PaneRow(NamedTuple):
     pid: str
     pane_pipe: str
     history_size: str
+    pane_height: str
+    history_limit: str
+    cursor_x: str
     cursor_y: str
     window_activity: str      # when the window last had output (seconds since the epoch)
+    alternate_on: str
     pane_current_command: str
     pane_tty: str
     tmuxsess_kind: str
@@ -732,6 +765,7 @@ class PaneRow(NamedTuple):
     tmuxsess_token: str
     tmuxsess_registered: str
     tmuxsess_active: str  # last_active, set by every delivery: the registry is not rewritten
+    tmuxsess_screen: str  # "ALT ID": the last send began in the alternate screen; its look
     tmuxsess_prompt: str  # last: a regex may hold a tab, which split() leaves here
 
     @property
@@ -756,6 +790,19 @@ class PaneRow(NamedTuple):
         """The cursor's absolute line: history size + cursor row."""
         return int(self.history_size or 0) + int(self.cursor_y or 0)
 
+    @property
+    def screen_state(self) -> "ScreenState":
+        return ScreenState(self.pane_dead, self.pane_dead_status, self.history_size,
+                           self.pane_height, self.history_limit, self.alternate_on,
+                           self.cursor_x, self.cursor_y)
+
+    @property
+    def screen(self) -> Dict[str, Any]:
+        """What the screen is, as Health and list report it."""
+        return {"alternate_screen": self.alternate_on == "1",
+                "cursor_x": int(self.cursor_x or 0), "cursor_y": int(self.cursor_y or 0),
+                "current_command": self.pane_current_command}
+
 
 class ScreenState(NamedTuple):
     """What a look at the screen needs besides its text."""
@@ -765,6 +812,9 @@ class ScreenState(NamedTuple):
     history_size: str
     pane_height: str
     history_limit: str
+    alternate_on: str
+    cursor_x: str
+    cursor_y: str
 
 
 Row = TypeVar("Row", PaneRow, ScreenState)
@@ -1226,13 +1276,15 @@ class Host:
         if row is None:
             return Health("missing", server_running=True, session_exists=session_up)
         pid = row.program_pid
+        screen = row.screen
         if row.dead:
             status, sig = self.dead_exit(row)
             return Health("dead", True, True, True, pane_dead=True, pid=pid or None,
-                          exit_status=status, exit_signal=sig)
+                          exit_status=status, exit_signal=sig, **screen)
         if self.process_state(pid) == "running":
-            return Health("healthy", True, True, True, pid=pid, process_running=True)
-        return Health("zombie", True, True, True, pid=pid)
+            return Health("healthy", True, True, True, pid=pid, process_running=True,
+                          **screen)
+        return Health("zombie", True, True, True, pid=pid, **screen)
 
     # -- terminals ---------------------------------------------------------------
     def terminal(self, pane_pid: int, tty: str, proc: bool = True) -> "Terminal":
@@ -2025,30 +2077,50 @@ MARK_RE = re.compile(rb"\x1b\]133;([A-D])([^\x07\x1b]*)(?:\x07|\x1b\\)")
 CURSOR_RE = re.compile(r"\x1b\[(\d*)([CK])")  # cursor forward, erase to end of line
 
 
-def _strip_ansi(text: str) -> str:
+SGR_RE = re.compile(r"\x1b\[[0-9;:]*m")  # colours and attributes
+
+
+def _strip_ansi(text: str, colours: bool = False) -> str:
+    if colours:
+        return ESCAPE_RE.sub(lambda m: m.group(0) if SGR_RE.fullmatch(m.group(0)) else "",
+                             text)
     return ESCAPE_RE.sub("", text)
 
 
-def render(text: str) -> str:
-    """Terminal output as a person reads it: escapes removed, ``\\r`` resolved."""
+def render(text: str, colours: bool = False) -> str:
+    """Terminal output as a person reads it: escapes removed, ``\\r`` resolved.
+
+    ``colours`` keeps colours and attributes (SGR sequences), ending each line
+    that has any with a reset so they never bleed into the next.
+    """
     text = text.replace("\r\n", "\n")  # a terminal's line end: nothing to overlay
     if "\r" not in text and "\b" not in text:
-        return _strip_ansi(text)
-    return "\n".join(_overlay(line) for line in text.split("\n"))
+        out = _strip_ansi(text, colours)
+    else:
+        out = "\n".join(_overlay(line, colours) for line in text.split("\n"))
+    if colours and "\x1b[" in out:
+        out = "\n".join(line + "\x1b[0m" if "\x1b[" in line and not line.endswith("\x1b[0m")
+                        else line
+                        for line in out.split("\n"))
+    return out
 
 
-def _overlay(line: str) -> str:
+def _overlay(line: str, colours: bool = False) -> str:
     line = line.rstrip("\r")
     if "\r" not in line and "\b" not in line:
-        return _strip_ansi(line)
+        return _strip_ansi(line, colours)
     # Escapes are dropped, but moves are kept: readline redraws a line as "\r",
-    # a cursor-forward over the prompt, then the text.
+    # a cursor-forward over the prompt, then the text. Kept colours go with
+    # the character that follows them.
     cells: List[str] = []
     col = i = 0
+    sgr = ""
     while i < len(line):
         ch = line[i]
         m = ESCAPE_RE.match(line, i) if ch < " " or ch == "\x7f" else None
         if m and ch not in "\r\b":
+            if colours and SGR_RE.fullmatch(m.group(0)):
+                sgr += m.group(0)
             col = _cursor_escape(m.group(0), cells, col)
             i = m.end()
             continue
@@ -2056,14 +2128,13 @@ def _overlay(line: str) -> str:
             col = 0
         elif ch == "\b":
             col = max(0, col - 1)
-        elif col < len(cells):
-            cells[col] = ch
-            col += 1
         else:
-            cells.extend(" " * (col - len(cells)) + ch)
+            if col >= len(cells):
+                cells.extend(" " * (col + 1 - len(cells)))
+            cells[col], sgr = sgr + ch, ""
             col += 1
         i += 1
-    return "".join(cells)
+    return "".join(cells) + sgr
 
 
 def _cursor_escape(escape: str, cells: List[str], col: int) -> int:
@@ -2239,6 +2310,126 @@ def _unsent_text(tail: bytes, token: str) -> str:
     return line[len(shown):].strip()
 
 
+# Output that draws on the screen instead of writing lines: the alternate
+# screen, cursor positioning. Its text is where the cursor put it, which a
+# transcript read as lines cannot say: waits then look at the screen too.
+DRAWING_RE = re.compile(rb"\x1b\[\?(?:1049|1047|47)h|\x1b\[[0-9;]*[HfdAB]")
+# Bracketed paste asked for (h) or ended (l) by the program in the pane.
+BRACKETED_RE = re.compile(rb"\x1b\[\?2004([hl])")
+# One look at the screen: its state, then its visible rows (-N: trailing
+# spaces the program wrote are kept, so a prompt's "$ " still ends in a space).
+LOOK_STEPS = (["display-message", "-p", "-F", row_format(ScreenState)],
+              ["capture-pane", "-p", "-N"])
+# How send puts text in: "auto" types it into a program in the alternate
+# screen and pastes it elsewhere; "type" and "paste" force either.
+DELIVERIES = ("auto", "type", "paste")
+TYPE_PIECE = 8192             # bytes of text per send-keys -l (tmux takes 16 KiB a command)
+SUBMIT_PRESSES = 4            # Enter presses for one paste, at most
+SUBMIT_WINDOW = 0.3           # seconds the first Enter has to show; doubled each time
+
+
+class Look(NamedTuple):
+    """One look at a pane's visible screen: its state and its rows, as tmux
+    renders them (trailing spaces the program wrote kept)."""
+
+    state: ScreenState
+    rows: List[str]
+
+    @property
+    def alternate(self) -> bool:
+        return self.state.alternate_on == "1"
+
+    @property
+    def history(self) -> int:
+        return int(self.state.history_size or 0)
+
+    @property
+    def cursor(self) -> Tuple[int, int]:
+        return int(self.state.cursor_x or 0), int(self.state.cursor_y or 0)
+
+    def encode(self) -> str:
+        return "\t".join(self.state) + "\n" + "\n".join(self.rows)
+
+    @classmethod
+    def decode(cls, text: str) -> Optional["Look"]:
+        """A look from ``display-message SCREEN_FORMAT`` and ``capture-pane``
+        output (or ``encode``); None if it is not one."""
+        head, _, body = text.partition("\n")
+        states = parse_rows(ScreenState, head)
+        if not states:
+            return None
+        height = int(states[0].pane_height or 0) if states[0].pane_height.isdigit() else 0
+        rows = body.split("\n")
+        return cls(states[0], rows[:height] if height else rows)
+
+
+def _changed_text(before: Optional[Look], now: Look) -> str:
+    """The screen's text that changed since ``before``, row by row: a row that
+    only grew (typing on a prompt line) counts from where it grew, any other
+    changed row counts whole. Rows scrolled into the history are followed in
+    the main screen. Without ``before``, the whole screen counts."""
+    if before is None:
+        return "\n".join(now.rows)
+    shift = 0
+    if not now.alternate and not before.alternate:
+        shift = max(0, now.history - before.history)
+    parts = []
+    for j, row in enumerate(now.rows):
+        i = j + shift
+        old = before.rows[i] if 0 <= i < len(before.rows) else ""
+        if row == old:
+            continue
+        parts.append(row[len(old):] if old.strip() and row.startswith(old) else row)
+    return "\n".join(parts)
+
+
+def _search_outside(pattern: "re.Pattern[str]", text: str, echo: Sequence[str]
+                    ) -> Optional["re.Match[str]"]:
+    """The first match of ``pattern`` in ``text`` that does not lie inside the
+    echo of a line that was sent (a full-screen program may show it anywhere)."""
+    spans = []
+    for line in echo:
+        at = text.find(line) if line.strip() else -1
+        while at >= 0:
+            spans.append((at, at + len(line)))
+            at = text.find(line, at + 1)
+    for m in pattern.finditer(text):
+        if not any(a <= m.start() and m.end() <= b for a, b in spans):
+            return m
+    return None
+
+
+def _look_of(pane: Pane, rows: str) -> Optional[Look]:
+    """A look from ``capture-pane`` rows and the state the pane was found in."""
+    state = pane.screen_state
+    if state is None or not state.pane_height.isdigit():
+        return None
+    return Look(state, rows.split("\n")[:int(state.pane_height)])
+
+
+def _last_rows(look: Look, count: int = 10) -> str:
+    """The last non-blank rows of a look, for error messages."""
+    rows = [r.rstrip() for r in look.rows]
+    while rows and not rows[-1]:
+        rows.pop()
+    return "\n".join(rows[-count:])
+
+
+def _echo_lines(text: Optional[str]) -> List[str]:
+    """The lines of a sent text as a screen may show them."""
+    return [line.strip() for line in (text or "").replace("\r", "\n").split("\n")
+            if len(line.strip()) > 1]
+
+
+def bracketed_paste(tail: bytes) -> Optional[bool]:
+    """Whether the program asked for bracketed paste, by its last word on it in
+    the transcript's ``tail``; None when the tail does not say."""
+    last = None
+    for m in BRACKETED_RE.finditer(tail):
+        last = m
+    return None if last is None else last.group(1) == b"h"
+
+
 WatchMode = Literal["marks", "ready", "regex", "pattern", "settle"]
 
 
@@ -2265,13 +2456,20 @@ class _Watch:
     debuggers: Tuple[str, ...] = ()     # names of prompts a debugger shows
     at: str = ""                    # the prompt the unit was typed at
     probe: bool = True              # stop when the program waits for input
+    refuse: Optional["re.Pattern[str]"] = None  # --not: this ends the wait, failed
+    colours: bool = False           # output keeps colours (SGR)
 
     @classmethod
-    def after(cls, record: SentRecord, pattern: "re.Pattern[str]") -> "_Watch":
+    def after(cls, record: SentRecord, pattern: "re.Pattern[str]",
+              refuse: Optional["re.Pattern[str]"] = None) -> "_Watch":
         """A pattern wait for the output that answers a recorded send."""
         return cls("pattern", skip_lines=record.lines, cmark=record.cmark,
                    partial=record.partial, partial_len=record.partial_len,
-                   pattern=pattern)
+                   pattern=pattern, refuse=refuse)
+
+
+# A look at the screen for a follower: None, or how the wait ends and the match.
+ScreenCheck = Callable[[], Optional[Tuple[Ending, str]]]
 
 
 class _Follower:
@@ -2284,8 +2482,13 @@ class _Follower:
 
     LOOKBACK = 65536
 
-    def __init__(self, host: Host, pane: Pane, offset: int, watch: _Watch) -> None:
+    def __init__(self, host: Host, pane: Pane, offset: int, watch: _Watch,
+                 screen: Optional[ScreenCheck] = None) -> None:
         self.host, self.pane, self.watch = host, pane, watch
+        self.screen = screen    # looks at the screen once the output draws on it
+        self.drawn = False      # the output drew (alternate screen, cursor moves)
+        self.looked = 0.0
+        self.look_every = 0.01
         self.file = host.open_transcript(pane.transcript)
         self.file.seek(offset)
         self.buf = bytearray()
@@ -2316,7 +2519,22 @@ class _Follower:
         chunk = self.file.read(1 << 20)
         if not chunk:
             return False
+        if self.screen is not None and not self.drawn:
+            self.drawn = bool(DRAWING_RE.search(bytes(self.buf[-16:]) + chunk))
         self.buf += chunk
+        return True
+
+    def _screen_says(self) -> bool:
+        """Once the output draws on the screen, look at the screen now and then
+        (a tmux call each time, backing off to a tenth of a second)."""
+        now = time.monotonic()
+        if self.screen is None or not self.drawn or now - self.looked < self.look_every:
+            return False
+        self.looked, self.look_every = now, min(self.look_every * 2, 0.1)
+        said = self.screen()
+        if said is None:
+            return False
+        self.reason, self.match = said
         return True
 
     def _find_start(self) -> None:
@@ -2433,9 +2651,12 @@ class _Follower:
                 seen = seen[seen.find("\n", len(seen) - self.LOOKBACK) + 1:]
             self.seen, self.scanned = seen, done
         text = self.seen + render(bytes(buf[self.scanned:]).decode("utf-8", "replace"))
-        found = self.watch.pattern.search(text) if self.watch.pattern is not None else None
+        refused = self.watch.refuse.search(text) if self.watch.refuse is not None else None
+        found = refused or (self.watch.pattern.search(text)
+                            if self.watch.pattern is not None else None)
         if found:
             self.match = found.group(0)
+            self.reason = "refused" if refused else "done"
             return True
         return False
 
@@ -2452,6 +2673,8 @@ class _Follower:
         deadline = self.began + timeout
         delay, quiet_since, told = 0.001, time.monotonic(), 0.0
         while True:
+            if self._screen_says():
+                return self.reason
             if self._feed():
                 quiet_since = time.monotonic()
                 delay = 0.001
@@ -2569,7 +2792,7 @@ class _Follower:
     def output(self) -> str:
         """The output between the echo and the prompt, as a person reads it."""
         data, dropped = self._cut()
-        text = render(data.decode("utf-8", "replace"))
+        text = render(data.decode("utf-8", "replace"), self.watch.colours)
         if dropped:
             text = ("[tmuxsess: %d earlier bytes of output omitted; all of it is in "
                     "'capture --transcript']\n" % dropped) + text
@@ -2697,6 +2920,8 @@ class Engine:
                     sent=row.tmuxsess_sent, server_pid=int(row.pid or 0),
                     piped=row.pane_pipe == "1", line=row.line, token=row.tmuxsess_token,
                     command=row.pane_current_command, tty=row.pane_tty,
+                    alternate=row.alternate_on == "1", screen=row.tmuxsess_screen,
+                    screen_state=row.screen_state,
                     marked=bool(row.tmuxsess_transcript and row.kind
                                 and PROFILES.get(row.kind, PROFILES["command"]).marked))
 
@@ -2937,7 +3162,9 @@ class Engine:
         """Every registered session with its status: one tmux query per socket."""
         return [SessionStatus(s.name, s.socket, s.target, health.short,
                               health.pid or s.pid, s.created_at, s.last_active, s.type,
-                              s.kind or _KIND_OF_TYPE.get(s.type, ""))
+                              s.kind or _KIND_OF_TYPE.get(s.type, ""),
+                              health.alternate_screen, health.cursor_x, health.cursor_y,
+                              health.current_command)
                 for s, health, _row in self._registered_health(self.registry.sessions())]
 
     def _registered_health(self, sessions: Dict[str, Session]
@@ -3010,7 +3237,8 @@ class Engine:
             self.host.remove_transcript(transcript + ".init")
         if pane_id:
             lock = self._run_lock_path(server, pane_id)
-            for path in (lock, lock[:-len(".lock")] + ".sent"):
+            for path in (lock, lock[:-len(".lock")] + ".sent",
+                         self._look_path(server, pane_id, make=False)):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
 
@@ -3170,11 +3398,23 @@ class Engine:
 
         Works on a dead pane, so a crash can be read after the program died.
         """
+        return self.capture_screen(session, socket, socket_name, target, lines, all,
+                                   ansi).text
+
+    def capture_screen(self, session: Optional[str] = None, socket: Optional[str] = None,
+                       socket_name: Optional[str] = None, target: Optional[str] = None,
+                       lines: int = 200, all: bool = False, ansi: bool = False
+                       ) -> "Capture":
+        """``capture``'s text with what the screen is: the alternate screen or
+        not, the cursor, the command running in the pane."""
         pane, health = self.resolve(session, socket, socket_name, target)
         if health.status in ("missing", "server_not_running"):
             raise TargetError(health.said(pane.label, "nothing to capture"),
                               self._transcript_hint(pane))
-        return self._capture_pane(pane, None if all else lines, ansi)
+        text = self._capture_pane(pane, None if all else lines, ansi)
+        return Capture(text, text.count("\n"), bool(health.alternate_screen),
+                       health.cursor_x or 0, health.cursor_y or 0,
+                       health.current_command or "", pane.session, pane.pane_id)
 
     def _transcript_hint(self, pane: Pane) -> str:
         if self.host.transcript_exists(pane.transcript):
@@ -3232,16 +3472,27 @@ class Engine:
     def send(self, text: Optional[str] = None, keys: Sequence[str] = (), *,
              enter: bool = True, multiline: bool = False, wait: Optional[str] = None,
              fixed: bool = False, timeout: float = 30.0, retries: int = 3,
-             interval: float = 0.5, verbose: bool = False, session: Optional[str] = None,
-             socket: Optional[str] = None, socket_name: Optional[str] = None,
-             target: Optional[str] = None, cancel: Optional[Any] = None) -> SendResult:
+             interval: float = 0.5, verbose: bool = False, delivery: str = "auto",
+             refuse: Optional[str] = None, stable: float = 0.0,
+             session: Optional[str] = None, socket: Optional[str] = None,
+             socket_name: Optional[str] = None, target: Optional[str] = None,
+             cancel: Optional[Any] = None) -> SendResult:
         """Send text exactly as given (and/or keys); optionally wait for a pattern.
 
         ``text`` is literal, always: no word in it is a key name. Enter follows it
-        unless ``enter`` is false or ``keys`` are given. With ``multiline`` the
-        text is pasted as one block (for a Python REPL: run as one unit). ``wait``
-        is matched only in output that appears after this send, never in what was
-        on screen before nor in the echo of the text.
+        unless ``enter`` is false or ``keys`` are given. ``delivery`` says how text
+        goes in: ``auto`` types it as keys (``send-keys -l``) into a program in the
+        alternate screen (vim, less, htop) and pastes it anywhere else; ``type``
+        and ``paste`` force either. A paste into a program that asked for
+        bracketed paste (not the tool's own shells and REPLs) is submitted once:
+        Enter goes in when the text is on the screen, and again, a bounded number
+        of times, while the text sits unchanged in the input line (a program that
+        swallowed the Enter). With ``multiline`` the text is pasted as one block
+        (for a Python REPL: run as one unit). ``wait`` is matched only in output
+        that appears after this send, never in what was on screen before nor in
+        the echo of the text; ``refuse`` ends the wait, failed, when it appears;
+        ``stable`` waits (after ``wait``, if given) until the screen has not
+        changed for that many seconds.
         """
         if text is None and not keys:
             raise UsageError("nothing to send: give -c TEXT, --file PATH or -k KEY")
@@ -3249,7 +3500,9 @@ class Engine:
         _seconds(timeout, "-T")
         _seconds(interval, "-i")
         _at_least(retries, 0, "-r")
+        _check_delivery(delivery, multiline, stable)
         pattern = _compile_pattern(wait, fixed) if wait is not None else None
+        refused = _compile_pattern(refuse, fixed) if refuse is not None else None
         pane, health = self.resolve(session, socket, socket_name, target, changes=True)
         if health.status != "healthy":
             raise UnhealthyError(health.said(pane.label, "nothing was sent"),
@@ -3258,37 +3511,49 @@ class Engine:
         if text is not None and multiline and pane.profile.wrap is not None:
             # A block for a REPL runs as one unit, and a final Enter ends it.
             text, enter = (pane.profile.wrap(text) if text.strip() else ""), True
+        typed = text is not None and (delivery == "type" or (
+            delivery == "auto" and pane.alternate and not multiline))
         payload = b"" if text is None else _check_text(text)
         # A terminal that edits lines itself gets them so that they arrive as sent.
         term = self.host.terminal(pane.pid, pane.tty, proc=False) if pane.tty else None
-        line_editing = term if term is not None and term.canonical and text else None
-        stream = payload if line_editing is None else canonical_stream(
-            payload + (b"\n" if enter else b""), line_editing)
+        editing = term is not None and bool(term.canonical) and bool(text) and not typed
+        stream = payload if not editing or term is None else canonical_stream(
+            payload + (b"\n" if enter else b""), term)
+        echo = not (term is not None and term.canonical and term.echo is False)
+        plan = _SendPlan(text, payload, stream, editing, echo, keys, enter, typed, pattern,
+                         refused, stable, timeout, retries, interval, verbose, cancel)
+        return self._send_to(pane, plan)
+
+    def _send_to(self, pane: Pane, plan: "_SendPlan") -> SendResult:
         started = time.monotonic()
         result = SendResult(session=pane.session, pane_id=pane.pane_id, sent=True,
-                            bytes=len(payload), keys=list(keys))
+                            bytes=len(plan.payload), keys=list(plan.keys), typed=plan.typed)
         with contextlib.ExitStack() as stack:
             own = bool(pane.transcript)  # not a temporary one for this call
-            following = pattern is not None and stack.enter_context(
-                self._transcript_for(pane))
-            record = self._send_record(pane, payload, text, enter, keys,
-                                       echo=not (term and term.canonical and term.echo is False))
+            following = plan.waits and stack.enter_context(self._transcript_for(pane))
+            record = self._send_record(pane, plan.payload, plan.text, plan.enter, plan.keys,
+                                       echo=plan.echo)
             # Without a transcript of its own, a later wait reads the screen.
             kept = record if own else SentRecord(lines=record.lines, row=pane.line,
-                                                 anchor=_echo_anchor(text))
-            self._deliver(pane, stream, keys, enter and line_editing is None, kept.encode(),
-                          retries, interval, verbose, bracketed=line_editing is None)
-            if own and (enter or "Enter" in keys):
+                                                 anchor=_echo_anchor(plan.text))
+            submit = (plan.enter and not plan.typed and not plan.line_editing
+                      and self._confirms_enter(pane, plan))
+            snap = _random_id(12)
+            # A line-editing terminal's stream holds its newline; else Enter ends it.
+            out = self._deliver(pane, plan.stream, plan.keys,
+                                plan.enter and not submit and not plan.line_editing,
+                                kept.encode(), plan.retries, plan.interval, plan.verbose,
+                                typed=plan.typed, look="%d %s" % (pane.alternate, snap),
+                                bracketed=not plan.line_editing)
+            if own and (plan.enter or "Enter" in plan.keys):
                 self._note_sent(pane, record.offset)
-            if pattern is None:
+            before = _look_of(pane, out)
+            self._save_look(pane, snap, before, _echo_lines(plan.text))
+            if submit:
+                result["enter_presses"] = self._submit(pane, plan.text or "", before)
+            if not plan.waits:
                 return result
-            if following:
-                with _Follower(self.host, pane, record.offset,
-                               _Watch.after(record, pattern)) as f:
-                    reason = f.follow(timeout, cancel=cancel)
-                    found = f.found(reason)
-            else:
-                found = self._wait_on_screen(pane, pattern, timeout, None, kept)
+            found = self._send_wait(pane, plan, record, before, bool(following))
         found.elapsed = round(time.monotonic() - started, 3)
         if found.reason == "dead":
             found.exit_status = self._dead_status(pane)
@@ -3300,6 +3565,152 @@ class Engine:
                                                            found.question)
         result["echo_off"] = found.echo_off
         return result
+
+    def _send_wait(self, pane: Pane, plan: "_SendPlan", record: SentRecord,
+                   before: Optional[Look], following: bool) -> WaitResult:
+        """The wait of ``send -w``: on the screen for a full-screen program (or
+        --stable), else on the transcript, looking at the screen once the output
+        draws on it."""
+        echo = _echo_lines(plan.text)
+        if pane.alternate or plan.stable or plan.pattern is None:
+            return self._wait_on_look(pane, plan.pattern, plan.refuse, before, echo,
+                                      plan.timeout, plan.stable, cancel=plan.cancel)
+        if following and plan.pattern is not None:
+            screen = self._screen_check(pane, plan.pattern, plan.refuse, before, echo)
+            with _Follower(self.host, pane, record.offset,
+                           _Watch.after(record, plan.pattern, plan.refuse), screen) as f:
+                return f.found(f.follow(plan.timeout, cancel=plan.cancel))
+        kept = SentRecord(lines=record.lines, row=pane.line, anchor=_echo_anchor(plan.text))
+        return self._wait_on_screen(pane, plan.pattern, plan.timeout, None, kept,
+                                    refuse=plan.refuse)
+
+    def _confirms_enter(self, pane: Pane, plan: "_SendPlan") -> bool:
+        """Whether a paste's Enter is pressed once the text is shown, and checked.
+
+        For programs that asked for bracketed paste (the transcript says), other
+        than the tool's own shells and REPLs, whose line editors take a paste's
+        Enter: agent TUIs may swallow an Enter that follows a paste too closely.
+        """
+        if not plan.payload or pane.marked or pane.alternate or not pane.transcript:
+            return False
+        return bool(bracketed_paste(self.host.transcript_tail(pane.transcript, 1 << 18)))
+
+    def _submit(self, pane: Pane, text: str, before: Optional[Look]) -> int:
+        """Press Enter for pasted text that has reached the screen; press it again
+        while the text sits unchanged in the input line, at most SUBMIT_PRESSES
+        times in all, each time waiting twice as long for the program to take it.
+        Returns how many times Enter was pressed."""
+        shown = self._until_shown(pane, text, before)
+        row = _input_row(shown, text)
+        target = pane.pane_id or pane.target
+        window, presses = SUBMIT_WINDOW, 0
+        while presses < SUBMIT_PRESSES:
+            self.host.tmux(pane.server, ["send-keys", "-t", target, "Enter"])
+            presses += 1
+            if shown is None or self._taken(pane, shown, row, window):
+                break
+            window *= 2
+        return presses
+
+    def _until_shown(self, pane: Pane, text: str, before: Optional[Look]) -> Optional[Look]:
+        """The screen once pasted text has reached it: its last line is shown, or
+        the screen changed and then held still (a program that shows a paste
+        its own way); what it is after a second and a half otherwise."""
+        tail = " ".join(text.rstrip("\n").rsplit("\n", 1)[-1].split())[-20:]
+        deadline = time.monotonic() + 1.5
+        last: Optional[Look] = None
+        delay = 0.005
+        while True:
+            try:
+                look = self._look(pane)
+            except TmuxError:
+                return None
+            changed = before is None or look.rows != before.rows
+            if changed and (tail and tail in " ".join(" ".join(look.rows).split())
+                            or last is not None and last.rows == look.rows and delay >= 0.04):
+                return look
+            if time.monotonic() >= deadline:
+                return look
+            last = look
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _taken(self, pane: Pane, shown: Look, row: int, window: float) -> bool:
+        """Whether the program took the input within ``window`` seconds: the
+        input line changed (or moved: the screen scrolled, the cursor left it)."""
+        deadline = time.monotonic() + window
+        delay = 0.005
+        while True:
+            try:
+                look = self._look(pane)
+            except TmuxError:
+                return True  # gone: nothing more to press
+            if look.state.pane_dead == "1" or look.alternate != shown.alternate:
+                return True
+            moved = look.history - shown.history if not look.alternate else 0
+            now_row = row - moved
+            line = look.rows[now_row] if 0 <= now_row < len(look.rows) else None
+            if line != shown.rows[row] or look.cursor[1] != shown.cursor[1] - moved:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _look(self, pane: Pane) -> Look:
+        """One look at the visible screen: one tmux call."""
+        target = pane.pane_id or pane.target
+        look = Look.decode(self.host.tmux(pane.server, LOOK_STEPS[0] + ["-t", target],
+                                          LOOK_STEPS[1] + ["-t", target]))
+        if look is None:
+            raise TmuxError("tmux did not describe pane %s" % pane.label)
+        return look
+
+    def _look_path(self, server: Server, pane_id: str, make: bool = True) -> str:
+        """The file that keeps how a pane's screen looked at its last send."""
+        key = os.path.basename(self._run_lock_path(server, pane_id))[:-len(".lock")]
+        where = (self.settings.state_subdir("screens") if make
+                 else os.path.join(self.settings.state_dir, "screens"))
+        return os.path.join(where, key)
+
+    def _save_look(self, pane: Pane, snap: str, look: Optional[Look], echo: List[str]
+                   ) -> None:
+        """Keep how the screen looked at a send, for a later wait (``@tmuxsess-screen``
+        names it)."""
+        if look is None or not pane.pane_id:
+            return
+        with contextlib.suppress(TmuxsessError):
+            _write_private(self._look_path(pane.server, pane.pane_id), "%s\n%s\n%s" % (
+                snap, json.dumps(echo), look.encode()))
+
+    def _saved_look(self, pane: Pane) -> Tuple[Optional[Look], List[str]]:
+        """How the screen looked at the last send, and the lines it sent; None
+        and [] when that is not known."""
+        snap = pane.screen.partition(" ")[2]
+        try:
+            with open(self._look_path(pane.server, pane.pane_id), encoding="utf-8") as f:
+                saved, echo, look = f.read().split("\n", 2)
+            if snap and saved == snap:
+                return Look.decode(look), [str(e) for e in json.loads(echo)]
+        except (OSError, ValueError, TmuxsessError):
+            pass
+        return None, []
+
+    def _screen_check(self, pane: Pane, pattern: Optional["re.Pattern[str]"],
+                      refuse: Optional["re.Pattern[str]"], before: Optional[Look],
+                      echo: Sequence[str]) -> ScreenCheck:
+        """A look at the screen for a follower: the text that changed since ``before``."""
+        def check() -> Optional[Tuple[Ending, str]]:
+            try:
+                text = _changed_text(before, self._look(pane))
+            except TmuxError:
+                return None
+            bad = _search_outside(refuse, text, echo) if refuse is not None else None
+            if bad:
+                return "refused", bad.group(0)
+            m = _search_outside(pattern, text, echo) if pattern is not None else None
+            return ("done", m.group(0)) if m else None
+        return check
 
     def _send_record(self, pane: Pane, payload: bytes, text: Optional[str],
                      enter: bool, keys: Sequence[str], echo: bool = True) -> SentRecord:
@@ -3325,22 +3736,32 @@ class Engine:
 
     def _deliver(self, pane: Pane, payload: Optional[bytes], keys: Sequence[str],
                  enter: bool, record: str, retries: int, interval: float,
-                 verbose: bool = False, bracketed: bool = True) -> None:
-        """Put text (via a private paste buffer) and keys into the pane: one tmux call.
-        ``bracketed``: as a bracketed paste where the program asked for one."""
+                 verbose: bool = False, typed: bool = False, look: str = "",
+                 bracketed: bool = True) -> str:
+        """Put text (via a private paste buffer, or ``typed`` as keys) and keys into
+        the pane; with ``look`` (``@tmuxsess-screen``'s value), first look at the
+        screen in the same tmux call. ``bracketed``: paste as a bracketed paste
+        where the program asked for one. Returns what that look saw."""
         buffer = "tmuxsess-%d-%s" % (os.getpid(), _random_id(12))
-        steps = _delivery_steps(pane, payload, keys, enter, record, buffer, bracketed)
-        if not steps:
-            return
+        calls = _delivery_steps(pane, payload, keys, enter, record, buffer, typed, look,
+                                bracketed)
+        seen = ""
+        for i, steps in enumerate(calls):
+            stdin = payload if any(s[:1] == ["load-buffer"] for s in steps) else None
+            out = self._tmux_delivering(pane, steps, stdin, buffer, retries, interval, verbose)
+            if pane.unverified:
+                _verified(pane, out)
+            seen = out if i == 0 else seen
+        return seen
+
+    def _tmux_delivering(self, pane: Pane, steps: List[List[str]], stdin: Optional[bytes],
+                         buffer: str, retries: int, interval: float, verbose: bool) -> str:
         attempt = 0
         while True:
             try:
-                out = self.host.tmux(pane.server, *steps, stdin=payload)
-                if pane.unverified:
-                    _verified(pane, out)
-                return
+                return self.host.tmux(pane.server, *steps, stdin=stdin)
             except (KeyboardInterrupt, TmuxError) as e:
-                if payload:  # our private buffer must not outlive this call
+                if stdin:  # our private buffer must not outlive this call
                     with contextlib.suppress(TmuxsessError):
                         self.host.tmux(pane.server, ["delete-buffer", "-b", buffer])
                 if not isinstance(e, TmuxError):
@@ -3400,9 +3821,10 @@ class Engine:
             time.sleep(0.01)
 
     # -- wait ---------------------------------------------------------------------
-    def wait_for_text(self, pattern: str, *, fixed: bool = False, timeout: float = 15.0,
-                      interval: Optional[float] = None, lines: int = 1000,
-                      whole_pane: bool = False, session: Optional[str] = None,
+    def wait_for_text(self, pattern: Optional[str] = None, *, fixed: bool = False,
+                      timeout: float = 15.0, interval: Optional[float] = None,
+                      lines: int = 1000, whole_pane: bool = False, stable: float = 0.0,
+                      refuse: Optional[str] = None, session: Optional[str] = None,
                       socket: Optional[str] = None, socket_name: Optional[str] = None,
                       target: Optional[str] = None, cancel: Optional[Any] = None
                       ) -> WaitResult:
@@ -3410,10 +3832,19 @@ class Engine:
 
         On a session with a send recorded by this tool only output after that
         send counts; ``whole_pane`` searches the last ``lines`` lines instead.
-        Returns early when the program exits or the server goes away.
+        A pane in the alternate screen (or sent to there) is waited on as its
+        screen shows it: the text that changed since the send. ``stable``
+        waits (after the pattern, if one is given) until the screen has not
+        changed for that many seconds; ``refuse`` ends the wait, failed
+        (reason ``refused``), once it appears. Returns early when the program
+        exits or the server goes away.
         """
-        regex = _compile_pattern(pattern, fixed)
+        if pattern is None and not stable:
+            raise UsageError("nothing to wait for: give -p PATTERN, --stable DURATION, or both")
+        regex = _compile_pattern(pattern, fixed) if pattern is not None else None
+        refused = _compile_pattern(refuse, fixed) if refuse is not None else None
         _seconds(timeout, "-T")
+        _check_delivery("auto", False, stable)
         if interval is not None:
             _seconds(interval, "-i")
         _at_least(lines, 1, "-l")
@@ -3422,22 +3853,81 @@ class Engine:
             return WaitResult(False, reason="server" if health.status == "server_not_running"
                               else "missing")
         record = None if whole_pane else SentRecord.decode(pane.sent)
-        if record is None:
-            return self._wait_on_screen(pane, regex, timeout, lines, None, interval or 0.2)
-        if record.offset < 0:
-            return self._wait_on_screen(pane, regex, timeout, lines, record, interval or 0.2)
-        if not pane.transcript:
-            return self._wait_on_screen(pane, regex, timeout, lines, None, interval or 0.2)
-        with _Follower(self.host, pane, record.offset, _Watch.after(record, regex)) as f:
+        before, echo = (None, []) if whole_pane else self._saved_look(pane)
+        if stable or (not whole_pane and (pane.alternate or pane.screen.startswith("1 "))):
+            return self._wait_on_look(pane, regex, refused, before, echo, timeout, stable,
+                                      interval, cancel)
+        assert regex is not None
+        if record is None or record.offset < 0 or not pane.transcript:
+            return self._wait_on_screen(pane, regex, timeout, lines,
+                                        record if record is not None and record.offset < 0
+                                        else None, interval or 0.2, refuse=refused)
+        screen = self._screen_check(pane, regex, refused, before, echo)
+        with _Follower(self.host, pane, record.offset, _Watch.after(record, regex, refused),
+                       screen) as f:
             reason = f.follow(timeout, interval or 0.05, cancel=cancel)
             result = f.found(reason)
         if result.reason == "dead":
             result.exit_status = self._dead_status(pane)
         return result
 
+    def _wait_on_look(self, pane: Pane, pattern: Optional["re.Pattern[str]"],
+                      refuse: Optional["re.Pattern[str]"], before: Optional[Look],
+                      echo: Sequence[str], timeout: float, stable: float = 0.0,
+                      interval: Optional[float] = None, cancel: Optional[Any] = None
+                      ) -> WaitResult:
+        """Wait on the screen a person sees (one tmux call per look): for the
+        pattern in the text that changed since ``before``, and with ``stable``
+        until the screen has held still that long."""
+        began = time.monotonic()
+        # Stillness is seen at most a twentieth of a second late.
+        longest = min(interval or 0.1, 0.05 if stable else 1.0)
+        delay, last, quiet_since = 0.005, None, began
+        while True:
+            try:
+                look = self._look(pane)
+            except TmuxError as e:
+                return WaitResult(False, reason="server" if isinstance(e, NoServerError)
+                                  else "dead", elapsed=time.monotonic() - began)
+            now = time.monotonic()
+            if look != last:
+                last, quiet_since = look, now
+            result = self._judge_look(look, pattern, refuse, before, echo,
+                                      now - quiet_since >= stable)
+            if result is None and now - began >= timeout:
+                result = WaitResult(False, reason="timeout", tail=_last_rows(look))
+            if result is None and cancel is not None and cancel.is_set():
+                result = WaitResult(False, reason="cancelled", tail=_last_rows(look))
+            if result is not None:
+                result.elapsed = round(now - began, 3)
+                return result
+            time.sleep(min(delay, max(began + timeout - now, 0.001)))
+            delay = min(delay * 2, longest)
+
+    @staticmethod
+    def _judge_look(look: Look, pattern: Optional["re.Pattern[str]"],
+                    refuse: Optional["re.Pattern[str]"], before: Optional[Look],
+                    echo: Sequence[str], still: bool) -> Optional[WaitResult]:
+        """What one look says: found, refused, the program died, or None: wait on."""
+        text = _changed_text(before, look)
+        tail = _last_rows(look)
+        bad = _search_outside(refuse, text, echo) if refuse is not None else None
+        if bad:
+            return WaitResult(False, bad.group(0), "refused", tail=tail)
+        m = _search_outside(pattern, text, echo) if pattern is not None else None
+        if (m or pattern is None) and still:
+            return WaitResult(True, m.group(0) if m else "", tail=tail)
+        if look.state.pane_dead == "1":
+            status = look.state.pane_dead_status
+            return WaitResult(False, reason="dead", tail=tail,
+                              exit_status=int(status) if status.lstrip("-").isdigit()
+                              else None)
+        return None
+
     def _wait_on_screen(self, pane: Pane, pattern: "re.Pattern[str]", timeout: float,
                         lines: Optional[int], record: Optional[SentRecord],
-                        interval: float = 0.2) -> WaitResult:
+                        interval: float = 0.2, refuse: Optional["re.Pattern[str]"] = None
+                        ) -> WaitResult:
         """Poll the screen (one tmux call per look) for panes without a transcript.
 
         With a ``record`` of a send, only text from the row it was sent on, after
@@ -3452,11 +3942,13 @@ class Engine:
             except TmuxError as e:
                 return WaitResult(False, reason="server" if isinstance(e, NoServerError)
                                   else "dead", tail=text, elapsed=time.monotonic() - began)
-            m = pattern.search(text)
+            bad = refuse.search(text) if refuse is not None else None
+            m = bad or pattern.search(text)
             tail = "\n".join(text.rstrip("\n").split("\n")[-10:])
             elapsed = time.monotonic() - began
             if m:
-                return WaitResult(True, m.group(0), tail=tail, elapsed=elapsed)
+                return WaitResult(not bad, m.group(0), "refused" if bad else "", tail=tail,
+                                  elapsed=elapsed)
             if state.pane_dead == "1":
                 status = state.pane_dead_status
                 return WaitResult(False, reason="dead", tail=tail, elapsed=elapsed,
@@ -3484,7 +3976,7 @@ class Engine:
                                            SCREEN_FORMAT], *captures)
         head, _, text = out.partition("\n")
         states = parse_rows(ScreenState, head)
-        state = states[0] if states else ScreenState("", "", "0", "0", "0")
+        state = states[0] if states else ScreenState("", "", "0", "0", "0", "", "0", "0")
         if record is not None:
             history = int(state.history_size or 0)
             count = history + int(state.pane_height or 0)
@@ -3496,7 +3988,7 @@ class Engine:
 
     # -- run ------------------------------------------------------------------------
     def run(self, code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
-            max_output: int = 1 << 20, session: Optional[str] = None,
+            max_output: int = 1 << 20, ansi: bool = False, session: Optional[str] = None,
             socket: Optional[str] = None, socket_name: Optional[str] = None,
             target: Optional[str] = None, cancel: Optional[Any] = None,
             on_output: Optional[Callable[[str], None]] = None, answer: bool = False
@@ -3521,7 +4013,8 @@ class Engine:
         _seconds(timeout, "-T")
         _at_least(max_output, 0, "--max-output")
         _check_text(code)  # refuse NUL before anything is typed
-        job = _RunJob(code, prompt, began + timeout, max_output, cancel, on_output, answer)
+        job = _RunJob(code, prompt, began + timeout, max_output, cancel, on_output, answer,
+                      ansi)
         pane = self._registry_pane(session, socket, socket_name, target)
         if pane is not None:
             try:  # the one tmux call of the run checks that the pane is still this one
@@ -3570,6 +4063,7 @@ class Engine:
                              "pass --prompt REGEX matching the program's prompt line")
         exchange = _Exchange(self, pane, prompt_re, deadline, job.max_output, job.cancel,
                              job.on_output)
+        exchange.colours = job.ansi
         with self._run_lock(pane, deadline), self._transcript_for(pane) as following:
             if not following:
                 raise UnhealthyError("%s already pipes its output elsewhere (pipe-pane); "
@@ -3664,6 +4158,7 @@ class _RunJob(NamedTuple):
     cancel: Optional[Any]
     on_output: Optional[Callable[[str], None]]
     answer: bool
+    ansi: bool
 
 
 class _Exchange:
@@ -3678,6 +4173,7 @@ class _Exchange:
         self.cancel, self.on_output = cancel, on_output
         self.at = ""  # the prompt the program is at: "" its main one, or a debugger's
         self.profile = pane.profile
+        self.colours = False  # output keeps its colours
 
     def _prompt(self, tail: bytes) -> Optional[str]:
         if self.prompt_re is not None:
@@ -3838,7 +4334,7 @@ class _Exchange:
                        max_output=self.max_output,
                        continuation=base.continuation + self.profile.continuation,
                        continuation_text=base.continuation_text,
-                       debuggers=base.debuggers, at=self.at)
+                       debuggers=base.debuggers, at=self.at, colours=self.colours)
         with _Follower(self.host, pane, offset, watch) as f:
             record = SentRecord(offset=offset, lines=lines, cmark=cmark)
             # A line-editing terminal's stream holds its newline; else Enter ends it.
@@ -3887,19 +4383,34 @@ def _verified(pane: Pane, out: str) -> None:
 
 
 def _delivery_steps(pane: Pane, payload: Optional[bytes], keys: Sequence[str], enter: bool,
-                    record: str, buffer: str, bracketed: bool = True) -> List[List[str]]:
-    """The tmux commands that type a payload and keys, and leave the sent record
-    and the time of activity. For an unverified pane, they run only if the pane
-    runs the program with the token the registry names, and then say so."""
+                    record: str, buffer: str, typed: bool = False, look: str = "",
+                    bracketed: bool = True) -> List[List[List[str]]]:
+    """The tmux calls (each a list of commands) that type a payload and keys and
+    leave the sent record and the time of activity; with ``look``, the first call
+    starts by looking at the screen and leaves ``@tmuxsess-screen``. For an
+    unverified pane, they run only if the pane runs the program with the token
+    the registry names, and then say so."""
     target = pane.pane_id or pane.target
-    steps: List[List[str]] = []
+    calls: List[List[List[str]]] = [[]]
+    if look:  # the screen's rows; its state is the one tmux gave when the pane was found
+        calls[0].append(LOOK_STEPS[1] + ["-t", target])
     load: List[List[str]] = []
-    if payload:
+    if payload and typed:
+        # Keys, exactly: -l takes the text as characters, never key names; "--"
+        # ends the options (a text may start with "-"); Host.tmux escapes a
+        # final ";". A tmux command is at most 16 KiB: long text goes in pieces,
+        # one tmux call each.
+        for i, piece in enumerate(_pieces(payload.decode("utf-8", "surrogateescape"))):
+            if i:
+                calls.append([])
+            calls[-1].append(["send-keys", "-t", target, "-l", "--", piece])
+    elif payload:
         # -r: newlines go in as typed (LF), not rewritten; -p: bracketed paste
         # when the program asked for it; -d: the buffer is gone afterwards.
         load = [["load-buffer", "-b", buffer, "-"]]
-        steps += [["paste-buffer", "-d", "-r"] + (["-p"] if bracketed else [])
-                  + ["-b", buffer, "-t", target]]
+        calls[-1].append(["paste-buffer", "-d", "-r"] + (["-p"] if bracketed else [])
+                         + ["-b", buffer, "-t", target])
+    steps = calls[-1]
     if enter:
         steps.append(["send-keys", "-t", target, "Enter"])
     if keys:
@@ -3909,8 +4420,19 @@ def _delivery_steps(pane: Pane, payload: Optional[bytes], keys: Sequence[str], e
         # lets the record name the cursor's line at the moment of sending.
         steps.append(["set-option", "-p", "-F", "-t", pane.pane_id, "@tmuxsess-sent", record])
         steps.append(["set-option", "-p", "-t", pane.pane_id, "@tmuxsess-active", _utcnow()])
-    if not pane.unverified or not steps:
-        return load + steps
+    if look and pane.pane_id:
+        steps.append(["set-option", "-p", "-t", pane.pane_id, "@tmuxsess-screen", look])
+    if pane.unverified and steps:
+        if len(calls) > 1:
+            raise _StalePane()  # typed in pieces: not for a pane tmux was not asked about
+        return [load + [_if_same_pane(pane, steps, buffer if payload else "")]]
+    calls[0][:0] = load
+    return [c for c in calls if c]
+
+
+def _if_same_pane(pane: Pane, steps: List[List[str]], buffer: str) -> List[str]:
+    """``steps`` as one if-shell: they run only if the pane still runs the program
+    with the token the registry names, and then say so; else the buffer goes."""
     same = "#{&&:#{==:#{pane_pid},%d},#{==:#{@tmuxsess-token},%s}}" % (pane.pid, pane.token)
     then = steps + [["display-message", "-p", "-t", pane.pane_id, DELIVERED + " #{pid}"]]
     try:
@@ -3918,8 +4440,64 @@ def _delivery_steps(pane: Pane, payload: Optional[bytes], keys: Sequence[str], e
     except ValueError:
         raise _StalePane()
     # Not delivered: the buffer goes too.
-    return load + [check + ([_command_string([["delete-buffer", "-b", buffer]])]
-                            if payload else [])]
+    return check + ([_command_string([["delete-buffer", "-b", buffer]])] if buffer else [])
+
+
+def _pieces(text: str) -> Iterator[str]:
+    """``text`` cut into pieces of at most TYPE_PIECE bytes of UTF-8."""
+    i = 0
+    while i < len(text):
+        piece = text[i:i + TYPE_PIECE]
+        while len(piece.encode("utf-8", "surrogateescape")) > TYPE_PIECE:
+            piece = piece[:len(piece) // 2]
+        yield piece
+        i += len(piece)
+
+
+def _check_delivery(delivery: str, multiline: bool, stable: float) -> None:
+    if delivery not in DELIVERIES:
+        raise UsageError("delivery must be one of %s, not %r" % (", ".join(DELIVERIES),
+                                                                delivery))
+    if delivery == "type" and multiline:
+        raise UsageError("-m pastes a block; it cannot also be typed (--type)")
+    if stable:
+        _seconds(stable, "--stable")
+
+
+def _input_row(look: Optional[Look], text: str) -> int:
+    """The row pasted text shows in: the last row holding its end, else the cursor's."""
+    if look is None:
+        return 0
+    tail = " ".join(text.rstrip("\n").rsplit("\n", 1)[-1].split())[-20:]
+    for i in range(len(look.rows) - 1, -1, -1):
+        if tail and tail in " ".join(look.rows[i].split()):
+            return i
+    return min(look.cursor[1], max(len(look.rows) - 1, 0))
+
+
+class _SendPlan(NamedTuple):
+    """What one send does, checked."""
+
+    text: Optional[str]
+    payload: bytes
+    stream: bytes           # what goes in: the payload, encoded for a line-editing terminal
+    line_editing: bool      # the terminal edits lines (canonical): the stream ends the line
+    echo: bool              # the terminal will echo the text (not: a password prompt)
+    keys: List[str]
+    enter: bool
+    typed: bool
+    pattern: Optional["re.Pattern[str]"]
+    refuse: Optional["re.Pattern[str]"]
+    stable: float
+    timeout: float
+    retries: int
+    interval: float
+    verbose: bool
+    cancel: Optional[Any]
+
+    @property
+    def waits(self) -> bool:
+        return self.pattern is not None or self.refuse is not None or self.stable > 0
 
 
 def _send_failure(e: TmuxError, attempts: int) -> TmuxError:
@@ -4226,7 +4804,7 @@ def send(text: Optional[str] = None, keys: Sequence[str] = (), **options: Any) -
     return default_engine().send(text, keys, **options)
 
 
-def wait_for_text(pattern: str, **options: Any) -> WaitResult:
+def wait_for_text(pattern: Optional[str] = None, **options: Any) -> WaitResult:
     """``Engine.wait_for_text`` on the default engine."""
     return default_engine().wait_for_text(pattern, **options)
 
@@ -4293,6 +4871,16 @@ Every subcommand explains itself with `--help`.
    program wrote since create: save what explains a crash first.
 9. **Clean up.** `{tool} kill -s NAME` when the work is done; `{tool} cleanup`
    removes dead sessions. Leave running only what the user asked to keep.
+10. **Full-screen programs get keys; wait on their screen.** In a program in the
+   alternate screen (vim, less, top, htop; `{tool} health -s NAME` says
+   `"alternate_screen": true`) `-c TEXT` is typed as keys, so
+   `send -c ':wq'` saves and quits vim; in the main screen (shells, REPLs, agent
+   TUIs drawn inline) it is pasted. `--type` / `--paste` force either. `send -w`
+   and `wait -p` on a full-screen program match what its screen shows now.
+   `{tool} wait -s NAME --stable 3s` returns once the screen has held still
+   (a TUI or agent done spinning and streaming); `--not PATTERN` fails at once
+   on an error (wait exits 3, send 6). `{tool} capture -s NAME --json` adds
+   `alternate_screen`, the cursor and `current_command`.
 
 An MCP client can use the same operations as tools instead of this command
 line: `{tool} mcp` serves them on stdio (`{tool} mcp --help` has the setup for
@@ -4310,6 +4898,20 @@ print(sum(squares))'
 {tool} run -s build -c 'test -d /tmp && echo ok'
 {tool} kill -s calc
 {tool} kill -s build
+```
+
+## Driving an agent TUI (Claude Code, or any TUI)
+
+A pasted prompt is submitted exactly once: Enter goes in once the text shows,
+and again if the TUI swallowed it. Wait until it has settled, then read the
+answer from its screen:
+
+```sh
+{tool} create -n helper --cmd 'claude'
+{tool} send -s helper -c 'Explain what tmux send-keys -l does, in one line.'
+{tool} wait -s helper --stable 3s -T 300 --not 'API Error'
+{tool} capture -s helper -n 40
+{tool} kill -s helper
 ```
 """
 
@@ -4522,11 +5124,14 @@ def _mcp_send(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
     r = c.server.engine.send(a.get("text"), a.get("keys") or (), enter=a.get("enter", True),
                              multiline=a.get("multiline", False), wait=a.get("wait"),
                              fixed=a.get("fixed", False), timeout=timeout,
+                             delivery=a.get("delivery", "auto"), refuse=a.get("not_pattern"),
+                             stable=a.get("stable", 0.0), cancel=c.cancel,
                              **_mcp_target(c, a))
     error = ""
-    if a.get("wait") is not None and not r.get("found"):
-        if r.get("reason") == "timeout":
-            error = _mcp_error_text("pattern %r not seen within %gs" % (a["wait"], timeout),
+    if "found" in r and not r.get("found") and r.get("reason") != "cancelled":
+        if r.get("reason") in ("timeout", "refused"):
+            error = _mcp_error_text(_mcp_not_seen(a, r.get("reason", ""), r.get("match", ""),
+                                                  "wait", timeout),
                                     _tail_hint(r.get("tail", "")))
         elif r.get("reason") in ("input", "prompt"):
             error = _mcp_error_text(_pattern_unseen(a["wait"], r["reason"],
@@ -4540,16 +5145,18 @@ def _mcp_send(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
 
 def _mcp_wait(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
     timeout = a.get("timeout", 15.0)
-    r = c.server.engine.wait_for_text(a["pattern"], fixed=a.get("fixed", False),
+    r = c.server.engine.wait_for_text(a.get("pattern"), fixed=a.get("fixed", False),
                                       timeout=timeout, lines=a.get("lines", 1000),
-                                      whole_pane=a.get("whole_pane", False), cancel=c.cancel,
+                                      whole_pane=a.get("whole_pane", False),
+                                      stable=a.get("stable", 0.0),
+                                      refuse=a.get("not_pattern"), cancel=c.cancel,
                                       **_mcp_target(c, a))
     out = asdict(r)
     error = ""
     if r.found or r.reason == "cancelled":
         pass
-    elif r.reason == "timeout":
-        error = _mcp_error_text("pattern %r not seen within %gs" % (a["pattern"], timeout),
+    elif r.reason in ("timeout", "refused"):
+        error = _mcp_error_text(_mcp_not_seen(a, r.reason, r.match, "pattern", timeout),
                                 _tail_hint(r.tail))
     elif r.reason in ("input", "prompt"):
         error = _mcp_error_text(_pattern_unseen(a["pattern"], r.reason, r.question, "run")[0])
@@ -4557,6 +5164,14 @@ def _mcp_wait(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
         error = _mcp_error_text(_gone_message(
             c.server.engine, r.reason, r.exit_status, _mcp_target(c, a)), _tail_hint(r.tail))
     return out, _mcp_json_text(out), error
+
+
+def _mcp_not_seen(a: Dict[str, Any], reason: str, match: str, key: str, timeout: float
+                  ) -> str:
+    if reason == "refused":
+        return "%r appeared (not_pattern)" % match
+    stable = "%gs" % a["stable"] if a.get("stable") else None
+    return _not_seen(a.get(key), stable, timeout)
 
 
 def _mcp_tail_lines(chunks: Iterator[str], lines: Optional[int]) -> Tuple[str, int]:
@@ -4580,15 +5195,19 @@ def _mcp_capture(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
     target = _mcp_target(c, a)
     if a.get("source", "screen") == "transcript":
         text, total = _mcp_tail_lines(c.server.engine.read_transcript(**target), lines)
+        screen: Dict[str, Any] = {}
     else:
-        text = c.server.engine.capture(lines=lines or 200, all=lines is None, **target)
-        total = text.count("\n")
+        shot = c.server.engine.capture_screen(lines=lines or 200, all=lines is None,
+                                              ansi=a.get("ansi", False), **target)
+        text, total = shot.text, shot.text.count("\n")
+        screen = {k: getattr(shot, k) for k in ("alternate_screen", "cursor_x", "cursor_y",
+                                                "current_command")}
     shown = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
     clipped = len(text) > MCP_CAPTURE_MAX
     if clipped:
         text = text[-MCP_CAPTURE_MAX:]
-    out = {"text": text, "source": a.get("source", "screen"), "lines": shown,
-           "truncated": clipped or total > shown}
+    out = dict({"text": text, "source": a.get("source", "screen"), "lines": shown,
+                "truncated": clipped or total > shown}, **screen)
     return out, _mcp_json_text(out), ""
 
 
@@ -4623,15 +5242,21 @@ MCP_SESSION_OUT = {
     "created_at": _T("string", "UTC creation time"),
     "last_active": _T("string", "UTC time of the last send or run"),
     "type": _T("string", "shell, python-repl, debugger or command"),
-    "kind": _T("string", "the profile: shell, python, gdb, node, psql, sqlite or command")}
+    "kind": _T("string", "the profile: shell, python, gdb, node, psql, sqlite or command"),
+    "alternate_screen": _T(["boolean", "null"], "a full-screen program is showing"),
+    "cursor_x": _T(_INT_OR_NULL, ""), "cursor_y": _T(_INT_OR_NULL, ""),
+    "current_command": _T(["string", "null"], "what runs in the pane now")}
 MCP_PATTERN_IN = {
     "fixed": _T("boolean", "pattern is a fixed string, not a regular expression"),
+    "stable": _T("number", "Then wait until the screen has not changed for this many "
+                 "seconds (a TUI or agent that has settled).", exclusiveMinimum=0),
+    "not_pattern": _T("string", "Fail at once when this regex appears instead (an error)."),
 }
 MCP_WAIT_OUT = {
     "found": _T("boolean", "the pattern appeared"), "match": _T("string", "the matched text"),
     "reason": _T("string", "why it stopped without a match: timeout, dead, server, missing, "
-                 "cancelled, input (the program waits for input), prompt (it is back at "
-                 "its prompt); empty when found"),
+                 "cancelled, refused (not_pattern appeared), input (the program waits "
+                 "for input), prompt (it is back at its prompt); empty when found"),
     "exit_status": _T(_INT_OR_NULL, "exit status of a program that ended while waiting"),
     "tail": _T("string", "the last lines of output"),
     "elapsed": _T("number", "seconds waited"),
@@ -4686,6 +5311,9 @@ MCP_TOOLS: Tuple[McpTool, ...] = (
              "pane_exists": _T("boolean", ""), "pane_dead": _T("boolean", ""),
              "pid": _T(_INT_OR_NULL, ""), "process_running": _T("boolean", ""),
              "exit_status": _T(_INT_OR_NULL, ""), "exit_signal": _T(_INT_OR_NULL, ""),
+             "alternate_screen": _T(["boolean", "null"], "a full-screen program is showing"),
+             "cursor_x": _T(_INT_OR_NULL, ""), "cursor_y": _T(_INT_OR_NULL, ""),
+             "current_command": _T(["string", "null"], "what runs in the pane now"),
              "sentence": _T("string", "the status in words")},
         _mcp_health, output_required=("status", "sentence"), read_only=True, idempotent=True),
     McpTool(
@@ -4726,33 +5354,43 @@ MCP_TOOLS: Tuple[McpTool, ...] = (
         "send", "Type text or press keys",
         "Type text exactly as given (Enter follows unless enter is false) and/or press tmux "
         "keys: [\"C-c\"] interrupts, [\"Up\", \"Enter\"], [\"Escape\"]. For answering a "
-        "prompt, driving a pager or an editor, or programs run cannot follow. With wait, "
-        "returns once that pattern appears in output after this send.",
+        "prompt, driving a pager, an editor or an agent TUI, or programs run cannot follow. "
+        "In a full-screen program (alternate screen: vim, less, htop) text is typed as keys, "
+        "so ':wq' saves in vim; elsewhere it is pasted, and into a TUI that asked for "
+        "bracketed paste Enter is pressed once the text shows, again if it was swallowed. "
+        "With wait, returns once that pattern appears in output after this send (on the "
+        "screen for full-screen programs).",
         dict({"text": _T("string", "Literal text; no word in it is a key name."),
               "keys": _T("array", "tmux key names, pressed after text.",
                          items={"type": "string"}),
               "enter": _T("boolean", "Press Enter after text (default true)."),
               "multiline": _T("boolean", "Paste text as one block (Python: run as one unit)."),
+              "delivery": _T("string", "auto (default: typed in the alternate screen, pasted "
+                             "elsewhere), type, or paste.", enum=list(DELIVERIES)),
               "wait": _T("string", "Regex (or fixed string) to wait for in the new output."),
               "timeout": _T("number", "Seconds wait waits (default 30).",
                             exclusiveMinimum=0)}, **MCP_PATTERN_IN),
         dict({"session": _T("string", ""), "pane_id": _T("string", ""),
               "sent": _T("boolean", ""), "bytes": _T("integer", "bytes of text typed"),
-              "keys": _T("array", "", items={"type": "string"})}, **MCP_WAIT_OUT),
+              "keys": _T("array", "", items={"type": "string"}),
+              "typed": _T("boolean", "the text went in as keys, not as a paste"),
+              "enter_presses": _T("integer", "a checked submit: Enter presses it took")},
+             **MCP_WAIT_OUT),
         _mcp_send, output_required=("sent",), destructive=True, open_world=True),
     McpTool(
         "wait_for_text", "Wait for text in new output",
         "Wait until a regex (or fixed string) appears in the output the program wrote after "
-        "the last send; returns at once if the program exits. whole_pane searches the "
-        "screen and history instead.",
+        "the last send (for a full-screen program: on its screen), and/or with stable until "
+        "the screen has held still that long; returns at once if the program exits or "
+        "not_pattern appears. whole_pane searches the screen and history instead.",
         dict({"pattern": _T("string", "Python regular expression (multiline), or a fixed "
-                            "string with fixed."),
+                            "string with fixed; required unless stable is given."),
               "timeout": _T("number", "Seconds to wait (default 15).", exclusiveMinimum=0),
               "lines": _T("integer", "Lines searched with whole_pane (default 1000).",
                           minimum=1),
               "whole_pane": _T("boolean", "Search the whole pane, old output included.")},
              **MCP_PATTERN_IN),
-        MCP_WAIT_OUT, _mcp_wait, required=("pattern",), output_required=("found",),
+        MCP_WAIT_OUT, _mcp_wait, output_required=("found",),
         read_only=True, idempotent=True),
     McpTool(
         "capture", "Read the screen or transcript",
@@ -4762,10 +5400,15 @@ MCP_TOOLS: Tuple[McpTool, ...] = (
         {"source": _T("string", "screen (default) or transcript.",
                       enum=["screen", "transcript"]),
          "lines": _T("integer", "Last N lines (default 200).", minimum=1),
-         "all": _T("boolean", "Everything (capped at 1 MiB).")},
+         "all": _T("boolean", "Everything (capped at 1 MiB)."),
+         "ansi": _T("boolean", "Keep colours and attributes (screen only).")},
         {"text": _T("string", ""), "source": _T("string", ""),
          "lines": _T("integer", "lines returned"),
-         "truncated": _T("boolean", "older lines were left out")},
+         "truncated": _T("boolean", "older lines were left out"),
+         "alternate_screen": _T("boolean", "a full-screen program drew the screen"),
+         "cursor_x": _T("integer", "cursor column"),
+         "cursor_y": _T("integer", "cursor row on the visible screen"),
+         "current_command": _T("string", "what runs in the pane now")},
         _mcp_capture, output_required=("text", "lines", "truncated"), read_only=True,
         idempotent=True),
     McpTool(
@@ -5331,6 +5974,8 @@ EXIT_CODES: Dict[str, Dict[str, int]] = {
 }
 # The program waits for input (a question, an unfinished statement, a debugger).
 RUN_WAITING, SEND_WAITING, WAIT_WAITING = 123, 5, 2
+# The --not pattern appeared: the wait failed early.
+SEND_REFUSED, WAIT_REFUSED = 6, 3
 
 OVERVIEW = """\
 usage: tmuxsess.py COMMAND [options]   (tmuxsess.py COMMAND --help for more)
@@ -5526,7 +6171,11 @@ def cmd_capture(engine: Engine, a: argparse.Namespace) -> int:
         return 0
     if a.lines < 1:
         raise UsageError("-n must be at least 1")
-    sys.stdout.write(engine.capture(lines=a.lines, all=a.all, ansi=a.ansi, **_target(a)))
+    shot = engine.capture_screen(lines=a.lines, all=a.all, ansi=a.ansi, **_target(a))
+    if a.json:
+        _print_json(asdict(shot))
+    else:
+        sys.stdout.write(shot.text)
     return 0
 
 
@@ -5584,6 +6233,7 @@ def cmd_send(engine: Engine, a: argparse.Namespace) -> int:
     r = engine.send(_read_text(a), a.keys or (), enter=not a.literal,
                     multiline=a.multiline, wait=a.wait, fixed=a.fixed, timeout=a.timeout,
                     retries=a.retries, interval=a.interval, verbose=a.verbose,
+                    delivery=a.delivery, refuse=a.refuse, stable=_stable(a),
                     **_target(a))
     if a.json:
         _print_json(r)
@@ -5591,16 +6241,18 @@ def cmd_send(engine: Engine, a: argparse.Namespace) -> int:
         print("sent %d bytes%s to %s" % (r["bytes"], " and keys " + " ".join(r["keys"])
                                          if r["keys"] else "", r["session"] or r["pane_id"]),
               file=sys.stderr)
-    if a.wait is None or r.get("found"):
+    if "found" not in r or r.get("found"):
         return 0
     if r["reason"] == "timeout":
-        _error("pattern %r not seen within %gs" % (a.wait, a.timeout),
-               _tail_hint(r.get("tail", "")))
+        _error(_not_seen(a.wait, a.stable, a.timeout), _tail_hint(r.get("tail", "")))
         return 2
     if r["reason"] in ("input", "prompt"):
         _error(*_pattern_unseen(a.wait, r["reason"], r.get("question", ""),
                                 _me() + " run " + _run_flags(a), r.get("tail", "")))
         return SEND_WAITING
+    if r["reason"] == "refused":
+        _error("%r appeared (--not)" % r.get("match", ""), _tail_hint(r.get("tail", "")))
+        return SEND_REFUSED
     _error(_gone_message(engine, r["reason"], r.get("exit_status"), _target(a)),
            _tail_hint(r.get("tail", "")))
     return 3
@@ -5653,10 +6305,22 @@ def _tail_hint(tail: str) -> str:
     return "last lines:\n" + tail if tail.strip() else ""
 
 
+def _stable(a: argparse.Namespace) -> float:
+    return parse_duration(a.stable) if a.stable is not None else 0.0
+
+
+def _not_seen(pattern: Optional[str], stable: Optional[str], timeout: float) -> str:
+    """What a wait that timed out did not see."""
+    if pattern is None:
+        return "the screen did not hold still for %s within %gs" % (stable, timeout)
+    return "pattern %r not seen%s within %gs" % (
+        pattern, " (and the screen still for %s)" % stable if stable else "", timeout)
+
+
 def cmd_wait(engine: Engine, a: argparse.Namespace) -> int:
     r = engine.wait_for_text(a.pattern, fixed=a.fixed, timeout=a.timeout,
                              interval=a.interval, lines=a.lines, whole_pane=a.whole_pane,
-                             **_target(a))
+                             stable=_stable(a), refuse=a.refuse, **_target(a))
     if a.json:
         _print_json(asdict(r))
     if r.found:
@@ -5666,10 +6330,13 @@ def cmd_wait(engine: Engine, a: argparse.Namespace) -> int:
             _error(*_pattern_unseen(a.pattern, r.reason, r.question,
                                     _me() + " run " + _run_flags(a), r.tail))
         return WAIT_WAITING
+    if r.reason == "refused":
+        if not a.json:
+            _error("%r appeared (--not)" % r.match, _tail_hint(r.tail))
+        return WAIT_REFUSED
     if not a.json:
         if r.reason == "timeout":
-            _error("pattern %r not seen within %gs" % (a.pattern, a.timeout),
-                   _tail_hint(r.tail))
+            _error(_not_seen(a.pattern, a.stable, a.timeout), _tail_hint(r.tail))
         else:
             _error(_gone_message(engine, r.reason, r.exit_status, _target(a)),
                    _tail_hint(r.tail))
@@ -5683,7 +6350,7 @@ def cmd_run(engine: Engine, a: argparse.Namespace) -> int:
     if code is None and a.answer is None:
         raise UsageError("give -c CODE, --file PATH or --answer TEXT")
     r = engine.run(a.answer if code is None else code, timeout=a.timeout, prompt=a.prompt,
-                   max_output=a.max_output, answer=code is None, **_target(a))
+                   max_output=a.max_output, answer=code is None, ansi=a.ansi, **_target(a))
     if a.json:
         _print_json(asdict(r))
     else:
@@ -5820,8 +6487,15 @@ def _options_send(p: argparse.ArgumentParser) -> None:
     p.add_argument("-l", "--literal", action="store_true", help="do not press Enter after")
     p.add_argument("-m", "--multiline", action="store_true",
                    help="paste as one block (Python: run as one unit)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--type", dest="delivery", action="store_const", const="type",
+                     default="auto", help="type the text as keys (the default in the "
+                     "alternate screen: vim, less, htop)")
+    how.add_argument("--paste", dest="delivery", action="store_const", const="paste",
+                     help="paste the text (the default in the main screen)")
     p.add_argument("-w", "--wait", metavar="PATTERN", help="wait for this in new output")
     p.add_argument("-F", "--fixed", action="store_true", help="PATTERN is a fixed string")
+    _options_waiting(p)
     p.add_argument("-T", "--timeout", type=float, default=30.0, metavar="SEC",
                    help="how long -w waits (default 30)")
     p.add_argument("-r", "--retries", type=int, default=3, metavar="N",
@@ -5832,10 +6506,19 @@ def _options_send(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
+def _options_waiting(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stable", metavar="DUR", help="then wait until the screen has not "
+                   "changed for DUR (0.5s, 3s, 1m): a TUI or agent that has settled")
+    p.add_argument("--not", dest="refuse", metavar="PATTERN", help="fail at once when "
+                   "this appears instead (an error message)")
+
+
 def _options_wait(p: argparse.ArgumentParser) -> None:
     _add_target(p)
-    p.add_argument("-p", "--pattern", required=True, help="Python regex (multiline)")
+    p.add_argument("-p", "--pattern", help="Python regex (multiline); required unless "
+                   "--stable is given")
     p.add_argument("-F", "--fixed", action="store_true", help="fixed string, not a regex")
+    _options_waiting(p)
     p.add_argument("-T", "--timeout", type=float, default=15.0, metavar="SEC",
                    help="how long to wait (default 15)")
     p.add_argument("-i", "--interval", type=float, metavar="SEC", help="longest poll "
@@ -5886,6 +6569,7 @@ def _options_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", metavar="REGEX", help="the program's prompt line")
     p.add_argument("--max-output", type=int, default=1 << 20, metavar="BYTES",
                    help="keep at most this much output (default 1 MiB; 0: all)")
+    p.add_argument("--ansi", action="store_true", help="keep colours and attributes")
     p.add_argument("--json", action="store_true")
 
 
@@ -5896,6 +6580,8 @@ def _options_capture(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ansi", action="store_true", help="keep colours and attributes")
     p.add_argument("--transcript", action="store_true", help="everything since create")
     p.add_argument("--raw", action="store_true", help="with --transcript: bytes as written")
+    p.add_argument("--json", action="store_true", help="the text with alternate_screen, "
+                   "cursor_x, cursor_y and current_command")
 
 
 def _options_skill(p: argparse.ArgumentParser) -> None:
