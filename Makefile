@@ -2,9 +2,11 @@ PYTHON ?= python3
 
 .PHONY: test lint bench stress
 
-# The whole suite, standard library only, against a real tmux.
+# The whole suite, standard library only, against a real tmux: its classes in
+# 4 processes at once (they mostly wait on tmux and programs). One process:
+# python3 -m unittest -v test_tmuxsess
 test:
-	$(PYTHON) -m unittest -v test_tmuxsess
+	$(PYTHON) test_tmuxsess.py --jobs 4
 
 # Dev tools only; the tool itself stays dependency-free.
 lint:

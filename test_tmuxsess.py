@@ -11,7 +11,8 @@ TMUX_TMPDIR and HOME, and kills every tmux server whose socket lies under
 it, even when it fails. ``cli()`` runs the command line in-process (fast);
 ``exe()`` runs the real file where the process itself matters.
 
-Run:  python3 -m unittest -v test_tmuxsess      (about 40 s on 2 cores)
+Run:  python3 test_tmuxsess.py --jobs 4        (make test: classes in 4 processes)
+      python3 -m unittest -v test_tmuxsess      (all in one process)
       TMUXSESS_STRESS=1 python3 -m unittest -v test_tmuxsess.StressTest
 """
 
@@ -3891,7 +3892,7 @@ class ReadmeExamplesTest(TmuxTestCase):
         self.assertGreaterEqual(len(blocks), 15)
         self.assertIn("make test\n", blocks[0][1], "README starts with the test command")
         with open(os.path.join(HERE, "Makefile")) as f:
-            self.assertIn("unittest -v test_tmuxsess", f.read())
+            self.assertIn("test_tmuxsess.py", f.read())
         runs = []
         for i, (section, codes) in enumerate(sections.items()):
             # `make test` is this very suite: it is checked above, not run again.
@@ -4973,5 +4974,70 @@ class StressTest(TmuxTestCase):
         _figure("1000 runs, 0 mismatches, %.1f s" % (time.monotonic() - began))
 
 
+# ===========================================================================
+# Running the suite: the classes are spread over a few processes (most of the
+# time goes to waiting on tmux and programs, not to the CPU)
+# ===========================================================================
+
+
+# Classes whose tests each drive programs for seconds: one process per test.
+SLOW_CLASSES = ("FullScreenTest", "WaitingForInputTest", "ReadmeExamplesTest",
+                "McpConcurrencyTest", "CorpusTest", "CanonicalDeliveryTest", "ConcurrencyTest")
+
+
+def _test_classes(names=None):
+    """This module's TestCase classes (with tests), or those named."""
+    found = [obj for obj in globals().values()
+             if isinstance(obj, type) and issubclass(obj, unittest.TestCase)
+             and unittest.defaultTestLoader.getTestCaseNames(obj)]
+    return [c for c in found if names is None or c.__name__ in names]
+
+
+def _run_class(name, verbose):
+    """One class in its own process: (name, exit code, output, tests, skips, failures,
+    seconds)."""
+    began = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "unittest"] + (["-v"] if verbose else [])
+                       + ["test_tmuxsess." + name], cwd=HERE, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True)
+    ran = re.search(r"^Ran (\d+) tests?", r.stdout, re.M)
+    skipped = re.search(r"skipped=(\d+)", r.stdout)
+    bad = re.search(r"FAILED \((?:failures=(\d+))?(?:, )?(?:errors=(\d+))?", r.stdout)
+    failed = sum(int(x or 0) for x in bad.groups()) if bad else (0 if r.returncode == 0 else 1)
+    return (name, r.returncode, r.stdout, int(ran.group(1)) if ran else 0,
+            int(skipped.group(1)) if skipped else 0, failed, time.monotonic() - began)
+
+
+def main(argv):
+    """``test_tmuxsess.py [-j N] [-v] [Class ...]``: the suite, N processes at once."""
+    import argparse
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("-j", "--jobs", type=int, default=int(os.environ.get("TEST_JOBS") or 3))
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("classes", nargs="*")
+    a = p.parse_args(argv)
+    # Longest first: the slowest classes test by test, then the rest by size.
+    classes = sorted(_test_classes(a.classes or None), key=lambda c: -len(
+        unittest.defaultTestLoader.getTestCaseNames(c)))
+    jobs = ["%s.%s" % (c.__name__, m) for c in classes if c.__name__ in SLOW_CLASSES
+            for m in unittest.defaultTestLoader.getTestCaseNames(c)]
+    jobs += [c.__name__ for c in classes if c.__name__ not in SLOW_CLASSES]
+    began = time.monotonic()
+    totals = [0, 0, 0]
+    with concurrent.futures.ThreadPoolExecutor(max(1, a.jobs)) as pool:
+        for name, code, out, ran, skipped, failed, took in pool.map(
+                lambda job: _run_class(job, a.verbose), jobs):
+            if a.verbose or code:
+                sys.stdout.write(out)
+            print("%-60s %3d tests %6.1fs%s" % (name, ran, took, "" if not code else
+                                                "  FAILED"), flush=True)
+            totals = [totals[0] + ran, totals[1] + failed, totals[2] + skipped]
+    print("\nRan %d tests in %.1fs with %d processes" % (totals[0], time.monotonic() - began,
+                                                       a.jobs))
+    print("%d passed, %d failed, %d skipped" % (totals[0] - totals[1] - totals[2], totals[1],
+                                               totals[2]))
+    return 1 if totals[1] else 0
+
+
 if __name__ == "__main__":
-    unittest.main()
+    sys.exit(main(sys.argv[1:]))

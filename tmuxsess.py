@@ -4222,6 +4222,13 @@ class _Exchange:
                             "tmuxsess.py send %s -k C-c" % (flags, flags))
         if at is None:
             ready = self._await_prompt()
+            if ready == "input":
+                question = render(tail.decode("utf-8", "replace")).rstrip("\n").rsplit(
+                    "\n", 1)[-1].strip()
+                raise BusyError("%s waits for input%s, not at its prompt; nothing was sent"
+                                % (pane.label, ": %r" % question if question else ""),
+                                "answer it: tmuxsess.py run %s --answer TEXT; or abandon it: "
+                                "tmuxsess.py send %s -k C-c" % (flags, flags))
             if ready == "timeout":
                 raise BusyError("%s is not at its prompt (busy, or waiting for input); "
                                 "nothing was sent" % pane.label,
@@ -4252,8 +4259,11 @@ class _Exchange:
             self.profile = PROFILES[at]
 
     def _await_prompt(self) -> str:
-        delay = 0.001
-        pane = self.pane
+        """Wait for the program to show its prompt: ``done``, or ``input`` when it
+        waits for input somewhere else (the kernel says so twice, 50 ms apart, with
+        no output in between), ``dead``, ``server`` or ``timeout``."""
+        delay, pane, began = 0.001, self.pane, time.monotonic()
+        suspected: Optional[int] = None  # the transcript's size when it seemed to wait
         while True:
             tail = self.host.transcript_tail(pane.transcript)
             at = self._prompt(tail)
@@ -4267,6 +4277,14 @@ class _Exchange:
                 return "dead"
             if self._remaining() <= 0:
                 return "timeout"
+            if time.monotonic() - began >= 0.1 and pane.pid and pane.tty:
+                size = self.host.transcript_size(pane.transcript)
+                if self.host.terminal(pane.pid, pane.tty).waiting:
+                    if suspected == size:
+                        return "input"
+                    suspected = size
+                else:
+                    suspected = None
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
