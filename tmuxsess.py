@@ -3545,8 +3545,9 @@ class Engine:
                                 kept.encode(), plan.retries, plan.interval, plan.verbose,
                                 typed=plan.typed, look="%d %s" % (pane.alternate, snap),
                                 bracketed=not plan.line_editing)
-            if own and (plan.enter or "Enter" in plan.keys):
-                self._note_sent(pane, record.offset)
+            if own:
+                self._note_sent(pane, record.offset, plan.text is not None,
+                                plan.enter or "Enter" in plan.keys)
             before = _look_of(pane, out)
             self._save_look(pane, snap, before, _echo_lines(plan.text))
             if submit:
@@ -4106,25 +4107,34 @@ class Engine:
             with contextlib.suppress(OSError):
                 os.unlink(path)
 
-    def _note_sent(self, pane: Pane, offset: int) -> None:
-        """Remember where in the transcript the last line sent (with its Enter)
-        began, beside the pane's run lock: a prompt printed before it is not one
-        the program waits at, even while the echo of that line is on its way."""
-        if pane.transcript and offset >= 0:
-            with contextlib.suppress(OSError, TmuxsessError):
-                self.settings.state_subdir("locks")
-                path = self._run_lock_path(pane.server, pane.pane_id)[:-len(".lock")] + ".sent"
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-                with os.fdopen(fd, "w") as f:
-                    f.write(str(offset))
+    def _note_sent(self, pane: Pane, offset: int, text: bool = True,
+                   entered: bool = True) -> None:
+        """Remember where in the transcript the last text sent began, and whether
+        its Enter went too, beside the pane's run lock: a prompt printed before
+        a line entered is not one the program waits at, even while the echo of
+        that line is on its way; text sent without Enter sits on the prompt's
+        line. Keys alone (C-u, C-c) may have done either: forgotten."""
+        if not pane.transcript or offset < 0:
+            return
+        path = self._run_lock_path(pane.server, pane.pane_id)[:-len(".lock")] + ".sent"
+        with contextlib.suppress(OSError, TmuxsessError):
+            if not text and not entered:
+                os.unlink(path)
+                return
+            self.settings.state_subdir("locks")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write("%d %d" % (offset, int(entered)))
 
-    def _sent_offset(self, pane: Pane) -> int:
-        """Where in the transcript the last line sent began; -1 if unknown."""
+    def _sent_offset(self, pane: Pane) -> Tuple[int, bool]:
+        """Where in the transcript the last text sent began (-1 if unknown), and
+        whether its Enter went too."""
         with contextlib.suppress(OSError, ValueError):
             path = self._run_lock_path(pane.server, pane.pane_id)[:-len(".lock")] + ".sent"
             with open(path) as f:
-                return int(f.read() or -1)
-        return -1
+                offset, entered = f.read().split()
+            return int(offset), entered == "1"
+        return -1, True
 
     def _run_lock_path(self, server: Server, pane_id: str) -> str:
         """The file whose flock queues the runs on one pane, on any server."""
@@ -4179,19 +4189,27 @@ class _Exchange:
         if self.prompt_re is not None:
             return "" if _at_regex_prompt(tail, self.prompt_re) else None
         at = prompt_at_end(tail, self.pane.token, self.pane.profile.continuation_text)
-        if at is not None and self._since(tail) > _last_prompt_start(tail, self.pane.token):
-            return None  # text went in after that prompt: its echo is on its way
+        since, entered = self._since(tail)
+        if at is not None and entered and since > _last_prompt_start(tail, self.pane.token):
+            return None  # a line went in after that prompt: its echo is on its way
         return at
 
-    def _since(self, tail: bytes) -> int:
-        """Where in ``tail`` the last send began; -1 for none, or earlier."""
-        offset = self.engine._sent_offset(self.pane)
+    def _since(self, tail: bytes) -> Tuple[int, bool]:
+        """Where in ``tail`` the last text sent began (-1: none, or earlier), and
+        whether its Enter went too."""
+        offset, entered = self.engine._sent_offset(self.pane)
         base = self.host.transcript_size(self.pane.transcript) - len(tail)
-        return offset - base if offset >= 0 else -1
+        return (offset - base if offset >= 0 else -1), entered
+
+    def _typed_unsent(self, tail: bytes) -> bool:
+        """Whether text the tool sent without Enter sits on the last prompt's line
+        (a fact: its echo may not have come yet)."""
+        since, entered = self._since(tail)
+        return not entered and since > _last_prompt_start(tail, self.pane.token) >= 0
 
     def _under_output(self, tail: bytes) -> Optional[str]:
         """The prompt the program waits at below output it printed later."""
-        return prompt_under_output(tail, self.pane.token, self._since(tail))
+        return prompt_under_output(tail, self.pane.token, self._since(tail)[0])
 
     def _remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -4203,6 +4221,8 @@ class _Exchange:
         if self.prompt_re is not None and not self.host.transcript_size(pane.transcript):
             return None  # a new temporary transcript: nothing to tell by
         tail = self.host.transcript_tail(pane.transcript)
+        if self.prompt_re is None and self._typed_unsent(tail):
+            raise self._unsent(_unsent_text(tail, pane.token) or "(not shown yet)")
         at = self._prompt(tail)
         if pane.unverified and (at is None or at in pane.profile.continuation
                                 or (self.prompt_re is None and _unsent_text(tail, pane.token))):
@@ -4245,12 +4265,16 @@ class _Exchange:
                 return None
         unsent = "" if self.prompt_re is not None else _unsent_text(tail, pane.token)
         if unsent:
-            raise BusyError("%s has unsent text on its prompt line: %r; nothing was sent"
-                            % (pane.label, unsent[-40:]),
-                            "clear it: tmuxsess.py send %s -k C-u, or finish it: "
-                            "tmuxsess.py send %s -c REST" % (flags, flags))
+            raise self._unsent(unsent)
         self._take(at)
         return None
+
+    def _unsent(self, text: str) -> BusyError:
+        flags = self.engine._target_flags(self.pane)
+        return BusyError("%s has unsent text on its prompt line: %r; nothing was sent"
+                         % (self.pane.label, text[-40:]),
+                         "clear it: tmuxsess.py send %s -k C-u, or finish it: "
+                         "tmuxsess.py send %s -c REST" % (flags, flags))
 
     def _take(self, at: str) -> None:
         """Type at prompt ``at``: "" the main one, or a debugger's."""
