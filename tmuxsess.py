@@ -57,6 +57,9 @@ Requires tmux 3.0 or newer and Python 3.8 or newer; standard library only.
 
 from __future__ import annotations  # annotations name argparse, imported only by the CLI
 
+# The docstring's first lines are for /bin/sh (see _boot): not documentation.
+__doc__ = __doc__[__doc__.index("tmuxsess: drive"):]
+
 import contextlib
 import errno
 import fcntl
