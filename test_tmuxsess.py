@@ -1643,6 +1643,62 @@ class WaitTest(TmuxTestCase):
         self.assertEqual(json.loads(r.stdout)["match"], "ZZ")
 
 
+def inotify_fds(pid="self"):
+    """How many inotify instances a process holds."""
+    fd_dir = "/proc/%s/fd" % pid
+    count = 0
+    for fd in os.listdir(fd_dir):
+        with contextlib.suppress(OSError):
+            count += os.readlink(os.path.join(fd_dir, fd)) == "anon_inode:inotify"
+    return count
+
+
+@unittest.skipUnless(sys.platform.startswith("linux"), "inotify is Linux's")
+class WakeTest(TmuxTestCase):
+    """A wait is woken by the transcript growing (inotify), not by a poll: its
+    instances are reused, never leaked, and where there is none it polls."""
+
+    def test_a_watch_wakes_on_a_write_not_at_its_timeout(self):
+        path = os.path.join(self.tmp, "file")
+        write_bytes(path, b"")
+        watch = tmuxsess.Host().watch_transcript(path)
+        self.addCleanup(watch.close)
+        self.assertTrue(watch.wakes)
+        timer = threading.Timer(0.2, lambda: open(path, "ab").write(b"x"))
+        timer.start()
+        self.addCleanup(timer.cancel)
+        began = time.monotonic()
+        watch.wait(30)
+        self.assertLess(time.monotonic() - began, 15)  # woken, not timed out
+        watch.close()
+        watch.close()  # twice is harmless
+
+    def test_runs_reuse_their_instances_and_a_long_wait_returns_with_the_prompt(self):
+        self.api_create("py", "python-repl")
+        before = inotify_fds()
+        for i in range(20):  # each waits long enough to set up its watch
+            r = tmuxsess.run("import time; time.sleep(0.06); print(%d)" % i, session="py")
+            self.assertEqual((r.output, r.exit_status), ("%d\n" % i, 0))
+        self.assertLessEqual(inotify_fds() - before, 1)
+        # Two runs at once on two sessions: each has its own instance.
+        self.api_create("sh")
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            outs = list(pool.map(lambda a: tmuxsess.run(a[1], session=a[0]).output,
+                                 [("py", "import time; time.sleep(0.3); print('p')"),
+                                  ("sh", "sleep 0.3; echo s")]))
+        self.assertEqual(outs, ["p\n", "s\n"])
+        self.assertLessEqual(inotify_fds() - before, 2)
+
+    def test_without_inotify_a_wait_polls(self):
+        self.api_create("sh")
+        with mock.patch.object(tmuxsess._Inotify, "looked", True), \
+                mock.patch.object(tmuxsess._Inotify, "libc", None):
+            watch = tmuxsess.Host().watch_transcript(os.path.join(self.tmp, "nothing"))
+            self.assertFalse(watch.wakes)
+            r = tmuxsess.run("sleep 0.2; echo polled", session="sh")
+        self.assertEqual((r.output, r.exit_status), ("polled\n", 0))
+
+
 class RunTest(TmuxTestCase):
     """run prints exactly the output; the exit status says how it ended."""
 

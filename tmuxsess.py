@@ -1146,6 +1146,90 @@ def canonical_stream(data: bytes, term: Terminal) -> bytes:
     return stream
 
 
+class _Inotify:
+    """inotify instances (Linux; via ctypes, loaded on first use), pooled for the
+    life of the process: closing an instance that has watched a file costs the
+    kernel ~15-20 ms (an RCU grace period), removing its watch does not. Each
+    watch has an instance to itself, so its events are its own."""
+
+    lock = threading.Lock()
+    libc: Any = None
+    looked = False
+    free: List[int] = []
+
+    @classmethod
+    def watch(cls, path: str, mask: int) -> Tuple[int, int]:
+        """(instance fd, watch descriptor) watching ``path``; (-1, -1) if none."""
+        with cls.lock:
+            if not cls.looked:
+                cls.looked = True
+                if sys.platform.startswith("linux"):
+                    with contextlib.suppress(ImportError, OSError, AttributeError):
+                        import ctypes
+                        libc = ctypes.CDLL(None, use_errno=True)
+                        if all(hasattr(libc, name) for name in (
+                                "inotify_init1", "inotify_add_watch", "inotify_rm_watch")):
+                            cls.libc = libc
+            if cls.libc is None:
+                return -1, -1
+            fd = cls.free.pop() if cls.free else cls.libc.inotify_init1(
+                os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0:
+            return -1, -1
+        wd = cls.libc.inotify_add_watch(fd, os.fsencode(path), mask)
+        if wd < 0:
+            cls.give_back(fd, -1)
+            return -1, -1
+        return fd, wd
+
+    @classmethod
+    def give_back(cls, fd: int, wd: int) -> None:
+        if wd >= 0:
+            cls.libc.inotify_rm_watch(fd, wd)
+        with contextlib.suppress(OSError):  # its last events, and IN_IGNORED
+            while os.read(fd, 65536):
+                pass
+        with cls.lock:
+            cls.free.append(fd)
+
+
+class _FileWatch:
+    """Sleeps until a file is written to or for the time given, whichever is first.
+
+    Linux: an inotify watch, so a wait wakes the moment the transcript grows and
+    costs nothing while it does not; elsewhere a plain sleep, the caller polling.
+    """
+
+    MASK = 0x2 | 0x4 | 0x400 | 0x800  # IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF
+
+    def __init__(self, path: str) -> None:
+        self.poll: Optional[Any] = None
+        self.fd, self.wd = _Inotify.watch(path, self.MASK)
+        if self.fd >= 0:
+            import select
+            self.poll = select.poll()
+            self.poll.register(self.fd, select.POLLIN)
+
+    @property
+    def wakes(self) -> bool:
+        """Whether wait() returns as soon as the file changes (else it just sleeps)."""
+        return self.poll is not None
+
+    def wait(self, seconds: float) -> None:
+        if self.poll is None:
+            time.sleep(seconds)
+            return
+        if self.poll.poll(max(seconds, 0.0) * 1000):
+            with contextlib.suppress(OSError):  # drained: the next write wakes us again
+                while os.read(self.fd, 65536):
+                    pass
+
+    def close(self) -> None:
+        if self.poll is not None:
+            self.poll = None
+            _Inotify.give_back(self.fd, self.wd)
+
+
 class Host:
     """The machine the panes run on: the single home of every tmux call, every
     question about a process, and every transcript file opened.
@@ -1320,6 +1404,11 @@ class Host:
             return open(path, "rb")
         except OSError as e:
             raise StateFileError("cannot read transcript %s: %s" % (path, e.strerror))
+
+    @staticmethod
+    def watch_transcript(path: str) -> _FileWatch:
+        """A way to sleep until the transcript grows (see _FileWatch)."""
+        return _FileWatch(path)
 
     @staticmethod
     def transcript_size(path: str) -> int:
@@ -2478,9 +2567,10 @@ ScreenCheck = Callable[[], Optional[Tuple[Ending, str]]]
 class _Follower:
     """Follows a transcript from an offset and decides when the exchange is done.
 
-    Polls the file (no tmux process per poll) with an interval that starts at
-    a millisecond and backs off; asks the host by pid whether the program or
-    the server died meanwhile.
+    Reads the file (no tmux process per look): polled for the first
+    milliseconds, then woken by the file growing (inotify) where the host can,
+    else polled with an interval that backs off to ``interval``; asks the host
+    by pid whether the program or the server died meanwhile.
     """
 
     LOOKBACK = 65536
@@ -2508,9 +2598,13 @@ class _Follower:
         self.terminal: Optional[Terminal] = None  # the last look at it
         self.next_probe = 0.0
         self.suspected: Optional[float] = None  # when it first seemed to wait
+        self.nap: Optional[_FileWatch] = None   # wakes a wait when the file grows
+        self.fed = (0.0, 0.0)                   # when the last two reads got output
 
     def close(self) -> None:
         self.file.close()
+        if self.nap is not None:
+            self.nap.close()
 
     def __enter__(self) -> "_Follower":
         return self
@@ -2525,6 +2619,7 @@ class _Follower:
         if self.screen is not None and not self.drawn:
             self.drawn = bool(DRAWING_RE.search(bytes(self.buf[-16:]) + chunk))
         self.buf += chunk
+        self.fed = (self.fed[1], time.monotonic())
         return True
 
     def _screen_says(self) -> bool:
@@ -2697,8 +2792,31 @@ class _Follower:
                 return stopped
             if now >= deadline:
                 return "timeout"
-            time.sleep(min(delay, max(deadline - now, 0.0005)))
+            self._nap(min(delay, max(deadline - now, 0.0005)), min(interval, deadline - now))
             delay = min(delay * 2, interval)
+
+    def _nap(self, delay: float, longest: float) -> None:
+        """Wait for output: ``delay`` polling, or until the transcript is written
+        to (``longest`` at most) once a watch on it is set up. The watch is set
+        up on the first nap longer than a millisecond or two (a quick answer
+        needs none); the file is read again before waiting on it."""
+        if self.nap is None:
+            if delay < 0.002:
+                time.sleep(delay)
+                return
+            self.nap = self.host.watch_transcript(self.pane.transcript)
+            return  # what was written before the watch is read first
+        if not self.nap.wakes:
+            time.sleep(delay)
+            return
+        if self.screen is not None and self.drawn:  # the screen's next look
+            longest = min(longest, self.look_every)
+        if time.monotonic() - self.fed[0] < 0.003:
+            # Output keeps coming: read it a millisecond at a time, not a wake-up
+            # per write (a flood would cost a core). What is still to come is
+            # read at once after a pause.
+            time.sleep(0.001)
+        self.nap.wait(max(longest, 0.0005))
 
     def _stopped(self, now: float, quiet_since: float, cancel: Optional[Any],
                  settle: float) -> Optional[Ending]:
@@ -4289,6 +4407,13 @@ class _Exchange:
         """Wait for the program to show its prompt: ``done``, or ``input`` when it
         waits for input somewhere else (the kernel says so twice, 50 ms apart, with
         no output in between), ``dead``, ``server`` or ``timeout``."""
+        watch = self.host.watch_transcript(self.pane.transcript)  # wakes as output comes
+        try:
+            return self._await_prompt_watching(watch)
+        finally:
+            watch.close()
+
+    def _await_prompt_watching(self, watch: _FileWatch) -> str:
         delay, pane, began = 0.001, self.pane, time.monotonic()
         suspected: Optional[int] = None  # the transcript's size when it seemed to wait
         while True:
@@ -4312,7 +4437,9 @@ class _Exchange:
                     suspected = size
                 else:
                     suspected = None
-            time.sleep(delay)
+            # Woken by output where the host can (50 ms at most, for the checks
+            # above); else polled, backing off.
+            watch.wait(min(0.05 if watch.wakes else delay, max(self._remaining(), 0.001)))
             delay = min(delay * 2, 0.05)
 
     def run(self, units: List[str], path: str = "", answer: Optional[Terminal] = None
