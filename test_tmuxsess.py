@@ -1664,7 +1664,7 @@ class WakeTest(TmuxTestCase):
         watch = tmuxsess.Host().watch_transcript(path)
         self.addCleanup(watch.close)
         self.assertTrue(watch.wakes)
-        timer = threading.Timer(0.2, lambda: open(path, "ab").write(b"x"))
+        timer = threading.Timer(0.2, write_bytes, (path, b"x"))
         timer.start()
         self.addCleanup(timer.cancel)
         began = time.monotonic()
@@ -1697,6 +1697,150 @@ class WakeTest(TmuxTestCase):
             self.assertFalse(watch.wakes)
             r = tmuxsess.run("sleep 0.2; echo polled", session="sh")
         self.assertEqual((r.output, r.exit_status), ("polled\n", 0))
+
+
+class ControlModeTest(TmuxTestCase):
+    """Engine(control=True): tmux commands over one tmux -C client per server,
+    with the same answers as execs, invisible to list/find/repair, gone with the
+    last session, recovering from a server restart, falling back when control
+    mode misbehaves, and closing cleanly (also at interpreter exit)."""
+
+    def control_engine(self, **kw):
+        engine = tmuxsess.Engine(control=True, **kw)
+        self.addCleanup(engine.close)
+        return engine
+
+    def control_clients(self, socket=None):
+        r = self.tmux("list-clients", "-F", "#{client_control_mode} #{session_name}",
+                      socket=socket)
+        return [line for line in r.stdout.splitlines() if line.startswith("1 ")]
+
+    def test_runs_spawn_no_process_and_answer_as_execs_do(self):
+        self.api_create("py", "python-repl")
+        self.api_create("sh")
+        env, calls = self.logging_tmux()
+        engine = self.control_engine(tmux=env["TMUXSESS_TMUX"])
+        self.assertEqual(engine.run("print(1)", session="py").output, "1\n")
+        self.assertEqual(engine.run("print(2)", session="py").output, "2\n")
+        before = len(calls())
+        self.assertIn(" -C ", " ".join(calls()))
+        plain = tmuxsess.Engine()
+        for i in range(5):
+            self.assertEqual(engine.run("print(%d * 3)" % i, session="py").output,
+                             "%d\n" % (i * 3))
+        big = "".join(chr(0x20 + i % 90) for i in range(40000))  # a paste of 40 KB
+        r = engine.run("x = %r; print(len(x))" % big, session="py")
+        self.assertEqual(r.output, "%d\n" % len(big))
+        # Byte-exact, pasted and typed: the recorder reads its terminal raw.
+        marker = os.path.join(self.tmp, "expanded")
+        texts = hostile_texts(marker)
+        out = self.recorder("rec")
+        for text in texts:
+            engine.send(text, session="rec")
+            engine.send(text, session="rec", delivery="type")
+        block = "".join(texts[i % len(texts)].replace("\r", "") + "\n" for i in range(3000))
+        engine.send(block, session="rec", multiline=True)
+        self.assertReceived(out, b"".join(enc(t) + b"\r" + enc(t) + b"\r" for t in texts)
+                            + enc(block) + b"\r", timeout=60)
+        self.assertFalse(os.path.exists(marker), "something expanded $(...) or #(...)")
+        for name in ("py", "sh", "rec"):
+            for ansi in (False, True):
+                self.assertEqual(engine.capture(session=name, ansi=ansi),
+                                 plain.capture(session=name, ansi=ansi))
+            self.assertEqual(engine.pane_health(session=name), plain.pane_health(session=name))
+        with open(os.path.join(self.tmp, "tmux-calls.log"), "rb") as f:
+            execs = f.read().splitlines()[before:]
+        self.assertEqual(execs, [])  # not one exec since the client came up
+        with self.assertRaises(tmuxsess.TargetError):  # errors come back as from an exec
+            engine.capture(socket=self.socket, target="%999")
+        self.assertEqual(self.tmux("list-buffers").stdout, "")
+
+    def test_not_seen_in_list_find_repair_nor_in_attached(self):
+        self.api_create("py", "python-repl")
+        engine = self.control_engine()
+        engine.run("print(1)", session="py")
+        engine.run("print(2)", session="py")
+        self.assertEqual(len(self.control_clients()), 1)
+        self.assertIn(tmuxsess.CONTROL_SESSION, self.tmux_sessions())
+        attached = self.tmux("list-sessions", "-F", "#{session_name} #{session_attached}")
+        self.assertIn("py 0", attached.stdout.splitlines())
+        for e in (engine, tmuxsess.Engine()):
+            self.assertEqual([(s.name, s.status) for s in e.list_sessions()],
+                             [("py", "alive")])
+            self.assertEqual([f.name for f in e.find_sessions(all_sockets=True)], ["py"])
+        doc = json.loads(self.ok("find", "--all", "--json").stdout)
+        self.assertNotIn(tmuxsess.CONTROL_SESSION, json.dumps(doc))
+        self.assertNotIn(tmuxsess.CONTROL_SESSION, json.dumps(engine.repair()))
+        self.assertEqual(self.health("py").status, "healthy")
+
+    def test_the_hidden_session_goes_with_the_last_one_and_the_server_with_it(self):
+        self.api_create("a")
+        self.api_create("b")
+        engine = self.control_engine()
+        engine.run("echo 1", session="a")
+        engine.run("echo 2", session="a")
+        self.assertEqual(len(self.control_clients()), 1)
+        engine.kill_session(session="a")
+        self.assertEqual(self.tmux_sessions(), sorted(["b", tmuxsess.CONTROL_SESSION]))
+        self.tmux("kill-session", "-t", "=b")  # by someone else: the client sees it too
+        wait_until(lambda: self.tmux_sessions() == [], 20, "the server to exit")
+
+    def test_recovers_when_the_server_restarts(self):
+        self.api_create("sh")
+        engine = self.control_engine()
+        self.assertEqual(engine.run("echo one", session="sh").output, "one\n")
+        engine.run("echo two", session="sh")
+        self.tmux("kill-server")
+        wait_until(lambda: self.tmux_sessions() == [], 20, "the server to go")
+        self.assertEqual(engine.pane_health(session="sh").status, "server_not_running")
+        with self.assertRaises(tmuxsess.TmuxsessError):
+            engine.run("echo three", session="sh", timeout=5)
+        engine.kill_session(session="sh")
+        engine.create_session("sh", ready_timeout=30)
+        for word in ("four", "five", "six"):
+            self.assertEqual(engine.run("echo " + word, session="sh").output, word + "\n")
+        self.assertEqual(len(self.control_clients()), 1)
+
+    def test_falls_back_to_execs_when_control_mode_misbehaves(self):
+        self.api_create("sh")
+        real = shutil.which("tmux")
+        for name, body in (("hangs", "exec sleep 60"), ("garbage", "echo '%begin x'; echo junk"),
+                           ("fails", "exit 1")):
+            fake = self.script("tmux-" + name, '#!/bin/sh\ncase " $* " in *" -C "*) %s ;; '
+                               'esac\nexec %s "$@"\n' % (body, shlex.quote(real)))
+            os.chmod(fake, 0o755)
+            engine = self.control_engine(tmux=fake)
+            engine.host.CONNECT = 0.5
+            for word in ("a", "b", "c"):
+                self.assertEqual(engine.run("echo " + word, session="sh").output, word + "\n",
+                                 name)
+            self.assertEqual(engine.host.clients, {}, name)
+            engine.close()
+        self.assertEqual(self.control_clients(), [])
+
+    def test_close_leaves_no_client_nor_thread_also_at_exit(self):
+        self.api_create("sh")
+        engine = self.control_engine()
+        engine.run("echo 1", session="sh")
+        engine.run("echo 2", session="sh")
+        self.assertEqual(len(self.control_clients()), 1)
+        engine.close()
+        self.assertEqual(self.control_clients(), [])
+        self.assertFalse([t for t in threading.enumerate() if t.name == "tmuxsess-control"])
+        self.assertEqual(engine.run("echo 3", session="sh").output, "3\n")  # still works
+        wait_until(lambda: tmuxsess.CONTROL_SESSION not in self.tmux_sessions(), 20,
+                   "the hidden session to go with its last client")
+        # A process that never closes its engine: at exit, the client goes too.
+        probe = ("import sys; sys.path.insert(0, %r); import tmuxsess\n"
+                 "e = tmuxsess.Engine(control=True)\n"
+                 "for i in range(3):\n"
+                 "    assert e.run('echo %%d' %% i, session='sh').output == '%%d\\n' %% i\n"
+                 "assert e.host.clients\n" % HERE)
+        r = subprocess.run([sys.executable, "-c", probe], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.control_clients(), [])
+        wait_until(lambda: self.tmux_sessions() == ["sh"], 20, "the hidden session to go")
 
 
 class RunTest(TmuxTestCase):
@@ -4643,7 +4787,8 @@ class McpConcurrencyTest(McpTestCase):
         interrupted = c.rpc("tools/call", {"name": "send", "arguments": {
             "session": "py", "keys": ["C-c"]}}, timeout=3)
         self.assertFalse(interrupted["result"]["isError"], interrupted)
-        self.assertFalse(c.has_response(long_run))
+        # (The run may answer before the send's own answer is read: it wakes
+        # as soon as the KeyboardInterrupt reaches the transcript.)
         r = c.response(long_run, timeout=10)["result"]["structuredContent"]
         self.assertLess(time.monotonic() - began, 4.5)  # C-c ended it early
         self.assertIn("KeyboardInterrupt", r["output"])
