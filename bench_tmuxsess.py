@@ -14,16 +14,18 @@ rotating order) so machine noise hits every row alike:
   P  CLI run      ``python3 tmuxsess.py run ...``: named on the command line, the
                   file is compiled on every start (no bytecode cache)
   b  API run      ``tmuxsess.run('print(i)')`` in this process
+  B  API run      the same on an ``Engine(control=True)``: over a tmux -C client
   t  tmux call    one bare ``tmux display -p``, started from this process
   n  noticing     an API run that sleeps, prints time.time() and returns to its
                   prompt: the caller's time.time() on return minus the printed one
+  nB             the same with control mode
   also           ``python3 -S -c pass``, ``python3 -c pass`` and
                   ``./tmuxsess.py --version`` (start-up plus import)
   l1, l30        ``tmuxsess.py list`` with 1 and with 30 registered sessions
                   (one tmux call per socket, so about the same)
 
 Then 1,000 sequential API runs in one session, each of which must return
-exactly its own output. Everything lives in a temp dir (state, sockets,
+exactly its own output, without and with control mode. Everything lives in a temp dir (state, sockets,
 TMUX_TMPDIR) that is removed at the end, the server killed, even on Ctrl-C.
 
 Run:  make bench     (or: python3 bench_tmuxsess.py [-n ROUNDS] [--runs N])
@@ -97,7 +99,7 @@ def bench(rounds, runs):
         timed([PY, TOOL, "create", "-n", "s%d" % n, "--cmd", "sleep 600", "--no-wait"], env30)
     sys.stdout.flush()
 
-    mismatches = {"a": 0, "b": 0}
+    mismatches = {"a": 0, "b": 0, "B": 0}
     sys_env = dict(env, TMUXSESS_PYTHON=SYSTEM_PY)
     path_env = dict(env)
     path_env.pop("TMUXSESS_PYTHON", None)
@@ -114,18 +116,24 @@ def bench(rounds, runs):
         return lambda i: (timed([python, "-c", "pass"], env)[0]
                           + timed(["tmux", "-S", socket, "display", "-p", "#{pid}"], env)[0])
 
-    def noticing(i):
-        r = tmuxsess.run("import time; time.sleep(0.02); print(repr(time.time()))",
-                         session="bench")
-        back = time.time()
-        return back - ast.literal_eval(r.output.strip())
+    control = tmuxsess.Engine(control=True)
 
-    def api_run(i):
-        t0 = time.perf_counter()
-        r = tmuxsess.run("print(%d)" % i, session="bench")
-        elapsed = time.perf_counter() - t0
-        mismatches["b"] += r.output != "%d\n" % i or r.exit_status != 0
-        return elapsed
+    def noticing_on(engine):
+        def sample(i):
+            r = engine.run("import time; time.sleep(0.02); print(repr(time.time()))",
+                           session="bench")
+            back = time.time()
+            return back - ast.literal_eval(r.output.strip())
+        return sample
+
+    def api_run_on(engine, key):
+        def sample(i):
+            t0 = time.perf_counter()
+            r = engine.run("print(%d)" % i, session="bench")
+            elapsed = time.perf_counter() - t0
+            mismatches[key] += r.output != "%d\n" % i or r.exit_status != 0
+            return elapsed
+        return sample
 
     samples = {
         "a": ("CLI ./tmuxsess.py run, system python", cli([TOOL], sys_env)),
@@ -133,10 +141,13 @@ def bench(rounds, runs):
         "A": ("CLI ./tmuxsess.py run, python3 on PATH", cli([TOOL], path_env)),
         "C": ("floor: PATH python3 -c pass + tmux", floor_of(PATH_PY)),
         "P": ("CLI python3 tmuxsess.py run (no cache)", cli([SYSTEM_PY, TOOL], env)),
-        "b": ("API tmuxsess.run()", api_run),
+        "b": ("API tmuxsess.run()", api_run_on(tmuxsess.default_engine(), "b")),
+        "B": ("API run, Engine(control=True)", api_run_on(control, "B")),
         "t": ("one bare tmux display -p (subprocess)",
               lambda i: timed(["tmux", "-S", socket, "display", "-p", "#{pid}"], env)[0]),
-        "n": ("noticing: prompt printed -> run returns", noticing),
+        "n": ("noticing: prompt printed -> run returns", noticing_on(
+            tmuxsess.default_engine())),
+        "nB": ("noticing, control mode", noticing_on(control)),
         "S": ("system python -S -c pass", lambda i: timed([SYSTEM_PY, "-S", "-c", "pass"],
                                                           env)[0]),
         "p": ("system python -c pass", lambda i: timed([SYSTEM_PY, "-c", "pass"], env)[0]),
@@ -161,13 +172,15 @@ def bench(rounds, runs):
     print("ratio a/c (CLI run / floor, system python):  %.2f   (goal <= 2.0)"
           % (med["a"] / med["c"]))
     print("ratio A/C (CLI run / floor, PATH python3):   %.2f" % (med["A"] / med["C"]))
-    print("ratio b/t (API run / one tmux exec):         %.2f   (goal <= 1.0 with control mode)"
-          % (med["b"] / med["t"]))
-    print("API run with control mode:                   not built yet")
-    print("noticing latency, median:                    %.2f ms (goal <= 2 ms)"
-          % (med["n"] * 1000))
+    print("ratio B/t (API run, control mode / tmux exec): %.2f (goal <= 1.0)"
+          % (med["B"] / med["t"]))
+    print("ratio b/t (API run, execs / tmux exec):      %.2f" % (med["b"] / med["t"]))
+    print("ratio B/b (API run, control mode / execs):   %.2f" % (med["B"] / med["b"]))
+    print("noticing latency, median:                    %.2f ms, control mode %.2f ms "
+          "(goal <= 2 ms)" % (med["n"] * 1000, med["nB"] * 1000))
     print("ratio l30/l1 (list, 30 / 1 sessions):        %.2f" % (med["l30"] / med["l1"]))
-    print("output mismatches: CLI %d, API %d" % (mismatches["a"], mismatches["b"]))
+    print("output mismatches: CLI %d, API %d, API control mode %d"
+          % (mismatches["a"], mismatches["b"], mismatches["B"]))
     print()
     print("%-3s %-44s %8s %8s %8s %8s" % ("", "ms over %d rounds" % rounds, "min",
                                           "median", "p90", "max"))
@@ -177,13 +190,22 @@ def bench(rounds, runs):
             k, samples[k][0], min(ms), median(ms), percentile(ms, 0.9), max(ms)))
 
     print()
-    print("%d sequential API runs in one session ..." % runs)
+    wrong = sequential(tmuxsess.default_engine(), runs, "execs")
+    wrong += sequential(control, runs, "control mode")
+    tmuxsess.kill_session(session="bench")
+    control.close()
+    return 0 if wrong == 0 and not any(mismatches.values()) else 1
+
+
+def sequential(engine, runs, label):
+    """``runs`` API runs one after another; how many did not return their own output."""
+    print("%d sequential API runs in one session, %s ..." % (runs, label))
     sys.stdout.flush()
     per_run, wrong = [], 0
     t_all = time.perf_counter()
     for i in range(runs):
         t0 = time.perf_counter()
-        r = tmuxsess.run("print(%d)" % i, session="bench")
+        r = engine.run("print(%d)" % i, session="bench")
         per_run.append(time.perf_counter() - t0)
         if r.output != "%d\n" % i or r.exit_status != 0:
             wrong += 1
@@ -193,8 +215,7 @@ def bench(rounds, runs):
     ms = [t * 1000 for t in per_run]
     print("%d runs: total %.2f s; per run median %.2f ms, p90 %.2f ms, max %.2f ms; "
           "mismatches %d" % (runs, total, median(ms), percentile(ms, 0.9), max(ms), wrong))
-    tmuxsess.kill_session(session="bench")
-    return 0 if wrong == 0 and not any(mismatches.values()) else 1
+    return wrong
 
 
 def main():
