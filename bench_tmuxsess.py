@@ -25,8 +25,9 @@ rotating order) so machine noise hits every row alike:
                   (one tmux call per socket, so about the same)
 
 Then 1,000 sequential API runs in one session, each of which must return
-exactly its own output, without and with control mode. Everything lives in a temp dir (state, sockets,
-TMUX_TMPDIR) that is removed at the end, the server killed, even on Ctrl-C.
+exactly its own output, without and with control mode. Everything lives in a
+temp dir (state, sockets, TMUX_TMPDIR) that is removed at the end, the server
+killed, even on Ctrl-C.
 
 Run:  make bench     (or: python3 bench_tmuxsess.py [-n ROUNDS] [--runs N])
 """
