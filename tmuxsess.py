@@ -6432,6 +6432,10 @@ def cmd_mcp(_engine: Engine, a: argparse.Namespace) -> int:
     if sys.stdin is None:
         raise UsageError("standard input is closed: an MCP client speaks to this server "
                         "through it", "see: tmuxsess.py mcp --help")
+    # A pipe that closes (a control client gone with its server, a client that
+    # hung up) is an error to handle, not a signal that ends the server unseen.
+    with contextlib.suppress(AttributeError, ValueError):
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     # Long-lived: its tmux calls go over control-mode clients (TMUXSESS_CONTROL=0:
     # a plain exec each).
     engine = Engine(state_dir=a.state_dir, socket_dir=a.socket_dir,
