@@ -19,6 +19,10 @@ rotating order) so machine noise hits every row alike:
   n  noticing     an API run that sleeps, prints time.time() and returns to its
                   prompt: the caller's time.time() on return minus the printed one
   nB             the same with control mode
+  w  waiting      an API run of ``input('go? ')``: how long until it says the
+                  program waits for input (then answered with run --answer)
+  m  MCP run      a ``run`` tool call to one ``tmuxsess.py mcp`` process, as
+                  an MCP client makes it, from request to reply
   also           ``python3 -S -c pass``, ``python3 -c pass`` and
                   ``./tmuxsess.py --version`` (start-up plus import)
   l1, l30        ``tmuxsess.py list`` with 1 and with 30 registered sessions
@@ -34,6 +38,7 @@ Run:  make bench     (or: python3 bench_tmuxsess.py [-n ROUNDS] [--runs N])
 
 import argparse
 import ast
+import json
 import os
 import platform
 import random
@@ -100,7 +105,7 @@ def bench(rounds, runs):
         timed([PY, TOOL, "create", "-n", "s%d" % n, "--cmd", "sleep 600", "--no-wait"], env30)
     sys.stdout.flush()
 
-    mismatches = {"a": 0, "b": 0, "B": 0}
+    mismatches = {"a": 0, "b": 0, "B": 0, "w": 0, "m": 0}
     sys_env = dict(env, TMUXSESS_PYTHON=SYSTEM_PY)
     path_env = dict(env)
     path_env.pop("TMUXSESS_PYTHON", None)
@@ -127,6 +132,25 @@ def bench(rounds, runs):
             return back - ast.literal_eval(r.output.strip())
         return sample
 
+    def waiting_on(engine):
+        def sample(i):
+            t0 = time.perf_counter()
+            r = engine.run("x = input('go? ')", session="bench")
+            elapsed = time.perf_counter() - t0
+            mismatches["w"] += not r.waiting_for_input or r.question != "go?"
+            engine.run("y", session="bench", answer=True)
+            return elapsed
+        return sample
+
+    mcp = McpClient(env)
+
+    def mcp_run(i):
+        t0 = time.perf_counter()
+        out = mcp.call("run", {"session": "bench", "code": "print(%d)" % i})
+        elapsed = time.perf_counter() - t0
+        mismatches["m"] += out.get("output") != "%d\n" % i
+        return elapsed
+
     def api_run_on(engine, key):
         def sample(i):
             t0 = time.perf_counter()
@@ -149,6 +173,9 @@ def bench(rounds, runs):
         "n": ("noticing: prompt printed -> run returns", noticing_on(
             tmuxsess.default_engine())),
         "nB": ("noticing, control mode", noticing_on(control)),
+        "w": ("run reports a program waiting for input", waiting_on(
+            tmuxsess.default_engine())),
+        "m": ("MCP run tool call, round trip", mcp_run),
         "S": ("system python -S -c pass", lambda i: timed([SYSTEM_PY, "-S", "-c", "pass"],
                                                           env)[0]),
         "p": ("system python -c pass", lambda i: timed([SYSTEM_PY, "-c", "pass"], env)[0]),
@@ -180,8 +207,11 @@ def bench(rounds, runs):
     print("noticing latency, median:                    %.2f ms, control mode %.2f ms "
           "(goal <= 2 ms)" % (med["n"] * 1000, med["nB"] * 1000))
     print("ratio l30/l1 (list, 30 / 1 sessions):        %.2f" % (med["l30"] / med["l1"]))
-    print("output mismatches: CLI %d, API %d, API control mode %d"
-          % (mismatches["a"], mismatches["b"], mismatches["B"]))
+    print("ratio m/a (MCP run tool call / CLI run):     %.2f" % (med["m"] / med["a"]))
+    print("waiting for input reported after, median:    %.0f ms" % (med["w"] * 1000))
+    print("output mismatches: CLI %d, API %d, API control mode %d, MCP %d, waiting %d"
+          % (mismatches["a"], mismatches["b"], mismatches["B"], mismatches["m"],
+             mismatches["w"]))
     print()
     print("%-3s %-44s %8s %8s %8s %8s" % ("", "ms over %d rounds" % rounds, "min",
                                           "median", "p90", "max"))
@@ -195,7 +225,41 @@ def bench(rounds, runs):
     wrong += sequential(control, runs, "control mode")
     tmuxsess.kill_session(session="bench")
     control.close()
+    mcp.close()
     return 0 if wrong == 0 and not any(mismatches.values()) else 1
+
+
+class McpClient:
+    """``tmuxsess.py mcp`` in a subprocess, spoken to in raw JSON-RPC lines."""
+
+    def __init__(self, env):
+        self.proc = subprocess.Popen([SYSTEM_PY, TOOL, "mcp"], env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     universal_newlines=True, bufsize=1)
+        self.next_id = 0
+        self.request("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                                    "clientInfo": {"name": "bench", "version": "1"}})
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def send(self, message):
+        self.proc.stdin.write(json.dumps(message) + "\n")
+        self.proc.stdin.flush()
+
+    def request(self, method, params):
+        self.next_id += 1
+        self.send({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
+        while True:
+            message = json.loads(self.proc.stdout.readline())
+            if message.get("id") == self.next_id:
+                return message
+
+    def call(self, tool, arguments):
+        reply = self.request("tools/call", {"name": tool, "arguments": arguments})
+        return reply.get("result", {}).get("structuredContent", {})
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(10)
 
 
 def sequential(engine, runs, label):
