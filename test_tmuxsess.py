@@ -2519,6 +2519,17 @@ class CallerEnvironmentTest(TmuxTestCase):
                                  'echo "$DATABASE_URL $VIRTUAL_ENV $PAGER"').stdout,
                          "postgres://db/x /opt/venv cat\n")
 
+    def test_the_environment_never_stands_in_the_servers_command_line(self):
+        # A tmux server keeps the command line that started it, for anyone to read.
+        env = dict(os.environ, SECRET_TOKEN="s3cr3t-value-1")
+        self.ok("create", "-n", "first", env=env)
+        self.ok("create", "-n", "second", env=dict(env, SECRET_TOKEN="s3cr3t-value-2"))
+        pid = int(self.tmux("display-message", "-p", "#{pid}").stdout)
+        self.assertNotIn(b"s3cr3t", read_bytes("/proc/%d/cmdline" % pid))
+        for name, value in (("first", "1"), ("second", "2")):
+            self.assertEqual(self.ok("run", "-s", name, "-c", 'echo "$SECRET_TOKEN"').stdout,
+                             "s3cr3t-value-%s\n" % value)
+
     def test_a_custom_excepthook_still_gives_status_1(self):
         self.create("py", "--python")
         self.ok("run", "-s", "py", "-c", "import sys, traceback\n"

@@ -1318,6 +1318,14 @@ class Host:
                 raise
             return []
 
+    def server_runs(self, server: Server) -> bool:
+        """Whether a tmux server answers on ``server`` (one call; starts none)."""
+        try:
+            self.tmux(server, ["display-message", "-p", "#{pid}"])
+            return True
+        except TmuxError:
+            return False
+
     def has_session(self, server: Server, name: str) -> bool:
         try:
             self.tmux(server, ["has-session", "-t", "=" + name])
@@ -3396,7 +3404,7 @@ class Engine:
         created = _utcnow()
         env = dict(env or {}, **({"TMUXSESS_NORC": "1"} if norc else {}))
 
-        def steps(inherit: bool) -> List[List[str]]:
+        def steps(inherit: str) -> List[List[str]]:
             return self._create_steps(name, profile, command, window, cwd, env,
                                       transcript, token, created, prompt, register, inherit)
         row = self._start(server, steps, name, transcript)
@@ -3465,10 +3473,11 @@ class Engine:
     def _create_steps(self, name: str, profile: Profile, command: Optional[str],
                       window: str, cwd: Optional[str], env: Dict[str, str],
                       transcript: str, token: str, created: str, prompt: Optional[str],
-                      register: bool, inherit: bool = True) -> List[List[str]]:
-        """The tmux commands that make the session, in one call. ``inherit``:
-        the caller's environment goes in by ``new-session -e`` (tmux 3.2+);
-        else in the program's own ``env`` words."""
+                      register: bool, inherit: str = "") -> List[List[str]]:
+        """The tmux commands that make the session, in one call. A server this
+        call starts has the caller's environment already; into a running one it
+        goes by ``new-session -e`` (``inherit`` "e", tmux 3.2+) or in the
+        program's own ``env`` words ("env")."""
         startup = ""
         if profile.startup_per_session:  # it holds the token: the session's own
             startup = _write_private(transcript + ".init", profile.startup_text(token))
@@ -3476,10 +3485,13 @@ class Engine:
             startup = _write_private(os.path.join(self.settings.state_subdir("init"),
                                                   profile.startup_name), profile.startup)
         # A running server would give the session its own, older environment.
+        # (Never in a command line that starts a server: the server keeps that
+        # command line, which anyone on the machine may read.)
         caller = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
-        inherited = ["-e%s=%s" % kv for kv in caller.items()] if inherit else []
+        inherited = ["-e%s=%s" % kv for kv in caller.items()] if inherit == "e" else []
         # Pagers wait for a key nobody presses: agents read output, not screens.
-        env = {**({} if inherit else caller), "PAGER": "cat", "GIT_PAGER": "cat", **env}
+        env = {**(caller if inherit == "env" else {}), "PAGER": "cat", "GIT_PAGER": "cat",
+               **env}
         target = "=%s:" % name
         options = [("@tmuxsess-transcript", transcript), ("@tmuxsess-type", profile.type),
                    ("@tmuxsess-kind", profile.name), ("@tmuxsess-created", created),
@@ -3497,7 +3509,7 @@ class Engine:
             ["pipe-pane", "-O", "-t", target, self.host.pipe_command(transcript)],
         ] + [["set-option", "-t", target, key, value] for key, value in options]
 
-    def _start(self, server: Server, steps: Callable[[bool], List[List[str]]], name: str,
+    def _start(self, server: Server, steps: Callable[[str], List[List[str]]], name: str,
                transcript: str) -> PaneRow:
         """Make the tmux session; its pane's row. Undone on any failure."""
         # tmux makes the session outside the registry lock (a busy server must not
@@ -3505,12 +3517,13 @@ class Engine:
         # one server, and the registry, under its lock, across servers.
         target = "=%s:" % name
         try:
+            running = self.host.server_runs(server)
             try:
-                out = self._tmux_retrying(server, steps(True))
+                out = self._tmux_retrying(server, steps("e" if running else ""))
             except TmuxError as e:
-                if not OLD_NEW_SESSION.search(e.message):
+                if not running or not OLD_NEW_SESSION.search(e.message):
                     raise
-                out = self._tmux_retrying(server, steps(False))  # tmux 3.0, 3.1
+                out = self._tmux_retrying(server, steps("env"))  # tmux 3.0, 3.1
             rows = parse_rows(PaneRow, out)
         except BaseException as e:
             self.host.remove_transcript(transcript)
