@@ -4632,6 +4632,7 @@ class _Exchange:
         self.at = ""  # the prompt the program is at: "" its main one, or a debugger's
         self.profile = pane.profile
         self.colours = False  # output keeps its colours
+        self.sent: Optional[Tuple[int, bool]] = None  # _sent_offset, read once
 
     def _prompt(self, tail: bytes) -> Optional[str]:
         if self.prompt_re is not None:
@@ -4645,7 +4646,9 @@ class _Exchange:
     def _since(self, tail: bytes) -> Tuple[int, bool]:
         """Where in ``tail`` the last text sent began (-1: none, or earlier), and
         whether its Enter went too."""
-        offset, entered = self.engine._sent_offset(self.pane)
+        if self.sent is None:  # once: it is asked on every look while waiting
+            self.sent = self.engine._sent_offset(self.pane)
+        offset, entered = self.sent
         base = self.host.transcript_size(self.pane.transcript) - len(tail)
         return (offset - base if offset >= 0 else -1), entered
 
