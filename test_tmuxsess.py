@@ -632,6 +632,21 @@ class CreateTest(TmuxTestCase):
         self.ok("create", "-n", "silent", "--cmd", "cat", "--ready-timeout", "60")
         self.assertLess(time.monotonic() - began, 20)
 
+    def test_a_program_that_ends_before_its_prompt_says_how(self):
+        r = self.fails(3, "create", "-n", "quits", "--cmd", "echo going-away; exit 7")
+        self.assertIn("the program in quits exited with status 7 before it was ready",
+                      r.stderr)
+        self.assertIn("going-away", r.stderr)
+        # A marked program killed while it starts: the signal, not a bare "exited".
+        suicide = self.script("suicide.py", "import os, signal\n"
+                              "os.kill(os.getpid(), signal.SIGKILL)\n")
+        r = self.fails(3, "create", "-n", "killed", "--python",
+                       env=dict(os.environ, TMUXSESS_PYTHONSTARTUP=suicide))
+        self.assertIn("the program in killed was killed by signal 9 (SIGKILL) before it "
+                      "was ready", r.stderr)
+        self.assertEqual(self.tmux_sessions(), [])
+        self.assertEqual(self.registry()["sessions"], {})
+
     def test_a_server_exiting_as_create_reaches_it_is_replaced(self):
         # tmux says "server exited unexpectedly" when a new-session reaches a server
         # whose last session just ended (1 in ~200 here); nothing was made there.
@@ -2529,6 +2544,26 @@ class CallerEnvironmentTest(TmuxTestCase):
         for name, value in (("first", "1"), ("second", "2")):
             self.assertEqual(self.ok("run", "-s", name, "-c", 'echo "$SECRET_TOKEN"').stdout,
                              "s3cr3t-value-%s\n" % value)
+
+    def test_a_caller_in_the_c_locale_reads_tabs_and_utf8_exactly(self):
+        # LC_ALL=C (cron, CI, many scripts): tmux writes "_" for every tab and
+        # non-ASCII byte to a client it thinks cannot take UTF-8, which would
+        # leave no pane row to parse and no exact output.
+        env = dict(os.environ, LC_ALL="C")
+        self.ok("create", "-n", "c", exe=True, env=env)
+        self.ok("create", "-n", "py", "--python", exe=True, env=env)
+        listed = json.loads(self.ok("list", "--json", exe=True, env=env).stdout)
+        self.assertEqual({s["name"]: s["status"] for s in listed["sessions"]},
+                         {"c": "alive", "py": "alive"})
+        ran = self.ok("run", "-s", "c", "-c", r"printf 'caf\303\251\tend\n'", exe=True,
+                      env=env)
+        self.assertEqual(ran.stdout, "caf\u00e9\tend\n")
+        ran = self.ok("run", "-s", "py", "-c", "print('d\\u00e9j\\u00e0')", exe=True,
+                      env=env)
+        self.assertEqual(ran.stdout, "d\u00e9j\u00e0\n")
+        shown = self.ok("capture", "-s", "py", exe=True, env=env).stdout
+        self.assertIn("d\u00e9j\u00e0", shown)
+        self.assertEqual(self.ok("health", "-s", "py", exe=True, env=env).returncode, 0)
 
     def test_a_custom_excepthook_still_gives_status_1(self):
         self.create("py", "--python")

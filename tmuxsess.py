@@ -1258,7 +1258,9 @@ class Host:
         step costs one process. ``config=True`` adds ``-f /dev/null`` so a server
         started by this call reads no user configuration.
         """
-        argv = [self.binary] + (["-f", "/dev/null"] if config else []) + server.args()
+        # -u: a client in a locale that is not UTF-8 (LC_ALL=C) would get every tab
+        # and non-ASCII byte of an answer as "_", and no row would parse.
+        argv = [self.binary, "-u"] + (["-f", "/dev/null"] if config else []) + server.args()
         for i, command in enumerate(commands):
             if i:
                 argv.append(";")
@@ -1284,7 +1286,7 @@ class Host:
         """A ``tmux -C`` client sitting in CONTROL_SESSION (see ControlHost); a
         server it would start reads no user configuration."""
         return subprocess.Popen(
-            [self.binary, "-f", "/dev/null"] + server.args() + [
+            [self.binary, "-u", "-f", "/dev/null"] + server.args() + [
                 "-C", "new-session", "-A", "-s", CONTROL_SESSION, "-x", "80", "-y", "24",
                 "exec cat"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -3596,7 +3598,10 @@ class Engine:
             raise NotReadyError("%s did not show its prompt within %gs" % (
                 pane.session, timeout),
                 said or "it printed nothing; raise --ready-timeout, or --no-wait")
-        raise NotReadyError("the program in %s exited before it was ready" % pane.session,
+        there, status, signum = self._dead_exit(pane)
+        how = Health("dead", exit_status=status, exit_signal=signum).ended if there else (
+            "was killed with its session")  # by someone else: its pane is gone
+        raise NotReadyError("the program in %s %s before it was ready" % (pane.session, how),
                             said)
 
     # -- list, health, kill, cleanup ----------------------------------------------
@@ -4250,23 +4255,27 @@ class Engine:
             self.host.remove_transcript(path)
 
     def _dead_status(self, pane: Pane) -> Optional[int]:
-        """The exit status of a pane's program that has just exited.
+        """The exit status of a pane's program that has just exited (None if it
+        was killed by a signal, or tmux cannot say)."""
+        return self._dead_exit(pane)[1]
 
-        tmux may not know it yet (see Host.zombie_exit): give it a second at most.
-        """
+    def _dead_exit(self, pane: Pane) -> Tuple[bool, Optional[int], Optional[int]]:
+        """(the pane is still there, exit status, signal) of a pane's program that
+        has just exited. tmux may not know it yet (see Host.zombie_exit): give it
+        a second at most."""
         deadline = time.monotonic() + 1.0
         while True:
             try:
                 rows = parse_rows(PaneRow, self.host.tmux(pane.server, [
                     "display-message", "-p", "-t", pane.pane_id, "-F", PANE_FORMAT]))
             except TmuxsessError:
-                return None
+                return False, None, None
             if rows and rows[0].dead:
                 status, signum = self.host.dead_exit(rows[0])
                 if status is not None or signum:
-                    return status  # killed by a signal: no exit status
+                    return True, status, signum
             if time.monotonic() >= deadline:
-                return None
+                return bool(rows), None, None
             time.sleep(0.01)
 
     # -- wait ---------------------------------------------------------------------
