@@ -32,7 +32,9 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -68,16 +70,52 @@ def wait_until(predicate, timeout=20.0, what="condition"):
 
 
 def kill_servers(top):
-    """Kill every tmux server whose socket lies under ``top``."""
+    """Kill every tmux server and every tmuxsess fork server whose socket lies
+    under ``top``."""
     for root, _dirs, files in os.walk(top):
         for name in files:
             path = os.path.join(root, name)
             try:
-                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                    continue
+                if name.startswith("fork-"):
+                    stop_fork_server(path)
+                else:
                     subprocess.run(["tmux", "-S", path, "kill-server"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             except OSError:
                 pass
+
+
+def fork_server_pid(path):
+    """The pid of the fork server listening at ``path`` (Linux), or None."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return None
+        cred = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    return struct.unpack("3i", cred)[0]
+
+
+def stop_fork_server(path):
+    pid = fork_server_pid(path)
+    if pid is None:
+        return
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and process_runs(pid):
+        time.sleep(0.01)
+
+
+def process_runs(pid):
+    """Whether ``pid`` is a process that has not ended (a zombie has)."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
 
 
 def read_bytes(path):
@@ -408,7 +446,11 @@ class TmuxTestCase(unittest.TestCase):
             if not os.path.exists(log):
                 return []
             with open(log) as f:
-                return f.read().splitlines()
+                lines = f.read().splitlines()
+            # Every client asks for UTF-8 (see test_a_caller_in_the_c_locale...).
+            for line in lines:
+                self.assertTrue(line.startswith("-u "), line)
+            return [line[3:] for line in lines]
         return dict(self.env, TMUXSESS_TMUX=wrapper), calls
 
 
@@ -849,6 +891,149 @@ class SpeedTest(TmuxTestCase):
             self.assertNotIn(name, api)
         for name in ("hashlib", "traceback", "datetime", "shlex"):
             self.assertNotIn(name, cli)
+
+
+class ForkServerTest(TmuxTestCase):
+    """./tmuxsess.py hands each command to a fork server, which has the module
+    loaded: the command must run as it would in the caller's own process."""
+
+    def setUp(self):
+        super().setUp()
+        self.cache = os.path.join(self.tmp, "cache")
+        self.penv = dict(self.env, TMUXSESS_CACHE_DIR=self.cache,
+                         TMUXSESS_PYTHON=sys.executable)
+
+    def program(self, *args, env=None, timeout=60, **kw):
+        """The tool started as a program, through its /bin/sh first line."""
+        return subprocess.run([TOOL] + [str(a) for a in args], env=env or self.penv,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=timeout, **kw)
+
+    def server(self):
+        """The pid of the one fork server in the cache dir, once it listens."""
+        def listening():
+            socks = glob.glob(os.path.join(self.cache, "fork-*.sock"))
+            return socks and fork_server_pid(socks[0])
+        return wait_until(listening, what="the fork server")
+
+    def workers(self, server):
+        """The pids of the processes whose parent is ``server``."""
+        found = []
+        for entry in os.listdir("/proc"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if entry.isdigit() and int(read_bytes("/proc/%s/stat" % entry).rsplit(
+                        b")", 1)[1].split()[1]) == server:
+                    found.append(int(entry))
+        return found
+
+    def test_a_worker_of_the_server_runs_the_next_commands_as_the_caller(self):
+        self.assertEqual(self.program("list").returncode, 0)  # runs itself, starts one
+        server = self.server()
+        sub = os.path.join(self.tmp, "work dir")
+        os.mkdir(sub)
+        env = dict(self.penv, GREETING="hello from the caller")
+        r = self.program("create", "-n", "sh", "--cwd", ".", env=env, cwd=sub)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.program("run", "-s", "sh", "-c", 'echo "$GREETING"; pwd')
+        self.assertEqual((r.returncode, r.stdout), (0, "hello from the caller\n%s\n" % sub))
+        # A relative --file, standard input, exit codes and errors as the caller's own.
+        with open(os.path.join(sub, "code.sh"), "w") as f:
+            f.write("echo from-a-file; false\n")
+        r = self.program("run", "-s", "sh", "--file", "code.sh", cwd=sub)
+        self.assertEqual((r.returncode, r.stdout), (1, "from-a-file\n"))
+        r = self.program("run", "-s", "sh", "--file", "-", input="echo from-stdin\n")
+        self.assertEqual((r.returncode, r.stdout), (0, "from-stdin\n"))
+        r = self.program("run", "-s", "nosuch", "-c", "true")
+        self.assertEqual(r.returncode, 126)
+        self.assertOneLineError(r.stderr, "nosuch")
+        r = self.program("run", "-s", "sh", "--bogus")
+        self.assertEqual(r.returncode, 126)
+        self.assertIn("unrecognized arguments: --bogus", r.stderr)
+        # ...and it was a worker of the server that ran them.
+        slow = subprocess.Popen([TOOL, "run", "-s", "sh", "-c", "sleep 2; echo slept"],
+                                env=self.penv, stdout=subprocess.PIPE,
+                                universal_newlines=True)
+        wait_until(lambda: self.workers(server), what="a worker")
+        self.assertEqual(slow.communicate(timeout=30)[0], "slept\n")
+        self.assertEqual(self.server(), server)
+
+    def test_signals_reach_the_worker_and_its_end_is_the_callers(self):
+        self.assertEqual(self.program("create", "-n", "sh").returncode, 0)
+        server = self.server()
+        run = subprocess.Popen([TOOL, "run", "-s", "sh", "-c", "sleep 30"], env=self.penv,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_until(lambda: self.workers(server), what="the worker")
+        wait_until(lambda: "sleep" in self.tmux("display-message", "-p", "-t", "=sh:",
+                                                "#{pane_current_command}").stdout,
+                   what="sleep to start")
+        run.send_signal(signal.SIGINT)  # Ctrl-C goes to the caller; the worker gets it
+        err = run.communicate(timeout=30)[1]
+        self.assertEqual(run.returncode, 130)
+        self.assertNotIn(b"Traceback", err)
+        wait_until(lambda: not self.workers(server), what="the worker to end")
+        # As without the server: the program itself was left running, for send -k C-c.
+        self.assertEqual(self.program("send", "-s", "sh", "-k", "C-c").returncode, 0)
+        self.assertEqual(self.program("run", "-s", "sh", "-c", "echo after").stdout,
+                         "after\n")
+        # A reader that goes away: the worker dies of SIGPIPE, and so does the caller.
+        r = subprocess.run("%s run -s sh -c 'seq 1 50000' | head -n 1; "
+                           "echo \"${PIPESTATUS[0]}\"" % shlex.quote(TOOL), shell=True,
+                           executable="/bin/bash", env=self.penv, stdout=subprocess.PIPE,
+                           universal_newlines=True, timeout=60)
+        self.assertEqual(r.stdout, "1\n141\n")
+
+    def test_off_closed_streams_and_a_stopped_server_run_it_in_the_caller(self):
+        off = dict(self.penv, TMUXSESS_FORKSERVER="0")
+        self.assertEqual(self.program("create", "-n", "sh", env=off).returncode, 0)
+        self.assertEqual(self.program("list", env=off).returncode, 0)
+        self.assertEqual(glob.glob(os.path.join(self.cache, "fork-*")), [])
+        self.assertEqual(self.program("list").returncode, 0)
+        server = self.server()
+        r = subprocess.run([TOOL, "list"], env=self.penv, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, universal_newlines=True,
+                           stdin=subprocess.DEVNULL, pass_fds=(), close_fds=True,
+                           preexec_fn=lambda: os.close(1))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("standard output is closed", r.stderr)
+        # A server that does not answer costs a few seconds, never a command run twice.
+        log = os.path.join(self.tmp, "ran")
+        os.kill(server, signal.SIGSTOP)
+        try:
+            r = self.program("run", "-s", "sh", "-c", "echo once >> %s" % shlex.quote(log))
+        finally:
+            os.kill(server, signal.SIGCONT)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.program("run", "-s", "sh", "-c", "echo then >> %s" % (
+            shlex.quote(log))).returncode, 0)
+        self.assertEqual(read_bytes(log), b"once\nthen\n")
+
+    def test_the_server_goes_when_idle_or_when_its_socket_goes(self):
+        def serve(path, idle):
+            return subprocess.Popen([sys.executable, "-c", "import sys, tmuxsess; "
+                                     "tmuxsess.serve_forks(sys.argv[1], float(sys.argv[2]))",
+                                     path, str(idle)], cwd=HERE)
+        os.mkdir(self.cache, 0o700)
+        path = os.path.join(self.cache, "fork-test.sock")
+        idle = serve(path, 0.5)
+        self.assertEqual(idle.wait(timeout=30), 0)
+        self.assertFalse(os.path.exists(path))
+        kept = serve(path, 600)
+        wait_until(lambda: fork_server_pid(path), what="the server")
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        os.unlink(path)
+        self.assertEqual(kept.wait(timeout=30), 0)
+
+    def test_many_callers_at_once_each_get_their_own_output(self):
+        self.assertEqual(self.program("create", "-n", "a").returncode, 0)
+        self.assertEqual(self.program("create", "-n", "b", "--python").returncode, 0)
+        self.server()
+        calls = [("a" if i % 2 else "b", i) for i in range(24)]
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            results = list(pool.map(lambda c: self.program(
+                "run", "-s", c[0], "-T", "60",
+                "-c", ("echo %d" if c[0] == "a" else "print(%d)") % c[1]), calls))
+        self.assertEqual([(r.returncode, r.stdout) for r in results],
+                         [(0, "%d\n" % i) for _, i in calls])
 
 
 class ListHealthTest(TmuxTestCase):
@@ -1308,7 +1493,7 @@ class CreateRaceTest(TmuxTestCase):
 
     def test_10_parallel_creates_of_one_name(self):
         custom = os.path.join(self.tmp, "nr.sock")
-        for extra, socket in (([], self.socket), (["--no-register", "-S", custom], custom)):
+        for extra, server in (([], self.socket), (["--no-register", "-S", custom], custom)):
             results = self.parallel([["create", "-n", "same", "--cmd", "sleep 60", "--no-wait"]
                                      + extra
                                      for _ in range(10)])
@@ -1320,13 +1505,13 @@ class CreateRaceTest(TmuxTestCase):
                     self.assertNotIn("Traceback", err)
             winner = json.loads(next(r[1] for r in results if r[0] == 0))
             # Nothing half-made: one tmux session, one transcript, one entry at most.
-            self.assertEqual(self.tmux_sessions(socket), ["same"])
+            self.assertEqual(self.tmux_sessions(server), ["same"])
             self.assertEqual(self.tmux("display-message", "-p", "-t", "=same:", "#{pane_id}",
-                                       socket=socket).stdout.strip(), winner["pane_id"])
+                                       socket=server).stdout.strip(), winner["pane_id"])
             self.assertEqual(self.transcripts(), [os.path.basename(winner["transcript"])])
             self.assertEqual({n: e["pane_id"] for n, e in self.registry()["sessions"].items()},
                              {"same": winner["pane_id"]} if not extra else {})
-            tmuxsess.kill_session(socket=socket, target="same")
+            tmuxsess.kill_session(socket=server, target="same")
             self.assertEqual(self.transcripts(), [])
 
 

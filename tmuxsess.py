@@ -1,5 +1,5 @@
 #!/bin/sh
-"""exec" "${TMUXSESS_PYTHON:-python3}" -c \
+"""exec" "${TMUXSESS_PYTHON:-python3}" -S -c \
 "import sys;exec(open(sys.argv[1]).read().split('#: boot\n')[-1])" "$0" "$@" # see _boot
 tmuxsess: drive interactive terminal programs inside tmux, exactly.
 
@@ -7190,6 +7190,10 @@ COMMANDS: List[_Command] = [
 ]
 
 
+# Parsers a fork server built before forking its workers, by command name.
+_PARSERS: Dict[str, "argparse.ArgumentParser"] = {}
+
+
 def build_parser(only: str = "") -> argparse.ArgumentParser:
     """The command line: one subparser per entry of ``COMMANDS`` (with ``only``,
     just the one of that name or alias, when there is one: the rest cost time)."""
@@ -7219,7 +7223,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not argv:
         sys.stdout.write(OVERVIEW)
         return 0
-    parser = build_parser(name)
+    parser = _PARSERS.get(name) or build_parser(name)
     try:
         words, held = _dash_values(parser, argv)
         a, extra = parser.parse_known_args(words)
@@ -7318,6 +7322,199 @@ def script() -> NoReturn:
         sys.exit(130)
 
 
+
+# -- fork server ------------------------------------------------------------------
+# Started as ./tmuxsess.py, a command costs a Python start and the import of this
+# module (~50 ms) before its one tmux call (~3 ms). A fork server pays the import
+# once: it sits on a Unix socket in the private cache dir and forks a worker per
+# command, the module already loaded. The worker takes the caller's standard
+# fds, working directory, umask, environment and arguments, runs main() as the
+# caller would have, and says how it ended; the caller (see _boot) passes on
+# signals and exits the same way. TMUXSESS_FORKSERVER=0 turns it off.
+FORKSERVER_IDLE = 600.0  # seconds without a command before the server exits
+
+
+def serve_forks(path: str, idle: float = FORKSERVER_IDLE) -> None:
+    """Serve commands on a Unix socket at ``path`` until idle for ``idle``
+    seconds, or until ``path`` is removed or taken by another server."""
+    import gc
+    import select
+    import socket
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with contextlib.suppress(OSError):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.connect(path)
+        return  # another server answers here
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # a dead server's socket
+    old = os.umask(0o177)
+    try:
+        listener.bind(path)
+    finally:
+        os.umask(old)
+    listener.listen(64)
+    mine = os.stat(path).st_ino
+    wake_r, wake_w = os.pipe()
+    for fd in (wake_r, wake_w):
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select() below
+    # What commands import or build when they first need it, once for every worker.
+    import codeop  # noqa: F401
+    import datetime
+    import hashlib  # noqa: F401
+    import termios  # noqa: F401
+    import traceback  # noqa: F401
+    datetime.datetime.strptime("2026", "%Y")  # imports _strptime
+    for c in COMMANDS:
+        for name in [c.name] + c.aliases:
+            _PARSERS[name] = build_parser(name)
+    gc.freeze()  # what is loaded stays shared with the workers, never copied
+    workers: Dict[int, Any] = {}  # pid -> the connection of its caller
+    last = time.monotonic()
+    while True:
+        ready = select.select([listener.fileno(), wake_r], [], [], 1.0)[0]
+        with contextlib.suppress(OSError):
+            os.read(wake_r, 512)
+        _reap_workers(workers)
+        if listener.fileno() in ready:
+            conn = listener.accept()[0]
+            pid = os.fork()
+            if pid == 0:  # the worker holds only its own caller's connection
+                for other in [listener] + list(workers.values()):
+                    other.close()
+                signal.set_wakeup_fd(-1)
+                os.close(wake_r)
+                os.close(wake_w)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                _work(conn)  # never returns
+            workers[pid] = conn
+            last = time.monotonic()
+        try:
+            taken = os.stat(path).st_ino != mine
+        except FileNotFoundError:
+            taken = True
+        if taken or (not workers and time.monotonic() - last > idle):
+            if not taken:
+                os.unlink(path)
+            return
+
+
+def _reap_workers(workers: Dict[int, Any]) -> None:
+    """Tell the caller of each ended worker that a signal killed it; a worker
+    that exits says its status itself."""
+    while workers:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if not pid:
+            return
+        conn = workers.pop(pid, None)
+        if conn is None:
+            continue
+        if os.WIFSIGNALED(status):
+            with contextlib.suppress(OSError):
+                conn.sendall(b"signal %d\n" % os.WTERMSIG(status))
+        conn.close()
+
+
+def _work(conn: Any) -> NoReturn:
+    """One command, in a forked worker: take on the caller's place, run main()."""
+    code = 1
+    try:
+        fields = _fork_request(conn)
+        if fields is None:
+            os._exit(1)  # not a caller of this version: it runs the command itself
+        conn.sendall(b"pid %d\n" % os.getpid())
+        fds = _fork_fds(conn)
+        if fds is None:
+            os._exit(1)  # the caller gave up waiting and runs the command itself
+        argv = _take_callers_place(fds, fields)
+        with contextlib.suppress(AttributeError):
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            code = main(argv[1:])
+        except KeyboardInterrupt:
+            code = 130
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else int(e.code is not None)
+        except BaseException:  # a bug: its traceback, as the caller would show it
+            import traceback
+            traceback.print_exc()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        conn.sendall(b"exit %d\n" % code)
+    finally:
+        os._exit(code)
+
+
+def _fork_request(conn: Any) -> Optional[List[bytes]]:
+    """The fields of a caller's request: a 4-byte length, then NUL-separated
+    fields (see _fork_request_bytes). None for a caller that is not this user,
+    or speaks another version."""
+    import socket
+    import struct
+    with contextlib.suppress(AttributeError, OSError):  # Linux: who is calling
+        uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                  12))[1]
+        if uid != os.geteuid():
+            return None
+    data = b""
+    while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+        more = conn.recv(1 << 16)
+        if not more:
+            return None
+        data += more
+    fields = data[4:].split(b"\0")
+    if fields[0] != FORKSERVER_HELLO or len(fields) < 9:
+        return None
+    return fields
+
+
+def _fork_fds(conn: Any) -> Optional[List[int]]:
+    """The caller's go-ahead, which carries its stdin, stdout, stderr and working
+    directory. They travel only now, to a worker that answered: a server that
+    never answers must not hold the caller's pipes open."""
+    import socket
+    import struct
+    fds: List[int] = []
+    data, ancillary, _flags, _addr = conn.recvmsg(16, socket.CMSG_SPACE(16))
+    for level, kind, cdata in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds += struct.unpack("%di" % (len(cdata) // 4), cdata[:len(cdata) // 4 * 4])
+    if data != b"go\n" or len(fds) != 4:
+        return None
+    return fds
+
+
+def _take_callers_place(fds: List[int], fields: List[bytes]) -> List[str]:
+    """Become the caller: its standard streams, working directory, umask and
+    environment. Returns its argv."""
+    for target, fd in enumerate(fds[:3]):
+        os.dup2(fd, target)
+    os.fchdir(fds[3])
+    for fd in fds:
+        os.close(fd)
+    umask, argc, encodings = int(fields[1]), int(fields[2]), fields[3:9]
+    os.umask(umask)
+    os.environb.clear()
+    for pair in fields[9 + argc:]:
+        key, eq, value = pair.partition(b"=")
+        if eq:
+            os.environb[key] = value
+    time.tzset()
+    names = [e.decode() for e in encodings]
+    sys.stdin = open(0, "r", encoding=names[0], errors=names[1], closefd=False)
+    sys.stdout = open(1, "w", encoding=names[2], errors=names[3], closefd=False,
+                      buffering=1 if os.isatty(1) else -1)
+    sys.stderr = open(2, "w", encoding=names[4], errors=names[5], closefd=False,
+                      buffering=1)
+    sys.argv = [os.fsdecode(a) for a in fields[9:9 + argc]]
+    return sys.argv
+
+
 if __name__ == "__main__":
     script()
 
@@ -7328,31 +7525,158 @@ if __name__ == "__main__":
 # The cache works where the tool's dir is read-only or PYTHONDONTWRITEBYTECODE
 # is set: it is written elsewhere, keyed by this file's path, size and mtime.
 #: boot
+FORKSERVER_HELLO = b"tmuxsess-fork 1"  # the first field of a request (see serve_forks)
+FORKSERVER_PATIENCE = 3.0  # seconds a caller waits for a worker before running it itself
 
 
 def _boot() -> None:
     import os as o
     s = sys
     s.argv.pop(0)  # "-c"; argv[0] is now the path the tool was started by
-    import signal
-    signal.signal(signal.SIGINT, lambda *_: o._exit(130))  # as while loading, below
+    import _signal  # type: ignore  # signal.py would cost 8 ms of imports (enum)
+    _signal.signal(_signal.SIGINT, lambda *_: o._exit(130))  # as while loading, below
     cache = o.environ.get("TMUXSESS_CACHE_DIR") or o.path.join(
         o.environ.get("XDG_CACHE_HOME") or o.path.expanduser("~/.cache"), "tmuxsess")
+    tool, server = o.path.realpath(s.argv[0]), ""
     try:
         o.makedirs(cache, 0o700, exist_ok=True)
         st = o.lstat(cache)
         if st.st_uid == o.geteuid() and not st.st_mode & 0o022 and o.path.isdir(cache):
             s.pycache_prefix = cache  # ours alone: bytecode from here is trusted
             s.dont_write_bytecode = False
+            server = _fork_server_path(cache, tool)
     except OSError:
         pass  # no cache: compiled in memory, as a script is
+    if server:
+        code = _by_fork_server(server)
+        if code is not None:
+            o._exit(code)  # nothing of this process's own to flush or finalize
     from importlib.util import module_from_spec, spec_from_file_location
-    spec = spec_from_file_location("tmuxsess", o.path.realpath(s.argv[0]))
+    spec = spec_from_file_location("tmuxsess", tool)
     assert spec is not None and spec.loader is not None
     module = module_from_spec(spec)
     s.modules["tmuxsess"] = module
     spec.loader.exec_module(module)
+    if server:
+        _start_fork_server(module, server)
     module.script()
+
+
+def _fork_server_path(cache: str, tool: str) -> str:
+    """Where the fork server for this file, this Python and this command would
+    listen; "" where none may serve it (see serve_forks)."""
+    import binascii
+    import os as o
+    s = sys
+    if (o.environ.get("TMUXSESS_FORKSERVER", "1") == "0" or s.argv[1:2] in (["attach"], ["mcp"])
+            or not hasattr(o, "fork")):
+        return ""  # attach becomes tmux in this terminal; mcp lives long anyway
+    st, py = o.stat(tool), o.stat(s.executable or "/")
+    key = "%d %d %d %d %d %s %s" % (st.st_ino, st.st_size, st.st_mtime_ns, py.st_ino,
+                                    s.hexversion, s.getfilesystemencoding(), s.flags.utf8_mode)
+    path = o.path.join(cache, "fork-%08x.sock" % binascii.crc32(key.encode()))
+    return path if len(path.encode()) < 100 else ""  # sun_path holds about 104 bytes
+
+
+def _by_fork_server(path: str) -> "Optional[int]":
+    """This command, run by the fork server at ``path``: its exit code, or None
+    when no server took it (then nothing ran)."""
+    import _signal
+    import _socket  # socket.py would cost 10 ms of imports (enum, selectors)
+    import os as o
+    try:
+        conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        conn.settimeout(FORKSERVER_PATIENCE)  # a stopped or stuck server: run it here
+        conn.connect(path)
+        conn.sendall(_fork_request_bytes())
+        answer = _line_reader(conn)
+        word, _, number = answer().partition(b" ")
+        if word != b"pid":
+            return None
+        pid = int(number)
+        here = o.open(".", o.O_RDONLY)
+        try:  # from here on the worker runs it, and only the worker
+            fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2, here))
+            conn.sendmsg([b"go\n"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        finally:
+            o.close(here)
+        conn.settimeout(None)
+    except (OSError, AttributeError, ValueError):
+        return None  # no server, or a stream that is closed: this process runs it
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            o.kill(pid, signum)
+        except OSError:
+            pass
+    for signum in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT):
+        _signal.signal(signum, forward)
+    try:
+        word, _, number = answer().partition(b" ")
+    except OSError:
+        word = b""
+    if word == b"exit":
+        return int(number)
+    if word == b"signal":  # end as the worker did, as a shell would see it
+        _signal.signal(int(number), _signal.SIG_DFL)
+        o.kill(o.getpid(), int(number))
+        return 128 + int(number)
+    sys.stderr.write("tmuxsess: error: the fork server's worker for this command ended "
+                     "without a word\nhint: run it again; TMUXSESS_FORKSERVER=0 runs "
+                     "every command in its own process\n")
+    sys.stderr.flush()
+    return 1
+
+
+def _fork_request_bytes() -> bytes:
+    """This command as serve_forks reads it: a 4-byte length, then NUL-separated
+    fields (version, umask, argc, the standard streams' encodings, argv, environ)."""
+    import os as o
+    s = sys
+    fields = [FORKSERVER_HELLO, b"%d" % o.umask(o.umask(0o022)), b"%d" % len(s.argv)]
+    for stream in (s.stdin, s.stdout, s.stderr):  # None if closed: main()'s case
+        fields += [stream.encoding.encode(), stream.errors.encode()]  # type: ignore
+    fields += [o.fsencode(a) for a in s.argv]
+    fields += [k + b"=" + v for k, v in o.environb.items()]
+    data = b"\0".join(fields)
+    return len(data).to_bytes(4, "big") + data
+
+
+def _line_reader(conn: "Any") -> "Callable[[], bytes]":
+    """A function that returns the next line ``conn`` says, b"" at its end."""
+    pending = [b""]
+
+    def line() -> bytes:
+        while b"\n" not in pending[0]:
+            more = conn.recv(256)
+            if not more:
+                return b""
+            pending[0] += more
+        said, pending[0] = pending[0].split(b"\n", 1)
+        return said
+    return line
+
+
+def _start_fork_server(module: "Any", path: str) -> None:
+    """Start a fork server at ``path`` in the background, from this process
+    (its module is loaded already), for the commands that follow."""
+    import os as o
+    pid = o.fork()
+    if pid:
+        o.waitpid(pid, 0)  # the middle child ends at once; the server is orphaned
+        return
+    try:
+        o.setsid()
+        if o.fork():
+            o._exit(0)
+        o.chdir("/")
+        null = o.open(o.devnull, o.O_RDWR)
+        for fd in (0, 1, 2):
+            o.dup2(null, fd)
+        o.closerange(3, 1 << 16)  # a pipe our caller waits to see closed, say
+        module.serve_forks(path)
+    finally:
+        o._exit(0)
 
 
 if __name__ == "__main__" and "__file__" not in globals():
