@@ -694,13 +694,17 @@ def _quote(word: str) -> str:
 def _sha256_hex(data: bytes) -> str:
     """hashlib.sha256(data).hexdigest(); from the built-in module where there is
     one: hashlib loads OpenSSL first, ~3 ms of every start for one hash."""
-    for name in ("_sha2", "_sha256"):
-        try:
-            return str(__import__(name).sha256(data).hexdigest())
-        except (ImportError, AttributeError):
-            continue
-    import hashlib
-    return hashlib.sha256(data).hexdigest()
+    global _sha256
+    if _sha256 is None:
+        # Found once: a failed import is not cached, and costs a search of sys.path.
+        for name in ("_sha2", "_sha256", "hashlib"):
+            with contextlib.suppress(ImportError, AttributeError):
+                _sha256 = __import__(name).sha256
+                break
+    return str(_sha256(data).hexdigest())  # type: ignore[misc]
+
+
+_sha256: Optional[Callable[[bytes], Any]] = None
 
 
 def validate_name(name: str) -> str:
@@ -1491,16 +1495,16 @@ def _control_word(arg: Union[str, bytes]) -> bytes:
     bytes tmux's parser acts on (and all others beyond printable ASCII) escaped,
     so the command receives exactly the bytes given."""
     data = arg if isinstance(arg, bytes) else arg.encode("utf-8", "surrogateescape")
-    out = bytearray(b'"')
-    for byte in data:
-        if byte in b'"\\$':
-            out += b"\\%c" % byte
-        elif 0x20 <= byte < 0x7f:
-            out.append(byte)
-        else:
-            out += b"\\%03o" % byte
-    out += b'"'
-    return bytes(out)
+    return b'"' + _CONTROL_SPECIAL.sub(_control_escape, data) + b'"'
+
+
+# What _control_word escapes: '"', '$', '\\' and every byte outside printable ASCII.
+_CONTROL_SPECIAL = re.compile(rb"[^\x20\x21\x23\x25-\x5b\x5d-\x7e]")
+
+
+def _control_escape(found: "re.Match[bytes]") -> bytes:
+    byte = found.group()[0]
+    return b"\\%c" % byte if byte in b'"\\$' else b"\\%03o" % byte
 
 
 class _Slot:
