@@ -99,9 +99,15 @@ def fork_server_pid(path):
 
 
 def stop_fork_server(path):
+    """Stop the fork server at ``path`` and any worker of its still running."""
     pid = fork_server_pid(path)
     if pid is None:
         return
+    for entry in os.listdir("/proc"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if entry.isdigit() and int(read_bytes("/proc/%s/stat" % entry).rsplit(
+                    b")", 1)[1].split()[1]) == pid:
+                os.kill(int(entry), signal.SIGKILL)
     with contextlib.suppress(OSError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 5
@@ -1023,6 +1029,98 @@ class ForkServerTest(TmuxTestCase):
         os.unlink(path)
         self.assertEqual(kept.wait(timeout=30), 0)
 
+    def test_the_callers_umask_fds_and_ignored_signals_are_the_workers(self):
+        self.assertEqual(self.program("create", "-n", "sh").returncode, 0)
+        self.server()
+        skill = os.path.join(self.tmp, "sk")
+        r = subprocess.run("umask 077; exec %s skill --write %s" % (TOOL, shlex.quote(skill)),
+                           shell=True, env=self.penv, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(skill, "SKILL.md")).st_mode), 0o600)
+        # Its other fds, at their numbers: process substitution, /dev/fd/N.
+        r = subprocess.run([shutil.which("bash") or "bash", "-c",
+                            '%s run -s sh --file <(echo "echo from-fd")' % TOOL],
+                           env=self.penv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, timeout=60)
+        self.assertEqual((r.returncode, r.stdout), (0, "from-fd\n"), r.stderr)
+        # A caller that ignores SIGHUP (nohup) is not ended by it; one that does not
+        # ignore SIGTERM is, as if the worker were the caller itself.
+        ignoring = subprocess.Popen(
+            [TOOL, "run", "-s", "sh", "-c", "sleep 1.5; echo kept"], env=self.penv,
+            stdout=subprocess.PIPE, universal_newlines=True,
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+        wait_until(lambda: "sleep" in self.tmux("display-message", "-p", "-t", "=sh:",
+                                                "#{pane_current_command}").stdout, what="sleep")
+        ignoring.send_signal(signal.SIGHUP)
+        self.assertEqual(ignoring.communicate(timeout=30)[0], "kept\n")
+        self.assertEqual(ignoring.returncode, 0)
+        ended = subprocess.Popen([TOOL, "run", "-s", "sh", "-c", "sleep 1.5; echo not-seen"],
+                                 env=self.penv, stdout=subprocess.PIPE)
+        wait_until(lambda: "sleep" in self.tmux("display-message", "-p", "-t", "=sh:",
+                                                "#{pane_current_command}").stdout, what="sleep")
+        ended.send_signal(signal.SIGTERM)
+        ended.communicate(timeout=30)
+        self.assertEqual(ended.returncode, -signal.SIGTERM)
+
+    def test_a_killed_or_stopped_caller_takes_its_worker_along(self):
+        self.assertEqual(self.program("create", "-n", "sh").returncode, 0)
+        server = self.server()
+
+        def state(pid):
+            return read_bytes("/proc/%d/stat" % pid).rsplit(b")", 1)[1].split()[0]
+        run = subprocess.Popen([TOOL, "run", "-s", "sh", "-c", "sleep 2; echo slept"],
+                               env=self.penv, stdout=subprocess.PIPE,
+                               universal_newlines=True)
+        self.addCleanup(run.kill)
+        wait_until(lambda: "sleep" in self.tmux("display-message", "-p", "-t", "=sh:",
+                                                "#{pane_current_command}").stdout, what="sleep")
+        worker, = self.workers(server)  # (the probe of self.server() had one too, briefly)
+        run.send_signal(signal.SIGTSTP)  # Ctrl-Z
+        wait_until(lambda: state(run.pid) == b"T" and state(worker) == b"T",
+                   what="caller and worker stopped")
+        run.send_signal(signal.SIGCONT)  # fg
+        self.assertEqual(run.communicate(timeout=30)[0], "slept\n")
+        self.assertEqual(run.returncode, 0)
+        # SIGKILL: the caller cannot pass it on, but its worker sees it go.
+        began = time.monotonic()
+        run = subprocess.Popen([TOOL, "run", "-s", "sh", "-c", "sleep 20; echo late"],
+                               env=self.penv, stdout=subprocess.PIPE)
+        wait_until(lambda: self.workers(server), what="the worker")
+        run.kill()
+        self.assertEqual(run.communicate(timeout=30)[0], b"")  # its stdout closed at once
+        wait_until(lambda: not self.workers(server), 10, what="the worker to go")
+        self.assertLess(time.monotonic() - began, 15)
+
+    def test_the_server_shows_no_command_and_keeps_no_error(self):
+        secret = "s3cr3t-%d" % os.getpid()
+        self.assertEqual(self.program("create", "-n", secret).returncode, 0)
+        server = self.server()
+        self.assertNotIn(secret.encode(), read_bytes("/proc/%d/cmdline" % server))
+        # A full disk: the same status and report as without the server.
+        for unbuffered in ("", "1"):
+            results = []
+            for server_on in ("1", "0"):
+                with open("/dev/full", "w") as full:
+                    results.append(subprocess.run(
+                        [TOOL, "--version"], stdout=full, stderr=subprocess.PIPE,
+                        env=dict(self.penv, TMUXSESS_FORKSERVER=server_on,
+                                 PYTHONUNBUFFERED=unbuffered),
+                        universal_newlines=True, timeout=60))
+            said = [(r.returncode, "No space left on device" in r.stderr) for r in results]
+            self.assertEqual(said[0], said[1], results)
+        # A caller with other limits gets a server of its own, with its limits.
+        before = set(glob.glob(os.path.join(self.cache, "fork-*.sock")))
+        r = subprocess.run(["nice", "-n", "7", TOOL, "list"], env=self.penv,
+                           stdout=subprocess.PIPE, timeout=60)
+        self.assertEqual(r.returncode, 0)
+        new = wait_until(lambda: set(glob.glob(os.path.join(self.cache, "fork-*.sock")))
+                         - before, what="a server of its own")
+        self.assertEqual(len(new), 1, new)
+        pid = wait_until(lambda: fork_server_pid(min(new)), what="it to listen")
+        self.assertEqual(int(read_bytes("/proc/%d/stat" % pid).rsplit(b")", 1)[1].split()[16]),
+                         7)
+
     def test_many_callers_at_once_each_get_their_own_output(self):
         self.assertEqual(self.program("create", "-n", "a").returncode, 0)
         self.assertEqual(self.program("create", "-n", "b", "--python").returncode, 0)
@@ -1830,7 +1928,10 @@ class WaitTest(TmuxTestCase):
         self.ok("send", "-s", "py", "-l", "-c", 'print("QQ" * 2)')
         wait_until(lambda: self.screen("py").endswith('print("QQ" * 2)\n'), 20, "the echo")
         r = self.cli("wait", "-s", "py", "-p", "QQ", "-T", "0.3", "--json")
-        self.assertEqual((r.returncode, json.loads(r.stdout)["reason"]), (1, "timeout"))
+        # Not found: a timeout, or (0.3 s is about when the kernel has said so
+        # twice) the program waiting for the rest of its line.
+        self.assertIn((r.returncode, json.loads(r.stdout)["reason"]),
+                      [(1, "timeout"), (2, "input")])
         # ... what Enter makes the program print is.
         self.ok("send", "-s", "py", "-k", "Enter")
         doc = json.loads(self.ok("wait", "-s", "py", "-p", "Q+", "--json").stdout)

@@ -75,8 +75,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import (IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Literal, Mapping,
-                    NamedTuple, NoReturn, Optional, Sequence, Tuple, Type, TypedDict, TypeVar,
-                    Union)
+                    NamedTuple, NoReturn, Optional, Sequence, Set, Tuple, Type, TypedDict,
+                    TypeVar, Union)
 
 if TYPE_CHECKING:  # each imported where used: a command pays only for what it uses
     import argparse
@@ -7340,17 +7340,18 @@ FORKSERVER_IDLE = 600.0  # seconds without a command before the server exits
 
 def serve_forks(path: str, idle: float = FORKSERVER_IDLE) -> None:
     """Serve commands on a Unix socket at ``path`` until idle for ``idle``
-    seconds, or until ``path`` is removed or taken by another server."""
-    import gc
+    seconds, or until ``path`` is removed or taken by another server (then
+    once the commands under way have ended)."""
     import select
     import socket
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    with contextlib.suppress(OSError):
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        probe.connect(path)
-        return  # another server answers here
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        with contextlib.suppress(OSError):
+            probe.connect(path)
+            return  # another server answers here (or is stopped, and will again)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # a dead server's socket
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
     try:
         listener.bind(path)
@@ -7363,21 +7364,12 @@ def serve_forks(path: str, idle: float = FORKSERVER_IDLE) -> None:
         os.set_blocking(fd, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select() below
-    # What commands import or build when they first need it, once for every worker.
-    import codeop  # noqa: F401
-    import datetime
-    import hashlib  # noqa: F401
-    import termios  # noqa: F401
-    import traceback  # noqa: F401
-    datetime.datetime.strptime("2026", "%Y")  # imports _strptime
-    for c in COMMANDS:
-        for name in [c.name] + c.aliases:
-            _PARSERS[name] = build_parser(name)
-    gc.freeze()  # what is loaded stays shared with the workers, never copied
+    _warm_for_workers()
     workers: Dict[int, Any] = {}  # pid -> the connection of its caller
     last = time.monotonic()
-    while True:
-        ready = select.select([listener.fileno(), wake_r], [], [], 1.0)[0]
+    while listener.fileno() >= 0 or workers:
+        waited = [wake_r] + ([listener.fileno()] if listener.fileno() >= 0 else [])
+        ready = select.select(waited, [], [], 1.0)[0]
         with contextlib.suppress(OSError):
             os.read(wake_r, 512)
         _reap_workers(workers)
@@ -7390,7 +7382,6 @@ def serve_forks(path: str, idle: float = FORKSERVER_IDLE) -> None:
                 signal.set_wakeup_fd(-1)
                 os.close(wake_r)
                 os.close(wake_w)
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 _work(conn)  # never returns
             workers[pid] = conn
             last = time.monotonic()
@@ -7398,10 +7389,28 @@ def serve_forks(path: str, idle: float = FORKSERVER_IDLE) -> None:
             taken = os.stat(path).st_ino != mine
         except FileNotFoundError:
             taken = True
-        if taken or (not workers and time.monotonic() - last > idle):
+        if listener.fileno() >= 0 and (taken or not workers
+                                       and time.monotonic() - last > idle):
             if not taken:
                 os.unlink(path)
-            return
+            listener.close()
+
+
+def _warm_for_workers() -> None:
+    """Import and build, once in the server, what commands import or build
+    when they first need it: no worker pays for it, or copies it (gc.freeze)."""
+    import codeop  # noqa: F401
+    import datetime
+    import gc
+    import hashlib  # noqa: F401
+    import termios  # noqa: F401
+    import traceback  # noqa: F401
+    datetime.datetime.strptime("2026", "%Y")  # imports _strptime
+    _sha256_hex(b"")
+    for c in COMMANDS:
+        for name in [c.name] + c.aliases:
+            _PARSERS[name] = build_parser(name)
+    gc.freeze()
 
 
 def _reap_workers(workers: Dict[int, Any]) -> None:
@@ -7431,15 +7440,9 @@ def _work(conn: Any) -> NoReturn:
         if fields is None:
             os._exit(1)  # not a caller of this version: it runs the command itself
         conn.sendall(b"pid %d\n" % os.getpid())
-        fds = _fork_fds(conn)
-        if fds is None:
-            os._exit(1)  # the caller gave up waiting and runs the command itself
-        argv = _take_callers_place(fds, fields)
-        with contextlib.suppress(AttributeError):
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        conn = _take_callers_place(conn, fields)  # or exits: it runs it itself
         try:
-            code = main(argv[1:])
+            code = main(sys.argv[1:])
         except KeyboardInterrupt:
             code = 130
         except SystemExit as e:
@@ -7447,8 +7450,7 @@ def _work(conn: Any) -> NoReturn:
         except BaseException:  # a bug: its traceback, as the caller would show it
             import traceback
             traceback.print_exc()
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
+        code = _flush_streams(code)
         conn.sendall(b"exit %d\n" % code)
     finally:
         os._exit(code)
@@ -7472,51 +7474,119 @@ def _fork_request(conn: Any) -> Optional[List[bytes]]:
             return None
         data += more
     fields = data[4:].split(b"\0")
-    if fields[0] != FORKSERVER_HELLO or len(fields) < 9:
+    if fields[0] != FORKSERVER_HELLO or len(fields) < 11:
         return None
     return fields
 
 
-def _fork_fds(conn: Any) -> Optional[List[int]]:
-    """The caller's go-ahead, which carries its stdin, stdout, stderr and working
-    directory. They travel only now, to a worker that answered: a server that
-    never answers must not hold the caller's pipes open."""
+def _caller_fds(conn: Any) -> Optional[Dict[int, int]]:
+    """The caller's go-ahead, which carries every fd it has open (and its working
+    directory, as the last): {the caller's number: the fd here}. They travel only
+    now, to a worker that answered: a server that never answers must not hold
+    the caller's pipes open."""
     import socket
     import struct
     fds: List[int] = []
-    data, ancillary, _flags, _addr = conn.recvmsg(16, socket.CMSG_SPACE(16))
+    data, ancillary, _flags, _addr = conn.recvmsg(4096, socket.CMSG_SPACE(4 * 256))
     for level, kind, cdata in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds += struct.unpack("%di" % (len(cdata) // 4), cdata[:len(cdata) // 4 * 4])
-    if data != b"go\n" or len(fds) != 4:
+    words = data.split()
+    if words[:1] != [b"go"] or len(words) != len(fds):  # "go", then each fd's number
+        for fd in fds:
+            os.close(fd)
         return None
-    return fds
+    return dict(zip([int(w) for w in words[1:]] + [-1], fds))
 
 
-def _take_callers_place(fds: List[int], fields: List[bytes]) -> List[str]:
-    """Become the caller: its standard streams, working directory, umask and
-    environment. Returns its argv."""
-    for target, fd in enumerate(fds[:3]):
-        os.dup2(fd, target)
-    os.fchdir(fds[3])
-    for fd in fds:
+def _take_callers_place(conn: Any, fields: List[bytes]) -> Any:
+    """Become the caller: its fds at their numbers, its working directory, umask,
+    signal dispositions, environment, standard streams and argv. Returns the
+    connection, moved out of the way; exits if the caller gave up waiting."""
+    import fcntl
+    import socket
+    fds = _caller_fds(conn)
+    if fds is None:
+        os._exit(1)  # the caller gave up waiting and runs the command itself
+    here = fds.pop(-1)
+    os.fchdir(here)
+    os.close(here)
+    high = max(list(fds) + [conn.fileno(), 2]) + 1
+    moved = {mine: fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, high) for mine, fd in fds.items()}
+    kept = fcntl.fcntl(conn.fileno(), fcntl.F_DUPFD_CLOEXEC, high)
+    for fd in list(fds.values()) + [conn.detach()]:
         os.close(fd)
-    umask, argc, encodings = int(fields[1]), int(fields[2]), fields[3:9]
+    for number in range(3):
+        with contextlib.suppress(OSError):
+            os.close(number)  # a stream the caller had closed stays closed
+    for number, fd in moved.items():
+        os.dup2(fd, number)  # not close-on-exec, as the caller's own were not
+        os.close(fd)
+    conn = socket.socket(fileno=kept)
+    # The caller gone (killed, say), its worker goes too: SIGIO on end of input.
+    fcntl.fcntl(kept, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(kept, fcntl.F_SETFL, fcntl.fcntl(kept, fcntl.F_GETFL) | os.O_ASYNC)
+    umask, argc, ignored, encodings = (int(fields[1]), int(fields[2]), fields[3].split(b","),
+                                       [e.decode() for e in fields[4:10]])
     os.umask(umask)
+    _set_signals({int(n) for n in ignored if n})
     os.environb.clear()
-    for pair in fields[9 + argc:]:
+    for pair in fields[10 + argc:]:
         key, eq, value = pair.partition(b"=")
         if eq:
             os.environb[key] = value
     time.tzset()
-    names = [e.decode() for e in encodings]
-    sys.stdin = open(0, "r", encoding=names[0], errors=names[1], closefd=False)
-    sys.stdout = open(1, "w", encoding=names[2], errors=names[3], closefd=False,
-                      buffering=1 if os.isatty(1) else -1)
-    sys.stderr = open(2, "w", encoding=names[4], errors=names[5], closefd=False,
-                      buffering=1)
-    sys.argv = [os.fsdecode(a) for a in fields[9:9 + argc]]
-    return sys.argv
+    sys.stdin, sys.stdout, sys.stderr = (_stream(fd, encodings[2 * fd:2 * fd + 2])
+                                         for fd in range(3))
+    sys.argv = [os.fsdecode(a) for a in fields[10:10 + argc]]
+    return conn
+
+
+def _set_signals(ignored: Set[int]) -> None:
+    """The caller's dispositions (what it ignored, it ignores), then the
+    command line's own (see script())."""
+    for number in range(1, signal.NSIG):
+        if number in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
+            signal.signal(number, signal.SIG_IGN if number in ignored else signal.SIG_DFL)
+    signal.signal(signal.SIGIO, signal.SIG_DFL)  # see _take_callers_place
+    with contextlib.suppress(AttributeError):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _stream(fd: int, encoding: List[str]) -> Optional[IO[str]]:
+    """A standard stream on the caller's ``fd``, as Python would have made it
+    (None where the caller had it closed)."""
+    if not encoding[0]:
+        return None
+    try:
+        raw = io.FileIO(fd, "r" if fd == 0 else "w", closefd=False)
+    except OSError:
+        return None
+    if fd == 0:
+        return io.TextIOWrapper(io.BufferedReader(raw), encoding[0], encoding[1])
+    unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))  # as Python reads it
+    return io.TextIOWrapper(raw if unbuffered else io.BufferedWriter(raw),
+                            encoding[0], encoding[1], write_through=unbuffered,
+                            line_buffering=not unbuffered and (fd == 2 or raw.isatty()))
+
+
+def _flush_streams(code: int) -> int:
+    """Flush stdout and stderr as Python does at exit: a failure is reported,
+    and the exit status becomes 120."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError) as e:
+            with contextlib.suppress(OSError, ValueError):
+                os.write(2, ("Exception ignored in: <_io.TextIOWrapper name='<%s>'>\n"
+                             "%s: %s\n" % (name, type(e).__name__, e)).encode())
+            code = 120
+    return code
 
 
 if __name__ == "__main__":
@@ -7529,8 +7599,9 @@ if __name__ == "__main__":
 # The cache works where the tool's dir is read-only or PYTHONDONTWRITEBYTECODE
 # is set: it is written elsewhere, keyed by this file's path, size and mtime.
 #: boot
-FORKSERVER_HELLO = b"tmuxsess-fork 1"  # the first field of a request (see serve_forks)
+FORKSERVER_HELLO = b"tmuxsess-fork 2"  # the first field of a request (see serve_forks)
 FORKSERVER_PATIENCE = 3.0  # seconds a caller waits for a worker before running it itself
+_BOOT_LINE = "import sys;exec(open(sys.argv[1]).read().split('#: boot\\n')[-1])"  # as above
 
 
 def _boot() -> None:
@@ -7539,8 +7610,9 @@ def _boot() -> None:
     s.argv.pop(0)  # "-c"; argv[0] is now the path the tool was started by
     import _signal  # type: ignore  # signal.py would cost 8 ms of imports (enum)
     _signal.signal(_signal.SIGINT, lambda *_: o._exit(130))  # as while loading, below
-    cache = o.environ.get("TMUXSESS_CACHE_DIR") or o.path.join(
-        o.environ.get("XDG_CACHE_HOME") or o.path.expanduser("~/.cache"), "tmuxsess")
+    serve_at = o.environ.pop("TMUXSESS_FORK_SERVER_AT", "")  # see _start_fork_server
+    cache = o.path.abspath(o.environ.get("TMUXSESS_CACHE_DIR") or o.path.join(
+        o.environ.get("XDG_CACHE_HOME") or o.path.expanduser("~/.cache"), "tmuxsess"))
     tool, server = o.path.realpath(s.argv[0]), ""
     try:
         o.makedirs(cache, 0o700, exist_ok=True)
@@ -7548,7 +7620,7 @@ def _boot() -> None:
         if st.st_uid == o.geteuid() and not st.st_mode & 0o022 and o.path.isdir(cache):
             s.pycache_prefix = cache  # ours alone: bytecode from here is trusted
             s.dont_write_bytecode = False
-            server = _fork_server_path(cache, tool)
+            server = "" if serve_at else _fork_server_path(cache, tool)
     except OSError:
         pass  # no cache: compiled in memory, as a script is
     if server:
@@ -7561,14 +7633,20 @@ def _boot() -> None:
     module = module_from_spec(spec)
     s.modules["tmuxsess"] = module
     spec.loader.exec_module(module)
+    if serve_at:
+        module.serve_forks(serve_at)
+        o._exit(0)
     if server:
-        _start_fork_server(module, server)
+        _start_fork_server(server, tool)
     module.script()
 
 
 def _fork_server_path(cache: str, tool: str) -> str:
-    """Where the fork server for this file, this Python and this command would
-    listen; "" where none may serve it (see serve_forks)."""
+    """Where the fork server for this file, this Python and a caller like this
+    one would listen; "" where none may serve it. Whatever a worker inherits
+    from its server rather than from its caller is in the name: the
+    interpreter and its PYTHON* settings, groups, nice value, resource limits,
+    cgroup and namespaces."""
     import binascii
     import os as o
     s = sys
@@ -7576,9 +7654,24 @@ def _fork_server_path(cache: str, tool: str) -> str:
             or not hasattr(o, "fork")):
         return ""  # attach becomes tmux in this terminal; mcp lives long anyway
     st, py = o.stat(tool), o.stat(s.executable or "/")
-    key = "%d %d %d %d %d %s %s" % (st.st_ino, st.st_size, st.st_mtime_ns, py.st_ino,
-                                    s.hexversion, s.getfilesystemencoding(), s.flags.utf8_mode)
-    path = o.path.join(cache, "fork-%08x.sock" % binascii.crc32(key.encode()))
+    key = [tool, st.st_ino, st.st_size, st.st_mtime_ns, s.executable, py.st_ino, s.hexversion,
+           s.getfilesystemencoding(), s.flags, o.getgid(), o.getegid(), o.getgroups(),
+           o.getpriority(o.PRIO_PROCESS, 0)]
+    key += sorted(kv for kv in o.environ.items() if kv[0].startswith("PYTHON"))
+    import resource
+    key += [resource.getrlimit(getattr(resource, n)) for n in dir(resource)
+            if n.startswith("RLIMIT_")]
+    for name in ("mnt", "pid", "net", "user", "ipc", "uts", "cgroup"):
+        try:
+            key.append(o.stat("/proc/self/ns/" + name).st_ino)
+        except OSError:
+            key.append(name)
+    try:
+        with open("/proc/self/cgroup", "rb") as f:
+            key.append(f.read())
+    except OSError:
+        pass
+    path = o.path.join(cache, "fork-%08x.sock" % binascii.crc32(repr(key).encode()))
     return path if len(path.encode()) < 100 else ""  # sun_path holds about 104 bytes
 
 
@@ -7588,6 +7681,9 @@ def _by_fork_server(path: str) -> "Optional[int]":
     import _signal
     import _socket  # socket.py would cost 10 ms of imports (enum, selectors)
     import os as o
+    fds = _fds_to_pass()
+    if fds is None:
+        return None
     try:
         conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         conn.settimeout(FORKSERVER_PATIENCE)  # a stopped or stuck server: run it here
@@ -7598,27 +7694,97 @@ def _by_fork_server(path: str) -> "Optional[int]":
         if word != b"pid":
             return None
         pid = int(number)
-        here = o.open(".", o.O_RDONLY)
-        try:  # from here on the worker runs it, and only the worker
-            fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2, here))
-            conn.sendmsg([b"go\n"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
-        finally:
-            o.close(here)
+        here = o.open(".", getattr(o, "O_PATH", o.O_RDONLY) | o.O_DIRECTORY)
+    except (OSError, ValueError):
+        return None  # no server, or no answer: this process runs it
+    before = _pass_signals_to(pid)  # before the go: no signal falls between
+    try:  # from here on the worker runs it, and only the worker
+        passed = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds + [here])
+        conn.sendmsg([b" ".join([b"go"] + [b"%d" % fd for fd in fds])],
+                     [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, passed)])
         conn.settimeout(None)
-    except (OSError, AttributeError, ValueError):
-        return None  # no server, or a stream that is closed: this process runs it
+    except OSError:
+        for signum, handler in before.items():
+            _signal.signal(signum, handler)
+        return None
+    finally:
+        o.close(here)
+    try:
+        word, _, number = answer().partition(b" ")
+    except OSError:
+        word = b""
+    return _worker_end(word, number)
+
+
+def _fds_to_pass() -> "Optional[List[int]]":
+    """Every fd this process has open, for its worker to have at the same
+    numbers; None where that cannot be: a job in the background of a
+    terminal (its worker would read and write there as if in front), or more
+    fds than one message carries."""
+    import os as o
+    for fd in (0, 1, 2):
+        try:
+            if o.isatty(fd) and o.tcgetpgrp(fd) != o.getpgrp():
+                return None
+        except OSError:
+            pass  # not our terminal, or not a terminal
+    for where in ("/proc/self/fd", "/dev/fd"):
+        try:
+            listing = o.open(where, o.O_RDONLY | o.O_DIRECTORY)
+        except OSError:
+            continue
+        try:
+            fds = sorted(int(n) for n in o.listdir(listing) if int(n) != listing)
+        finally:
+            o.close(listing)
+        fds = [fd for fd in fds if _fd_open(fd)]  # /dev/fd may list closed ones
+        return fds if len(fds) < 250 else None
+    return None
+
+
+def _fd_open(fd: int) -> bool:
+    import os as o
+    try:
+        o.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+
+def _pass_signals_to(pid: int) -> "Dict[int, Any]":
+    """What the caller gets, its worker gets: Ctrl-C, kill, hangup, Ctrl-Z and
+    the continue after it; signals the caller ignores it leaves ignored.
+    Returns the handlers it replaced."""
+    import _signal
+    import os as o
 
     def forward(signum: int, _frame: object) -> None:
         try:
             o.kill(pid, signum)
         except OSError:
             pass
-    for signum in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT):
-        _signal.signal(signum, forward)
-    try:
-        word, _, number = answer().partition(b" ")
-    except OSError:
-        word = b""
+
+    def stop(signum: int, _frame: object) -> None:  # Ctrl-Z: the worker stops too
+        forward(_signal.SIGSTOP, None)
+        _signal.signal(_signal.SIGTSTP, _signal.SIG_DFL)
+        o.kill(o.getpid(), _signal.SIGTSTP)  # returns once this process is continued
+        _signal.signal(_signal.SIGTSTP, stop)
+        # Said here: the SIGCONT handler may not run until the next signal
+        # (Python checks the lower-numbered one before this handler ran).
+        forward(_signal.SIGCONT, None)
+    before = {}
+    for signum in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
+                   _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGCONT, _signal.SIGTSTP):
+        if _signal.getsignal(signum) != _signal.SIG_IGN:
+            before[signum] = _signal.signal(signum,
+                                            stop if signum == _signal.SIGTSTP else forward)
+    return before
+
+
+def _worker_end(word: bytes, number: bytes) -> int:
+    """The exit status for how the worker ended ("exit N", "signal N", or nothing)."""
+    import _signal
+    import os as o
     if word == b"exit":
         return int(number)
     if word == b"signal":  # end as the worker did, as a shell would see it
@@ -7634,12 +7800,24 @@ def _by_fork_server(path: str) -> "Optional[int]":
 
 def _fork_request_bytes() -> bytes:
     """This command as serve_forks reads it: a 4-byte length, then NUL-separated
-    fields (version, umask, argc, the standard streams' encodings, argv, environ)."""
+    fields: version, umask, argc, the signals ignored, the standard streams'
+    encodings, argv, environ."""
+    import _signal
     import os as o
     s = sys
-    fields = [FORKSERVER_HELLO, b"%d" % o.umask(o.umask(0o022)), b"%d" % len(s.argv)]
-    for stream in (s.stdin, s.stdout, s.stderr):  # None if closed: main()'s case
-        fields += [stream.encoding.encode(), stream.errors.encode()]  # type: ignore
+    mask = o.umask(0o022)
+    o.umask(mask)
+    ignored = []
+    for signum in range(1, _signal.NSIG):
+        try:
+            if _signal.getsignal(signum) == _signal.SIG_IGN:
+                ignored.append(b"%d" % signum)
+        except (OSError, ValueError):
+            pass
+    fields = [FORKSERVER_HELLO, b"%d" % mask, b"%d" % len(s.argv), b",".join(ignored)]
+    for stream in (s.stdin, s.stdout, s.stderr):  # None if closed
+        fields += [str(stream.encoding).encode(), str(stream.errors).encode()] if stream else [
+            b"", b""]
     fields += [o.fsencode(a) for a in s.argv]
     fields += [k + b"=" + v for k, v in o.environb.items()]
     data = b"\0".join(fields)
@@ -7661,9 +7839,10 @@ def _line_reader(conn: "Any") -> "Callable[[], bytes]":
     return line
 
 
-def _start_fork_server(module: "Any", path: str) -> None:
-    """Start a fork server at ``path`` in the background, from this process
-    (its module is loaded already), for the commands that follow."""
+def _start_fork_server(path: str, tool: str) -> None:
+    """Start a fork server at ``path`` in the background, for the commands that
+    follow: a new Python (so that ps shows none of this command's arguments)
+    in a session of its own, holding none of this process's fds."""
     import os as o
     pid = o.fork()
     if pid:
@@ -7678,7 +7857,8 @@ def _start_fork_server(module: "Any", path: str) -> None:
         for fd in (0, 1, 2):
             o.dup2(null, fd)
         o.closerange(3, 1 << 16)  # a pipe our caller waits to see closed, say
-        module.serve_forks(path)
+        env = dict(o.environ, TMUXSESS_FORK_SERVER_AT=path)
+        o.execve(sys.executable, [sys.executable, "-S", "-c", _BOOT_LINE, tool], env)
     finally:
         o._exit(0)
 
