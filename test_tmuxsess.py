@@ -1068,7 +1068,10 @@ class ForkServerTest(TmuxTestCase):
         server = self.server()
 
         def state(pid):
-            return read_bytes("/proc/%d/stat" % pid).rsplit(b")", 1)[1].split()[0]
+            try:
+                return read_bytes("/proc/%d/stat" % pid).rsplit(b")", 1)[1].split()[0]
+            except OSError:
+                return b""  # ended
         run = subprocess.Popen([TOOL, "run", "-s", "sh", "-c", "sleep 2; echo slept"],
                                env=self.penv, stdout=subprocess.PIPE,
                                universal_newlines=True)
@@ -1077,9 +1080,13 @@ class ForkServerTest(TmuxTestCase):
                                                 "#{pane_current_command}").stdout, what="sleep")
         worker, = self.workers(server)  # (the probe of self.server() had one too, briefly)
         run.send_signal(signal.SIGTSTP)  # Ctrl-Z
-        wait_until(lambda: state(run.pid) == b"T" and state(worker) == b"T",
-                   what="caller and worker stopped")
-        run.send_signal(signal.SIGCONT)  # fg
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: state(run.pid) == b"T", 2, what="the caller stopped")
+        if state(run.pid) == b"T":
+            self.assertEqual(state(worker), b"T")
+            run.send_signal(signal.SIGCONT)  # fg
+        else:  # an orphaned process group (CI): the kernel drops a stop; so does the worker
+            wait_until(lambda: state(worker) != b"T", what="the worker to go on")
         self.assertEqual(run.communicate(timeout=30)[0], "slept\n")
         self.assertEqual(run.returncode, 0)
         # SIGKILL: the caller cannot pass it on, but its worker sees it go.
