@@ -7504,6 +7504,7 @@ def _take_callers_place(conn: Any, fields: List[bytes]) -> Any:
     signal dispositions, environment, standard streams and argv. Returns the
     connection, moved out of the way; exits if the caller gave up waiting."""
     import fcntl
+    import select
     import socket
     fds = _caller_fds(conn)
     if fds is None:
@@ -7526,6 +7527,8 @@ def _take_callers_place(conn: Any, fields: List[bytes]) -> Any:
     # The caller gone (killed, say), its worker goes too: SIGIO on end of input.
     fcntl.fcntl(kept, fcntl.F_SETOWN, os.getpid())
     fcntl.fcntl(kept, fcntl.F_SETFL, fcntl.fcntl(kept, fcntl.F_GETFL) | os.O_ASYNC)
+    if select.select([kept], [], [], 0)[0] and not conn.recv(1, socket.MSG_PEEK):
+        os._exit(1)  # gone before the watch was set
     umask, argc, ignored, encodings = (int(fields[1]), int(fields[2]), fields[3].split(b","),
                                        [e.decode() for e in fields[4:10]])
     os.umask(umask)
