@@ -7331,10 +7331,13 @@ def script() -> NoReturn:
 # Started as ./tmuxsess.py, a command costs a Python start and the import of this
 # module (~50 ms) before its one tmux call (~3 ms). A fork server pays the import
 # once: it sits on a Unix socket in the private cache dir and forks a worker per
-# command, the module already loaded. The worker takes the caller's standard
-# fds, working directory, umask, environment and arguments, runs main() as the
-# caller would have, and says how it ended; the caller (see _boot) passes on
-# signals and exits the same way. TMUXSESS_FORKSERVER=0 turns it off.
+# command, the module already loaded. The worker takes the caller's open fds,
+# working directory, umask, ignored signals, environment and arguments, runs
+# main() as the caller would have, and says how it ended; the caller (see
+# _boot) passes on signals and exits the same way. What a worker would inherit
+# from the server instead names the server's socket (see _fork_server_path), so
+# a caller that differs there gets a server of its own. TMUXSESS_FORKSERVER=0
+# turns it off.
 FORKSERVER_IDLE = 600.0  # seconds without a command before the server exits
 
 
