@@ -5524,7 +5524,10 @@ class StressTest(TmuxTestCase):
 
 # Classes whose tests each drive programs for seconds: one process per test.
 SLOW_CLASSES = ("FullScreenTest", "WaitingForInputTest", "ReadmeExamplesTest",
-                "McpConcurrencyTest", "CorpusTest", "CanonicalDeliveryTest", "ConcurrencyTest")
+                "McpConcurrencyTest", "CorpusTest", "CanonicalDeliveryTest", "ConcurrencyTest",
+                "ForkServerTest")
+# The longest of them (20-40 s each) start first, so that none is left to run alone.
+FIRST_CLASSES = ("ReadmeExamplesTest", "CorpusTest", "FullScreenTest")
 
 
 def _test_classes(names=None):
@@ -5561,6 +5564,7 @@ def main(argv):
     # Longest first: the slowest classes test by test, then the rest by size.
     classes = sorted(_test_classes(a.classes or None), key=lambda c: -len(
         unittest.defaultTestLoader.getTestCaseNames(c)))
+    classes.sort(key=lambda c: c.__name__ not in FIRST_CLASSES)  # stable: sizes kept
     jobs = ["%s.%s" % (c.__name__, m) for c in classes if c.__name__ in SLOW_CLASSES
             for m in unittest.defaultTestLoader.getTestCaseNames(c)]
     jobs += [c.__name__ for c in classes if c.__name__ not in SLOW_CLASSES]
