@@ -7621,14 +7621,19 @@ def _boot() -> None:
         o.environ.get("XDG_CACHE_HOME") or o.path.expanduser("~/.cache"), "tmuxsess"))
     tool, server = o.path.realpath(s.argv[0]), ""
     try:
-        o.makedirs(cache, 0o700, exist_ok=True)
+        if not serve_at:  # a server whose cache dir is gone must not make it again
+            o.makedirs(cache, 0o700, exist_ok=True)
         st = o.lstat(cache)
         if st.st_uid == o.geteuid() and not st.st_mode & 0o022 and o.path.isdir(cache):
             s.pycache_prefix = cache  # ours alone: bytecode from here is trusted
-            s.dont_write_bytecode = False
+            s.dont_write_bytecode = bool(serve_at)  # its starter wrote it
             server = "" if serve_at else _fork_server_path(cache, tool)
+        elif serve_at:
+            o._exit(0)
     except OSError:
-        pass  # no cache: compiled in memory, as a script is
+        if serve_at:
+            o._exit(0)
+        # no cache: compiled in memory, as a script is
     if server:
         code = _by_fork_server(server)
         if code is not None:
