@@ -3532,7 +3532,7 @@ class Engine:
                 out = self._tmux_retrying(server, steps("env"))  # tmux 3.0, 3.1
             rows = parse_rows(PaneRow, out)
         except BaseException as e:
-            self.host.remove_transcript(transcript)
+            self._forget(server, "", transcript)  # the transcript and startup file
             if isinstance(e, TmuxError) and "duplicate session" in e.message:
                 raise NameTakenError(
                     "session %r already exists on %s" % (name, server.socket),
@@ -3542,6 +3542,7 @@ class Engine:
             raise
         if not rows:
             self._undo_create(server, target, transcript)
+            self._forget(server, "", transcript)
             raise TmuxError("tmux did not report the new pane")
         return rows[0]
 
