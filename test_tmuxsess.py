@@ -103,11 +103,9 @@ def stop_fork_server(path):
     pid = fork_server_pid(path)
     if pid is None:
         return
-    for entry in os.listdir("/proc"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            if entry.isdigit() and int(read_bytes("/proc/%s/stat" % entry).rsplit(
-                    b")", 1)[1].split()[1]) == pid:
-                os.kill(int(entry), signal.SIGKILL)
+    for child in children_of(pid):
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGKILL)
     with contextlib.suppress(OSError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 5
@@ -115,13 +113,23 @@ def stop_fork_server(path):
         time.sleep(0.01)
 
 
+def proc_stat(pid):
+    """/proc/PID/stat from field 3 (state) on, as bytes; [] for no such process."""
+    try:
+        return read_bytes("/proc/%d/stat" % pid).rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
 def process_runs(pid):
     """Whether ``pid`` is a process that has not ended (a zombie has)."""
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except (OSError, IndexError):
-        return False
+    return proc_stat(pid)[:1] not in ([], [b"Z"], [b"X"])
+
+
+def children_of(pid):
+    """The pids of the processes whose parent is ``pid``."""
+    return [int(e) for e in os.listdir("/proc")
+            if e.isdigit() and proc_stat(int(e))[1:2] == [b"%d" % pid]]
 
 
 def read_bytes(path):
@@ -922,16 +930,6 @@ class ForkServerTest(TmuxTestCase):
             return socks and fork_server_pid(socks[0])
         return wait_until(listening, what="the fork server")
 
-    def workers(self, server):
-        """The pids of the processes whose parent is ``server``."""
-        found = []
-        for entry in os.listdir("/proc"):
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                if entry.isdigit() and int(read_bytes("/proc/%s/stat" % entry).rsplit(
-                        b")", 1)[1].split()[1]) == server:
-                    found.append(int(entry))
-        return found
-
     def test_a_worker_of_the_server_runs_the_next_commands_as_the_caller(self):
         self.assertEqual(self.program("list").returncode, 0)  # runs itself, starts one
         server = self.server()
@@ -959,7 +957,7 @@ class ForkServerTest(TmuxTestCase):
         slow = subprocess.Popen([TOOL, "run", "-s", "sh", "-c", "sleep 2; echo slept"],
                                 env=self.penv, stdout=subprocess.PIPE,
                                 universal_newlines=True)
-        wait_until(lambda: self.workers(server), what="a worker")
+        wait_until(lambda: children_of(server), what="a worker")
         self.assertEqual(slow.communicate(timeout=30)[0], "slept\n")
         self.assertEqual(self.server(), server)
 
@@ -968,7 +966,7 @@ class ForkServerTest(TmuxTestCase):
         server = self.server()
         run = subprocess.Popen([TOOL, "run", "-s", "sh", "-c", "sleep 30"], env=self.penv,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        wait_until(lambda: self.workers(server), what="the worker")
+        wait_until(lambda: children_of(server), what="the worker")
         wait_until(lambda: "sleep" in self.tmux("display-message", "-p", "-t", "=sh:",
                                                 "#{pane_current_command}").stdout,
                    what="sleep to start")
@@ -976,7 +974,7 @@ class ForkServerTest(TmuxTestCase):
         err = run.communicate(timeout=30)[1]
         self.assertEqual(run.returncode, 130)
         self.assertNotIn(b"Traceback", err)
-        wait_until(lambda: not self.workers(server), what="the worker to end")
+        wait_until(lambda: not children_of(server), what="the worker to end")
         # As without the server: the program itself was left running, for send -k C-c.
         self.assertEqual(self.program("send", "-s", "sh", "-k", "C-c").returncode, 0)
         self.assertEqual(self.program("run", "-s", "sh", "-c", "echo after").stdout,
@@ -1068,17 +1066,14 @@ class ForkServerTest(TmuxTestCase):
         server = self.server()
 
         def state(pid):
-            try:
-                return read_bytes("/proc/%d/stat" % pid).rsplit(b")", 1)[1].split()[0]
-            except OSError:
-                return b""  # ended
+            return b"".join(proc_stat(pid)[:1])  # b"" once it has ended
         run = subprocess.Popen([TOOL, "run", "-s", "sh", "-c", "sleep 2; echo slept"],
                                env=self.penv, stdout=subprocess.PIPE,
                                universal_newlines=True)
         self.addCleanup(run.kill)
         wait_until(lambda: "sleep" in self.tmux("display-message", "-p", "-t", "=sh:",
                                                 "#{pane_current_command}").stdout, what="sleep")
-        worker, = self.workers(server)  # (the probe of self.server() had one too, briefly)
+        worker, = children_of(server)  # (the probe of self.server() had one too, briefly)
         run.send_signal(signal.SIGTSTP)  # Ctrl-Z
         with contextlib.suppress(AssertionError):
             wait_until(lambda: state(run.pid) == b"T", 2, what="the caller stopped")
@@ -1098,7 +1093,7 @@ class ForkServerTest(TmuxTestCase):
                                                 "#{pane_current_command}").stdout, what="sleep")
         run.kill()
         self.assertEqual(run.communicate(timeout=30)[0], b"")  # its stdout closed at once
-        wait_until(lambda: not self.workers(server), 10, what="the worker to go")
+        wait_until(lambda: not children_of(server), 10, what="the worker to go")
         self.assertLess(time.monotonic() - began, 15)
 
     def test_the_server_shows_no_command_and_keeps_no_error(self):
@@ -1127,8 +1122,7 @@ class ForkServerTest(TmuxTestCase):
                          - before, what="a server of its own")
         self.assertEqual(len(new), 1, new)
         pid = wait_until(lambda: fork_server_pid(min(new)), what="it to listen")
-        self.assertEqual(int(read_bytes("/proc/%d/stat" % pid).rsplit(b")", 1)[1].split()[16]),
-                         7)
+        self.assertEqual(proc_stat(pid)[16], b"7")  # field 19, nice
 
     def test_many_callers_at_once_each_get_their_own_output(self):
         self.assertEqual(self.program("create", "-n", "a").returncode, 0)
