@@ -890,6 +890,7 @@ class Terminal(NamedTuple):
 # sleeps in a read of its terminal: read(2) on it, or select/poll/epoll with it
 # in the set. /proc/PID/syscall names the call (and, through /proc/PID/mem, the
 # set); where Yama's ptrace_scope hides that, wchan and the open fds still tell.
+_MACHINE = os.uname().machine  # which syscall numbers _WAIT_CALLS holds
 _WAIT_CALLS = {
     "x86_64": {0: "fd", 17: "fd", 19: "fd", 295: "fd", 7: "poll", 271: "poll",
                23: "select", 270: "select", 232: "epoll", 281: "epoll", 441: "epoll"},
@@ -1027,7 +1028,7 @@ def _task_reads(pid: int, task: int, ttys: List[int], epolls: List[int], sockets
                 ) -> Tuple[Optional[bool], str]:
     base = "/proc/%d/task/%d/" % (pid, task)
     words = (_proc_read(base + "syscall") or "").split()
-    calls = _WAIT_CALLS.get(os.uname().machine, {})
+    calls = _WAIT_CALLS.get(_MACHINE, {})
     if len(words) >= 3 and words[0].isdigit() and calls:
         kind = calls.get(int(words[0]))
         if kind is None:
@@ -1350,20 +1351,11 @@ class Host:
             return "gone"
         except PermissionError:
             return "running"
-        fields = self._stat(pid)
-        return "zombie" if fields and fields[0] in (b"Z", b"X") else "running"
+        fields = _proc_stat(pid)
+        return "zombie" if fields and fields[0] in ("Z", "X") else "running"
 
     def alive(self, pid: int) -> bool:
         return bool(pid) and self.process_state(pid) == "running"
-
-    @staticmethod
-    def _stat(pid: int) -> List[bytes]:
-        """/proc/PID/stat from field 3 (state) on; [] where /proc cannot say."""
-        try:
-            with open("/proc/%d/stat" % pid, "rb") as f:
-                return f.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            return []
 
     def zombie_exit(self, pid: int) -> Tuple[Optional[int], Optional[int]]:
         """(exit status, signal) of an exited, not yet reaped process; Nones if unknown.
@@ -1373,8 +1365,8 @@ class Host:
         when it missed the SIGCHLD); until then it reports neither. The zombie
         still holds its wait status in /proc (Linux).
         """
-        fields = self._stat(pid) if pid > 0 else []
-        if len(fields) < 50 or fields[0] != b"Z":
+        fields = _proc_stat(pid) if pid > 0 else []
+        if len(fields) < 50 or fields[0] != "Z":
             return None, None
         with contextlib.suppress(ValueError):
             code = int(fields[49])  # field 52, exit_code, in waitpid(2) form
@@ -4760,6 +4752,7 @@ class _Exchange:
     def _await_prompt_watching(self, watch: _FileWatch) -> str:
         delay, pane, began = 0.001, self.pane, time.monotonic()
         suspected: Optional[int] = None  # the transcript's size when it seemed to wait
+        next_probe = began + 0.1  # the kernel is asked 20 times a second at most
         while True:
             tail = self.host.transcript_tail(pane.transcript)
             at = self._prompt(tail)
@@ -4773,7 +4766,8 @@ class _Exchange:
                 return "dead"
             if self._remaining() <= 0:
                 return "timeout"
-            if time.monotonic() - began >= 0.1 and pane.pid and pane.tty:
+            if time.monotonic() >= next_probe and pane.pid and pane.tty:
+                next_probe = time.monotonic() + 0.05
                 size = self.host.transcript_size(pane.transcript)
                 if self.host.terminal(pane.pid, pane.tty).waiting:
                     if suspected == size:
@@ -7318,9 +7312,7 @@ def _usage_code(name: str) -> int:
 
 def script() -> NoReturn:
     """The command line as a program: signals as a command-line tool has them."""
-    with contextlib.suppress(AttributeError):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _cli_signals()
     try:
         sys.exit(main())
     except KeyboardInterrupt:  # outside a command, e.g. while parsing arguments
@@ -7551,13 +7543,18 @@ def _take_callers_place(conn: Any, fields: List[bytes]) -> Any:
 
 def _set_signals(ignored: Set[int]) -> None:
     """The caller's dispositions (what it ignored, it ignores), then the
-    command line's own (see script())."""
+    command line's own."""
     for number in range(1, signal.NSIG):
         if number in (signal.SIGKILL, signal.SIGSTOP):
             continue
         with contextlib.suppress(OSError, ValueError, RuntimeError):
             signal.signal(number, signal.SIG_IGN if number in ignored else signal.SIG_DFL)
     signal.signal(signal.SIGIO, signal.SIG_DFL)  # see _take_callers_place
+    _cli_signals()
+
+
+def _cli_signals() -> None:
+    """A command-line tool's: SIGPIPE ends it (| head), Ctrl-C interrupts it."""
     with contextlib.suppress(AttributeError):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
