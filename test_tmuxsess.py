@@ -4164,6 +4164,38 @@ class FaultTest(TmuxTestCase):
         self.assertEqual(r.returncode, 1)
         self.assertOneLineError(r.stderr, "TMUXSESS_LOCK_TIMEOUT")
 
+    def test_a_lock_waiter_takes_the_lock_when_freed_and_one_that_gave_up_never(self):
+        registry = tmuxsess.Registry(self.state, 0.2)
+        holder = self.hold_lock()
+        for _ in range(3):  # each leaves a waiting thread behind in this process
+            with self.assertRaises(tmuxsess.LockTimeoutError):
+                with registry.lock():
+                    self.fail("locked while another process holds the lock")
+        # A waiter with time left gets the lock once the holder ends ...
+        taken = threading.Event()
+
+        def waiter():
+            with tmuxsess.Registry(self.state, 30).lock():
+                taken.set()
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        holder.kill()
+        holder.wait()
+        thread.join(30)
+        self.assertTrue(taken.is_set())
+        # ... and the three that gave up keep nothing: a process takes it at once.
+        probe = subprocess.run(
+            [sys.executable, "-c", "import fcntl, os, sys, time\n"
+             "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+             "end = time.monotonic() + 10\n"
+             "while True:\n"
+             "    try:\n"
+             "        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); break\n"
+             "    except BlockingIOError:\n"
+             "        if time.monotonic() > end: sys.exit(3)\n"
+             "        time.sleep(0.01)\n", self.lock_path], timeout=30)
+        self.assertEqual(probe.returncode, 0, "a waiter that gave up kept the lock")
+
     def test_ctrl_c_exits_130_quietly_and_leaves_nothing_half_done(self):
         rec = self.api_create("a")
         tmuxsess.send("sleep 60", session="a")

@@ -2433,9 +2433,9 @@ def _json_kind(value: Any) -> str:
 def _flock(path: str, deadline: float, busy: Callable[[], TmuxsessError]) -> Iterator[None]:
     """Hold an exclusive flock on ``path`` (made 0600, never through a symlink).
 
-    Waits with a short backoff until ``deadline`` (monotonic), then raises
-    ``busy()``. The lock dies with its process: a killed holder never leaves
-    it stuck, so there is no stale lock to clean up.
+    Waits until ``deadline`` (monotonic), then raises ``busy()``. The lock
+    dies with its process: a killed holder never leaves it stuck, so there is
+    no stale lock to clean up.
     """
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
@@ -2443,20 +2443,45 @@ def _flock(path: str, deadline: float, busy: Callable[[], TmuxsessError]) -> Ite
         problem = "it is a symlink" if e.errno == errno.ELOOP else e.strerror
         raise RegistryError("cannot open lock %s: %s" % (path, problem))
     try:
-        delay = 0.001
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                now = time.monotonic()
-                if now >= deadline:
-                    raise busy()
-                time.sleep(min(delay, deadline - now))
-                delay = min(delay * 2, 0.05)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not _flock_wait(fd, deadline - time.monotonic()):
+                raise busy()
         yield
     finally:
-        os.close(fd)  # closing releases the flock
+        os.close(fd)  # closing releases the flock (once the waiter's copy is closed too)
+
+
+def _flock_wait(fd: int, timeout: float) -> bool:
+    """Wait for the flock in the kernel's queue, ``timeout`` seconds at most.
+
+    A thread blocks in flock so that the wait can end: woken the moment the
+    lock is free, where a poll would sleep through that moment and let a
+    newcomer take it, again and again under load. The thread locks a copy of
+    ``fd`` (one open file, one lock) and closes it: taken late, the lock goes
+    as soon as the caller closes ``fd``.
+    """
+    if timeout <= 0:
+        return False
+    copy = os.dup(fd)
+    taken, guard, late = threading.Event(), threading.Lock(), [False]
+
+    def take() -> None:
+        try:
+            fcntl.flock(copy, fcntl.LOCK_EX)
+            with guard:
+                if not late[0]:
+                    taken.set()
+        except OSError:
+            pass
+        finally:
+            os.close(copy)
+    threading.Thread(target=take, name="tmuxsess-lock-wait", daemon=True).start()
+    taken.wait(timeout)
+    with guard:
+        late[0] = True
+        return taken.is_set()
 
 
 # ---------------------------------------------------------------------------
