@@ -702,6 +702,14 @@ class CreateTest(TmuxTestCase):
                       "was ready", r.stderr)
         self.assertEqual(self.tmux_sessions(), [])
         self.assertEqual(self.registry()["sessions"], {})
+        # A server that goes (crashes, is killed) takes the program along: said so.
+        crash = self.script("crash.py", "import os, signal\n"
+                            "os.kill(os.getppid(), signal.SIGKILL)\n")  # the tmux server
+        r = self.fails(3, "create", "-n", "crashed", "--python",
+                       env=dict(os.environ, TMUXSESS_PYTHONSTARTUP=crash))
+        self.assertRegex(r.stderr, r"the tmux server of crashed \(pid \d+\) went away "
+                                   r"before the program was ready")
+        self.assertEqual(self.registry()["sessions"], {})
 
     def test_a_server_exiting_as_create_reaches_it_is_replaced(self):
         # tmux says "server exited unexpectedly" when a new-session reaches a server
@@ -2803,9 +2811,10 @@ class OutputAfterThePromptTest(TmuxTestCase):
         self.create("py", "--python")
         self.ok("run", "-s", "py", "-c", "import threading\n"
                 "threading.Timer(0.2, lambda: print('from a thread')).start()")
-        wait_until(lambda: b"from a thread" in read_bytes(
-            self.registry()["sessions"]["py"]["transcript"]), 10, "the thread's line")
-        self.assertEqual(self.ok("run", "-s", "py", "-c", "6 * 7").stdout, "42\n")
+        transcript = self.registry()["sessions"]["py"]["transcript"]
+        wait_until(lambda: b"from a thread" in read_bytes(transcript), 10, "the thread's line")
+        self.assertEqual(self.ok("run", "-s", "py", "-c", "6 * 7").stdout, "42\n",
+                         read_bytes(transcript)[-600:])
         # Text the tool typed without Enter still counts as unsent.
         self.ok("send", "-s", "py", "-c", "abc", "-l")
         r = self.fails(126, "run", "-s", "py", "-c", "1")

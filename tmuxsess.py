@@ -3439,7 +3439,7 @@ class Engine:
         pane = Pane(server=server, pane_id=row.pane_id, target=row.target, session=name,
                     kind=profile.name, transcript=transcript, prompt=prompt or "",
                     registered=register, pid=row.program_pid, token=token,
-                    marked=profile.marked, tty=row.pane_tty)
+                    marked=profile.marked, tty=row.pane_tty, server_pid=int(row.pid or 0))
         try:
             if register:
                 with self.registry.transaction() as doc:
@@ -3620,11 +3620,27 @@ class Engine:
             raise NotReadyError("%s did not show its prompt within %gs" % (
                 pane.session, timeout),
                 said or "it printed nothing; raise --ready-timeout, or --no-wait")
+        if reason == "server":  # killed, or crashed: its panes went with it
+            raise NotReadyError("the tmux server of %s (pid %d) went away before the "
+                                "program was ready" % (pane.session, pane.server_pid),
+                                said or "nothing of the session is left; create it again")
         there, status, signum = self._dead_exit(pane)
         how = Health("dead", exit_status=status, exit_signal=signum).ended if there else (
             "was killed with its session")  # by someone else: its pane is gone
+        if there and not said:
+            said = self._last_screen(pane)
         raise NotReadyError("the program in %s %s before it was ready" % (pane.session, how),
                             said)
+
+    def _last_screen(self, pane: Pane) -> str:
+        """A dead pane's last lines from its screen, for a program whose last words
+        have not reached the transcript yet (tmux draws before it pipes)."""
+        with contextlib.suppress(TmuxsessError):
+            lines = [line for line in self._capture_pane(pane, 10).split("\n")
+                     if line.strip() and not line.startswith("Pane is dead")]
+            if lines:
+                return ("its screen: " + " | ".join(lines))[:500]
+        return ""
 
     # -- list, health, kill, cleanup ----------------------------------------------
     def pane_health(self, session: Optional[str] = None, socket: Optional[str] = None,
@@ -4292,7 +4308,9 @@ class Engine:
                     "display-message", "-p", "-t", pane.pane_id, "-F", PANE_FORMAT]))
             except TmuxsessError:
                 return False, None, None
-            if rows and rows[0].dead:
+            if rows:
+                # tmux knows the status once it reaped the program, which may be
+                # before it marks the pane dead (it first pipes out what is left).
                 status, signum = self.host.dead_exit(rows[0])
                 if status is not None or signum:
                     return True, status, signum
