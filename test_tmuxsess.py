@@ -2027,6 +2027,12 @@ class ControlModeTest(TmuxTestCase):
                       socket=socket)
         return [line for line in r.stdout.splitlines() if line.startswith("1 ")]
 
+    def control_sessions(self):
+        return [s for s in self.tmux_sessions() if s.startswith(tmuxsess.CONTROL_SESSION)]
+
+    def user_sessions(self):
+        return [s for s in self.tmux_sessions() if not s.startswith(tmuxsess.CONTROL_SESSION)]
+
     def test_runs_spawn_no_process_and_answer_as_execs_do(self):
         self.api_create("py", "python-repl")
         self.api_create("sh")
@@ -2073,7 +2079,7 @@ class ControlModeTest(TmuxTestCase):
         engine.run("print(1)", session="py")
         engine.run("print(2)", session="py")
         self.assertEqual(len(self.control_clients()), 1)
-        self.assertIn(tmuxsess.CONTROL_SESSION, self.tmux_sessions())
+        self.assertEqual(len(self.control_sessions()), 1)
         attached = self.tmux("list-sessions", "-F", "#{session_name} #{session_attached}")
         self.assertIn("py 0", attached.stdout.splitlines())
         for e in (engine, tmuxsess.Engine()):
@@ -2093,9 +2099,42 @@ class ControlModeTest(TmuxTestCase):
         engine.run("echo 2", session="a")
         self.assertEqual(len(self.control_clients()), 1)
         engine.kill_session(session="a")
-        self.assertEqual(self.tmux_sessions(), sorted(["b", tmuxsess.CONTROL_SESSION]))
+        self.assertEqual(self.user_sessions(), ["b"])
+        self.assertEqual(len(self.control_sessions()), 1)
         self.tmux("kill-session", "-t", "=b")  # by someone else: the client sees it too
         wait_until(lambda: self.tmux_sessions() == [], 20, "the server to exit")
+
+    def test_a_client_that_goes_never_crashes_the_server(self):
+        # tmux 3.3a crashed (server_client_check_modes, curw NULL) when a session
+        # with destroy-unattached went while its exiting client still pointed at
+        # it. The window is held open here: the client is stopped as its input
+        # ends, and other clients come and go meanwhile.
+        self.api_create("sh")
+        server_pid = self.tmux("display-message", "-p", "#{pid}").stdout.strip()
+        engines = [self.control_engine() for _ in range(2)]
+        for engine in engines:
+            engine.run("echo 1", session="sh")
+            engine.run("echo 2", session="sh")
+        self.assertEqual(len(self.control_clients()), 2)
+        self.assertEqual(len(self.control_sessions()), 2)  # one each
+        client = next(iter(engines[0].host.clients.values())).proc
+        os.kill(client.pid, signal.SIGSTOP)
+        try:
+            client.stdin.close()
+            for _ in range(20):
+                self.tmux("list-sessions")
+            self.assertEqual(self.tmux("display-message", "-p", "#{pid}").stdout.strip(),
+                             server_pid, "the tmux server crashed")
+            self.assertEqual(engines[1].run("echo 3", session="sh").output, "3\n")
+        finally:
+            os.kill(client.pid, signal.SIGCONT)
+        engines[0].close()
+        wait_until(lambda: len(self.control_sessions()) == 1, 20, "its session to go")
+        self.assertEqual(self.user_sessions(), ["sh"])
+        engines[1].close()
+        wait_until(lambda: not self.control_sessions(), 20, "the other one to go")
+        self.assertEqual(self.tmux("display-message", "-p", "#{pid}").stdout.strip(),
+                         server_pid)
 
     def test_recovers_when_the_server_restarts(self):
         self.api_create("sh")
@@ -2140,8 +2179,8 @@ class ControlModeTest(TmuxTestCase):
         self.assertEqual(self.control_clients(), [])
         self.assertFalse([t for t in threading.enumerate() if t.name == "tmuxsess-control"])
         self.assertEqual(engine.run("echo 3", session="sh").output, "3\n")  # still works
-        wait_until(lambda: tmuxsess.CONTROL_SESSION not in self.tmux_sessions(), 20,
-                   "the hidden session to go with its last client")
+        wait_until(lambda: not self.control_sessions(), 20,
+                   "the hidden session to go with its client")
         # A process that never closes its engine: at exit, the client goes too.
         probe = ("import sys; sys.path.insert(0, %r); import tmuxsess\n"
                  "e = tmuxsess.Engine(control=True)\n"

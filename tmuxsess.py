@@ -1287,25 +1287,24 @@ class Host:
     def close(self) -> None:
         """Let go of what the host holds open (nothing, for plain execs)."""
 
-    def control_client(self, server: Server) -> "subprocess.Popen[bytes]":
-        """A ``tmux -C`` client sitting in CONTROL_SESSION (see ControlHost); a
-        server it would start reads no user configuration."""
+    def control_client(self, server: Server, session: str) -> "subprocess.Popen[bytes]":
+        """A ``tmux -C`` client sitting in a new ``session`` of its own (see
+        ControlHost); a server it would start reads no user configuration."""
         return subprocess.Popen(
             [self.binary, "-u", "-f", "/dev/null"] + server.args() + [
-                "-C", "new-session", "-A", "-s", CONTROL_SESSION, "-x", "80", "-y", "24",
-                "exec cat"],
+                "-C", "new-session", "-s", session, "-x", "80", "-y", "24", "exec cat"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
     def panes(self, server: Server) -> Optional[List[PaneRow]]:
         """Every pane on a server in one call, or None when no server runs there.
 
-        The session a control-mode client sits in (see ControlHost) is not one."""
+        The sessions control-mode clients sit in (see ControlHost) are not among them."""
         try:
             rows = parse_rows(PaneRow, self.tmux(server, ["list-panes", "-a", "-F",
                                                           PANE_FORMAT]))
         except NoServerError:
             return None
-        return [r for r in rows if r.session_name != CONTROL_SESSION]
+        return [r for r in rows if not r.session_name.startswith(CONTROL_SESSION)]
 
     def pane(self, server: Server, target: str) -> Optional[List[PaneRow]]:
         """The pane ``target`` names: [row], [] if none, None if no server runs."""
@@ -1471,14 +1470,32 @@ class Host:
         os.execvpe(argv[0], argv, env)
 
 
-# The session a control-mode client sits in: tmux -C needs one to stay
-# connected. Not a name validate_name lets a user pick; list, find and repair
-# never show it, and it goes when it is the last session on its server.
+# How the sessions control-mode clients sit in begin: tmux -C needs a session
+# to stay connected, and each client has one of its own. Not a name
+# validate_name lets a user pick; list, find and repair never show them.
 CONTROL_SESSION = "tmuxsess~control"
-# When the control client's session is the only one left, it goes (and with it
-# the server, as when the user's last session goes without one).
-_LAST_SESSION_CHECK = "if-shell -F '#{==:#{S:x},x}' \"kill-session -t '=%s'\"" % (
-    CONTROL_SESSION)
+
+
+def _control_setup(session: str) -> bytes:
+    """The first line a control client sends: its session goes when the client
+    goes (a hook, not destroy-unattached: tmux 3.3a destroys such a session
+    while an exiting client still points at it, and the server crashes), and
+    at once if only such sessions are left."""
+    target = _control_word("=%s:" % session)
+    return b" ; ".join([
+        b"set-option -t " + target + b" destroy-unattached off",  # whatever the config says
+        b"set-hook -t " + target + b" client-detached " + _control_word(
+            "kill-session -t '=%s:'" % session),
+        _last_session_check(session)])
+
+
+def _last_session_check(session: str) -> bytes:
+    """A line that ends ``session`` when no session but control sessions is left
+    (so the server goes, as when the user's last session goes without one)."""
+    others = "#{S:#{?#{m:%s*,#{session_name}},,x}}" % CONTROL_SESSION
+    return ("if-shell -F '#{==:%s,}' \"kill-session -t '=%s:'\"" % (others, session)
+            ).encode()
+
 CONTROL_LINE_MAX = 1 << 22  # bytes of one command line sent over a control client
 
 
@@ -1510,22 +1527,22 @@ class _Slot:
 
 
 class _Control:
-    """One ``tmux -C`` client, attached to CONTROL_SESSION on one server.
+    """One ``tmux -C`` client, attached to a session of its own on one server.
 
     A command line goes to its stdin, followed by a line that prints a tag:
     tmux runs a client's lines in order (with what if-shell adds), so the
     %begin/%end blocks up to the tag's are the answer. A thread reads them.
     """
 
-    def __init__(self, proc: "subprocess.Popen[bytes]", server: Server, timeout: float
-                 ) -> None:
-        self.server, self.timeout = server, timeout
+    def __init__(self, proc: "subprocess.Popen[bytes]", server: Server, timeout: float,
+                 session: str) -> None:
+        self.server, self.timeout, self.session = server, timeout, session
         self.lock = threading.Lock()
         import collections
         self.pending: "collections.deque[_Slot]" = collections.deque()
         self.count = 0
         self.alive = True
-        self.attached = threading.Event()  # it sits in CONTROL_SESSION (tmux said so)
+        self.attached = threading.Event()  # it sits in its session (tmux said so)
         self.proc = proc
         self.reader = threading.Thread(target=self._read, name="tmuxsess-control",
                                        daemon=True)
@@ -1569,7 +1586,7 @@ class _Control:
             elif line.startswith(b"%begin "):
                 block, guard = [], line.split(b" ", 1)[1]
             elif line.startswith(b"%sessions-changed"):
-                self.send(_LAST_SESSION_CHECK.encode(), wait=False)
+                self.send(_last_session_check(self.session), wait=False)
             elif line.startswith(b"%exit"):
                 break
         self._lost()
@@ -1629,7 +1646,7 @@ class ControlHost(Host):
     sends commands over it: no process per command.
 
     A server's client is started after a plain exec found the server running
-    (a client never starts a server), and sits in CONTROL_SESSION. What it
+    (a client never starts a server), and sits in a session of its own. What it
     cannot carry goes as a plain exec: commands that may start a server
     (``config``), and anything while the client is missing, broken or slow to
     come up. A server that went away is connected to again once an exec finds
@@ -1695,19 +1712,18 @@ class ControlHost(Host):
             if (self.closed or server in self.clients
                     or time.monotonic() < self.failed.get(server, 0.0)):
                 return
+            session = "%s-%d-%s" % (CONTROL_SESSION, os.getpid(), _random_id(8))
             try:
-                client = _Control(self.control_client(server), server, self.timeout)
+                client = _Control(self.control_client(server, session), server,
+                                  self.timeout, session)
             except OSError:
                 self.failed[server] = time.monotonic() + self.RETRY
                 return
             self.clients[server] = client
-        # Set up, and checked to answer: the session goes with its last client,
-        # and at once if it is the only one (the server had gone meanwhile).
-        setup = b" ; ".join([b"set-option -t " + _control_word("=%s:" % CONTROL_SESSION)
-                             + b" destroy-unattached on", _LAST_SESSION_CHECK.encode()])
-        # Lines sent before tmux has run the attach may run before it.
-        slot = client.send(setup, timeout=self.CONNECT) if client.attached.wait(
-            self.CONNECT) else None
+        # Set up, and checked to answer. Lines sent before tmux has run the
+        # attach may run before it.
+        slot = client.send(_control_setup(session), timeout=self.CONNECT) if (
+            client.attached.wait(self.CONNECT)) else None
         if slot is None or slot.lost or not all(ok for ok, _ in slot.blocks):
             client.close(kill=True)
             with self.guard:
