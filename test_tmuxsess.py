@@ -5410,24 +5410,40 @@ class StressTest(TmuxTestCase):
             barrier.wait(170)
             cli("racer%d" % i, "create", "-n", "shared")
 
+        server_pids, over = set(), threading.Event()
+
+        def watch_server():
+            while not over.wait(0.2):
+                r = self.tmux("display-message", "-p", "#{pid}")
+                if r.returncode == 0:
+                    server_pids.add(r.stdout.strip())
+
         began = time.monotonic()
         threads = [threading.Thread(target=worker) for _ in range(pool)]
         threads += [threading.Thread(target=racer, args=(i,)) for i in range(racers)]
-        for t in threads:
+        watcher = threading.Thread(target=watch_server)
+        for t in threads + [watcher]:
             t.start()
         for t in threads:
             t.join(180)
+        over.set()
+        watcher.join(10)
         elapsed = time.monotonic() - began
         self.assertFalse(any(t.is_alive() for t in threads), "workers still running")
 
         everything = [r for rs in results.values() for r in rs]
         for r in everything:
             self.assertNotIn("Traceback", r.stderr, r.args)
+        # Every failed step at once, and whether the server was the same throughout
+        # (one that crashed or exited would take every session along).
+        failed = ["%s: %s" % (r.args[2:], r.stderr.strip())
+                  for i in range(workers) for r in results.get("w%d" % i, [])
+                  if r.returncode != 0]
+        self.assertEqual(failed, [], "%d steps failed; tmux server pids seen: %s" % (
+            len(failed), sorted(server_pids)))
         for i in range(workers):
             name = "w%d" % i
             rs = results.get(name, [])
-            for r in rs:
-                self.assertEqual(r.returncode, 0, "%s: %s" % (r.args[2:], r.stderr))
             self.assertEqual(len(rs), 3 if name in kept else 4, name)
             self.assertEqual(rs[2].stdout, "ran-%s\n" % name)
         codes = sorted(results["racer%d" % i][0].returncode for i in range(racers))
