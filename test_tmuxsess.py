@@ -4244,6 +4244,27 @@ class FaultTest(TmuxTestCase):
              "        time.sleep(0.01)\n", self.lock_path], timeout=30)
         self.assertEqual(probe.returncode, 0, "a waiter that gave up kept the lock")
 
+    def test_a_lock_wait_goes_on_while_the_lock_changes_hands(self):
+        # Each holder marks the lock file as it takes its turn. Turns every 0.1 s
+        # for 1.5 s (one process stands in for 15 holders in a row) outlast a 1 s
+        # wait, which goes on: a queue that moves is waited on. A holder that
+        # marks nothing is stuck (test_lock_held_by_a_stuck_process).
+        os.makedirs(self.state, 0o700, exist_ok=True)
+        holders = self.spawn(
+            [sys.executable, "-c", "import fcntl, os, sys, time\n"
+             "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
+             "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\n"
+             "for turn in range(15):\n"
+             "    time.sleep(0.1)\n"
+             "    os.utime(fd)\n", self.lock_path],
+            stdout=subprocess.PIPE, universal_newlines=True)
+        self.assertEqual(holders.stdout.readline(), "held\n")
+        began = time.monotonic()
+        with tmuxsess.Registry(self.state, 1.0).lock():
+            waited = time.monotonic() - began
+        self.assertGreater(waited, 1.0)
+        self.assertIsNotNone(holders.poll(), "got the lock while it was held")
+
     def test_ctrl_c_exits_130_quietly_and_leaves_nothing_half_done(self):
         rec = self.api_create("a")
         tmuxsess.send("sleep 60", session="a")

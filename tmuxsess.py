@@ -2341,9 +2341,9 @@ class Registry:
         private_dir(self.dir, "state dir")
         wait = self.lock_timeout if timeout is None else timeout
         with _flock(self.lock_path, time.monotonic() + wait, lambda: LockTimeoutError(
-                "registry lock %s is held by another process; gave up after %gs"
-                % (self.lock_path, wait),
-                "another tmuxsess is stuck? see: fuser %s" % self.lock_path)):
+                "registry lock %s is held by another process; gave up after %gs "
+                "without it changing hands" % (self.lock_path, wait),
+                "another tmuxsess is stuck? see: fuser %s" % self.lock_path), turns=True):
             yield
 
     @contextlib.contextmanager
@@ -2446,12 +2446,14 @@ def _json_kind(value: Any) -> str:
 
 
 @contextlib.contextmanager
-def _flock(path: str, deadline: float, busy: Callable[[], TmuxsessError]) -> Iterator[None]:
+def _flock(path: str, deadline: float, busy: Callable[[], TmuxsessError],
+           turns: bool = False) -> Iterator[None]:
     """Hold an exclusive flock on ``path`` (made 0600, never through a symlink).
 
-    Waits until ``deadline`` (monotonic), then raises ``busy()``. The lock
-    dies with its process: a killed holder never leaves it stuck, so there is
-    no stale lock to clean up.
+    Waits until ``deadline`` (monotonic), then raises ``busy()``; with
+    ``turns``, the wait goes on while the lock changes hands (see _flock_wait).
+    The lock dies with its process: a killed holder never leaves it stuck, so
+    there is no stale lock to clean up.
     """
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
@@ -2462,24 +2464,37 @@ def _flock(path: str, deadline: float, busy: Callable[[], TmuxsessError]) -> Ite
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            if not _flock_wait(fd, deadline - time.monotonic()):
+            if not _flock_wait(fd, deadline, turns):
                 raise busy()
+        if turns:  # a turn taken: waiters see the lock is not stuck
+            with contextlib.suppress(OSError, NotImplementedError):
+                os.utime(fd)
         yield
     finally:
         os.close(fd)  # closing releases the flock (once the waiter's copy is closed too)
 
 
-def _flock_wait(fd: int, timeout: float) -> bool:
-    """Wait for the flock in the kernel's queue, ``timeout`` seconds at most.
+LOCK_TURNS_PATIENCE = 6  # a moving queue is waited on this many times the timeout at most
+
+
+def _flock_wait(fd: int, deadline: float, turns: bool) -> bool:
+    """Wait for the flock in the kernel's queue until ``deadline``.
 
     A thread blocks in flock so that the wait can end: woken the moment the
     lock is free, where a poll would sleep through that moment and let a
     newcomer take it, again and again under load. The thread locks a copy of
     ``fd`` (one open file, one lock) and closes it: taken late, the lock goes
-    as soon as the caller closes ``fd``.
+    as soon as the caller closes ``fd``. With ``turns``, the deadline is the
+    patience for one turn: it starts again each time another holder marks
+    the file (a busy queue moves; a stuck holder does not), up to
+    LOCK_TURNS_PATIENCE times the first.
     """
-    if timeout <= 0:
+    began = time.monotonic()
+    patience = deadline - began
+    if patience <= 0:
         return False
+    latest = began + patience * LOCK_TURNS_PATIENCE if turns else deadline
+    turn = os.fstat(fd).st_mtime_ns
     copy = os.dup(fd)
     taken, guard, late = threading.Event(), threading.Lock(), [False]
 
@@ -2494,7 +2509,12 @@ def _flock_wait(fd: int, timeout: float) -> bool:
         finally:
             os.close(copy)
     threading.Thread(target=take, name="tmuxsess-lock-wait", daemon=True).start()
-    taken.wait(timeout)
+    while not taken.wait(max(min(deadline - time.monotonic(), 0.2), 0.0)):
+        now = time.monotonic()
+        if turns and os.fstat(fd).st_mtime_ns != turn:
+            turn, deadline = os.fstat(fd).st_mtime_ns, min(now + patience, latest)
+        if now >= deadline:
+            break
     with guard:
         late[0] = True
         return taken.is_set()
