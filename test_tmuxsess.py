@@ -3601,6 +3601,16 @@ class OutputBoundsTest(TmuxTestCase):
         r = self.cli("run", "-s", "sh", "--max-output", "0", "-c", "seq 1 100000")
         self.assertEqual((r.returncode, r.stdout), (0, full))
 
+    def test_a_slow_prompt_command_after_big_output_stays_out_of_it(self):
+        # The end mark comes, then the user's PROMPT_COMMAND takes its time, then
+        # the prompt: the output kept meanwhile is trimmed to its cap, and where
+        # it ends moves with it (it once pointed past the prompt).
+        self.ok("create", "-n", "sh", "-e", "PROMPT_COMMAND=sleep 0.3")
+        for cap in ("1000", "200000"):
+            r = self.cli("run", "-s", "sh", "--max-output", cap, "-c", "seq 1 300000")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertTrue(r.stdout.endswith("\n299999\n300000\n"), r.stdout[-80:])
+
     def test_wait_on_30mb_of_output_keeps_memory_small(self):
         self.api_create("sh")
         small = self.peak("send", "-s", "sh", "-c", "echo END-$((6*7))", "-w", "END-42")

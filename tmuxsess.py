@@ -3057,6 +3057,8 @@ class _Follower:
             del self.buf[self.start:self.start + excess]
             self.dropped += excess
             self.scanned = max(self.start, self.scanned - excess)
+            if self.end is not None:  # an end mark came, its prompt not yet
+                self.end = max(self.start, self.end - excess)
 
     def _check(self) -> bool:
         if self.start is None:
