@@ -1263,9 +1263,7 @@ class Host:
         step costs one process. ``config=True`` adds ``-f /dev/null`` so a server
         started by this call reads no user configuration.
         """
-        # -u: a client in a locale that is not UTF-8 (LC_ALL=C) would get every tab
-        # and non-ASCII byte of an answer as "_", and no row would parse.
-        argv = [self.binary, "-u"] + (["-f", "/dev/null"] if config else []) + server.args()
+        argv = self._client_argv(server, config)
         for i, command in enumerate(commands):
             if i:
                 argv.append(";")
@@ -1284,6 +1282,12 @@ class Host:
             raise _tmux_failure(server, message, proc.returncode < 0)
         return proc.stdout.decode("utf-8", "replace")
 
+    def _client_argv(self, server: Server, config: bool) -> List[str]:
+        """A tmux client's first words. -u: a client in a locale that is not UTF-8
+        (LC_ALL=C) would get every tab and non-ASCII byte of an answer as "_", and
+        no row would parse."""
+        return [self.binary, "-u"] + (["-f", "/dev/null"] if config else []) + server.args()
+
     def close(self) -> None:
         """Let go of what the host holds open (nothing, for plain execs)."""
 
@@ -1291,7 +1295,7 @@ class Host:
         """A ``tmux -C`` client sitting in a new ``session`` of its own (see
         ControlHost); a server it would start reads no user configuration."""
         return subprocess.Popen(
-            [self.binary, "-u", "-f", "/dev/null"] + server.args() + [
+            self._client_argv(server, config=True) + [
                 "-C", "new-session", "-s", session, "-x", "80", "-y", "24", "exec cat"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
@@ -2511,8 +2515,9 @@ def _flock_wait(fd: int, deadline: float, turns: bool) -> bool:
     threading.Thread(target=take, name="tmuxsess-lock-wait", daemon=True).start()
     while not taken.wait(max(min(deadline - time.monotonic(), 0.2), 0.0)):
         now = time.monotonic()
-        if turns and os.fstat(fd).st_mtime_ns != turn:
-            turn, deadline = os.fstat(fd).st_mtime_ns, min(now + patience, latest)
+        marked = os.fstat(fd).st_mtime_ns if turns else turn
+        if marked != turn:
+            turn, deadline = marked, min(now + patience, latest)
         if now >= deadline:
             break
     with guard:
@@ -7398,7 +7403,6 @@ def script() -> NoReturn:
         sys.exit(main())
     except KeyboardInterrupt:  # outside a command, e.g. while parsing arguments
         sys.exit(130)
-
 
 
 # -- fork server ------------------------------------------------------------------
