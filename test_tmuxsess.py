@@ -1477,6 +1477,13 @@ class AttachTest(TmuxTestCase):
         # The printed command names the right server and session.
         check = argv[:argv.index("attach")] + ["has-session", "-t", argv[-1]]
         self.assertEqual(subprocess.run(check, env=self.env).returncode, 0)
+        # Started with its standard input closed (<&-), as a CI job may be.
+        closed = subprocess.run([sys.executable, TOOL, "attach", "-s", "watch"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, universal_newlines=True,
+                                preexec_fn=lambda: os.close(0), timeout=60)
+        self.assertEqual((closed.returncode, closed.stdout), (0, r.stdout), closed.stderr)
+        self.assertNoTraceback(closed)
         self.tmux("kill-session", "-t", "=watch")
         self.fails(1, "attach", "-s", "watch")
 

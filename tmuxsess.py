@@ -6801,7 +6801,8 @@ def cmd_repair(engine: Engine, a: argparse.Namespace) -> int:
 
 def cmd_attach(engine: Engine, a: argparse.Namespace) -> int:
     argv = engine.attach_command(**_target(a))
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    # Started with <&- (or >&-), a stream is None: not a terminal either.
+    if not all(f is not None and f.isatty() for f in (sys.stdin, sys.stdout)):
         print(" ".join(_quote(x) for x in argv))
         print("tmuxsess: not on a terminal; run the command above to attach",
               file=sys.stderr)
