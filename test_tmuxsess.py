@@ -19,6 +19,7 @@ Run:  python3 test_tmuxsess.py --jobs 4        (make test: classes in 4 processe
 import collections
 import concurrent.futures
 import contextlib
+import dataclasses
 import fcntl
 import glob
 import io
@@ -3231,6 +3232,47 @@ class CorpusTest(TmuxTestCase):
                             + b"from a file; -1\n\r" + b"from stdin \\;")
 
 
+class PidNamespaceTest(TmuxTestCase):
+    """The tool in a pid namespace of its own (a container, a sandbox) with the
+    tmux server outside it: no pid tmux names is one its kernel knows, or names
+    the same process. tmux's word decides whether the program and server run."""
+
+    UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
+
+    def setUp(self):
+        super().setUp()
+        try:
+            r = subprocess.run(self.UNSHARE + ["true"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            self.skipTest("no unshare: %s" % e)
+        if r.returncode != 0:  # not root, or no user namespaces
+            self.skipTest("unshare --pid: %s" % r.stderr.decode().strip())
+
+    def inside(self, *args):
+        return subprocess.run(self.UNSHARE + [sys.executable, TOOL] + list(args),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+
+    def test_create_run_health_and_an_exit_seen_through_tmux(self):
+        self.api_create("outside")  # the server runs out here
+        r = self.inside("create", "-n", "py", "--python")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.inside("run", "-s", "py", "-c", "6 * 7")
+        self.assertEqual((r.returncode, r.stdout), (0, "42\n"), r.stderr)
+        r = self.inside("health", "-s", "py")
+        self.assertEqual((r.returncode, json.loads(r.stdout)["status"]), (0, "healthy"))
+        began = time.monotonic()
+        r = self.inside("run", "-s", "py", "-c", "import os; os._exit(4)")
+        self.assertEqual(r.returncode, 125, r.stderr)
+        self.assertOneLineError(r.stderr, "the program exited with status 4 while waiting")
+        self.assertLess(time.monotonic() - began, 10)
+        # A quiet line editor is taken to wait, as where there is no /proc.
+        self.inside("create", "-n", "py2", "--python")
+        r = self.inside("run", "-s", "py2", "-c", "input('name? ')", "-T", "20")
+        self.assertIn("the program waits for input: 'name?'", r.stderr)
+
+
 class ForeignPaneTest(TmuxTestCase):
     """A server and pane the tool did not create, addressed with -S/-t."""
 
@@ -4075,6 +4117,31 @@ class FilesystemAttackTest(TmuxTestCase):
 
 
 class FaultTest(TmuxTestCase):
+    def test_a_pid_the_kernel_does_not_know_is_dead_only_when_tmux_says_so(self):
+        # tmux, the pane's parent, has the last word on whether its program ended:
+        # a wait that was told a pid the kernel has no process for (a pane
+        # respawned since, say) goes on while tmux shows the pane running, and
+        # ends as soon as tmux shows it dead.
+        self.api_create("py", "python")
+        engine = tmuxsess.default_engine()
+        pane = engine.resolve(session="py")[0]
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        watch = tmuxsess._Watch("pattern", pattern=re.compile("late-word"), probe=False)
+
+        def follow(timeout):
+            told = dataclasses.replace(pane, pid=gone.pid)
+            offset = os.path.getsize(pane.transcript)
+            with tmuxsess._Follower(engine.host, told, offset, watch) as f:
+                return f.follow(timeout), told.pid
+        tmuxsess.send("import time; time.sleep(1.5); print('late' + '-word')", session="py")
+        # The pid tmux names for the pane runs: the wait follows that one instead.
+        self.assertEqual(follow(20), ("done", pane.pid))
+        tmuxsess.send("import os; os._exit(3)", session="py")
+        began = time.monotonic()
+        self.assertEqual(follow(20)[0], "dead")
+        self.assertLess(time.monotonic() - began, 3.0)
+
     def test_tmux_missing_is_a_clear_error_and_changes_nothing(self):
         self.api_create("a")
         data = read_bytes(self.reg_path)
@@ -5477,8 +5544,8 @@ class StressTest(TmuxTestCase):
         failed = ["%s: %s" % (r.args[2:], r.stderr.strip())
                   for i in range(workers) for r in results.get("w%d" % i, [])
                   if r.returncode != 0]
-        self.assertEqual(failed, [], "%d steps failed; tmux server pids seen: %s" % (
-            len(failed), sorted(server_pids)))
+        self.assertFalse(failed, "%d steps failed; tmux server pids seen: %s:\n%s" % (
+            len(failed), sorted(server_pids), "\n".join(failed)))
         for i in range(workers):
             name = "w%d" % i
             rs = results.get(name, [])

@@ -1397,7 +1397,10 @@ class Host:
             status, sig = self.dead_exit(row)
             return Health("dead", True, True, True, pane_dead=True, pid=pid or None,
                           exit_status=status, exit_signal=sig, **screen)
-        if self.process_state(pid) == "running":
+        state = self.process_state(pid)
+        # A kernel that knows neither the pane's pid nor the server's numbers
+        # tmux's processes otherwise (see _Lifeline): tmux's word is all there is.
+        if state == "running" or state == "gone" and not self.alive(int(row.pid or 0)):
             return Health("healthy", True, True, True, pid=pid, process_running=True,
                           **screen)
         return Health("zombie", True, True, True, pid=pid, **screen)
@@ -2935,6 +2938,84 @@ class _Watch:
 ScreenCheck = Callable[[], Optional[Tuple[Ending, str]]]
 
 
+class _Lifeline:
+    """Whether a pane's program, or its server, has ended: asked of the kernel
+    by pid (no process per look), with tmux, the program's parent, having the
+    last word before anyone is told it ended.
+
+    A zombie has ended for certain. A pid the kernel has no process for, tmux
+    has reaped, so its pane shows dead at once (a busy server takes a moment);
+    if tmux still shows the pane running, the program runs under another pid
+    (a respawned pane), followed from then on. Still running after DOUBT
+    seconds under the same pid, or a server tmux answers for while the kernel
+    knows no such pid: this host's kernel numbers tmux's processes otherwise
+    (the tool in a container of its own, tmux outside it), and only tmux is
+    asked from then on, every ASK_EVERY seconds. ``pane.pid`` and
+    ``pane.server_pid`` are updated in place; 0 means tmux alone is asked.
+    """
+
+    DOUBT = 1.0
+    ASK_EVERY = 0.25
+
+    def __init__(self, host: "Host", pane: Pane) -> None:
+        self.host, self.pane = host, pane
+        self.doubted: Optional[float] = None  # since when the kernel and tmux disagree
+        self.asked = 0.0                      # when tmux was last asked
+        self.tmux_only = False
+
+    def ended(self) -> Optional[Ending]:
+        """"server", "dead", or None while both run."""
+        pane = self.pane
+        if pane.server_pid and not self.host.alive(pane.server_pid):
+            return self._server_gone()
+        if pane.pid:
+            state = self.host.process_state(pane.pid)
+            if state == "running":
+                self.doubted = None
+                return None
+            return "dead" if state == "zombie" else self._pid_gone()
+        return self._tmux_says() if self.tmux_only else None
+
+    def _server_gone(self) -> Optional[Ending]:
+        ended = self._tmux_says(force=True)
+        if ended is None:  # it answered: its pids are not this kernel's
+            self.pane.server_pid = self.pane.pid = 0
+            self.tmux_only = True
+        return ended
+
+    def _pid_gone(self) -> Optional[Ending]:
+        now = time.monotonic()
+        if self.doubted is not None and now - self.asked < 0.02:
+            return None
+        ended = self._tmux_says(force=True)
+        if ended is not None or self.doubted is None and self.host.alive(self.pane.pid):
+            return ended  # ended, or tmux named the pid that runs there now
+        self.doubted = self.doubted or now
+        if now - self.doubted >= self.DOUBT:
+            self.pane.pid, self.tmux_only = 0, True
+        return None
+
+    def _tmux_says(self, force: bool = False) -> Optional[Ending]:
+        """How tmux shows the pane: "dead" or gone, "server" (none answers), or
+        None, running; adopts the pid it names for the pane where that one runs."""
+        now = time.monotonic()
+        if not force and now - self.asked < self.ASK_EVERY:
+            return None
+        self.asked = now
+        try:
+            rows = self.host.pane(self.pane.server, self.pane.pane_id)
+        except TmuxsessError:
+            return None  # tmux failing says nothing of the pane
+        if rows is None:
+            return "server"
+        if not rows or rows[0].dead:
+            return "dead"
+        pid = rows[0].program_pid
+        if self.pane.pid and pid != self.pane.pid and self.host.alive(pid):
+            self.pane.pid, self.doubted = pid, None
+        return None
+
+
 class _Follower:
     """Follows a transcript from an offset and decides when the exchange is done.
 
@@ -2971,6 +3052,7 @@ class _Follower:
         self.suspected: Optional[float] = None  # when it first seemed to wait
         self.nap: Optional[_FileWatch] = None   # wakes a wait when the file grows
         self.fed = (0.0, 0.0)                   # when the last two reads got output
+        self.lifeline = _Lifeline(host, pane)   # whether the program or server ended
 
     def close(self) -> None:
         self.file.close()
@@ -3209,11 +3291,13 @@ class _Follower:
         """Whether the program, quiet for a while, sleeps reading its terminal: the
         kernel says so twice, with no output in between (its question may still
         have been on its way the first time)."""
+        tmux_only = self.lifeline.tmux_only  # no pid of the kernel's: its modes alone
         if (not self.watch.probe or self.start is None or now - quiet_since < 0.25
-                or now < self.next_probe or not self.pane.pid):
+                or now < self.next_probe or not (self.pane.pid or tmux_only)):
             return False
         self.next_probe = now + 0.25
-        term = self.terminal = self.host.terminal(self.pane.pid, self.pane.tty)
+        term = self.terminal = self.host.terminal(self.pane.pid, self.pane.tty,
+                                                  proc=not tmux_only)
         if term.waiting is None:
             # No kernel to ask: a quiet program in the modes of a line editor, a
             # full-screen program or a password prompt is taken to wait.
@@ -3256,11 +3340,7 @@ class _Follower:
         return self._gone() or gone
 
     def _gone(self) -> Optional[Ending]:
-        if self.pane.server_pid and not self.host.alive(self.pane.server_pid):
-            return "server"
-        if self.pane.pid and not self.host.alive(self.pane.pid):
-            return "dead"
-        return None
+        return self.lifeline.ended()
 
     @property
     def truncated(self) -> bool:
@@ -4837,6 +4917,7 @@ class _Exchange:
 
     def _await_prompt_watching(self, watch: _FileWatch) -> str:
         delay, pane, began = 0.001, self.pane, time.monotonic()
+        lifeline = _Lifeline(self.host, pane)
         suspected: Optional[int] = None  # the transcript's size when it seemed to wait
         next_probe = began + 0.1  # the kernel is asked 20 times a second at most
         while True:
@@ -4846,10 +4927,9 @@ class _Exchange:
                 return "done"
             if self.prompt_re is None and self._under_output(tail) is not None:
                 return "done"
-            if pane.server_pid and not self.host.alive(pane.server_pid):
-                return "server"
-            if pane.pid and not self.host.alive(pane.pid):
-                return "dead"
+            ended = lifeline.ended()
+            if ended is not None:
+                return ended
             if self._remaining() <= 0:
                 return "timeout"
             if time.monotonic() >= next_probe and pane.pid and pane.tty:
