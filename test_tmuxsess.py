@@ -5733,19 +5733,24 @@ def _test_classes(names=None):
     return [c for c in found if names is None or c.__name__ in names]
 
 
-def _run_class(name, verbose):
-    """One class in its own process: (name, exit code, output, tests, skips, failures,
-    seconds)."""
+def _run_class(name):
+    """One class in its own process: (name, exit code, output, tests, skips with
+    their reasons, failures, seconds)."""
     began = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "unittest"] + (["-v"] if verbose else [])
-                       + ["test_tmuxsess." + name], cwd=HERE, stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, universal_newlines=True)
+    r = subprocess.run([sys.executable, "-m", "unittest", "-v", "test_tmuxsess." + name],
+                       cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True)
     ran = re.search(r"^Ran (\d+) tests?", r.stdout, re.M)
-    skipped = re.search(r"skipped=(\d+)", r.stdout)
+    # "test_x (test_tmuxsess.Class.test_x) ... skipped 'why'", or a whole class's
+    # (a subtest's line is indented and names its parameters).
+    skips = re.findall(r"^ *(\w+) \(test_tmuxsess\.([\w.]+)\)( \(.*\))? \.\.\. "
+                       r"skipped '(.*)'$", r.stdout, re.M)
+    skips = ["%s%s: %s" % (where.rsplit(".", 1)[0] + "." + test if test.startswith("test")
+                           else where, params, why) for test, where, params, why in skips]
     bad = re.search(r"FAILED \((?:failures=(\d+))?(?:, )?(?:errors=(\d+))?", r.stdout)
     failed = sum(int(x or 0) for x in bad.groups()) if bad else (0 if r.returncode == 0 else 1)
-    return (name, r.returncode, r.stdout, int(ran.group(1)) if ran else 0,
-            int(skipped.group(1)) if skipped else 0, failed, time.monotonic() - began)
+    return (name, r.returncode, r.stdout, int(ran.group(1)) if ran else 0, skips, failed,
+            time.monotonic() - began)
 
 
 def main(argv):
@@ -5764,17 +5769,20 @@ def main(argv):
             for m in unittest.defaultTestLoader.getTestCaseNames(c)]
     jobs += [c.__name__ for c in classes if c.__name__ not in SLOW_CLASSES]
     began = time.monotonic()
-    totals = [0, 0, 0]
+    totals, skipped = [0, 0], []
     with concurrent.futures.ThreadPoolExecutor(max(1, a.jobs)) as pool:
-        for name, code, out, ran, skipped, failed, took in pool.map(
-                lambda job: _run_class(job, a.verbose), jobs):
+        for name, code, out, ran, skips, failed, took in pool.map(_run_class, jobs):
             if a.verbose or code:
                 sys.stdout.write(out)
             print("%-60s %3d tests %6.1fs%s" % (name, ran, took, "" if not code else
                                                 "  FAILED"), flush=True)
-            totals = [totals[0] + ran, totals[1] + failed, totals[2] + skipped]
+            totals = [totals[0] + ran, totals[1] + failed]
+            skipped += skips
     print("\nRan %d tests in %.1fs with %d processes" % (totals[0], time.monotonic() - began,
                                                        a.jobs))
+    totals.append(len(skipped))
+    for line in sorted(skipped):
+        print("skipped " + line)
     print("%d passed, %d failed, %d skipped" % (totals[0] - totals[1] - totals[2], totals[1],
                                                totals[2]))
     return 1 if totals[1] else 0
