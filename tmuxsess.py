@@ -1360,6 +1360,15 @@ class Host:
     def alive(self, pid: int) -> bool:
         return bool(pid) and self.process_state(pid) == "running"
 
+    def remind_to_reap(self, server: Server) -> bool:
+        """Have tmux reap the children it missed: a tmux built with utempter
+        (Debian's) ignores SIGCHLD while its helper runs, as it does when a pane
+        closes, and reaps a program that exited then only when another child of
+        its own exits. A job that ends at once is one. True once asked."""
+        with contextlib.suppress(TmuxsessError):
+            self.tmux(server, ["run-shell", "-b", "true"])
+        return True
+
     def zombie_exit(self, pid: int) -> Tuple[Optional[int], Optional[int]]:
         """(exit status, signal) of an exited, not yet reaped process; Nones if unknown.
 
@@ -4424,7 +4433,7 @@ class Engine:
         """(the pane is still there, exit status, signal) of a pane's program that
         has just exited. tmux may not know it yet (see Host.zombie_exit): give it
         a second at most."""
-        deadline = time.monotonic() + 1.0
+        deadline, reminded = time.monotonic() + 1.0, False
         while True:
             try:
                 rows = parse_rows(PaneRow, self.host.tmux(pane.server, [
@@ -4437,6 +4446,8 @@ class Engine:
                 status, signum = self.host.dead_exit(rows[0])
                 if status is not None or signum:
                     return True, status, signum
+                if rows[0].dead and not reminded:
+                    reminded = self.host.remind_to_reap(pane.server)
             if time.monotonic() >= deadline:
                 return bool(rows), None, None
             time.sleep(0.01)
