@@ -1087,7 +1087,9 @@ class ForkServerTest(TmuxTestCase):
         with contextlib.suppress(AssertionError):
             wait_until(lambda: state(run.pid) == b"T", 2, what="the caller stopped")
         if state(run.pid) == b"T":
-            self.assertEqual(state(worker), b"T")
+            # Stopped before its caller stops itself; a loaded machine may show it
+            # a moment after.
+            wait_until(lambda: state(worker) == b"T", 5, what="the worker stopped")
             run.send_signal(signal.SIGCONT)  # fg
         else:  # an orphaned process group (CI): the kernel drops a stop; so does the worker
             wait_until(lambda: state(worker) != b"T", what="the worker to go on")
