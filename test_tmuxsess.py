@@ -16,6 +16,7 @@ Run:  python3 test_tmuxsess.py --jobs 4        (make test: classes in 4 processe
       TMUXSESS_STRESS=1 python3 -m unittest -v test_tmuxsess.StressTest
 """
 
+import atexit
 import collections
 import concurrent.futures
 import contextlib
@@ -189,6 +190,35 @@ while True:
 '''
 
 
+_SHARED_CACHE = []  # this process's cache dir for the tool's bytecode and fork server
+
+
+def shared_cache():
+    """A cache dir for every test of the run: the tool is compiled once and its
+    fork server started once, as for a user who runs it again and again. The
+    process that made it (the runner of ``make test``, or a lone unittest
+    process) removes it and stops its server when it exits; the class
+    processes of a run get it in TMUXSESS_TEST_CACHE."""
+    if not _SHARED_CACHE:
+        cache = os.environ.get("TMUXSESS_TEST_CACHE", "")
+        if not cache:
+            cache = tempfile.mkdtemp(prefix="tmuxsess-cache-")
+            os.environ["TMUXSESS_TEST_CACHE"] = cache
+            atexit.register(shutil.rmtree, cache, True)
+            atexit.register(kill_servers, cache)  # runs first
+        _SHARED_CACHE.append(cache)
+    return _SHARED_CACHE[0]
+
+
+def as_a_user_runs_it(args, env):
+    """``./tmuxsess.py ARGS``, with this interpreter, through the process's fork
+    server: argv and the environment for subprocess."""
+    env = dict(os.environ if env is None else env)
+    env.setdefault("TMUXSESS_PYTHON", sys.executable)
+    env.setdefault("TMUXSESS_CACHE_DIR", shared_cache())
+    return [TOOL] + [str(a) for a in args], env
+
+
 class TmuxTestCase(unittest.TestCase):
     """Isolated dirs per test; every server started under them is killed."""
 
@@ -248,11 +278,15 @@ class TmuxTestCase(unittest.TestCase):
                                           encoding="utf-8").read())
         return subprocess.CompletedProcess(["tmuxsess.py"] + argv, code, *texts)
 
-    def exe(self, *args, input="", env=None, timeout=60):
+    def exe(self, *args, input="", env=None, timeout=60, direct=False):
         """The real executable, run as a user would (in the test's os.environ unless
-        ``env`` is given); returns CompletedProcess with text."""
-        return subprocess.run([sys.executable, TOOL] + [str(a) for a in args],
-                              input=input, env=env, timeout=timeout,
+        ``env`` is given); returns CompletedProcess with text. ``direct``: as
+        ``python3 tmuxsess.py``, the process itself the tool (no fork server)."""
+        if direct:
+            argv = [sys.executable, TOOL] + [str(a) for a in args]
+        else:
+            argv, env = as_a_user_runs_it(args, env)
+        return subprocess.run(argv, input=input, env=env, timeout=timeout,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               universal_newlines=True)
 
@@ -281,12 +315,16 @@ class TmuxTestCase(unittest.TestCase):
             p.kill()
         p.communicate()
 
-    def popen(self, *args, **kw):
-        """The executable in the background; text pipes unless ``kw`` says otherwise."""
+    def popen(self, *args, direct=False, **kw):
+        """The executable in the background; text pipes unless ``kw`` says otherwise.
+        ``direct``: the process itself the tool, as in ``exe``."""
         for key, value in (("stdout", subprocess.PIPE), ("stderr", subprocess.PIPE),
                            ("universal_newlines", True)):
             kw.setdefault(key, value)
-        return self.spawn([sys.executable, TOOL] + [str(a) for a in args], **kw)
+        if direct:
+            return self.spawn([sys.executable, TOOL] + [str(a) for a in args], **kw)
+        argv, kw["env"] = as_a_user_runs_it(args, kw.get("env"))
+        return self.spawn(argv, **kw)
 
     def has_open(self, pid, path):
         """Whether process ``pid`` has ``path`` open (a follower is reading it)."""
@@ -302,7 +340,7 @@ class TmuxTestCase(unittest.TestCase):
 
     def follower(self, transcript, *args, **kw):
         """``popen(*args)`` of a command that follows ``transcript``, once it does."""
-        p = self.popen(*args, **kw)
+        p = self.popen(*args, direct=True, **kw)  # the process that reads it
         wait_until(lambda: self.has_open(p.pid, transcript), 20,
                    "%s to follow the transcript" % args[0])
         return p
@@ -5490,7 +5528,7 @@ class StressTest(TmuxTestCase):
         results = {}
 
         def cli(key, *args):
-            r = self.exe(*args, timeout=170)
+            r = self.exe(*args, timeout=170, direct=True)
             results.setdefault(key, []).append(r)
             return r
 
@@ -5778,6 +5816,7 @@ def main(argv):
             for m in unittest.defaultTestLoader.getTestCaseNames(c)]
     jobs += [c.__name__ for c in classes if c.__name__ not in SLOW_CLASSES]
     began = time.monotonic()
+    shared_cache()  # one for every class process
     totals, skipped = [0, 0], []
     with concurrent.futures.ThreadPoolExecutor(max(1, a.jobs)) as pool:
         for name, code, out, ran, skips, failed, took in pool.map(_run_class, jobs):
