@@ -5780,11 +5780,18 @@ def _test_classes(names=None):
     return [c for c in found if names is None or c.__name__ in names]
 
 
+CLASS_PROCESS = ("import sys; sys.pycache_prefix, sys.dont_write_bytecode = sys.argv.pop(1), "
+                 "False; import unittest; unittest.main(module=None)")
+
+
 def _run_class(name):
     """One class in its own process: (name, exit code, output, tests, skips with
     their reasons, failures, seconds)."""
     began = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "unittest", "-v", "test_tmuxsess." + name],
+    # The class's process compiles this file and the tool once for the run (a
+    # machine may turn bytecode writing off); its children are as the machine has them.
+    r = subprocess.run([sys.executable, "-c", CLASS_PROCESS, os.path.join(shared_cache(), "pyc"),
+                        "-v", "test_tmuxsess." + name],
                        cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        universal_newlines=True)
     ran = re.search(r"^Ran (\d+) tests?", r.stdout, re.M)
