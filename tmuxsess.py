@@ -3761,8 +3761,20 @@ class Engine:
             "was killed with its session")  # by someone else: its pane is gone
         if there and not said:
             said = self._last_screen(pane)
+        if there and status is None and not signum:
+            said = "; ".join(w for w in (said, self._end_facts(pane)) if w)
         raise NotReadyError("the program in %s %s before it was ready" % (pane.session, how),
                             said)
+
+    def _end_facts(self, pane: Pane) -> str:
+        """What the kernel and tmux say of a program whose end has no status yet."""
+        kernel = ("pid %d is %s here" % (pane.pid, self.host.process_state(pane.pid))
+                  if pane.pid else "its pid is not one this host's kernel knows")
+        rows: Optional[List[PaneRow]] = None
+        with contextlib.suppress(TmuxsessError):
+            rows = self.host.pane(pane.server, pane.pane_id)
+        return "%s; tmux shows the pane %s, with no exit status" % (kernel, (
+            "dead" if rows[0].dead else "running") if rows else "gone")
 
     def _last_screen(self, pane: Pane) -> str:
         """A dead pane's last lines from its screen, for a program whose last words
