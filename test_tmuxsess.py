@@ -3277,7 +3277,8 @@ class PidNamespaceTest(TmuxTestCase):
     tmux server outside it: no pid tmux names is one its kernel knows, or names
     the same process. tmux's word decides whether the program and server run."""
 
-    UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
+    # A normal user gets a pid namespace inside a user namespace of its own.
+    UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"] + (["-r"] if os.geteuid() else [])
 
     def setUp(self):
         super().setUp()
