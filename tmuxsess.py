@@ -3871,8 +3871,8 @@ class Engine:
             self.host.remove_transcript(transcript)
             self.host.remove_transcript(transcript + ".init")
         if pane_id:
-            lock = self._run_lock_path(server, pane_id)
-            for path in (lock, lock[:-len(".lock")] + ".sent",
+            for path in (self._run_lock_path(server, pane_id),
+                         self._sent_path(server, pane_id),
                          self._look_path(server, pane_id, make=False)):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
@@ -4304,10 +4304,9 @@ class Engine:
 
     def _look_path(self, server: Server, pane_id: str, make: bool = True) -> str:
         """The file that keeps how a pane's screen looked at its last send."""
-        key = os.path.basename(self._run_lock_path(server, pane_id))[:-len(".lock")]
         where = (self.settings.state_subdir("screens") if make
                  else os.path.join(self.settings.state_dir, "screens"))
-        return os.path.join(where, key)
+        return os.path.join(where, self._pane_key(server, pane_id))
 
     def _save_look(self, pane: Pane, snap: str, look: Optional[Look], echo: List[str]
                    ) -> None:
@@ -4759,7 +4758,7 @@ class Engine:
         line. Keys alone (C-u, C-c) may have done either: forgotten."""
         if not pane.transcript or offset < 0:
             return
-        path = self._run_lock_path(pane.server, pane.pane_id)[:-len(".lock")] + ".sent"
+        path = self._sent_path(pane.server, pane.pane_id)
         with contextlib.suppress(OSError, TmuxsessError):
             if not text and not entered:
                 os.unlink(path)
@@ -4773,17 +4772,27 @@ class Engine:
         """Where in the transcript the last text sent began (-1 if unknown), and
         whether its Enter went too."""
         with contextlib.suppress(OSError, ValueError):
-            path = self._run_lock_path(pane.server, pane.pane_id)[:-len(".lock")] + ".sent"
+            path = self._sent_path(pane.server, pane.pane_id)
             with open(path) as f:
                 offset, entered = f.read().split()
             return int(offset), entered == "1"
         return -1, True
 
-    def _run_lock_path(self, server: Server, pane_id: str) -> str:
-        """The file whose flock queues the runs on one pane, on any server."""
+    @staticmethod
+    def _pane_key(server: Server, pane_id: str) -> str:
+        """The name of a pane's files in the state dir: one pane, on any server."""
         where = os.path.abspath(server.socket) if server.socket else server.label
-        key = _sha256_hex(("%s\0%s" % (where, pane_id)).encode())[:24]
-        return os.path.join(self.settings.state_dir, "locks", key + ".lock")
+        return _sha256_hex(("%s\0%s" % (where, pane_id)).encode())[:24]
+
+    def _run_lock_path(self, server: Server, pane_id: str) -> str:
+        """The file whose flock queues the runs on one pane."""
+        return os.path.join(self.settings.state_dir, "locks",
+                            self._pane_key(server, pane_id) + ".lock")
+
+    def _sent_path(self, server: Server, pane_id: str) -> str:
+        """The file beside the run lock that says where the last text sent began."""
+        return os.path.join(self.settings.state_dir, "locks",
+                            self._pane_key(server, pane_id) + ".sent")
 
     @contextlib.contextmanager
     def _run_lock(self, pane: Pane, deadline: float) -> Iterator[None]:
