@@ -4893,8 +4893,8 @@ class _Exchange:
         if at in self.pane.profile.continuation:
             raise BusyError("%s waits at its continuation prompt (an unfinished statement); "
                             "nothing was sent" % pane.label,
-                            "finish it: tmuxsess.py run %s --answer REST, or abandon it: "
-                            "tmuxsess.py send %s -k C-c" % (flags, flags))
+                            _answer_or_abandon("tmuxsess.py run " + flags,
+                                               "tmuxsess.py send " + flags, finish=True))
         if at is None:
             ready = self._await_prompt()
             if ready == "input":
@@ -4902,8 +4902,8 @@ class _Exchange:
                     "\n", 1)[-1].strip()
                 raise BusyError("%s waits for input%s, not at its prompt; nothing was sent"
                                 % (pane.label, ": %r" % question if question else ""),
-                                "answer it: tmuxsess.py run %s --answer TEXT; or abandon it: "
-                                "tmuxsess.py send %s -k C-c" % (flags, flags))
+                                _answer_or_abandon("tmuxsess.py run " + flags,
+                                                   "tmuxsess.py send " + flags))
             if ready == "timeout":
                 raise BusyError("%s is not at its prompt (busy, or waiting for input); "
                                 "nothing was sent" % pane.label,
@@ -6975,6 +6975,14 @@ def cmd_send(engine: Engine, a: argparse.Namespace) -> int:
     return 3
 
 
+def _answer_or_abandon(run: str, send: str, finish: bool = False, after: str = "") -> str:
+    """The hint for a program that waits: how to answer it (``finish``: the rest
+    of an unfinished statement), and how to abandon it. ``run`` and ``send`` are
+    the commands to the session."""
+    return "%s: %s --answer %s%s; or abandon it: %s -k C-c" % (
+        "finish it" if finish else "answer it", run, "REST" if finish else "TEXT", after, send)
+
+
 def _pattern_unseen(pattern: str, reason: str, question: str, again: str, tail: str = ""
                     ) -> Tuple[str, str]:
     """The error and hint for a wait that ended because the program waits."""
@@ -6983,8 +6991,7 @@ def _pattern_unseen(pattern: str, reason: str, question: str, again: str, tail: 
                 _tail_hint(tail))
     return ("pattern %r not seen; the program waits for input%s" % (
         pattern, ": %r" % question if question else ""),
-        "answer it: %s --answer TEXT; or abandon it: %s -k C-c"
-        % (again, again.replace(" run ", " send ")))
+        _answer_or_abandon(again, again.replace(" run ", " send ")))
 
 
 def _gone_message(engine: Engine, reason: str, status: Optional[int],
@@ -7111,13 +7118,12 @@ def _waiting_words(r: RunResult, again: str) -> Tuple[str, str]:
         return ("the program waits for input%s%s; output so far is above" % (
             ": %r" % r.question if r.question else "",
             " (echo is off: a password? the answer is not shown)" if r.echo_off else ""),
-            "answer it: %s --answer TEXT (the rest of its output follows); or abandon "
-            "it: %s -k C-c" % (again, again.replace(" run ", " send ")))
+            _answer_or_abandon(again, again.replace(" run ", " send "),
+                               after=" (the rest of its output follows)"))
     if r.prompt == "continuation":
         return ("the program waits at its continuation prompt: the input is unfinished; "
                 "output so far is above",
-                "finish it: %s --answer REST; or abandon it: %s -k C-c"
-                % (again, again.replace(" run ", " send ")))
+                _answer_or_abandon(again, again.replace(" run ", " send "), finish=True))
     return ("the program stopped at its debugger prompt (%s); output so far is above"
             % (r.prompt or "debugger"),
             "inspect it: %s -c 'p NAME'; continue: %s -c c" % (again, again))
