@@ -4166,10 +4166,12 @@ class FilesystemAttackTest(TmuxTestCase):
 
 class FaultTest(TmuxTestCase):
     def test_a_pid_the_kernel_does_not_know_is_dead_only_when_tmux_says_so(self):
-        # tmux, the pane's parent, has the last word on whether its program ended:
-        # a wait that was told a pid the kernel has no process for (a pane
-        # respawned since, say) goes on while tmux shows the pane running, and
-        # ends as soon as tmux shows it dead.
+        # tmux, the pane's parent, has the last word on whether its program ended.
+        # A wait told a pid the kernel has no process for, while tmux shows the
+        # pane running another: for a new session's first prompt (nothing typed
+        # yet) the one that runs is followed; for a run or a wait, what it typed
+        # went to a program that is gone. Either ends as soon as tmux shows the
+        # pane dead.
         self.api_create("py", "python")
         engine = tmuxsess.default_engine()
         pane = engine.resolve(session="py")[0]
@@ -4177,17 +4179,19 @@ class FaultTest(TmuxTestCase):
         gone.wait()
         watch = tmuxsess._Watch("pattern", pattern=re.compile("late-word"), probe=False)
 
-        def follow(timeout):
+        def follow(adopt):
             told = dataclasses.replace(pane, pid=gone.pid)
             offset = os.path.getsize(pane.transcript)
-            with tmuxsess._Follower(engine.host, told, offset, watch) as f:
-                return f.follow(timeout), told.pid
+            with tmuxsess._Follower(engine.host, told, offset, watch, adopt=adopt) as f:
+                return f.follow(20), told.pid
         tmuxsess.send("import time; time.sleep(1.5); print('late' + '-word')", session="py")
-        # The pid tmux names for the pane runs: the wait follows that one instead.
-        self.assertEqual(follow(20), ("done", pane.pid))
+        began = time.monotonic()
+        self.assertEqual(follow(adopt=False), ("dead", gone.pid))
+        self.assertLess(time.monotonic() - began, 1.0)
+        self.assertEqual(follow(adopt=True), ("done", pane.pid))
         tmuxsess.send("import os; os._exit(3)", session="py")
         began = time.monotonic()
-        self.assertEqual(follow(20)[0], "dead")
+        self.assertEqual(follow(adopt=True)[0], "dead")
         self.assertLess(time.monotonic() - began, 3.0)
 
     def test_tmux_missing_is_a_clear_error_and_changes_nothing(self):

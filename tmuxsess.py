@@ -2953,21 +2953,23 @@ class _Lifeline:
     last word before anyone is told it ended.
 
     A zombie has ended for certain. A pid the kernel has no process for, tmux
-    has reaped, so its pane shows dead at once (a busy server takes a moment);
-    if tmux still shows the pane running, the program runs under another pid
-    (a respawned pane), followed from then on. Still running after DOUBT
-    seconds under the same pid, or a server tmux answers for while the kernel
-    knows no such pid: this host's kernel numbers tmux's processes otherwise
-    (the tool in a container of its own, tmux outside it), and only tmux is
-    asked from then on, every ASK_EVERY seconds. ``pane.pid`` and
-    ``pane.server_pid`` are updated in place; 0 means tmux alone is asked.
+    has reaped, so its pane shows dead at once (a busy server takes a moment).
+    If tmux shows the pane running another program (a respawned pane), the one
+    followed has ended, unless ``adopt`` (a new session's first prompt, where
+    nothing was typed yet): then the one that runs is followed from then on.
+    Still running after DOUBT seconds under the same pid, or a server tmux
+    answers for while the kernel knows no such pid: this host's kernel numbers
+    tmux's processes otherwise (the tool in a container of its own, tmux
+    outside it), and only tmux is asked from then on, every ASK_EVERY seconds.
+    ``pane.pid`` and ``pane.server_pid`` are updated in place; 0 means tmux
+    alone is asked.
     """
 
     DOUBT = 1.0
     ASK_EVERY = 0.25
 
-    def __init__(self, host: "Host", pane: Pane) -> None:
-        self.host, self.pane = host, pane
+    def __init__(self, host: "Host", pane: Pane, adopt: bool = False) -> None:
+        self.host, self.pane, self.adopt = host, pane, adopt
         self.doubted: Optional[float] = None  # since when the kernel and tmux disagree
         self.asked = 0.0                      # when tmux was last asked
         self.tmux_only = False
@@ -3021,6 +3023,8 @@ class _Lifeline:
             return "dead"
         pid = rows[0].program_pid
         if self.pane.pid and pid != self.pane.pid and self.host.alive(pid):
+            if not self.adopt:
+                return "dead"  # what it ran was typed into a program that is gone
             self.pane.pid, self.doubted = pid, None
         return None
 
@@ -3037,7 +3041,7 @@ class _Follower:
     LOOKBACK = 65536
 
     def __init__(self, host: Host, pane: Pane, offset: int, watch: _Watch,
-                 screen: Optional[ScreenCheck] = None) -> None:
+                 screen: Optional[ScreenCheck] = None, adopt: bool = False) -> None:
         self.host, self.pane, self.watch = host, pane, watch
         self.screen = screen    # looks at the screen once the output draws on it
         self.drawn = False      # the output drew (alternate screen, cursor moves)
@@ -3061,7 +3065,7 @@ class _Follower:
         self.suspected: Optional[float] = None  # when it first seemed to wait
         self.nap: Optional[_FileWatch] = None   # wakes a wait when the file grows
         self.fed = (0.0, 0.0)                   # when the last two reads got output
-        self.lifeline = _Lifeline(host, pane)   # whether the program or server ended
+        self.lifeline = _Lifeline(host, pane, adopt)  # whether the program or server ended
 
     def close(self) -> None:
         self.file.close()
@@ -3737,7 +3741,7 @@ class Engine:
             watch = _Watch("ready")
         else:
             watch = _Watch("settle")
-        with _Follower(self.host, pane, 0, watch) as f:
+        with _Follower(self.host, pane, 0, watch, adopt=True) as f:
             # No prompt to know: ready once the first output has settled, or after
             # a second without any (a silent program like cat would wait forever).
             settle = 0.25 if watch.mode == "settle" else 0.0
