@@ -350,6 +350,7 @@ class Pane:
     alternate: bool = False  # in the alternate screen: a full-screen program
     screen: str = ""  # @tmuxsess-screen: how the screen looked at the last send
     screen_state: Optional["ScreenState"] = None  # as tmux described it when resolved
+    tmux_only: bool = False  # its pids are not this host's kernel's: tmux alone says (_Lifeline)
 
     @property
     def label(self) -> str:
@@ -2960,23 +2961,26 @@ class _Lifeline:
     Still running after DOUBT seconds under the same pid, or a server tmux
     answers for while the kernel knows no such pid: this host's kernel numbers
     tmux's processes otherwise (the tool in a container of its own, tmux
-    outside it), and only tmux is asked from then on, every ASK_EVERY seconds.
-    ``pane.pid`` and ``pane.server_pid`` are updated in place; 0 means tmux
-    alone is asked.
+    outside it), and only tmux is asked from then on (``pane.tmux_only``), every
+    ASK_EVERY seconds. A tmux call that fails says nothing either way; it is
+    tried again a moment later.
     """
 
     DOUBT = 1.0
     ASK_EVERY = 0.25
+    RETRY = 0.02  # seconds between calls while tmux is asked to settle a doubt
 
     def __init__(self, host: "Host", pane: Pane, adopt: bool = False) -> None:
         self.host, self.pane, self.adopt = host, pane, adopt
         self.doubted: Optional[float] = None  # since when the kernel and tmux disagree
         self.asked = 0.0                      # when tmux was last asked
-        self.tmux_only = False
 
-    def ended(self) -> Optional[Ending]:
-        """"server", "dead", or None while both run."""
+    def ended(self, force: bool = False) -> Optional[Ending]:
+        """"server", "dead", or None while both run (or none can tell yet).
+        ``force``: a last look, which asks tmux now where it is the one asked."""
         pane = self.pane
+        if pane.tmux_only:
+            return self._tmux_says(0.0 if force else self.ASK_EVERY)[1]
         if pane.server_pid and not self.host.alive(pane.server_pid):
             return self._server_gone()
         if pane.pid:
@@ -2985,48 +2989,49 @@ class _Lifeline:
                 self.doubted = None
                 return None
             return "dead" if state == "zombie" else self._pid_gone()
-        return self._tmux_says() if self.tmux_only else None
-
-    def _server_gone(self) -> Optional[Ending]:
-        ended = self._tmux_says(force=True)
-        if ended is None:  # it answered: its pids are not this kernel's
-            self.pane.server_pid = self.pane.pid = 0
-            self.tmux_only = True
-        return ended
-
-    def _pid_gone(self) -> Optional[Ending]:
-        now = time.monotonic()
-        if self.doubted is not None and now - self.asked < 0.02:
-            return None
-        ended = self._tmux_says(force=True)
-        if ended is not None or self.doubted is None and self.host.alive(self.pane.pid):
-            return ended  # ended, or tmux named the pid that runs there now
-        self.doubted = self.doubted or now
-        if now - self.doubted >= self.DOUBT:
-            self.pane.pid, self.tmux_only = 0, True
         return None
 
-    def _tmux_says(self, force: bool = False) -> Optional[Ending]:
-        """How tmux shows the pane: "dead" or gone, "server" (none answers), or
-        None, running; adopts the pid it names for the pane where that one runs."""
+    def _server_gone(self) -> Optional[Ending]:
+        asked, said = self._tmux_says(self.RETRY)
+        if asked and said is None:  # it answered: its pids are not this kernel's
+            self.pane.tmux_only = True
+        return said
+
+    def _pid_gone(self) -> Optional[Ending]:
+        asked, said = self._tmux_says(self.RETRY)
+        if not asked or said is not None:
+            return said
+        if self.doubted is None and self.host.alive(self.pane.pid):
+            return None  # tmux named the pid that runs there now
         now = time.monotonic()
-        if not force and now - self.asked < self.ASK_EVERY:
-            return None
+        self.doubted = self.doubted or now
+        if now - self.doubted >= self.DOUBT:
+            self.pane.tmux_only = True
+        return None
+
+    def _tmux_says(self, every: float) -> Tuple[bool, Optional[Ending]]:
+        """(whether tmux answered, how it shows the pane: "dead" or gone, "server"
+        when none answers, None running), asked at most every ``every`` seconds
+        (not asked: False, None). Adopts the pid it names for the pane where
+        that one runs and ``adopt`` allows."""
+        now = time.monotonic()
+        if now - self.asked < every:
+            return False, None
         self.asked = now
         try:
             rows = self.host.pane(self.pane.server, self.pane.pane_id)
         except TmuxsessError:
-            return None  # tmux failing says nothing of the pane
+            return False, None  # a failing call says nothing of the pane
         if rows is None:
-            return "server"
+            return True, "server"
         if not rows or rows[0].dead:
-            return "dead"
+            return True, "dead"
         pid = rows[0].program_pid
-        if self.pane.pid and pid != self.pane.pid and self.host.alive(pid):
+        if not self.pane.tmux_only and pid != self.pane.pid and self.host.alive(pid):
             if not self.adopt:
-                return "dead"  # what it ran was typed into a program that is gone
+                return True, "dead"  # what it ran was typed into a program that is gone
             self.pane.pid, self.doubted = pid, None
-        return None
+        return True, None
 
 
 class _Follower:
@@ -3304,7 +3309,7 @@ class _Follower:
         """Whether the program, quiet for a while, sleeps reading its terminal: the
         kernel says so twice, with no output in between (its question may still
         have been on its way the first time)."""
-        tmux_only = self.lifeline.tmux_only  # no pid of the kernel's: its modes alone
+        tmux_only = self.pane.tmux_only  # no pid of the kernel's: its modes alone
         if (not self.watch.probe or self.start is None or now - quiet_since < 0.25
                 or now < self.next_probe or not (self.pane.pid or tmux_only)):
             return False
@@ -3746,7 +3751,7 @@ class Engine:
             # a second without any (a silent program like cat would wait forever).
             settle = 0.25 if watch.mode == "settle" else 0.0
             reason = f.follow(timeout, settle=settle, silence=min(1.0, timeout))
-            if reason == "done" and settle and f._gone():
+            if reason == "done" and settle and f.lifeline.ended(force=True):
                 reason = "dead"
         if reason == "done":
             return
