@@ -3315,6 +3315,14 @@ class PidNamespaceTest(TmuxTestCase):
             self.inside("create", "-n", "py%d" % code, "--python")
             r = self.inside("run", "-s", "py%d" % code, "-c", "import os; os._exit(%d)" % code)
             self.assertIn("exited with status %d" % code, r.stderr)
+        # A run of two units: what the first learnt (only tmux can tell) holds for
+        # the second, whose program exits.
+        self.inside("create", "-n", "lines", "--cmd", "python3 -q", "--prompt", "^>>> $")
+        began = time.monotonic()
+        r = self.inside("run", "-s", "lines", "-T", "30", "-c",
+                        "import time; time.sleep(1.5); 1 + 1\nimport os; os._exit(8)")
+        self.assertEqual((r.returncode, r.stdout), (125, "2\n"), r.stderr)
+        self.assertLess(time.monotonic() - began, 10)
         # A quiet line editor is taken to wait, as where there is no /proc.
         self.inside("create", "-n", "py2", "--python")
         r = self.inside("run", "-s", "py2", "-c", "input('name? ')", "-T", "20")
