@@ -1365,10 +1365,9 @@ class Host:
         """Have tmux reap the children it missed: a tmux built with utempter
         (Debian's) ignores SIGCHLD while its helper runs, as it does when a pane
         closes, and reaps a program that exited then only when another child of
-        its own exits. A job that ends at once is one. True once asked."""
+        its own exits. A job that ends at once is one."""
         with contextlib.suppress(TmuxsessError):
             self.tmux(server, ["run-shell", "-b", "true"])
-        return True
 
     def zombie_exit(self, pid: int) -> Tuple[Optional[int], Optional[int]]:
         """(exit status, signal) of an exited, not yet reaped process; Nones if unknown.
@@ -1416,16 +1415,19 @@ class Host:
         return Health("zombie", True, True, True, pid=pid, **screen)
 
     # -- terminals ---------------------------------------------------------------
-    def terminal(self, pane_pid: int, tty: str, proc: bool = True) -> "Terminal":
+    def terminal(self, pane: Pane, proc: bool = True) -> "Terminal":
         """What the kernel says of a pane's terminal: its modes (termios), and
-        whether the foreground program is blocked reading it (/proc, Linux).
+        (``proc``) whether the foreground program is blocked reading it (/proc,
+        Linux).
 
         Where /proc cannot tell (macOS, another user's processes, a process
-        that is not dumpable) ``waiting`` is None and the modes are all there is.
+        that is not dumpable, pids of another kernel's: ``pane.tmux_only``)
+        ``waiting`` is None and the modes are all there is.
         """
+        tty = pane.tty
         modes = _tty_modes(tty) if tty else None
-        waiting, how = (None, "no /proc") if not (self.proc and proc) else (
-            _foreground_reads(pane_pid, tty))
+        waiting, how = (None, "no /proc") if not (self.proc and proc and not pane.tmux_only) else (
+            _foreground_reads(pane.pid, tty))
         flags, chars = modes if modes is not None else ({}, {})
         return Terminal(waiting, flags.get("ICANON"), flags.get("ECHO"), flags, chars,
                         how if modes is not None else how + "; no termios")
@@ -3309,13 +3311,11 @@ class _Follower:
         """Whether the program, quiet for a while, sleeps reading its terminal: the
         kernel says so twice, with no output in between (its question may still
         have been on its way the first time)."""
-        tmux_only = self.pane.tmux_only  # no pid of the kernel's: its modes alone
         if (not self.watch.probe or self.start is None or now - quiet_since < 0.25
-                or now < self.next_probe or not (self.pane.pid or tmux_only)):
+                or now < self.next_probe or not self.pane.pid):
             return False
         self.next_probe = now + 0.25
-        term = self.terminal = self.host.terminal(self.pane.pid, self.pane.tty,
-                                                  proc=not tmux_only)
+        term = self.terminal = self.host.terminal(self.pane)
         if term.waiting is None:
             # No kernel to ask: a quiet program in the modes of a line editor, a
             # full-screen program or a password prompt is taken to wait.
@@ -3778,7 +3778,7 @@ class Engine:
     def _end_facts(self, pane: Pane) -> str:
         """What the kernel and tmux say of a program whose end has no status yet."""
         kernel = ("pid %d is %s here" % (pane.pid, self.host.process_state(pane.pid))
-                  if pane.pid else "its pid is not one this host's kernel knows")
+                  if pane.pid else "tmux named no pid for it")
         rows: Optional[List[PaneRow]] = None
         with contextlib.suppress(TmuxsessError):
             rows = self.host.pane(pane.server, pane.pane_id)
@@ -4159,7 +4159,7 @@ class Engine:
             delivery == "auto" and pane.alternate and not multiline))
         payload = b"" if text is None else _check_text(text)
         # A terminal that edits lines itself gets them so that they arrive as sent.
-        term = self.host.terminal(pane.pid, pane.tty, proc=False) if pane.tty else None
+        term = self.host.terminal(pane, proc=False) if pane.tty else None
         editing = term is not None and bool(term.canonical) and bool(text) and not typed
         stream = payload if not editing or term is None else canonical_stream(
             payload + (b"\n" if enter else b""), term)
@@ -4467,7 +4467,8 @@ class Engine:
                 if status is not None or signum:
                     return True, status, signum
                 if rows[0].dead and not reminded:
-                    reminded = self.host.remind_to_reap(pane.server)
+                    self.host.remind_to_reap(pane.server)
+                    reminded = True
             if time.monotonic() >= deadline:
                 return bool(rows), None, None
             time.sleep(0.01)
@@ -4976,7 +4977,7 @@ class _Exchange:
             if time.monotonic() >= next_probe and pane.pid and pane.tty:
                 next_probe = time.monotonic() + 0.05
                 size = self.host.transcript_size(pane.transcript)
-                if self.host.terminal(pane.pid, pane.tty).waiting:
+                if self.host.terminal(pane).waiting:
                     if suspected == size:
                         return "input"
                     suspected = size
@@ -5026,7 +5027,7 @@ class _Exchange:
             raise BusyError("%s is at its prompt: nothing waits for an answer; nothing was "
                             "sent" % pane.label, "run code there: tmuxsess.py run %s -c CODE"
                             % flags)
-        term = self.host.terminal(pane.pid, pane.tty)
+        term = self.host.terminal(pane)
         if at is None and term.waiting is False:
             raise BusyError("%s is busy, not waiting for input; nothing was sent" % pane.label,
                             "wait for it: tmuxsess.py wait %s -p PATTERN" % flags)
