@@ -210,9 +210,12 @@ def shared_cache():
     return _SHARED_CACHE[0]
 
 
-def as_a_user_runs_it(args, env):
-    """``./tmuxsess.py ARGS``, with this interpreter, through the process's fork
-    server: argv and the environment for subprocess."""
+def tool_argv(args, env, direct=False):
+    """(argv, env) for subprocess: ``./tmuxsess.py ARGS`` as a user runs it, with
+    this interpreter, through the run's fork server; ``direct``: ``python3
+    tmuxsess.py ARGS``, the process itself the tool."""
+    if direct:
+        return [sys.executable, TOOL] + [str(a) for a in args], env
     env = dict(os.environ if env is None else env)
     env.setdefault("TMUXSESS_PYTHON", sys.executable)
     env.setdefault("TMUXSESS_CACHE_DIR", shared_cache())
@@ -282,10 +285,7 @@ class TmuxTestCase(unittest.TestCase):
         """The real executable, run as a user would (in the test's os.environ unless
         ``env`` is given); returns CompletedProcess with text. ``direct``: as
         ``python3 tmuxsess.py``, the process itself the tool (no fork server)."""
-        if direct:
-            argv = [sys.executable, TOOL] + [str(a) for a in args]
-        else:
-            argv, env = as_a_user_runs_it(args, env)
+        argv, env = tool_argv(args, env, direct)
         return subprocess.run(argv, input=input, env=env, timeout=timeout,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               universal_newlines=True)
@@ -321,9 +321,7 @@ class TmuxTestCase(unittest.TestCase):
         for key, value in (("stdout", subprocess.PIPE), ("stderr", subprocess.PIPE),
                            ("universal_newlines", True)):
             kw.setdefault(key, value)
-        if direct:
-            return self.spawn([sys.executable, TOOL] + [str(a) for a in args], **kw)
-        argv, kw["env"] = as_a_user_runs_it(args, kw.get("env"))
+        argv, kw["env"] = tool_argv(args, kw.get("env"), direct)
         return self.spawn(argv, **kw)
 
     def has_open(self, pid, path):
