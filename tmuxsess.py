@@ -1361,7 +1361,7 @@ class Host:
     def alive(self, pid: int) -> bool:
         return bool(pid) and self.process_state(pid) == "running"
 
-    def remind_to_reap(self, server: Server) -> bool:
+    def remind_to_reap(self, server: Server) -> None:
         """Have tmux reap the children it missed: a tmux built with utempter
         (Debian's) ignores SIGCHLD while its helper runs, as it does when a pane
         closes, and reaps a program that exited then only when another child of
