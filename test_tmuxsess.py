@@ -1947,6 +1947,17 @@ exec {tmux} "$@"
 
 
 class WaitTest(TmuxTestCase):
+    def test_a_pattern_at_the_end_of_a_line_longer_than_the_lookback_is_seen(self):
+        # A wait searches the last 64 KiB; a line longer than that kept nothing of
+        # itself once its newline came, so the word at its end was never seen and
+        # the wait ended "back at its prompt".
+        self.api_create("sh")
+        for width in (70000, 200000):
+            with self.subTest(width=width):
+                self.ok("send", "-s", "sh", "-c", "printf '%%0%dd' 0; echo sto''red" % width,
+                        "-w", "stored", "-T", "20")
+                self.ok("wait", "-s", "sh", "-p", "0stored$", "-T", "5")
+
     def test_fixed_regex_whole_pane_and_json(self):
         self.api_create("sh")
         self.ok("run", "-s", "sh", "-c", "echo OLDTOKEN")

@@ -3221,7 +3221,11 @@ class _Follower:
             seen = self.seen + render(bytes(buf[self.scanned:done]).decode(
                 "utf-8", "replace"))
             if len(seen) > self.LOOKBACK:
-                seen = seen[seen.find("\n", len(seen) - self.LOOKBACK) + 1:]
+                # From a line's start where one is in reach, never past the
+                # last line's: a line longer than LOOKBACK keeps its end.
+                cut = len(seen) - self.LOOKBACK
+                nl = seen.find("\n", cut, len(seen) - 1)
+                seen = seen[nl + 1:] if nl >= 0 else seen[cut:]
             self.seen, self.scanned = seen, done
         text = self.seen + render(bytes(buf[self.scanned:]).decode("utf-8", "replace"))
         refused = self.watch.refuse.search(text) if self.watch.refuse is not None else None
