@@ -4182,6 +4182,52 @@ class FilesystemAttackTest(TmuxTestCase):
 
 
 class FaultTest(TmuxTestCase):
+    def test_a_transcript_that_lags_the_screen_is_waited_for(self):
+        # tmux starts the pipe that writes the transcript along with the program;
+        # on a busy machine the program can show its prompt and sleep reading
+        # its terminal before the pipe's cat has written a byte. The kernel says
+        # it waits; the screen says it said more than the transcript has: the
+        # transcript is behind, and the first prompt is waited for there.
+        class LatePipe(tmuxsess.Host):
+            def pipe_command(self, path):
+                return "sleep 1.5; " + super().pipe_command(path)
+
+        engine = tmuxsess.Engine(state_dir=self.state, socket_dir=self.sockets,
+                                 host=LatePipe("tmux"))
+        began = time.monotonic()
+        made = engine.create_session("py", kind="python", ready_timeout=20)
+        self.assertGreaterEqual(time.monotonic() - began, 1.5)
+        self.assertIn(b">>> ", read_bytes(made["transcript"]))
+        self.assertEqual(engine.run("print(6 * 7)", session="py").output, "42\n")
+
+    def test_a_transcript_that_receives_nothing_is_said_to(self):
+        # A pipe that never writes: the screen shows the prompt, the transcript
+        # nothing; after LAG_PATIENCE the error says so, not "exited" or "asks".
+        class DeadPipe(tmuxsess.Host):
+            def pipe_command(self, path):
+                return "exec cat >/dev/null"
+
+        engine = tmuxsess.Engine(state_dir=self.state, socket_dir=self.sockets,
+                                 host=DeadPipe("tmux"))
+        with mock.patch.object(tmuxsess._Follower, "LAG_PATIENCE", 1.0), \
+                self.assertRaises(tmuxsess.NotReadyError) as caught:
+            engine.create_session("py", kind="python", ready_timeout=20)
+        self.assertIn("has not received what its screen shows", caught.exception.message)
+        self.assertIn(">>>", caught.exception.hint)
+        self.assertEqual(self.registry()["sessions"], {})
+
+    def test_a_question_before_the_first_prompt_is_reported_at_once(self):
+        # Waiting is not running: a program that asks before its first prompt
+        # fails create at once with its question, never a timeout or "exited".
+        began = time.monotonic()
+        r = self.fails(3, "create", "-n", "ask", "--prompt", r"^ready> $", "--cmd",
+                       "sh -c 'printf \"token? \"; read t; PS1=\"ready> \" exec sh'",
+                       "--ready-timeout", "30")
+        self.assertLess(time.monotonic() - began, 10)
+        self.assertIn("waits for input before its first prompt", r.stderr)
+        self.assertIn("token?", r.stderr)
+        self.assertNotIn("ask", self.registry()["sessions"])
+
     def test_a_pid_the_kernel_does_not_know_is_dead_only_when_tmux_says_so(self):
         # tmux, the pane's parent, has the last word on whether its program ended.
         # A wait told a pid the kernel has no process for, while tmux shows the

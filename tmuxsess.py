@@ -2877,6 +2877,32 @@ def _search_outside(pattern: "re.Pattern[str]", text: str, echo: Sequence[str]
     return None
 
 
+def _look_at(host: "Host", pane: Pane) -> Look:
+    """One look at a pane's visible screen: one tmux call."""
+    target = pane.pane_id or pane.target
+    look = Look.decode(host.tmux(pane.server, LOOK_STEPS[0] + ["-t", target],
+                                 LOOK_STEPS[1] + ["-t", target]))
+    if look is None:
+        raise TmuxError("tmux did not describe pane %s" % pane.label)
+    return look
+
+
+def _screen_ahead(look: Look, tail: bytes) -> bool:
+    """Whether the screen shows text that the transcript, ending in ``tail``,
+    has not received yet: its last row of text up to the cursor is not what
+    the transcript ends with, read with its redraws or without (compared
+    without white space, which the screen lays out its own way). Not said of
+    a screen drawn with cursor moves, which lines cannot be compared with."""
+    if look.alternate or DRAWING_RE.search(tail):
+        return False
+    rows = [row for row in look.rows[:look.cursor[1] + 1] if row.strip()]
+    if not rows:
+        return False
+    shown, text = "".join(rows[-1].split()), tail.decode("utf-8", "replace")
+    return not any("".join(said.split()).endswith(shown)
+                   for said in (render(text), _strip_ansi(text)))
+
+
 def _look_of(pane: Pane, rows: str) -> Optional[Look]:
     """A look from ``capture-pane`` rows and the state the pane was found in."""
     state = pane.screen_state
@@ -3046,6 +3072,7 @@ class _Follower:
     """
 
     LOOKBACK = 65536
+    LAG_PATIENCE = 5.0
 
     def __init__(self, host: Host, pane: Pane, offset: int, watch: _Watch,
                  screen: Optional[ScreenCheck] = None, adopt: bool = False) -> None:
@@ -3070,6 +3097,8 @@ class _Follower:
         self.terminal: Optional[Terminal] = None  # the last look at it
         self.next_probe = 0.0
         self.suspected: Optional[float] = None  # when it first seemed to wait
+        self.grew: Optional[Tuple[int, float]] = None  # bytes read, and since when
+        self.unwritten = False  # the screen showed what the transcript lacks
         self.nap: Optional[_FileWatch] = None   # wakes a wait when the file grows
         self.fed = (0.0, 0.0)                   # when the last two reads got output
         self.lifeline = _Lifeline(host, pane, adopt)  # whether the program or server ended
@@ -3308,8 +3337,31 @@ class _Follower:
             return "cancelled"
         if not settle and self._waits_for_input(now, quiet_since):
             tail = bytes(self.buf[-4096:])
+            if self._behind(now):
+                self.suspected = None  # asked again once the transcript caught up
+                return None
             return "prompt" if prompt_at_end(tail, self.pane.token) is not None else "input"
         return None
+
+    def _behind(self, now: float) -> bool:
+        """Whether the transcript lags the screen: tmux starts the pipe that
+        writes it with the program, and on a busy machine the program can ask
+        or show its prompt before the pipe has written a byte. Believed for
+        LAG_PATIENCE seconds without the transcript growing, at most (a screen
+        this cannot compare with must not hide a question for ever); then
+        ``unwritten`` says whether the screen was still ahead."""
+        got = self.dropped + len(self.buf)
+        if self.grew is None or self.grew[0] != got:
+            self.grew = (got, now)
+        try:
+            look = _look_at(self.host, self.pane)
+        except TmuxsessError:
+            return False  # no look: the kernel has the word
+        # The transcript's own end: the row may begin before this wait's offset.
+        at = self.file.tell()
+        self.file.seek(max(0, at - 4096))
+        self.unwritten = _screen_ahead(look, self.file.read(at - self.file.tell()))
+        return self.unwritten and now - self.grew[1] < self.LAG_PATIENCE
 
     def _waits_for_input(self, now: float, quiet_since: float) -> bool:
         """Whether the program, quiet for a while, sleeps reading its terminal: the
@@ -3759,6 +3811,17 @@ class Engine:
                 reason = "dead"
         if reason == "done":
             return
+        if reason in ("input", "prompt"):
+            if f.unwritten:  # it waits, and what it said never reached the transcript
+                writable = "is %s writable?" % pane.transcript
+                raise NotReadyError("the transcript of %s has not received what its screen "
+                                    "shows for %gs" % (pane.session, f.LAG_PATIENCE),
+                                    "; ".join(filter(None, (self._last_screen(pane), writable))))
+            asks = f.question  # the kernel and the screen agree: it asks
+            raise NotReadyError("%s waits for input before its first prompt%s" % (
+                pane.session, ": %r" % asks if asks else ""),
+                "give it what it asks for up front (an option, an environment variable), "
+                "or create it with --no-wait and answer with send")
         tail = f.tail()
         said = ("last output: " + tail.replace("\n", " | "))[:500] if tail else ""
         if reason == "timeout":
@@ -4308,12 +4371,7 @@ class Engine:
 
     def _look(self, pane: Pane) -> Look:
         """One look at the visible screen: one tmux call."""
-        target = pane.pane_id or pane.target
-        look = Look.decode(self.host.tmux(pane.server, LOOK_STEPS[0] + ["-t", target],
-                                          LOOK_STEPS[1] + ["-t", target]))
-        if look is None:
-            raise TmuxError("tmux did not describe pane %s" % pane.label)
-        return look
+        return _look_at(self.host, pane)
 
     def _look_path(self, server: Server, pane_id: str, make: bool = True) -> str:
         """The file that keeps how a pane's screen looked at its last send."""
