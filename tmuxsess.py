@@ -3072,11 +3072,13 @@ class _Follower:
     """
 
     LOOKBACK = 65536
-    LAG_PATIENCE = 5.0
+    LAG_PATIENCE = 5.0  # seconds a transcript may lag the screen without growing
 
     def __init__(self, host: Host, pane: Pane, offset: int, watch: _Watch,
-                 screen: Optional[ScreenCheck] = None, adopt: bool = False) -> None:
+                 screen: Optional[ScreenCheck] = None, adopt: bool = False,
+                 patience: float = LAG_PATIENCE) -> None:
         self.host, self.pane, self.watch = host, pane, watch
+        self.patience = patience  # see _behind
         self.screen = screen    # looks at the screen once the output draws on it
         self.drawn = False      # the output drew (alternate screen, cursor moves)
         self.looked = 0.0
@@ -3347,9 +3349,9 @@ class _Follower:
         """Whether the transcript lags the screen: tmux starts the pipe that
         writes it with the program, and on a busy machine the program can ask
         or show its prompt before the pipe has written a byte. Believed for
-        LAG_PATIENCE seconds without the transcript growing, at most (a screen
-        this cannot compare with must not hide a question for ever); then
-        ``unwritten`` says whether the screen was still ahead."""
+        ``patience`` seconds without the transcript growing, at most (a screen
+        this cannot compare with must not hide a question for ever);
+        ``unwritten`` says whether the screen was ahead at the last look."""
         got = self.dropped + len(self.buf)
         if self.grew is None or self.grew[0] != got:
             self.grew = (got, now)
@@ -3361,7 +3363,7 @@ class _Follower:
         at = self.file.tell()
         self.file.seek(max(0, at - 4096))
         self.unwritten = _screen_ahead(look, self.file.read(at - self.file.tell()))
-        return self.unwritten and now - self.grew[1] < self.LAG_PATIENCE
+        return self.unwritten and now - self.grew[1] < self.patience
 
     def _waits_for_input(self, now: float, quiet_since: float) -> bool:
         """Whether the program, quiet for a while, sleeps reading its terminal: the
@@ -3802,7 +3804,8 @@ class Engine:
             watch = _Watch("ready")
         else:
             watch = _Watch("settle")
-        with _Follower(self.host, pane, 0, watch, adopt=True) as f:
+        # Until the timeout, a transcript behind the screen is only late.
+        with _Follower(self.host, pane, 0, watch, adopt=True, patience=timeout) as f:
             # No prompt to know: ready once the first output has settled, or after
             # a second without any (a silent program like cat would wait forever).
             settle = 0.25 if watch.mode == "settle" else 0.0
@@ -3811,12 +3814,13 @@ class Engine:
                 reason = "dead"
         if reason == "done":
             return
+        if reason in ("input", "prompt", "timeout") and f.unwritten:
+            # It waits, and what it said never reached the transcript.
+            writable = "is %s writable?" % pane.transcript
+            raise NotReadyError("the transcript of %s has not received what its screen "
+                                "shows within %gs" % (pane.session, timeout),
+                                "; ".join(filter(None, (self._last_screen(pane), writable))))
         if reason in ("input", "prompt"):
-            if f.unwritten:  # it waits, and what it said never reached the transcript
-                writable = "is %s writable?" % pane.transcript
-                raise NotReadyError("the transcript of %s has not received what its screen "
-                                    "shows for %gs" % (pane.session, f.LAG_PATIENCE),
-                                    "; ".join(filter(None, (self._last_screen(pane), writable))))
             asks = f.question  # the kernel and the screen agree: it asks
             raise NotReadyError("%s waits for input before its first prompt%s" % (
                 pane.session, ": %r" % asks if asks else ""),
