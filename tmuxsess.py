@@ -3355,15 +3355,20 @@ class _Follower:
         got = self.dropped + len(self.buf)
         if self.grew is None or self.grew[0] != got:
             self.grew = (got, now)
+        return self.screen_ahead() and now - self.grew[1] < self.patience
+
+    def screen_ahead(self) -> bool:
+        """Whether the screen shows what the transcript read so far lacks (one
+        tmux call; no look, no answer: False). Kept in ``unwritten``."""
         try:
             look = _look_at(self.host, self.pane)
         except TmuxsessError:
-            return False  # no look: the kernel has the word
+            return False
         # The transcript's own end: the row may begin before this wait's offset.
         at = self.file.tell()
         self.file.seek(max(0, at - 4096))
         self.unwritten = _screen_ahead(look, self.file.read(at - self.file.tell()))
-        return self.unwritten and now - self.grew[1] < self.patience
+        return self.unwritten
 
     def _waits_for_input(self, now: float, quiet_since: float) -> bool:
         """Whether the program, quiet for a while, sleeps reading its terminal: the
@@ -3812,10 +3817,11 @@ class Engine:
             reason = f.follow(timeout, settle=settle, silence=min(1.0, timeout))
             if reason == "done" and settle and f.lifeline.ended(force=True):
                 reason = "dead"
+            late = (reason in ("input", "prompt") and f.unwritten
+                    or reason == "timeout" and f.screen_ahead())
         if reason == "done":
             return
-        if reason in ("input", "prompt", "timeout") and f.unwritten:
-            # It waits, and what it said never reached the transcript.
+        if late:  # what it said never reached the transcript
             writable = "is %s writable?" % pane.transcript
             raise NotReadyError("the transcript of %s has not received what its screen "
                                 "shows within %gs" % (pane.session, timeout),
