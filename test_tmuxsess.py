@@ -2720,6 +2720,22 @@ class WaitingForInputTest(ProfileTestCase):
         self.assertEqual(r.returncode, exit_code, r.stdout + r.stderr)
         return json.loads(r.stdout)
 
+    def test_questions_a_screen_shows_otherwise_than_their_bytes_are_seen(self):
+        # The screen drops a byte that is not UTF-8, or shows a question drawn
+        # over older text, redrawn every second: the transcript's bytes read
+        # otherwise, and the kernel alone says the program waits.
+        self.create("sh")
+        for code, asks in (("printf 'caf\\351? '; read x", "caf\ufffd?"),
+                           ("printf 'abcdefgh\\033[8DSure? '; read x", None),
+                           ("n=30; while [ $n -gt 0 ]; do printf '\\033[1GSure? [%d]' $n; "
+                            "read -t 1 x && break; n=$((n-1)); done", None)):
+            r = self.cli("run", "-s", "sh", "-c", code, "--json", "-T", "4")
+            self.assertEqual(r.returncode, 123, code + r.stdout + r.stderr)
+            if asks is not None:
+                self.assertEqual(json.loads(r.stdout)["question"], asks)
+            self.ok("send", "-s", "sh", "-k", "C-c")
+            self.ok("run", "-s", "sh", "-c", "true")
+
     def test_a_question_in_a_shell_is_answered_and_the_command_goes_on(self):
         self.create("sh")
         j = self.waiting("sh", "read -p 'Continue? ' a; echo \"got $a\"; (exit 3)",
@@ -4186,8 +4202,8 @@ class FaultTest(TmuxTestCase):
         # tmux starts the pipe that writes the transcript along with the program;
         # on a busy machine the program can show its prompt and sleep reading
         # its terminal before the pipe's cat has written a byte. The kernel says
-        # it waits; the screen says it said more than the transcript has: the
-        # transcript is behind, and the first prompt is waited for there.
+        # it waits; the screen shows text, the transcript none yet: it is late,
+        # and the first prompt is waited for there.
         class LatePipe(tmuxsess.Host):
             def pipe_command(self, path):
                 return "sleep 1.5; " + super().pipe_command(path)
@@ -4199,6 +4215,16 @@ class FaultTest(TmuxTestCase):
         self.assertGreaterEqual(time.monotonic() - began, 1.5)
         self.assertIn(b">>> ", read_bytes(made["transcript"]))
         self.assertEqual(engine.run("print(6 * 7)", session="py").output, "42\n")
+        # A --prompt program in the alternate screen, and one that asks first.
+        made = engine.create_session(
+            "alt", "command", "sh -c 'printf \"\\033[?1049hready> \"; read x'",
+            prompt="ready> $", ready_timeout=20)
+        self.assertIn(b"ready> ", read_bytes(made["transcript"]))
+        with self.assertRaises(tmuxsess.NotReadyError) as caught:
+            engine.create_session("ask", "command", "sh -c 'printf \"token? \"; read t'",
+                                  prompt="^ready> $", ready_timeout=20)
+        self.assertEqual(caught.exception.message,
+                         "ask waits for input before its first prompt: 'token?'")
 
     def test_a_transcript_that_receives_nothing_is_said_to(self):
         # A pipe that never writes: the screen shows the prompt, the transcript

@@ -2887,22 +2887,6 @@ def _look_at(host: "Host", pane: Pane) -> Look:
     return look
 
 
-def _screen_ahead(look: Look, tail: bytes) -> bool:
-    """Whether the screen shows text that the transcript, ending in ``tail``,
-    has not received yet: its last row of text up to the cursor is not what
-    the transcript ends with, read with its redraws or without (compared
-    without white space, which the screen lays out its own way). Not said of
-    a screen drawn with cursor moves, which lines cannot be compared with."""
-    if look.alternate or DRAWING_RE.search(tail):
-        return False
-    rows = [row for row in look.rows[:look.cursor[1] + 1] if row.strip()]
-    if not rows:
-        return False
-    shown, text = "".join(rows[-1].split()), tail.decode("utf-8", "replace")
-    return not any("".join(said.split()).endswith(shown)
-                   for said in (render(text), _strip_ansi(text)))
-
-
 def _look_of(pane: Pane, rows: str) -> Optional[Look]:
     """A look from ``capture-pane`` rows and the state the pane was found in."""
     state = pane.screen_state
@@ -3072,13 +3056,11 @@ class _Follower:
     """
 
     LOOKBACK = 65536
-    LAG_PATIENCE = 5.0  # seconds a transcript may lag the screen without growing
 
     def __init__(self, host: Host, pane: Pane, offset: int, watch: _Watch,
-                 screen: Optional[ScreenCheck] = None, adopt: bool = False,
-                 patience: float = LAG_PATIENCE) -> None:
+                 screen: Optional[ScreenCheck] = None, adopt: bool = False) -> None:
         self.host, self.pane, self.watch = host, pane, watch
-        self.patience = patience  # see _behind
+        self.fresh = offset == 0  # followed from the transcript's start: see pipe_late
         self.screen = screen    # looks at the screen once the output draws on it
         self.drawn = False      # the output drew (alternate screen, cursor moves)
         self.looked = 0.0
@@ -3099,8 +3081,6 @@ class _Follower:
         self.terminal: Optional[Terminal] = None  # the last look at it
         self.next_probe = 0.0
         self.suspected: Optional[float] = None  # when it first seemed to wait
-        self.grew: Optional[Tuple[int, float]] = None  # bytes read, and since when
-        self.unwritten = False  # the screen showed what the transcript lacks
         self.nap: Optional[_FileWatch] = None   # wakes a wait when the file grows
         self.fed = (0.0, 0.0)                   # when the last two reads got output
         self.lifeline = _Lifeline(host, pane, adopt)  # whether the program or server ended
@@ -3339,36 +3319,28 @@ class _Follower:
             return "cancelled"
         if not settle and self._waits_for_input(now, quiet_since):
             tail = bytes(self.buf[-4096:])
-            if self._behind(now):
+            if self.pipe_late() is not False:
                 self.suspected = None  # asked again once the transcript caught up
                 return None
             return "prompt" if prompt_at_end(tail, self.pane.token) is not None else "input"
         return None
 
-    def _behind(self, now: float) -> bool:
-        """Whether the transcript lags the screen: tmux starts the pipe that
-        writes it with the program, and on a busy machine the program can ask
-        or show its prompt before the pipe has written a byte. Believed for
-        ``patience`` seconds without the transcript growing, at most (a screen
-        this cannot compare with must not hide a question for ever);
-        ``unwritten`` says whether the screen was ahead at the last look."""
-        got = self.dropped + len(self.buf)
-        if self.grew is None or self.grew[0] != got:
-            self.grew = (got, now)
-        return self.screen_ahead() and now - self.grew[1] < self.patience
-
-    def screen_ahead(self) -> bool:
-        """Whether the screen shows what the transcript read so far lacks (one
-        tmux call; no look, no answer: False). Kept in ``unwritten``."""
+    def pipe_late(self) -> Optional[bool]:
+        """Whether a new pane's transcript has yet to receive what its screen
+        shows: it holds no text yet, and the screen does. tmux starts the pipe
+        that writes it along with the program, and on a busy machine the
+        program can show its prompt, or ask, before the pipe wrote a byte.
+        None: the screen could not be looked at. Only asked of a follower from
+        the transcript's start: later, a transcript lags by no more than a read.
+        """
+        if not self.fresh or self.dropped or render(
+                bytes(self.buf).decode("utf-8", "replace")).strip():
+            return False
         try:
             look = _look_at(self.host, self.pane)
         except TmuxsessError:
-            return False
-        # The transcript's own end: the row may begin before this wait's offset.
-        at = self.file.tell()
-        self.file.seek(max(0, at - 4096))
-        self.unwritten = _screen_ahead(look, self.file.read(at - self.file.tell()))
-        return self.unwritten
+            return None
+        return any(row.strip() for row in look.rows)
 
     def _waits_for_input(self, now: float, quiet_since: float) -> bool:
         """Whether the program, quiet for a while, sleeps reading its terminal: the
@@ -3809,16 +3781,14 @@ class Engine:
             watch = _Watch("ready")
         else:
             watch = _Watch("settle")
-        # Until the timeout, a transcript behind the screen is only late.
-        with _Follower(self.host, pane, 0, watch, adopt=True, patience=timeout) as f:
+        with _Follower(self.host, pane, 0, watch, adopt=True) as f:
             # No prompt to know: ready once the first output has settled, or after
             # a second without any (a silent program like cat would wait forever).
             settle = 0.25 if watch.mode == "settle" else 0.0
             reason = f.follow(timeout, settle=settle, silence=min(1.0, timeout))
             if reason == "done" and settle and f.lifeline.ended(force=True):
                 reason = "dead"
-            late = (reason in ("input", "prompt") and f.unwritten
-                    or reason == "timeout" and f.screen_ahead())
+            late = reason == "timeout" and f.pipe_late()
         if reason == "done":
             return
         if late:  # what it said never reached the transcript
@@ -3827,10 +3797,12 @@ class Engine:
                                 "shows within %gs" % (pane.session, timeout),
                                 "; ".join(filter(None, (self._last_screen(pane), writable))))
         if reason in ("input", "prompt"):
-            asks = f.question  # the kernel and the screen agree: it asks
+            asks = f.question
             raise NotReadyError("%s waits for input before its first prompt%s" % (
                 pane.session, ": %r" % asks if asks else ""),
-                "give it what it asks for up front (an option, an environment variable), "
+                ("if that is its prompt, --prompt %r does not match it; else " % pane.prompt
+                 if pane.prompt else "")
+                + "give it what it asks for up front (an option, an environment variable), "
                 "or create it with --no-wait and answer with send")
         tail = f.tail()
         said = ("last output: " + tail.replace("\n", " | "))[:500] if tail else ""
