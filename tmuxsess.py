@@ -3331,9 +3331,10 @@ class _Follower:
         that writes it along with the program, and on a busy machine the
         program can show its prompt, or ask, before the pipe wrote a byte.
         None: the screen could not be looked at. Only asked of a follower from
-        the transcript's start: later, a transcript lags by no more than a read.
+        the transcript's start: later, a transcript lags by no more than a read
+        (and a transcript of 64 KiB holds text, for all that needs knowing).
         """
-        if not self.fresh or self.dropped or render(
+        if not self.fresh or self.dropped or len(self.buf) > self.LOOKBACK or render(
                 bytes(self.buf).decode("utf-8", "replace")).strip():
             return False
         try:
