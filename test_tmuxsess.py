@@ -4198,18 +4198,22 @@ class FilesystemAttackTest(TmuxTestCase):
 
 
 class FaultTest(TmuxTestCase):
+    def piping(self, pipe):
+        """An engine whose transcripts are written by ``pipe(the usual command)``."""
+        class Piping(tmuxsess.Host):
+            def pipe_command(self, path):
+                return pipe(super().pipe_command(path))
+
+        return tmuxsess.Engine(state_dir=self.state, socket_dir=self.sockets,
+                               host=Piping("tmux"))
+
     def test_a_transcript_that_lags_the_screen_is_waited_for(self):
         # tmux starts the pipe that writes the transcript along with the program;
         # on a busy machine the program can show its prompt and sleep reading
         # its terminal before the pipe's cat has written a byte. The kernel says
         # it waits; the screen shows text, the transcript none yet: it is late,
         # and the first prompt is waited for there.
-        class LatePipe(tmuxsess.Host):
-            def pipe_command(self, path):
-                return "sleep 1.5; " + super().pipe_command(path)
-
-        engine = tmuxsess.Engine(state_dir=self.state, socket_dir=self.sockets,
-                                 host=LatePipe("tmux"))
+        engine = self.piping(lambda command: "sleep 1.5; " + command)
         began = time.monotonic()
         made = engine.create_session("py", kind="python", ready_timeout=20)
         self.assertGreaterEqual(time.monotonic() - began, 1.5)
@@ -4229,12 +4233,7 @@ class FaultTest(TmuxTestCase):
     def test_a_transcript_that_receives_nothing_is_said_to(self):
         # A pipe that never writes: the screen shows the prompt, the transcript
         # nothing; at the ready timeout the error says so, not "exited" or "asks".
-        class DeadPipe(tmuxsess.Host):
-            def pipe_command(self, path):
-                return "exec cat >/dev/null"
-
-        engine = tmuxsess.Engine(state_dir=self.state, socket_dir=self.sockets,
-                                 host=DeadPipe("tmux"))
+        engine = self.piping(lambda command: "exec cat >/dev/null")
         with self.assertRaises(tmuxsess.NotReadyError) as caught:
             engine.create_session("py", kind="python", ready_timeout=2)
         self.assertIn("has not received what its screen shows", caught.exception.message)

@@ -3318,10 +3318,10 @@ class _Follower:
         if cancel is not None and cancel.is_set():
             return "cancelled"
         if not settle and self._waits_for_input(now, quiet_since):
-            tail = bytes(self.buf[-4096:])
             if self.pipe_late() is not False:
                 self.suspected = None  # asked again once the transcript caught up
                 return None
+            tail = bytes(self.buf[-4096:])
             return "prompt" if prompt_at_end(tail, self.pane.token) is not None else "input"
         return None
 
@@ -4317,7 +4317,7 @@ class Engine:
         delay = 0.005
         while True:
             try:
-                look = self._look(pane)
+                look = _look_at(self.host, pane)
             except TmuxError:
                 return None
             changed = before is None or look.rows != before.rows
@@ -4337,7 +4337,7 @@ class Engine:
         delay = 0.005
         while True:
             try:
-                look = self._look(pane)
+                look = _look_at(self.host, pane)
             except TmuxError:
                 return True  # gone: nothing more to press
             if look.state.pane_dead == "1" or look.alternate != shown.alternate:
@@ -4351,10 +4351,6 @@ class Engine:
                 return False
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
-
-    def _look(self, pane: Pane) -> Look:
-        """One look at the visible screen: one tmux call."""
-        return _look_at(self.host, pane)
 
     def _look_path(self, server: Server, pane_id: str, make: bool = True) -> str:
         """The file that keeps how a pane's screen looked at its last send."""
@@ -4391,7 +4387,7 @@ class Engine:
         """A look at the screen for a follower: the text that changed since ``before``."""
         def check() -> Optional[Tuple[Ending, str]]:
             try:
-                text = _changed_text(before, self._look(pane))
+                text = _changed_text(before, _look_at(self.host, pane))
             except TmuxError:
                 return None
             bad = _search_outside(refuse, text, echo) if refuse is not None else None
@@ -4583,7 +4579,7 @@ class Engine:
         delay, last, quiet_since = 0.005, None, began
         while True:
             try:
-                look = self._look(pane)
+                look = _look_at(self.host, pane)
             except TmuxError as e:
                 return WaitResult(False, reason="server" if isinstance(e, NoServerError)
                                   else "dead", elapsed=time.monotonic() - began)
