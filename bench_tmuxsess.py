@@ -6,10 +6,8 @@ rotating order) so machine noise hits every row alike:
 
   a  CLI run      ``./tmuxsess.py run -c 'print(i)'`` on a Python session (a new
                   process each time, as an agent calls it), with the system
-                  Python (TMUXSESS_PYTHON=/usr/bin/python3): a worker of the
-                  fork server runs it
-  a0 CLI run      the same with TMUXSESS_FORKSERVER=0: the process imports the
-                  module (from cached bytecode) and runs it itself
+                  Python (TMUXSESS_PYTHON=/usr/bin/python3), which loads the
+                  module from cached bytecode and runs it itself
   c  floor        ``/usr/bin/python3 -c pass`` (with site, as the CLI runs) plus
                   one bare ``tmux display -p`` on the same server: what any CLI
                   built on tmux pays at least
@@ -165,8 +163,6 @@ def bench(rounds, runs):
 
     samples = {
         "a": ("CLI ./tmuxsess.py run, system python", cli([TOOL], sys_env)),
-        "a0": ("the same, TMUXSESS_FORKSERVER=0", cli([TOOL], dict(
-            sys_env, TMUXSESS_FORKSERVER="0"))),
         "c": ("floor: system python -c pass + tmux", floor_of(SYSTEM_PY)),
         "A": ("CLI ./tmuxsess.py run, python3 on PATH", cli([TOOL], path_env)),
         "C": ("floor: PATH python3 -c pass + tmux", floor_of(PATH_PY)),
@@ -204,7 +200,6 @@ def bench(rounds, runs):
     print()
     print("ratio a/c (CLI run / floor, system python):  %.2f   (goal <= 2.0)"
           % (med["a"] / med["c"]))
-    print("ratio a0/c (the same without fork server):   %.2f" % (med["a0"] / med["c"]))
     print("ratio A/C (CLI run / floor, PATH python3):   %.2f" % (med["A"] / med["C"]))
     print("ratio B/t (API run, control mode / tmux exec): %.2f (goal <= 1.0)"
           % (med["B"] / med["t"]))

@@ -72,47 +72,17 @@ def wait_until(predicate, timeout=20.0, what="condition"):
 
 
 def kill_servers(top):
-    """Kill every tmux server and every tmuxsess fork server whose socket lies
-    under ``top``."""
+    """Kill every tmux server whose socket lies under ``top``."""
     for root, _dirs, files in os.walk(top):
         for name in files:
             path = os.path.join(root, name)
             try:
                 if not stat.S_ISSOCK(os.lstat(path).st_mode):
                     continue
-                if name.startswith("fork-"):
-                    stop_fork_server(path)
-                else:
-                    subprocess.run(["tmux", "-S", path, "kill-server"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                subprocess.run(["tmux", "-S", path, "kill-server"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             except OSError:
                 pass
-
-
-def fork_server_pid(path):
-    """The pid of the fork server listening at ``path`` (Linux), or None."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(path)
-        except OSError:
-            return None
-        cred = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-    return struct.unpack("3i", cred)[0]
-
-
-def stop_fork_server(path):
-    """Stop the fork server at ``path`` and any worker of its still running."""
-    pid = fork_server_pid(path)
-    if pid is None:
-        return
-    for child in children_of(pid):
-        with contextlib.suppress(OSError):
-            os.kill(child, signal.SIGKILL)
-    with contextlib.suppress(OSError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and process_runs(pid):
-        time.sleep(0.01)
 
 
 def proc_stat(pid):
@@ -190,32 +160,27 @@ while True:
 '''
 
 
-_SHARED_CACHE = []  # this process's cache dir for the tool's bytecode and fork server
+_SHARED_CACHE = []  # this process's cache dir for the tool's bytecode
 
 
 def shared_cache():
-    """A cache dir for every test of the run: the tool is compiled once and its
-    fork server started once, as for a user who runs it again and again. The
-    process that made it (the runner of ``make test``, or a lone unittest
-    process) removes it and stops its server when it exits; the class
-    processes of a run get it in TMUXSESS_TEST_CACHE."""
+    """A cache dir for every test of the run: the tool is compiled once, as for
+    a user who runs it again and again. The process that made it (the runner
+    of ``make test``, or a lone unittest process) removes it when it exits; the
+    class processes of a run get it in TMUXSESS_TEST_CACHE."""
     if not _SHARED_CACHE:
         cache = os.environ.get("TMUXSESS_TEST_CACHE", "")
         if not cache:
             cache = tempfile.mkdtemp(prefix="tmuxsess-cache-")
             os.environ["TMUXSESS_TEST_CACHE"] = cache
             atexit.register(shutil.rmtree, cache, True)
-            atexit.register(kill_servers, cache)  # runs first
         _SHARED_CACHE.append(cache)
     return _SHARED_CACHE[0]
 
 
-def tool_argv(args, env, direct=False):
+def tool_argv(args, env):
     """(argv, env) for subprocess: ``./tmuxsess.py ARGS`` as a user runs it, with
-    this interpreter, through the run's fork server; ``direct``: ``python3
-    tmuxsess.py ARGS``, the process itself the tool."""
-    if direct:
-        return [sys.executable, TOOL] + [str(a) for a in args], env
+    this interpreter and the run's bytecode cache."""
     env = dict(os.environ if env is None else env)
     env.setdefault("TMUXSESS_PYTHON", sys.executable)
     env.setdefault("TMUXSESS_CACHE_DIR", shared_cache())
@@ -281,11 +246,10 @@ class TmuxTestCase(unittest.TestCase):
                                           encoding="utf-8").read())
         return subprocess.CompletedProcess(["tmuxsess.py"] + argv, code, *texts)
 
-    def exe(self, *args, input="", env=None, timeout=60, direct=False):
+    def exe(self, *args, input="", env=None, timeout=60):
         """The real executable, run as a user would (in the test's os.environ unless
-        ``env`` is given); returns CompletedProcess with text. ``direct``: as
-        ``python3 tmuxsess.py``, the process itself the tool (no fork server)."""
-        argv, env = tool_argv(args, env, direct)
+        ``env`` is given); returns CompletedProcess with text."""
+        argv, env = tool_argv(args, env)
         return subprocess.run(argv, input=input, env=env, timeout=timeout,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               universal_newlines=True)
@@ -315,13 +279,12 @@ class TmuxTestCase(unittest.TestCase):
             p.kill()
         p.communicate()
 
-    def popen(self, *args, direct=False, **kw):
-        """The executable in the background; text pipes unless ``kw`` says otherwise.
-        ``direct``: the process itself the tool, as in ``exe``."""
+    def popen(self, *args, **kw):
+        """The executable in the background; text pipes unless ``kw`` says otherwise."""
         for key, value in (("stdout", subprocess.PIPE), ("stderr", subprocess.PIPE),
                            ("universal_newlines", True)):
             kw.setdefault(key, value)
-        argv, kw["env"] = tool_argv(args, kw.get("env"), direct)
+        argv, kw["env"] = tool_argv(args, kw.get("env"))
         return self.spawn(argv, **kw)
 
     def has_open(self, pid, path):
@@ -338,7 +301,7 @@ class TmuxTestCase(unittest.TestCase):
 
     def follower(self, transcript, *args, **kw):
         """``popen(*args)`` of a command that follows ``transcript``, once it does."""
-        p = self.popen(*args, direct=True, **kw)  # the process that reads it
+        p = self.popen(*args, **kw)  # sh execs Python: the process that reads it
         wait_until(lambda: self.has_open(p.pid, transcript), 20,
                    "%s to follow the transcript" % args[0])
         return p
@@ -950,238 +913,6 @@ class SpeedTest(TmuxTestCase):
             self.assertNotIn(name, api)
         for name in ("hashlib", "traceback", "datetime", "shlex"):
             self.assertNotIn(name, cli)
-
-
-class ForkServerTest(TmuxTestCase):
-    """./tmuxsess.py hands each command to a fork server, which has the module
-    loaded: the command must run as it would in the caller's own process."""
-
-    def setUp(self):
-        super().setUp()
-        self.cache = os.path.join(self.tmp, "cache")
-        self.penv = dict(self.env, TMUXSESS_CACHE_DIR=self.cache,
-                         TMUXSESS_PYTHON=sys.executable)
-
-    def program(self, *args, env=None, timeout=60, **kw):
-        """The tool started as a program, through its /bin/sh first line."""
-        return subprocess.run([TOOL] + [str(a) for a in args], env=env or self.penv,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, timeout=timeout, **kw)
-
-    def server(self):
-        """The pid of the one fork server in the cache dir, once it listens."""
-        def listening():
-            socks = glob.glob(os.path.join(self.cache, "fork-*.sock"))
-            return socks and fork_server_pid(socks[0])
-        return wait_until(listening, what="the fork server")
-
-    def test_a_worker_of_the_server_runs_the_next_commands_as_the_caller(self):
-        self.assertEqual(self.program("list").returncode, 0)  # runs itself, starts one
-        server = self.server()
-        sub = os.path.join(self.tmp, "work dir")
-        os.mkdir(sub)
-        env = dict(self.penv, GREETING="hello from the caller")
-        r = self.program("create", "-n", "sh", "--cwd", ".", env=env, cwd=sub)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        r = self.program("run", "-s", "sh", "-c", 'echo "$GREETING"; pwd')
-        self.assertEqual((r.returncode, r.stdout), (0, "hello from the caller\n%s\n" % sub))
-        # A relative --file, standard input, exit codes and errors as the caller's own.
-        with open(os.path.join(sub, "code.sh"), "w") as f:
-            f.write("echo from-a-file; false\n")
-        r = self.program("run", "-s", "sh", "--file", "code.sh", cwd=sub)
-        self.assertEqual((r.returncode, r.stdout), (1, "from-a-file\n"))
-        r = self.program("run", "-s", "sh", "--file", "-", input="echo from-stdin\n")
-        self.assertEqual((r.returncode, r.stdout), (0, "from-stdin\n"))
-        r = self.program("run", "-s", "nosuch", "-c", "true")
-        self.assertEqual(r.returncode, 126)
-        self.assertOneLineError(r.stderr, "nosuch")
-        r = self.program("run", "-s", "sh", "--bogus")
-        self.assertEqual(r.returncode, 126)
-        self.assertIn("unrecognized arguments: --bogus", r.stderr)
-        # ...and it was a worker of the server that ran them.
-        slow = subprocess.Popen([TOOL, "run", "-s", "sh", "-c", "sleep 2; echo slept"],
-                                env=self.penv, stdout=subprocess.PIPE,
-                                universal_newlines=True)
-        wait_until(lambda: children_of(server), what="a worker")
-        self.assertEqual(slow.communicate(timeout=30)[0], "slept\n")
-        self.assertEqual(self.server(), server)
-
-    def test_signals_reach_the_worker_and_its_end_is_the_callers(self):
-        self.assertEqual(self.program("create", "-n", "sh").returncode, 0)
-        server = self.server()
-        run = subprocess.Popen([TOOL, "run", "-s", "sh", "-c", "sleep 30"], env=self.penv,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        wait_until(lambda: children_of(server), what="the worker")
-        wait_until(lambda: "sleep" in self.tmux("display-message", "-p", "-t", "=sh:",
-                                                "#{pane_current_command}").stdout,
-                   what="sleep to start")
-        run.send_signal(signal.SIGINT)  # Ctrl-C goes to the caller; the worker gets it
-        err = run.communicate(timeout=30)[1]
-        self.assertEqual(run.returncode, 130)
-        self.assertNotIn(b"Traceback", err)
-        wait_until(lambda: not children_of(server), what="the worker to end")
-        # As without the server: the program itself was left running, for send -k C-c.
-        self.assertEqual(self.program("send", "-s", "sh", "-k", "C-c").returncode, 0)
-        self.assertEqual(self.program("run", "-s", "sh", "-c", "echo after").stdout,
-                         "after\n")
-        # A reader that goes away: the worker dies of SIGPIPE, and so does the caller.
-        r = subprocess.run("%s run -s sh -c 'seq 1 50000' | head -n 1; "
-                           "echo \"${PIPESTATUS[0]}\"" % shlex.quote(TOOL), shell=True,
-                           executable="/bin/bash", env=self.penv, stdout=subprocess.PIPE,
-                           universal_newlines=True, timeout=60)
-        self.assertEqual(r.stdout, "1\n141\n")
-
-    def test_off_closed_streams_and_a_stopped_server_run_it_in_the_caller(self):
-        off = dict(self.penv, TMUXSESS_FORKSERVER="0")
-        self.assertEqual(self.program("create", "-n", "sh", env=off).returncode, 0)
-        self.assertEqual(self.program("list", env=off).returncode, 0)
-        self.assertEqual(glob.glob(os.path.join(self.cache, "fork-*")), [])
-        self.assertEqual(self.program("list").returncode, 0)
-        server = self.server()
-        r = subprocess.run([TOOL, "list"], env=self.penv, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, universal_newlines=True,
-                           stdin=subprocess.DEVNULL, pass_fds=(), close_fds=True,
-                           preexec_fn=lambda: os.close(1))
-        self.assertEqual(r.returncode, 1)
-        self.assertIn("standard output is closed", r.stderr)
-        # A server that does not answer costs a few seconds, never a command run twice.
-        log = os.path.join(self.tmp, "ran")
-        os.kill(server, signal.SIGSTOP)
-        try:
-            r = self.program("run", "-s", "sh", "-c", "echo once >> %s" % shlex.quote(log))
-        finally:
-            os.kill(server, signal.SIGCONT)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(self.program("run", "-s", "sh", "-c", "echo then >> %s" % (
-            shlex.quote(log))).returncode, 0)
-        self.assertEqual(read_bytes(log), b"once\nthen\n")
-
-    def test_the_server_goes_when_idle_or_when_its_socket_goes(self):
-        def serve(path, idle):
-            return subprocess.Popen([sys.executable, "-c", "import sys, tmuxsess; "
-                                     "tmuxsess.serve_forks(sys.argv[1], float(sys.argv[2]))",
-                                     path, str(idle)], cwd=HERE)
-        os.mkdir(self.cache, 0o700)
-        path = os.path.join(self.cache, "fork-test.sock")
-        idle = serve(path, 0.5)
-        self.assertEqual(idle.wait(timeout=30), 0)
-        self.assertFalse(os.path.exists(path))
-        kept = serve(path, 600)
-        wait_until(lambda: fork_server_pid(path), what="the server")
-        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
-        os.unlink(path)
-        self.assertEqual(kept.wait(timeout=30), 0)
-
-    def test_the_callers_umask_fds_and_ignored_signals_are_the_workers(self):
-        self.assertEqual(self.program("create", "-n", "sh").returncode, 0)
-        self.server()
-        skill = os.path.join(self.tmp, "sk")
-        r = subprocess.run("umask 077; exec %s skill --write %s" % (TOOL, shlex.quote(skill)),
-                           shell=True, env=self.penv, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(skill, "SKILL.md")).st_mode), 0o600)
-        # Its other fds, at their numbers: process substitution, /dev/fd/N.
-        r = subprocess.run([shutil.which("bash") or "bash", "-c",
-                            '%s run -s sh --file <(echo "echo from-fd")' % TOOL],
-                           env=self.penv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           universal_newlines=True, timeout=60)
-        self.assertEqual((r.returncode, r.stdout), (0, "from-fd\n"), r.stderr)
-        # A caller that ignores SIGHUP (nohup) is not ended by it; one that does not
-        # ignore SIGTERM is, as if the worker were the caller itself.
-        ignoring = subprocess.Popen(
-            [TOOL, "run", "-s", "sh", "-c", "sleep 1.5; echo kept"], env=self.penv,
-            stdout=subprocess.PIPE, universal_newlines=True,
-            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
-        wait_until(lambda: "sleep" in self.tmux("display-message", "-p", "-t", "=sh:",
-                                                "#{pane_current_command}").stdout, what="sleep")
-        ignoring.send_signal(signal.SIGHUP)
-        self.assertEqual(ignoring.communicate(timeout=30)[0], "kept\n")
-        self.assertEqual(ignoring.returncode, 0)
-        ended = subprocess.Popen([TOOL, "run", "-s", "sh", "-c", "sleep 1.5; echo not-seen"],
-                                 env=self.penv, stdout=subprocess.PIPE)
-        wait_until(lambda: "sleep" in self.tmux("display-message", "-p", "-t", "=sh:",
-                                                "#{pane_current_command}").stdout, what="sleep")
-        ended.send_signal(signal.SIGTERM)
-        ended.communicate(timeout=30)
-        self.assertEqual(ended.returncode, -signal.SIGTERM)
-
-    def test_a_killed_or_stopped_caller_takes_its_worker_along(self):
-        self.assertEqual(self.program("create", "-n", "sh").returncode, 0)
-        server = self.server()
-
-        def state(pid):
-            return b"".join(proc_stat(pid)[:1])  # b"" once it has ended
-        run = subprocess.Popen([TOOL, "run", "-s", "sh", "-c", "sleep 2; echo slept"],
-                               env=self.penv, stdout=subprocess.PIPE,
-                               universal_newlines=True)
-        self.addCleanup(run.kill)
-        wait_until(lambda: "sleep" in self.tmux("display-message", "-p", "-t", "=sh:",
-                                                "#{pane_current_command}").stdout, what="sleep")
-        worker, = children_of(server)  # (the probe of self.server() had one too, briefly)
-        run.send_signal(signal.SIGTSTP)  # Ctrl-Z
-        with contextlib.suppress(AssertionError):
-            wait_until(lambda: state(run.pid) == b"T", 2, what="the caller stopped")
-        if state(run.pid) == b"T":
-            # Stopped before its caller stops itself; a loaded machine may show it
-            # a moment after.
-            wait_until(lambda: state(worker) == b"T", 5, what="the worker stopped")
-            run.send_signal(signal.SIGCONT)  # fg
-        else:  # an orphaned process group (CI): the kernel drops a stop; so does the worker
-            wait_until(lambda: state(worker) != b"T", what="the worker to go on")
-        self.assertEqual(run.communicate(timeout=30)[0], "slept\n")
-        self.assertEqual(run.returncode, 0)
-        # SIGKILL: the caller cannot pass it on, but its worker sees it go.
-        began = time.monotonic()
-        run = subprocess.Popen([TOOL, "run", "-s", "sh", "-c", "sleep 20; echo late"],
-                               env=self.penv, stdout=subprocess.PIPE)
-        self.addCleanup(run.kill)
-        wait_until(lambda: "sleep" in self.tmux("display-message", "-p", "-t", "=sh:",
-                                                "#{pane_current_command}").stdout, what="sleep")
-        run.kill()
-        self.assertEqual(run.communicate(timeout=30)[0], b"")  # its stdout closed at once
-        wait_until(lambda: not children_of(server), 10, what="the worker to go")
-        self.assertLess(time.monotonic() - began, 15)
-
-    def test_the_server_shows_no_command_and_keeps_no_error(self):
-        secret = "s3cr3t-%d" % os.getpid()
-        self.assertEqual(self.program("create", "-n", secret).returncode, 0)
-        server = self.server()
-        self.assertNotIn(secret.encode(), read_bytes("/proc/%d/cmdline" % server))
-        # A full disk: the same status and report as without the server.
-        for unbuffered in ("", "1"):
-            results = []
-            for server_on in ("1", "0"):
-                with open("/dev/full", "w") as full:
-                    results.append(subprocess.run(
-                        [TOOL, "--version"], stdout=full, stderr=subprocess.PIPE,
-                        env=dict(self.penv, TMUXSESS_FORKSERVER=server_on,
-                                 PYTHONUNBUFFERED=unbuffered),
-                        universal_newlines=True, timeout=60))
-            said = [(r.returncode, "No space left on device" in r.stderr) for r in results]
-            self.assertEqual(said[0], said[1], results)
-        # A caller with other limits gets a server of its own, with its limits.
-        before = set(glob.glob(os.path.join(self.cache, "fork-*.sock")))
-        r = subprocess.run(["nice", "-n", "7", TOOL, "list"], env=self.penv,
-                           stdout=subprocess.PIPE, timeout=60)
-        self.assertEqual(r.returncode, 0)
-        new = wait_until(lambda: set(glob.glob(os.path.join(self.cache, "fork-*.sock")))
-                         - before, what="a server of its own")
-        self.assertEqual(len(new), 1, new)
-        pid = wait_until(lambda: fork_server_pid(min(new)), what="it to listen")
-        self.assertEqual(proc_stat(pid)[16], b"7")  # field 19, nice
-
-    def test_many_callers_at_once_each_get_their_own_output(self):
-        self.assertEqual(self.program("create", "-n", "a").returncode, 0)
-        self.assertEqual(self.program("create", "-n", "b", "--python").returncode, 0)
-        self.server()
-        calls = [("a" if i % 2 else "b", i) for i in range(24)]
-        with concurrent.futures.ThreadPoolExecutor(12) as pool:
-            results = list(pool.map(lambda c: self.program(
-                "run", "-s", c[0], "-T", "60",
-                "-c", ("echo %d" if c[0] == "a" else "print(%d)") % c[1]), calls))
-        self.assertEqual([(r.returncode, r.stdout) for r in results],
-                         [(0, "%d\n" % i) for _, i in calls])
 
 
 class ListHealthTest(TmuxTestCase):
@@ -5620,7 +5351,7 @@ class StressTest(TmuxTestCase):
         results = {}
 
         def cli(key, *args):
-            r = self.exe(*args, timeout=170, direct=True)
+            r = self.exe(*args, timeout=170)
             results.setdefault(key, []).append(r)
             return r
 
@@ -5858,8 +5589,7 @@ class StressTest(TmuxTestCase):
 
 # Classes whose tests each drive programs for seconds: one process per test.
 SLOW_CLASSES = ("FullScreenTest", "WaitingForInputTest", "ReadmeExamplesTest",
-                "McpConcurrencyTest", "CorpusTest", "CanonicalDeliveryTest", "ConcurrencyTest",
-                "ForkServerTest")
+                "McpConcurrencyTest", "CorpusTest", "CanonicalDeliveryTest", "ConcurrencyTest")
 # The longest of them (20-40 s each) start first, so that none is left to run alone.
 FIRST_CLASSES = ("ReadmeExamplesTest", "CorpusTest", "FullScreenTest")
 

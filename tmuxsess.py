@@ -1,6 +1,6 @@
 #!/bin/sh
 """exec" "${TMUXSESS_PYTHON:-python3}" -S -c \
-"import sys;exec(open(sys.argv[1]).read().split('#: boot\n')[-1])" "$0" "$@" # see _boot
+"import sys;s=open(sys.argv[1],'rb').read();exec(s[s.rindex(b'#: boot\n'):]);_boot(s)" "$0" "$@"
 tmuxsess: drive interactive terminal programs inside tmux, exactly.
 
 Create a session, send it input, know when the program has answered, read
@@ -75,7 +75,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import (IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Literal, Mapping,
-                    NamedTuple, NoReturn, Optional, Sequence, Set, Tuple, Type, TypedDict,
+                    NamedTuple, NoReturn, Optional, Sequence, Tuple, Type, TypedDict,
                     TypeVar, Union)
 
 if TYPE_CHECKING:  # each imported where used: a command pays only for what it uses
@@ -7445,10 +7445,6 @@ COMMANDS: List[_Command] = [
 ]
 
 
-# Parsers a fork server built before forking its workers, by command name.
-_PARSERS: Dict[str, "argparse.ArgumentParser"] = {}
-
-
 def build_parser(only: str = "") -> argparse.ArgumentParser:
     """The command line: one subparser per entry of ``COMMANDS`` (with ``only``,
     just the one of that name or alias, when there is one: the rest cost time)."""
@@ -7478,7 +7474,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not argv:
         sys.stdout.write(OVERVIEW)
         return 0
-    parser = _PARSERS.get(name) or build_parser(name)
+    parser = build_parser(name)
     try:
         words, held = _dash_values(parser, argv)
         a, extra = parser.parse_known_args(words)
@@ -7567,565 +7563,55 @@ def _usage_code(name: str) -> int:
 
 
 def script() -> NoReturn:
-    """The command line as a program: signals as a command-line tool has them."""
-    _cli_signals()
+    """The command line as a program: SIGPIPE ends it (``| head``), Ctrl-C
+    interrupts it (exit 130, quietly)."""
+    with contextlib.suppress(AttributeError):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         sys.exit(main())
     except KeyboardInterrupt:  # outside a command, e.g. while parsing arguments
         sys.exit(130)
 
 
-# -- fork server ------------------------------------------------------------------
-# Started as ./tmuxsess.py, a command costs a Python start and the import of this
-# module (~50 ms) before its one tmux call (~3 ms). A fork server pays the import
-# once: it sits on a Unix socket in the private cache dir and forks a worker per
-# command, the module already loaded. The worker takes the caller's open fds,
-# working directory, umask, ignored signals, environment and arguments, runs
-# main() as the caller would have, and says how it ended; the caller (see
-# _boot) passes on signals and exits the same way. What a worker would inherit
-# from the server instead names the server's socket (see _fork_server_path), so
-# a caller that differs there gets a server of its own. TMUXSESS_FORKSERVER=0
-# turns it off.
-FORKSERVER_IDLE = 600.0  # seconds without a command before the server exits
-
-
-def serve_forks(path: str, idle: float = FORKSERVER_IDLE) -> None:
-    """Serve commands on a Unix socket at ``path`` until idle for ``idle``
-    seconds, or until ``path`` is removed or taken by another server (then
-    once the commands under way have ended)."""
-    import select
-    import socket
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1.0)
-        with contextlib.suppress(OSError):
-            probe.connect(path)
-            return  # another server answers here (or is stopped, and will again)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)  # a dead server's socket
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        listener.bind(path)
-    finally:
-        os.umask(old)
-    listener.listen(64)
-    mine = os.stat(path).st_ino
-    wake_r, wake_w = os.pipe()
-    for fd in (wake_r, wake_w):
-        os.set_blocking(fd, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select() below
-    _warm_for_workers()
-    workers: Dict[int, Any] = {}  # pid -> the connection of its caller
-    last = time.monotonic()
-    while listener.fileno() >= 0 or workers:
-        waited = [wake_r] + ([listener.fileno()] if listener.fileno() >= 0 else [])
-        ready = select.select(waited, [], [], 1.0)[0]
-        with contextlib.suppress(OSError):
-            os.read(wake_r, 512)
-        _reap_workers(workers)
-        if listener.fileno() in ready:
-            conn = listener.accept()[0]
-            pid = os.fork()
-            if pid == 0:  # the worker holds only its own caller's connection
-                for other in [listener] + list(workers.values()):
-                    other.close()
-                signal.set_wakeup_fd(-1)
-                os.close(wake_r)
-                os.close(wake_w)
-                _work(conn)  # never returns
-            workers[pid] = conn
-            last = time.monotonic()
-        try:
-            taken = os.stat(path).st_ino != mine
-        except FileNotFoundError:
-            taken = True
-        if listener.fileno() >= 0 and (taken or not workers
-                                       and time.monotonic() - last > idle):
-            if not taken:
-                os.unlink(path)
-            listener.close()
-
-
-def _warm_for_workers() -> None:
-    """Import and build, once in the server, what commands import or build
-    when they first need it: no worker pays for it, or copies it (gc.freeze)."""
-    import codeop  # noqa: F401
-    import datetime
-    import gc
-    import hashlib  # noqa: F401
-    import termios  # noqa: F401
-    import traceback  # noqa: F401
-    datetime.datetime.strptime("2026", "%Y")  # imports _strptime
-    _sha256_hex(b"")
-    for c in COMMANDS:
-        for name in [c.name] + c.aliases:
-            _PARSERS[name] = build_parser(name)
-    gc.freeze()
-
-
-def _reap_workers(workers: Dict[int, Any]) -> None:
-    """Tell the caller of each ended worker that a signal killed it; a worker
-    that exits says its status itself."""
-    while workers:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if not pid:
-            return
-        conn = workers.pop(pid, None)
-        if conn is None:
-            continue
-        if os.WIFSIGNALED(status):
-            with contextlib.suppress(OSError):
-                conn.sendall(b"signal %d\n" % os.WTERMSIG(status))
-        conn.close()
-
-
-def _work(conn: Any) -> NoReturn:
-    """One command, in a forked worker: take on the caller's place, run main()."""
-    code = 1
-    try:
-        fields = _fork_request(conn)
-        if fields is None:
-            os._exit(1)  # not a caller of this version: it runs the command itself
-        conn.sendall(b"pid %d\n" % os.getpid())
-        conn = _take_callers_place(conn, fields)  # or exits: it runs it itself
-        try:
-            code = main(sys.argv[1:])
-        except KeyboardInterrupt:
-            code = 130
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else int(e.code is not None)
-        except BaseException:  # a bug: its traceback, as the caller would show it
-            import traceback
-            traceback.print_exc()
-        code = _flush_streams(code)
-        conn.sendall(b"exit %d\n" % code)
-    finally:
-        os._exit(code)
-
-
-def _fork_request(conn: Any) -> Optional[List[bytes]]:
-    """The fields of a caller's request: a 4-byte length, then NUL-separated
-    fields (see _fork_request_bytes). None for a caller that is not this user,
-    or speaks another version."""
-    import socket
-    import struct
-    with contextlib.suppress(AttributeError, OSError):  # Linux: who is calling
-        uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                  12))[1]
-        if uid != os.geteuid():
-            return None
-    data = b""
-    while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
-        more = conn.recv(1 << 16)
-        if not more:
-            return None
-        data += more
-    fields = data[4:].split(b"\0")
-    if fields[0] != FORKSERVER_HELLO or len(fields) < 11:
-        return None
-    return fields
-
-
-def _caller_fds(conn: Any) -> Optional[Dict[int, int]]:
-    """The caller's go-ahead, which carries every fd it has open (and its working
-    directory, as the last): {the caller's number: the fd here}. They travel only
-    now, to a worker that answered: a server that never answers must not hold
-    the caller's pipes open."""
-    import socket
-    import struct
-    fds: List[int] = []
-    data, ancillary, _flags, _addr = conn.recvmsg(4096, socket.CMSG_SPACE(4 * 256))
-    for level, kind, cdata in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds += struct.unpack("%di" % (len(cdata) // 4), cdata[:len(cdata) // 4 * 4])
-    words = data.split()
-    if words[:1] != [b"go"] or len(words) != len(fds):  # "go", then each fd's number
-        for fd in fds:
-            os.close(fd)
-        return None
-    return dict(zip([int(w) for w in words[1:]] + [-1], fds))
-
-
-def _take_callers_place(conn: Any, fields: List[bytes]) -> Any:
-    """Become the caller: its fds at their numbers, its working directory, umask,
-    signal dispositions, environment, standard streams and argv. Returns the
-    connection, moved out of the way; exits if the caller gave up waiting."""
-    import fcntl
-    import select
-    import socket
-    fds = _caller_fds(conn)
-    if fds is None:
-        os._exit(1)  # the caller gave up waiting and runs the command itself
-    here = fds.pop(-1)
-    os.fchdir(here)
-    os.close(here)
-    high = max(list(fds) + [conn.fileno(), 2]) + 1
-    moved = {mine: fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, high) for mine, fd in fds.items()}
-    kept = fcntl.fcntl(conn.fileno(), fcntl.F_DUPFD_CLOEXEC, high)
-    for fd in list(fds.values()) + [conn.detach()]:
-        os.close(fd)
-    for number in range(3):
-        with contextlib.suppress(OSError):
-            os.close(number)  # a stream the caller had closed stays closed
-    for number, fd in moved.items():
-        os.dup2(fd, number)  # not close-on-exec, as the caller's own were not
-        os.close(fd)
-    conn = socket.socket(fileno=kept)
-    # The caller gone (killed, say), its worker goes too: SIGIO on end of input.
-    fcntl.fcntl(kept, fcntl.F_SETOWN, os.getpid())
-    fcntl.fcntl(kept, fcntl.F_SETFL, fcntl.fcntl(kept, fcntl.F_GETFL) | os.O_ASYNC)
-    if select.select([kept], [], [], 0)[0] and not conn.recv(1, socket.MSG_PEEK):
-        os._exit(1)  # gone before the watch was set
-    umask, argc, ignored, encodings = (int(fields[1]), int(fields[2]), fields[3].split(b","),
-                                       [e.decode() for e in fields[4:10]])
-    os.umask(umask)
-    _set_signals({int(n) for n in ignored if n})
-    os.environb.clear()
-    for pair in fields[10 + argc:]:
-        key, eq, value = pair.partition(b"=")
-        if eq:
-            os.environb[key] = value
-    time.tzset()
-    sys.stdin, sys.stdout, sys.stderr = (_stream(fd, encodings[2 * fd:2 * fd + 2])
-                                         for fd in range(3))
-    sys.argv = [os.fsdecode(a) for a in fields[10:10 + argc]]
-    return conn
-
-
-def _set_signals(ignored: Set[int]) -> None:
-    """The caller's dispositions (what it ignored, it ignores), then the
-    command line's own."""
-    for number in range(1, signal.NSIG):
-        if number in (signal.SIGKILL, signal.SIGSTOP):
-            continue
-        with contextlib.suppress(OSError, ValueError, RuntimeError):
-            signal.signal(number, signal.SIG_IGN if number in ignored else signal.SIG_DFL)
-    signal.signal(signal.SIGIO, signal.SIG_DFL)  # see _take_callers_place
-    _cli_signals()
-
-
-def _cli_signals() -> None:
-    """A command-line tool's: SIGPIPE ends it (| head), Ctrl-C interrupts it."""
-    with contextlib.suppress(AttributeError):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def _stream(fd: int, encoding: List[str]) -> Optional[IO[str]]:
-    """A standard stream on the caller's ``fd``, as Python would have made it
-    (None where the caller had it closed)."""
-    if not encoding[0]:
-        return None
-    try:
-        raw = io.FileIO(fd, "r" if fd == 0 else "w", closefd=False)
-    except OSError:
-        return None
-    if fd == 0:
-        return io.TextIOWrapper(io.BufferedReader(raw), encoding[0], encoding[1])
-    unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))  # as Python reads it
-    return io.TextIOWrapper(raw if unbuffered else io.BufferedWriter(raw),
-                            encoding[0], encoding[1], write_through=unbuffered,
-                            line_buffering=not unbuffered and (fd == 2 or raw.isatty()))
-
-
-def _flush_streams(code: int) -> int:
-    """Flush stdout and stderr as Python does at exit: a failure is reported,
-    and the exit status becomes 120."""
-    for name in ("stdout", "stderr"):
-        stream = getattr(sys, name)
-        try:
-            if stream is not None:
-                stream.flush()
-        except (OSError, ValueError) as e:
-            with contextlib.suppress(OSError, ValueError):
-                os.write(2, ("Exception ignored in: <_io.TextIOWrapper name='<%s>'>\n"
-                             "%s: %s\n" % (name, type(e).__name__, e)).encode())
-            code = 120
-    return code
-
-
 if __name__ == "__main__":
     script()
 
-# Started as ./tmuxsess.py, /bin/sh runs the docstring's first line: Python then
-# runs only what follows the mark below, which imports this file as a module,
-# from bytecode cached in a private per-user dir. Run as a script the file
-# would be compiled anew each time (~50 ms); only imported modules are cached.
-# The cache works where the tool's dir is read-only or PYTHONDONTWRITEBYTECODE
-# is set: it is written elsewhere, keyed by this file's path, size and mtime.
+# Started as ./tmuxsess.py, /bin/sh runs the docstring's first line: Python reads
+# this file and runs only what follows the mark below. It runs the module from
+# bytecode kept under the file's sha256, so an edited file runs at once and an
+# unchanged one is not compiled again (about 50 ms of every start). The cache
+# is a private dir of the user's ($TMUXSESS_CACHE_DIR, else ~/.cache/tmuxsess);
+# where there can be none, the file is compiled in memory, as a script is.
 #: boot
-FORKSERVER_HELLO = b"tmuxsess-fork 2"  # the first field of a request (see serve_forks)
-FORKSERVER_PATIENCE = 3.0  # seconds a caller waits for a worker before running it itself
-_BOOT_LINE = "import sys;exec(open(sys.argv[1]).read().split('#: boot\\n')[-1])"  # as above
-
-
-def _boot() -> None:
-    import os as o
-    s = sys
-    s.argv.pop(0)  # "-c"; argv[0] is now the path the tool was started by
-    import _signal  # type: ignore  # signal.py would cost 8 ms of imports (enum)
-    _signal.signal(_signal.SIGINT, lambda *_: o._exit(130))  # as while loading, below
-    serve_at = o.environ.pop("TMUXSESS_FORK_SERVER_AT", "")  # see _start_fork_server
-    cache = o.path.abspath(o.environ.get("TMUXSESS_CACHE_DIR") or o.path.join(
-        o.environ.get("XDG_CACHE_HOME") or o.path.expanduser("~/.cache"), "tmuxsess"))
-    tool, server = o.path.realpath(s.argv[0]), ""
+def _boot(source: bytes) -> None:
+    import marshal
+    import os
+    sys.argv.pop(0)  # "-c": argv[0] is now the path the tool was started by
+    import _signal  # type: ignore  # as the module does while loading
+    _signal.signal(_signal.SIGINT, lambda *_: os._exit(130))
+    tool = os.path.realpath(sys.argv[0])
+    cache = os.path.abspath(os.environ.get("TMUXSESS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tmuxsess"))
+    digest = __import__("_sha256").sha256(source + sys.version.encode()).hexdigest()
+    path = os.path.join(cache, "tmuxsess-%s.pyc" % digest[:32])
     try:
-        if not serve_at:  # a server whose cache dir is gone must not make it again
-            o.makedirs(cache, 0o700, exist_ok=True)
-        st = o.lstat(cache)
-        if st.st_uid == o.geteuid() and not st.st_mode & 0o022 and o.path.isdir(cache):
-            s.pycache_prefix = cache  # ours alone: bytecode from here is trusted
-            s.dont_write_bytecode = bool(serve_at)  # its starter wrote it
-            server = "" if serve_at else _fork_server_path(cache, tool)
-        elif serve_at:
-            o._exit(0)
-    except OSError:
-        if serve_at:
-            o._exit(0)
-        # no cache: compiled in memory, as a script is
-    if server:
-        code = _by_fork_server(server)
-        if code is not None:
-            o._exit(code)  # nothing of this process's own to flush or finalize
-    from importlib.util import module_from_spec, spec_from_file_location
-    spec = spec_from_file_location("tmuxsess", tool)
-    assert spec is not None and spec.loader is not None
-    module = module_from_spec(spec)
-    s.modules["tmuxsess"] = module
-    spec.loader.exec_module(module)
-    if serve_at:
-        module.serve_forks(serve_at)
-        o._exit(0)
-    if server:
-        _start_fork_server(server, tool)
+        with open(path, "rb") as f:
+            code = marshal.loads(f.read())
+    except (OSError, ValueError, EOFError, TypeError):
+        code = compile(source, tool, "exec", dont_inherit=True)
+        try:
+            os.makedirs(cache, 0o700, exist_ok=True)
+            st = os.lstat(cache)
+            if os.path.isdir(cache) and st.st_uid == os.geteuid() and not st.st_mode & 0o022:
+                tmp = "%s.%d" % (path, os.getpid())
+                with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+                    f.write(marshal.dumps(code))
+                os.replace(tmp, path)
+        except OSError:
+            pass  # not cached: compiled again next time
+    module = type(sys)("tmuxsess")
+    module.__file__ = tool
+    sys.modules["tmuxsess"] = module
+    exec(code, module.__dict__)
     module.script()
-
-
-def _fork_server_path(cache: str, tool: str) -> str:
-    """Where the fork server for this file, this Python and a caller like this
-    one would listen; "" where none may serve it. Whatever a worker inherits
-    from its server rather than from its caller is in the name: the
-    interpreter and its PYTHON* settings, groups, nice value, resource limits,
-    cgroup and namespaces."""
-    import binascii
-    import os as o
-    s = sys
-    if (o.environ.get("TMUXSESS_FORKSERVER", "1") == "0" or s.argv[1:2] in (["attach"], ["mcp"])
-            or not hasattr(o, "fork")):
-        return ""  # attach becomes tmux in this terminal; mcp lives long anyway
-    st, py = o.stat(tool), o.stat(s.executable or "/")
-    key = [tool, st.st_ino, st.st_size, st.st_mtime_ns, s.executable, py.st_ino, s.hexversion,
-           s.getfilesystemencoding(), s.flags, o.getgid(), o.getegid(), o.getgroups(),
-           o.getpriority(o.PRIO_PROCESS, 0)]
-    key += sorted(kv for kv in o.environ.items() if kv[0].startswith("PYTHON"))
-    import resource
-    key += [resource.getrlimit(getattr(resource, n)) for n in dir(resource)
-            if n.startswith("RLIMIT_")]
-    for name in ("mnt", "pid", "net", "user", "ipc", "uts", "cgroup"):
-        try:
-            key.append(o.stat("/proc/self/ns/" + name).st_ino)
-        except OSError:
-            key.append(name)
-    try:
-        with open("/proc/self/cgroup", "rb") as f:
-            key.append(f.read())
-    except OSError:
-        pass
-    path = o.path.join(cache, "fork-%08x.sock" % binascii.crc32(repr(key).encode()))
-    return path if len(path.encode()) < 100 else ""  # sun_path holds about 104 bytes
-
-
-def _by_fork_server(path: str) -> "Optional[int]":
-    """This command, run by the fork server at ``path``: its exit code, or None
-    when no server took it (then nothing ran)."""
-    import _signal
-    import _socket  # socket.py would cost 10 ms of imports (enum, selectors)
-    import os as o
-    fds = _fds_to_pass()
-    if fds is None:
-        return None
-    try:
-        conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        conn.settimeout(FORKSERVER_PATIENCE)  # a stopped or stuck server: run it here
-        conn.connect(path)
-        conn.sendall(_fork_request_bytes())
-        answer = _line_reader(conn)
-        word, _, number = answer().partition(b" ")
-        if word != b"pid":
-            return None
-        pid = int(number)
-        here = o.open(".", getattr(o, "O_PATH", o.O_RDONLY) | o.O_DIRECTORY)
-    except (OSError, ValueError):
-        return None  # no server, or no answer: this process runs it
-    before = _pass_signals_to(pid)  # before the go: no signal falls between
-    try:  # from here on the worker runs it, and only the worker
-        passed = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds + [here])
-        conn.sendmsg([b" ".join([b"go"] + [b"%d" % fd for fd in fds])],
-                     [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, passed)])
-        conn.settimeout(None)
-    except OSError:
-        for signum, handler in before.items():
-            _signal.signal(signum, handler)
-        return None
-    finally:
-        o.close(here)
-    try:
-        word, _, number = answer().partition(b" ")
-    except OSError:
-        word = b""
-    return _worker_end(word, number)
-
-
-def _fds_to_pass() -> "Optional[List[int]]":
-    """Every fd this process has open, for its worker to have at the same
-    numbers; None where that cannot be: a job in the background of a
-    terminal (its worker would read and write there as if in front), or more
-    fds than one message carries."""
-    import os as o
-    for fd in (0, 1, 2):
-        try:
-            if o.isatty(fd) and o.tcgetpgrp(fd) != o.getpgrp():
-                return None
-        except OSError:
-            pass  # not our terminal, or not a terminal
-    for where in ("/proc/self/fd", "/dev/fd"):
-        try:
-            listing = o.open(where, o.O_RDONLY | o.O_DIRECTORY)
-        except OSError:
-            continue
-        try:
-            fds = sorted(int(n) for n in o.listdir(listing) if int(n) != listing)
-        finally:
-            o.close(listing)
-        fds = [fd for fd in fds if _fd_open(fd)]  # /dev/fd may list closed ones
-        return fds if len(fds) < 250 else None
-    return None
-
-
-def _fd_open(fd: int) -> bool:
-    import os as o
-    try:
-        o.fstat(fd)
-        return True
-    except OSError:
-        return False
-
-
-def _pass_signals_to(pid: int) -> "Dict[int, Any]":
-    """What the caller gets, its worker gets: Ctrl-C, kill, hangup, Ctrl-Z and
-    the continue after it; signals the caller ignores it leaves ignored.
-    Returns the handlers it replaced."""
-    import _signal
-    import os as o
-
-    def forward(signum: int, _frame: object) -> None:
-        try:
-            o.kill(pid, signum)
-        except OSError:
-            pass
-
-    def stop(signum: int, _frame: object) -> None:  # Ctrl-Z: the worker stops too
-        forward(_signal.SIGSTOP, None)
-        _signal.signal(_signal.SIGTSTP, _signal.SIG_DFL)
-        o.kill(o.getpid(), _signal.SIGTSTP)  # returns once this process is continued
-        _signal.signal(_signal.SIGTSTP, stop)
-        # Said here: the SIGCONT handler may not run until the next signal
-        # (Python checks the lower-numbered one before this handler ran).
-        forward(_signal.SIGCONT, None)
-    before = {}
-    for signum in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
-                   _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGCONT, _signal.SIGTSTP):
-        if _signal.getsignal(signum) != _signal.SIG_IGN:
-            before[signum] = _signal.signal(signum,
-                                            stop if signum == _signal.SIGTSTP else forward)
-    return before
-
-
-def _worker_end(word: bytes, number: bytes) -> int:
-    """The exit status for how the worker ended ("exit N", "signal N", or nothing)."""
-    import _signal
-    import os as o
-    if word == b"exit":
-        return int(number)
-    if word == b"signal":  # end as the worker did, as a shell would see it
-        _signal.signal(int(number), _signal.SIG_DFL)
-        o.kill(o.getpid(), int(number))
-        return 128 + int(number)
-    sys.stderr.write("tmuxsess: error: the fork server's worker for this command ended "
-                     "without a word\nhint: run it again; TMUXSESS_FORKSERVER=0 runs "
-                     "every command in its own process\n")
-    sys.stderr.flush()
-    return 1
-
-
-def _fork_request_bytes() -> bytes:
-    """This command as serve_forks reads it: a 4-byte length, then NUL-separated
-    fields: version, umask, argc, the signals ignored, the standard streams'
-    encodings, argv, environ."""
-    import _signal
-    import os as o
-    s = sys
-    mask = o.umask(0o022)
-    o.umask(mask)
-    ignored = []
-    for signum in range(1, _signal.NSIG):
-        try:
-            if _signal.getsignal(signum) == _signal.SIG_IGN:
-                ignored.append(b"%d" % signum)
-        except (OSError, ValueError):
-            pass
-    fields = [FORKSERVER_HELLO, b"%d" % mask, b"%d" % len(s.argv), b",".join(ignored)]
-    for stream in (s.stdin, s.stdout, s.stderr):  # None if closed
-        fields += [str(stream.encoding).encode(), str(stream.errors).encode()] if stream else [
-            b"", b""]
-    fields += [o.fsencode(a) for a in s.argv]
-    fields += [k + b"=" + v for k, v in o.environb.items()]
-    data = b"\0".join(fields)
-    return len(data).to_bytes(4, "big") + data
-
-
-def _line_reader(conn: "Any") -> "Callable[[], bytes]":
-    """A function that returns the next line ``conn`` says, b"" at its end."""
-    pending = [b""]
-
-    def line() -> bytes:
-        while b"\n" not in pending[0]:
-            more = conn.recv(256)
-            if not more:
-                return b""
-            pending[0] += more
-        said, pending[0] = pending[0].split(b"\n", 1)
-        return said
-    return line
-
-
-def _start_fork_server(path: str, tool: str) -> None:
-    """Start a fork server at ``path`` in the background, for the commands that
-    follow: a new Python (so that ps shows none of this command's arguments)
-    in a session of its own, holding none of this process's fds."""
-    import os as o
-    pid = o.fork()
-    if pid:
-        o.waitpid(pid, 0)  # the middle child ends at once; the server is orphaned
-        return
-    try:
-        o.setsid()
-        if o.fork():
-            o._exit(0)
-        o.chdir("/")
-        null = o.open(o.devnull, o.O_RDWR)
-        for fd in (0, 1, 2):
-            o.dup2(null, fd)
-        o.closerange(3, 1 << 16)  # a pipe our caller waits to see closed, say
-        env = dict(o.environ, TMUXSESS_FORK_SERVER_AT=path)
-        o.execve(sys.executable, [sys.executable, "-S", "-c", _BOOT_LINE, tool], env)
-    finally:
-        o._exit(0)
-
-
-if __name__ == "__main__" and "__file__" not in globals():
-    _boot()
