@@ -94,7 +94,7 @@ __all__ = [
     # records
     "Session", "Health", "Pane", "SessionStatus", "RunResult", "WaitResult",
     "FoundSession", "Capture", "CreatedSession", "SendResult", "KillResult", "CleanupItem",
-    "RepairResult", "Profile", "PROFILES", "Registry", "Server", "Host", "ControlHost",
+    "RepairResult", "Profile", "PROFILES", "Registry", "Server", "Host",
     # errors
     "TmuxsessError", "UsageError", "NameTakenError", "TargetError", "TmuxError",
     "NoServerError", "SendError", "NotReadyError", "RegistryError",
@@ -1246,8 +1246,6 @@ class _FileWatch:
 class Host:
     """The machine the panes run on: the single home of every tmux call, every
     question about a process, and every transcript file opened.
-
-    A control-mode connection or a remote host would be another ``Host``.
     """
 
     def __init__(self, tmux: str = "tmux", proc: bool = True) -> None:
@@ -1289,27 +1287,13 @@ class Host:
         no row would parse."""
         return [self.binary, "-u"] + (["-f", "/dev/null"] if config else []) + server.args()
 
-    def close(self) -> None:
-        """Let go of what the host holds open (nothing, for plain execs)."""
-
-    def control_client(self, server: Server, session: str) -> "subprocess.Popen[bytes]":
-        """A ``tmux -C`` client sitting in a new ``session`` of its own (see
-        ControlHost); a server it would start reads no user configuration."""
-        return subprocess.Popen(
-            self._client_argv(server, config=True) + [
-                "-C", "new-session", "-s", session, "-x", "80", "-y", "24", "exec cat"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-
     def panes(self, server: Server) -> Optional[List[PaneRow]]:
-        """Every pane on a server in one call, or None when no server runs there.
-
-        The sessions control-mode clients sit in (see ControlHost) are not among them."""
+        """Every pane on a server in one call, or None when no server runs there."""
         try:
-            rows = parse_rows(PaneRow, self.tmux(server, ["list-panes", "-a", "-F",
+            return parse_rows(PaneRow, self.tmux(server, ["list-panes", "-a", "-F",
                                                           PANE_FORMAT]))
         except NoServerError:
             return None
-        return [r for r in rows if not r.session_name.startswith(CONTROL_SESSION)]
 
     def pane(self, server: Server, target: str) -> Optional[List[PaneRow]]:
         """The pane ``target`` names: [row], [] if none, None if no server runs."""
@@ -1487,302 +1471,6 @@ class Host:
         env = dict(os.environ)
         env.pop("TMUX", None)  # attaching from inside tmux nests, which works
         os.execvpe(argv[0], argv, env)
-
-
-# How the sessions control-mode clients sit in begin: tmux -C needs a session
-# to stay connected, and each client has one of its own. Not a name
-# validate_name lets a user pick; list, find and repair never show them.
-CONTROL_SESSION = "tmuxsess~control"
-
-
-def _control_setup(session: str) -> bytes:
-    """The first line a control client sends: its session goes when the client
-    goes (a hook, not destroy-unattached: tmux 3.3a destroys such a session
-    while an exiting client still points at it, and the server crashes), and
-    at once if only such sessions are left."""
-    target = _control_word("=%s:" % session)
-    return b" ; ".join([
-        b"set-option -t " + target + b" destroy-unattached off",  # whatever the config says
-        b"set-hook -t " + target + b" client-detached " + _control_word(
-            "kill-session -t '=%s:'" % session),
-        _last_session_check(session)])
-
-
-def _last_session_check(session: str) -> bytes:
-    """A line that ends ``session`` when no session but control sessions is left
-    (so the server goes, as when the user's last session goes without one)."""
-    others = "#{S:#{?#{m:%s*,#{session_name}},,x}}" % CONTROL_SESSION
-    return ("if-shell -F '#{==:%s,}' \"kill-session -t '=%s:'\"" % (others, session)
-            ).encode()
-
-CONTROL_LINE_MAX = 1 << 22  # bytes of one command line sent over a control client
-
-
-def _control_word(arg: Union[str, bytes]) -> bytes:
-    """One argument for a control-mode command line: double-quoted, with the
-    bytes tmux's parser acts on (and all others beyond printable ASCII) escaped,
-    so the command receives exactly the bytes given."""
-    data = arg if isinstance(arg, bytes) else arg.encode("utf-8", "surrogateescape")
-    return b'"' + _CONTROL_SPECIAL.sub(_control_escape, data) + b'"'
-
-
-# What _control_word escapes: '"', '$', '\\' and every byte outside printable ASCII.
-_CONTROL_SPECIAL = re.compile(rb"[^\x20\x21\x23\x25-\x5b\x5d-\x7e]")
-
-
-def _control_escape(found: "re.Match[bytes]") -> bytes:
-    byte = found.group()[0]
-    return b"\\%c" % byte if byte in b'"\\$' else b"\\%03o" % byte
-
-
-class _Slot:
-    """One command line sent over a control client, and what came back."""
-
-    def __init__(self, tag: str) -> None:
-        self.tag = tag
-        self.blocks: List[Tuple[bool, List[bytes]]] = []
-        self.done = threading.Event()
-        self.lost = False  # the connection went before the line was done
-
-
-class _Control:
-    """One ``tmux -C`` client, attached to a session of its own on one server.
-
-    A command line goes to its stdin, followed by a line that prints a tag:
-    tmux runs a client's lines in order (with what if-shell adds), so the
-    %begin/%end blocks up to the tag's are the answer. A thread reads them.
-    """
-
-    def __init__(self, proc: "subprocess.Popen[bytes]", server: Server, timeout: float,
-                 session: str) -> None:
-        self.server, self.timeout, self.session = server, timeout, session
-        self.lock = threading.Lock()
-        import collections
-        self.pending: "collections.deque[_Slot]" = collections.deque()
-        self.count = 0
-        self.alive = True
-        self.attached = threading.Event()  # it sits in its session (tmux said so)
-        self.proc = proc
-        self.reader = threading.Thread(target=self._read, name="tmuxsess-control",
-                                       daemon=True)
-        self.reader.start()
-
-    def send(self, line: bytes, wait: bool = True, timeout: Optional[float] = None
-             ) -> Optional[_Slot]:
-        """Send one command line; with ``wait``, its slot once answered (None:
-        it could not be sent)."""
-        with self.lock:
-            if not self.alive or self.proc.stdin is None:
-                return None
-            self.count += 1
-            slot = _Slot("tmuxsess-done-%d-%d" % (os.getpid(), self.count))
-            try:
-                self.proc.stdin.write(line + b"\ndisplay-message -p " + slot.tag.encode()
-                                      + b"\n")
-                self.proc.stdin.flush()
-            except (OSError, ValueError):
-                self.alive = False
-                return None
-            self.pending.append(slot)
-        if wait and not slot.done.wait(self.timeout if timeout is None else timeout):
-            self.close(kill=True)  # hung: this client is no longer to be trusted
-            slot.lost = True
-        return slot
-
-    def _read(self) -> None:
-        out = self.proc.stdout
-        assert out is not None
-        block: Optional[List[bytes]] = None
-        guard = b""
-        for raw in iter(out.readline, b""):
-            line = raw.rstrip(b"\n")
-            if block is not None:
-                if line.startswith((b"%end ", b"%error ")) and line.split(b" ", 1)[1] == guard:
-                    self._block(line.startswith(b"%end"), block, guard)
-                    block = None
-                else:
-                    block.append(line)
-            elif line.startswith(b"%begin "):
-                block, guard = [], line.split(b" ", 1)[1]
-            elif line.startswith(b"%sessions-changed"):
-                self.send(_last_session_check(self.session), wait=False)
-            elif line.startswith(b"%exit"):
-                break
-        self._lost()
-
-    def _block(self, ok: bool, lines: List[bytes], guard: bytes) -> None:
-        if not guard.endswith(b" 1"):  # not an answer to a line we sent: the attach
-            if ok:
-                self.attached.set()
-            return
-        with self.lock:
-            slot = self.pending[0] if self.pending else None
-            if slot is None:
-                return
-            if ok and lines == [slot.tag.encode()]:
-                self.pending.popleft()
-                slot.done.set()
-            else:
-                slot.blocks.append((ok, lines))
-
-    def _lost(self) -> None:
-        with self.lock:
-            self.alive = False
-            while self.pending:
-                slot = self.pending.popleft()
-                slot.lost = True
-                slot.done.set()
-
-    def close(self, kill: bool = False) -> None:
-        """Detach (stdin closed: the client exits), or kill it; reap it."""
-        with self.lock:
-            self.alive = False
-        with contextlib.suppress(OSError, ValueError):
-            if kill:
-                self.proc.kill()
-            elif self.proc.stdin is not None:
-                self.proc.stdin.close()
-        try:
-            self.proc.wait(2.0)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.reader is not threading.current_thread():
-            self.reader.join(2.0)
-        self._lost()
-        with contextlib.suppress(OSError, ValueError):
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()
-
-
-_CONTROL_HOSTS: List["ControlHost"] = []  # closed at interpreter exit
-
-
-class ControlHost(Host):
-    """A Host that keeps one control-mode client (``tmux -C``) per server and
-    sends commands over it: no process per command.
-
-    A server's client is started after a plain exec found the server running
-    (a client never starts a server), and sits in a session of its own. What it
-    cannot carry goes as a plain exec: commands that may start a server
-    (``config``), and anything while the client is missing, broken or slow to
-    come up. A server that went away is connected to again once an exec finds
-    it running again. ``close()`` (also at interpreter exit) detaches them all.
-    """
-
-    RETRY = 5.0  # seconds before a server whose client failed is tried again
-    CONNECT = 3.0  # seconds a new client has to answer its first line
-
-    def __init__(self, tmux: str = "tmux", proc: bool = True, timeout: float = 30.0) -> None:
-        super().__init__(tmux, proc)
-        self.timeout = timeout
-        self.clients: Dict[Server, _Control] = {}
-        self.failed: Dict[Server, float] = {}
-        self.guard = threading.Lock()
-        self.closed = False
-        if not _CONTROL_HOSTS:
-            import atexit
-            atexit.register(_close_control_hosts)
-        _CONTROL_HOSTS.append(self)
-
-    def tmux(self, server: Server, *commands: Sequence[str], stdin: Optional[bytes] = None,
-             config: bool = False) -> str:
-        client = None if config else self._client(server)
-        line = None if client is None else _control_line(commands, stdin)
-        if client is not None and line is not None:
-            slot = client.send(line)
-            if slot is not None and not (slot.lost and not slot.blocks):
-                return self._answer(server, slot)
-            # Not sent, or gone before a word of answer (the server died, say):
-            # an exec says what became of it.
-        out = super().tmux(server, *commands, stdin=stdin, config=config)
-        if client is None and not config:
-            self._connect(server)
-        return out
-
-    @staticmethod
-    def _answer(server: Server, slot: _Slot) -> str:
-        for ok, lines in slot.blocks:
-            if not ok:
-                said = [b.decode("utf-8", "replace") for b in lines if b.strip()]
-                raise _tmux_failure(server, said[-1] if said else "command failed")
-        if slot.lost:
-            raise TmuxError("tmux: the control client went away during a command (%s)"
-                            % server.label)
-        return "".join(b.decode("utf-8", "replace") + "\n"
-                       for _, lines in slot.blocks for b in lines)
-
-    def _client(self, server: Server) -> Optional[_Control]:
-        """The server's live client; one that went is dropped, to be replaced
-        after the next exec that finds the server running."""
-        with self.guard:
-            client = self.clients.get(server)
-            if client is not None and not client.alive:
-                del self.clients[server]
-                self.failed.pop(server, None)
-                client.close()
-                return None
-            return client
-
-    def _connect(self, server: Server) -> None:
-        with self.guard:
-            if (self.closed or server in self.clients
-                    or time.monotonic() < self.failed.get(server, 0.0)):
-                return
-            session = "%s-%d-%s" % (CONTROL_SESSION, os.getpid(), _random_id(8))
-            try:
-                client = _Control(self.control_client(server, session), server,
-                                  self.timeout, session)
-            except OSError:
-                self.failed[server] = time.monotonic() + self.RETRY
-                return
-            self.clients[server] = client
-        # Set up, and checked to answer. Lines sent before tmux has run the
-        # attach may run before it.
-        slot = client.send(_control_setup(session), timeout=self.CONNECT) if (
-            client.attached.wait(self.CONNECT)) else None
-        if slot is None or slot.lost or not all(ok for ok, _ in slot.blocks):
-            client.close(kill=True)
-            with self.guard:
-                if self.clients.get(server) is client:
-                    del self.clients[server]
-                self.failed[server] = time.monotonic() + self.RETRY
-
-    def close(self) -> None:
-        with self.guard:
-            self.closed = True
-            clients, self.clients = list(self.clients.values()), {}
-        for client in clients:
-            client.close()
-        with contextlib.suppress(ValueError):
-            _CONTROL_HOSTS.remove(self)
-
-
-def _control_line(commands: Sequence[Sequence[str]], stdin: Optional[bytes]) -> Optional[bytes]:
-    """The command line for a control client; None where it must go as an exec.
-
-    ``load-buffer -b NAME -`` with ``stdin`` becomes ``set-buffer`` with the data."""
-    words: List[bytes] = []
-    for command in commands:
-        if words:
-            words.append(b";")
-        if stdin is not None and list(command[:1]) == ["load-buffer"] and command[-1:] == ["-"]:
-            command = ["set-buffer"] + list(command[1:-1]) + ["--"]
-            words.extend(_control_word(a) for a in command)
-            words.append(_control_word(stdin))
-            continue
-        if stdin is not None and any(a == "-" for a in command):
-            return None
-        words.extend(_control_word(a) for a in command)
-    line = b" ".join(words)
-    return line if words and len(line) <= CONTROL_LINE_MAX else None
-
-
-def _close_control_hosts() -> None:
-    for host in list(_CONTROL_HOSTS):
-        host.close()
 
 
 @dataclass(frozen=True)
@@ -3445,26 +3133,11 @@ class Engine:
 
     def __init__(self, state_dir: Optional[str] = None, socket_dir: Optional[str] = None,
                  tmux: Optional[str] = None, lock_timeout: Optional[float] = None, *,
-                 settings: Optional[Settings] = None, host: Optional[Host] = None,
-                 control: bool = False) -> None:
+                 settings: Optional[Settings] = None, host: Optional[Host] = None) -> None:
         self.settings = settings or Settings.from_environment(
             state_dir=state_dir, socket_dir=socket_dir, tmux=tmux, lock_timeout=lock_timeout)
-        # control: commands go over a tmux -C client kept per server (ControlHost),
-        # for a process that makes many calls; close() lets them go.
-        self.host = host or (ControlHost if control else Host)(self.settings.tmux,
-                                                               self.settings.proc)
+        self.host = host or Host(self.settings.tmux, self.settings.proc)
         self.registry = Registry(self.settings.state_dir, self.settings.lock_timeout)
-
-    def close(self) -> None:
-        """Let go of the host's connections (control mode); the engine still works,
-        with a plain exec per tmux call."""
-        self.host.close()
-
-    def __enter__(self) -> "Engine":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     # -- picking the pane -------------------------------------------------------
     def resolve(self, session: Optional[str] = None, socket: Optional[str] = None,
@@ -6705,14 +6378,11 @@ def cmd_mcp(_engine: Engine, a: argparse.Namespace) -> int:
     if sys.stdin is None:
         raise UsageError("standard input is closed: an MCP client speaks to this server "
                         "through it", "see: tmuxsess.py mcp --help")
-    # A pipe that closes (a control client gone with its server, a client that
-    # hung up) is an error to handle, not a signal that ends the server unseen.
+    # A pipe that closes (a client that hung up) is an error to handle, not a
+    # signal that ends the server unseen.
     with contextlib.suppress(AttributeError, ValueError):
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    # Long-lived: its tmux calls go over control-mode clients (TMUXSESS_CONTROL=0:
-    # a plain exec each).
-    engine = Engine(state_dir=a.state_dir, socket_dir=a.socket_dir,
-                    control=os.environ.get("TMUXSESS_CONTROL", "1") != "0")
+    engine = Engine(state_dir=a.state_dir, socket_dir=a.socket_dir)
     saved = sys.stdout
     sys.stdout = sys.stderr  # a stray print must never corrupt the protocol stream
     try:
@@ -6720,7 +6390,6 @@ def cmd_mcp(_engine: Engine, a: argparse.Namespace) -> int:
                          read_only=a.read_only)
     finally:
         sys.stdout = saved
-        engine.close()
 
 
 # ---------------------------------------------------------------------------
