@@ -20,7 +20,7 @@ import atexit
 import collections
 import concurrent.futures
 import contextlib
-import dataclasses
+import copy
 import fcntl
 import glob
 import io
@@ -557,7 +557,7 @@ class EngineTest(TmuxTestCase):
             r = engine.run("print(%d * 7)" % (i + 1), session="calc")
             listed = [(s.name, s.socket) for s in engine.list_sessions()]
             killed = engine.kill_session(session="calc")
-            return r.output, r.exit_status, listed, killed["killed"]
+            return r.output, r.exit_status, listed, killed.killed
 
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             results = list(pool.map(work, range(2)))
@@ -1093,7 +1093,7 @@ class KillCleanupTest(TmuxTestCase):
                          "k1 was killed and deregistered\n")
         self.assertEqual(self.tmux_sessions(), ["k2"])
         self.assertEqual(sorted(self.registry()["sessions"]), ["k2"])
-        self.assertFalse(os.path.exists(rec["transcript"]))
+        self.assertFalse(os.path.exists(rec.transcript))
         # 1: one of the two (its tmux session was already gone).
         self.tmux("kill-session", "-t", "=k2")
         self.assertEqual(self.fails(1, "kill", "-s", "k2", error=False).stdout,
@@ -1296,7 +1296,7 @@ class TargetTest(TmuxTestCase):
             self.assertEqual(r.returncode, {"kill": 2}.get(cmd[0], 1), cmd)
         a = self.api_create("a", "command", command="sleep 60", wait=False)
         # The single registered session is the default.
-        self.assertEqual(json.loads(self.ok("health").stdout)["pid"], a["pid"])
+        self.assertEqual(json.loads(self.ok("health").stdout)["pid"], a.pid)
         b = self.api_create("b", "command", command="sleep 60", wait=False)
         for cmd, code in (("capture", 1), ("health", 1), ("kill", 2), ("attach", 1)):
             r = self.fails(code, cmd)
@@ -1305,9 +1305,9 @@ class TargetTest(TmuxTestCase):
             r = self.fails(code, cmd, "-s", "c")
             self.assertIn("'c' is not registered (registered: a, b)", r.stderr)
         # -s picks; -S/-L with -t beats -s.
-        self.assertEqual(json.loads(self.ok("health", "-s", "b").stdout)["pid"], b["pid"])
+        self.assertEqual(json.loads(self.ok("health", "-s", "b").stdout)["pid"], b.pid)
         self.assertEqual(json.loads(self.ok("health", "-s", "b", "-S", self.socket,
-                                            "-t", "a").stdout)["pid"], a["pid"])
+                                            "-t", "a").stdout)["pid"], a.pid)
         subprocess.run(["tmux", "-L", "lbl", "new-session", "-d", "-s", "c"],
                        env=self.env, check=True)
         subprocess.run(["tmux", "new-session", "-d", "-s", "d"], env=self.env, check=True)
@@ -2723,7 +2723,7 @@ class SixFaultsTest(TmuxTestCase):
         self.assertEqual((r.output, r.exit_status), (total, 0))
         res = tmuxsess.send(block.replace("print(", "total = ("), multiline=True,
                             wait=r"^>>> $", timeout=30, session="py")
-        self.assertTrue(res["found"], res)
+        self.assertTrue(res.wait.found, res)
         self.assertEqual(tmuxsess.run("total", session="py").output, total)
 
     def test_4_concurrent_pastes_never_mix_and_user_buffers_survive(self):
@@ -3170,7 +3170,7 @@ class FullScreenTest(TmuxTestCase):
             prompt=r"REC> $")
         self.assertTrue(self.health("rec").alternate_screen)
         for text in texts:
-            self.assertTrue(tmuxsess.send(text, session="rec")["typed"], text)
+            self.assertTrue(tmuxsess.send(text, session="rec").typed, text)
         flags = ["-1;", "--", "-c", "-k C-c", "a;b;", ";", "\\;"]
         for text in flags:  # through the command line too: values that look like flags
             self.ok("send", "-s", "rec", "-c", text)
@@ -3186,9 +3186,9 @@ class FullScreenTest(TmuxTestCase):
         for i in range(20):
             r = tmuxsess.send("%s %s" % (sys.executable, prog), wait=r"Load average: \d",
                               timeout=20, session="sh")
-            self.assertTrue(r["found"], (i, r))
+            self.assertTrue(r.wait.found, (i, r))
             r = tmuxsess.send(keys=["q"], wait=r"[$#] $", timeout=20, session="sh")
-            self.assertTrue(r["found"], (i, r))
+            self.assertTrue(r.wait.found, (i, r))
         # A separate wait on a running full-screen program counts what it drew.
         tmuxsess.send("%s %s" % (sys.executable, prog), session="sh")
         r = self.ok("wait", "-s", "sh", "-p", r"Load average: \d", "-T", "20", "--json")
@@ -3201,9 +3201,9 @@ class FullScreenTest(TmuxTestCase):
         for i in range(20):
             r = tmuxsess.send("top -d 0.3", wait=r"load average: \d", timeout=20,
                               session="sh")
-            self.assertTrue(r["found"], (i, r))
+            self.assertTrue(r.wait.found, (i, r))
             r = tmuxsess.send(keys=["q"], wait=r"[$#] $", timeout=20, session="sh")
-            self.assertTrue(r["found"], (i, r))
+            self.assertTrue(r.wait.found, (i, r))
 
     def test_a_prompt_is_submitted_exactly_once_20_of_20(self):
         for swallow, name in ((0.15, "swallows"), (0.0, "takes")):
@@ -3212,7 +3212,7 @@ class FullScreenTest(TmuxTestCase):
             presses = []
             for i, prompt in enumerate(prompts):
                 r = tmuxsess.send(prompt, session=name)
-                presses.append(r.get("enter_presses"))
+                presses.append(r.enter_presses)
                 w = tmuxsess.wait_for_text("answer: " + prompt[::-1], fixed=True,
                                            timeout=20, session=name)
                 self.assertTrue(w.found, (name, i, w))
@@ -3424,8 +3424,8 @@ class CorruptRegistryTest(TmuxTestCase):
             with self.subTest(corruption=label):
                 write_bytes(self.reg_path, data)
                 r = tmuxsess.repair()
-                self.assertTrue(r["corrupt"])
-                self.assertEqual(read_bytes(r["moved_to"]), data)
+                self.assertTrue(r.corrupt)
+                self.assertEqual(read_bytes(r.moved_to), data)
                 self.assertEqual(list(self.registry()["sessions"]), ["a"])
         moved = [n for n in os.listdir(self.state) if ".corrupt-" in n]
         self.assertEqual(len(moved), len(CORRUPTIONS))
@@ -3453,8 +3453,8 @@ class CorruptRegistryTest(TmuxTestCase):
         for name in after:
             for key in ("socket", "pane_id", "type", "transcript", "created_at", "pid"):
                 self.assertEqual(after[name][key], before[name][key], (name, key))
-        self.assertEqual(after["other"]["socket"], other["socket"])
-        self.assertEqual(after["py"]["type"], py["type"])
+        self.assertEqual(after["other"]["socket"], other.socket)
+        self.assertEqual(after["py"]["type"], py.type)
         # The rebuilt entries work by name.
         self.assertEqual(self.ok("run", "-s", "py", "-c", "print(6*7)").stdout, "42\n")
         self.assertEqual(tmuxsess.run("echo $((6*7))", session="other", timeout=20).output,
@@ -3470,8 +3470,8 @@ class CorruptRegistryTest(TmuxTestCase):
         data = read_bytes(self.reg_path)
         write_bytes(self.reg_path, data[:-5])  # cut short: not JSON, but far's socket is there
         r = tmuxsess.repair()
-        self.assertEqual(r["sessions"], ["a", "far"])
-        self.assertEqual(self.registry()["sessions"]["far"]["pane_id"], far["pane_id"])
+        self.assertEqual(r.sessions, ["a", "far"])
+        self.assertEqual(self.registry()["sessions"]["far"]["pane_id"], far.pane_id)
         self.assertEqual(self.ok("health", "-s", "far").returncode, 0)
 
     def test_repair_of_a_healthy_registry_changes_nothing(self):
@@ -3488,9 +3488,9 @@ class CorruptRegistryTest(TmuxTestCase):
     def test_repair_without_a_registry(self):
         os.unlink(self.reg_path)
         r = tmuxsess.repair()
-        self.assertTrue(r["missing"])
-        self.assertEqual(r["sessions"], ["a"])   # a lost cache is rebuilt from tmux
-        self.assertEqual(self.registry()["sessions"]["a"]["pane_id"], self.rec["pane_id"])
+        self.assertTrue(r.missing)
+        self.assertEqual(r.sessions, ["a"])   # a lost cache is rebuilt from tmux
+        self.assertEqual(self.registry()["sessions"]["a"]["pane_id"], self.rec.pane_id)
         self.ok("kill", "-s", "a")
         os.unlink(self.reg_path)
         r = self.ok("repair")                   # nothing to adopt: nothing written
@@ -3696,7 +3696,7 @@ class FilesystemAttackTest(TmuxTestCase):
             self.assertOneLineError(r.stderr, self.reg_path, "is a symlink")
         self.assertEqual(self.tmux_sessions(), [])
         r = tmuxsess.repair()
-        self.assertTrue(os.path.islink(r["moved_to"]))
+        self.assertTrue(os.path.islink(r.moved_to))
         self.assertTrue(is_private_regular(self.reg_path))
         self.ok("create", "-n", "a")
         self.assertEqual(read_bytes(victim), good)
@@ -3731,10 +3731,10 @@ class FilesystemAttackTest(TmuxTestCase):
         self.assertFalse(os.path.exists(self.reg_path))
         # A live session's transcript swapped for a link: kill removes the link only.
         rec = self.api_create("b")
-        os.unlink(rec["transcript"])
-        os.symlink(victim, rec["transcript"])
+        os.unlink(rec.transcript)
+        os.symlink(victim, rec.transcript)
         self.ok("kill", "-s", "b")
-        self.assertFalse(os.path.lexists(rec["transcript"]))
+        self.assertFalse(os.path.lexists(rec.transcript))
         self.assertEqual(read_bytes(victim), b"victim\n")
 
     def test_registry_mode_is_fixed_to_0600(self):
@@ -3795,13 +3795,13 @@ class FaultTest(TmuxTestCase):
         began = time.monotonic()
         made = engine.create_session("py", kind="python", ready_timeout=20)
         self.assertGreaterEqual(time.monotonic() - began, 1.5)
-        self.assertIn(b">>> ", read_bytes(made["transcript"]))
+        self.assertIn(b">>> ", read_bytes(made.transcript))
         self.assertEqual(engine.run("print(6 * 7)", session="py").output, "42\n")
         # A --prompt program in the alternate screen, and one that asks first.
         made = engine.create_session(
             "alt", "command", "sh -c 'printf \"\\033[?1049hready> \"; read x'",
             prompt="ready> $", ready_timeout=20)
-        self.assertIn(b"ready> ", read_bytes(made["transcript"]))
+        self.assertIn(b"ready> ", read_bytes(made.transcript))
         with self.assertRaises(tmuxsess.NotReadyError) as caught:
             engine.create_session("ask", "command", "sh -c 'printf \"token? \"; read t'",
                                   prompt="^ready> $", ready_timeout=20)
@@ -3845,7 +3845,8 @@ class FaultTest(TmuxTestCase):
         watch = tmuxsess._Watch("pattern", pattern=re.compile("late-word"), probe=False)
 
         def follow(adopt):
-            told = dataclasses.replace(pane, pid=gone.pid)
+            told = copy.copy(pane)
+            told.pid = gone.pid
             offset = os.path.getsize(pane.transcript)
             with tmuxsess._Follower(engine.host, told, offset, watch, adopt=adopt) as f:
                 return f.follow(20), told.pid
@@ -3910,10 +3911,10 @@ class FaultTest(TmuxTestCase):
         rec = self.api_create(name, socket=sock)
         if args[0] == "wait":
             tmuxsess.send("sleep 60", session=name)
-        p = self.follower(rec["transcript"], *args)
+        p = self.follower(rec.transcript, *args)
         # The command is in the program by now (a ready run reads the transcript
         # before it types): the server dies while the tool waits for output.
-        wait_until(lambda: b"sleep 60\r\n" in read_bytes(rec["transcript"]), 20, "the echo")
+        wait_until(lambda: b"sleep 60\r\n" in read_bytes(rec.transcript), 20, "the echo")
         self.assertEqual(self.tmux("kill-server", socket=sock).returncode, 0)
         killed = time.monotonic()
         _out, err = p.communicate(timeout=30)
@@ -3942,9 +3943,9 @@ class FaultTest(TmuxTestCase):
         if args[0] == "wait":
             tmuxsess.send("echo started; read x; echo %s; exit %d" % (last, status),
                           session=name)
-        p = self.follower(rec["transcript"], *args)
+        p = self.follower(rec.transcript, *args)
         wait_until(lambda: "started" in tmuxsess.capture(session=name), 20, "started")
-        self.assertEqual(self.tmux("send-keys", "-t", rec["pane_id"], "Enter").returncode, 0)
+        self.assertEqual(self.tmux("send-keys", "-t", rec.pane_id, "Enter").returncode, 0)
         pressed = time.monotonic()
         out, err = p.communicate(timeout=30)
         took = time.monotonic() - pressed
@@ -4084,7 +4085,7 @@ class FaultTest(TmuxTestCase):
         for args in cases:
             with self.subTest(args=args[0]):
                 wait_until(back_at_prompt, 30, "the shell to be back")
-                p = self.follower(rec["transcript"], *args, start_new_session=True)
+                p = self.follower(rec.transcript, *args, start_new_session=True)
                 os.killpg(p.pid, signal.SIGINT)   # as Ctrl-C in a terminal does
                 out, err = p.communicate(timeout=30)
                 self.assertEqual(p.returncode, 130, err)
@@ -4100,7 +4101,7 @@ class FaultTest(TmuxTestCase):
         self.assertLessEqual(len(looks), 1, files)
         self.assertEqual([f for f in files if f not in locks + looks], sorted([
             ".sessions.json", ".sessions.lock", "init/bashrc",
-            os.path.relpath(rec["transcript"], self.state)]))
+            os.path.relpath(rec.transcript, self.state)]))
         self.assertEqual(self.tmux("list-buffers").stdout, "")
 
 
@@ -4115,7 +4116,7 @@ r = tmuxsess.run("echo I am " + name, session=name, timeout=60)
 assert r.output == "I am %s\n" % name and r.exit_status == 0, r
 if not keep:
     k = tmuxsess.kill_session(session=name)
-    assert k["killed"] and k["deregistered"], k
+    assert k.killed and k.deregistered, k
 print("done", name)
 """
 
@@ -4165,11 +4166,11 @@ print("done", name)
                              (0, "R%d\n" % i, ""), i)
         # A run that cannot have the pane within its -T types nothing (126)...
         go = os.path.join(self.tmp, "go")
-        holder = self.follower(rec["transcript"], "run", "-s", "calc", "-T", "60", "-c",
+        holder = self.follower(rec.transcript, "run", "-s", "calc", "-T", "60", "-c",
                                "import os, time\nwhile not os.path.exists(%r):\n"
                                "    time.sleep(0.02)\nx = input('name? ')\nprint('hi ' + x)"
                                % go)
-        wait_until(lambda: self.has_open(holder.pid, rec["transcript"]), 20, "the holder")
+        wait_until(lambda: self.has_open(holder.pid, rec.transcript), 20, "the holder")
         r = self.fails(126, "run", "-s", "calc", "-T", "0.3", "-c", "print('queued')")
         self.assertEqual(r.stdout, "")
         self.assertOneLineError(r.stderr, "another run on calc is still going; nothing was run")
@@ -4180,7 +4181,7 @@ print("done", name)
         self.assertEqual((holder.returncode, err), (0, ""))
         self.assertTrue(out.endswith("\nhi bob\n"), out)
         # and interrupts a run with C-c.
-        holder = self.follower(rec["transcript"], "run", "-s", "calc", "-T", "60", "-c",
+        holder = self.follower(rec.transcript, "run", "-s", "calc", "-T", "60", "-c",
                                "import time; time.sleep(60)")
         wait_until(lambda: self.screen("calc").endswith("time.sleep(60)\n"), 20, "the sleep")
         self.ok("send", "-s", "calc", "-k", "C-c")

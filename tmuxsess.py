@@ -73,14 +73,18 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
-from typing import (IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Literal, Mapping,
-                    NamedTuple, NoReturn, Optional, Sequence, Tuple, Type, TypedDict,
-                    TypeVar, Union)
 
-if TYPE_CHECKING:  # each imported where used: a command pays only for what it uses
+# Names for the type checker only. A command imports what its own path uses
+# and no more: typing alone would cost every start about 3 ms, dataclasses 8.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
     import argparse
-    import collections
+    from typing import (IO, Any, Callable, ClassVar, Dict, Iterator, List, Literal, Mapping,
+                        NoReturn, Optional, Sequence, Tuple, Type, TypeVar, Union)
+    from typing import dataclass_transform  # novermin: read by mypy, never run
+else:
+    def dataclass_transform() -> "Callable[[type], type]":
+        return lambda cls: cls
 
 __version__ = "1.1.0"
 
@@ -110,7 +114,7 @@ if __name__ == "__main__":
 
 SESSION_TYPES = ("shell", "python-repl", "debugger", "command")
 REGISTRY_VERSION = "1.0"
-NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}\Z")
+NAME_RE = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}\Z"
 PANE_WIDTH, PANE_HEIGHT = 200, 50
 DEFAULT_LOCK_TIMEOUT = 10.0
 
@@ -211,16 +215,63 @@ class BusyError(TmuxsessError):
 # Public records
 # ---------------------------------------------------------------------------
 
-HealthStatus = Literal["healthy", "dead", "missing", "zombie", "server_not_running"]
-# The same states in listings, as the old scripts print them.
-ListStatus = Literal["alive", "dead", "missing", "zombie", "server"]
-# Why a wait or a run stopped.
-Ending = Literal["done", "timeout", "dead", "server", "missing", "cancelled",
-                 "continuation", "debugger", "input", "prompt", "refused"]
+@dataclass_transform()
+class Record:
+    """A small record, as a dataclass is, without importing dataclasses: its
+    fields are the annotations of its class (and of the records it extends),
+    in order, given by position or by name; a field left out takes the class's
+    value (a list or dict is copied, never shared)."""
+
+    _fields: ClassVar[Tuple[str, ...]] = ()
+
+    def __init_subclass__(cls) -> None:
+        cls._fields = tuple(name for klass in reversed(cls.__mro__)
+                            for name, kind in vars(klass).get("__annotations__", {}).items()
+                            if not str(kind).startswith("ClassVar"))
+
+    def __init__(self, *values: Any, **named: Any) -> None:
+        fields = self._fields
+        if len(values) > len(fields):
+            raise TypeError("%s has %d fields, not %d" % (type(self).__name__, len(fields),
+                                                          len(values)))
+        named.update(zip(fields, values))
+        for name in fields:
+            if name in named:
+                value = named.pop(name)
+            elif hasattr(type(self), name):
+                value = getattr(type(self), name)
+                value = type(value)(value) if isinstance(value, (list, dict)) else value
+            else:
+                raise TypeError("%s needs %s" % (type(self).__name__, name))
+            setattr(self, name, value)
+        if named:
+            raise TypeError("%s has no field %s" % (type(self).__name__, ", ".join(named)))
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The fields and their values, in order: what --json prints."""
+        return {name: getattr(self, name) for name in self._fields}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Record) and type(other) is type(self) and (
+            self.as_dict() == other.as_dict())
+
+    __hash__ = None  # type: ignore[assignment]  # records change (a wait sets elapsed)
+
+    def __repr__(self) -> str:
+        return "%s(%s)" % (type(self).__name__, ", ".join(
+            "%s=%r" % item for item in self.as_dict().items()))
 
 
-@dataclass
-class Session:
+if TYPE_CHECKING:
+    HealthStatus = Literal["healthy", "dead", "missing", "zombie", "server_not_running"]
+    # The same states in listings, as the old scripts print them.
+    ListStatus = Literal["alive", "dead", "missing", "zombie", "server"]
+    # Why a wait or a run stopped.
+    Ending = Literal["done", "timeout", "dead", "server", "missing", "cancelled",
+                     "continuation", "debugger", "input", "prompt", "refused"]
+
+
+class Session(Record):
     """One registry entry: where a session lives and what runs in it."""
 
     name: str
@@ -236,7 +287,7 @@ class Session:
     kind: str = ""  # the profile; "" in entries of older versions (type says it)
     token: str = ""  # in its prompt marks: lets a run start without asking tmux first
     tty: str = ""  # its pane's terminal: whether the program waits for input
-    extra: Dict[str, Any] = field(default_factory=dict)
+    extra: Dict[str, Any] = {}
 
     _KNOWN = ("socket", "target", "pane_id", "type", "pid", "created_at",
               "last_active", "transcript", "prompt", "kind", "token", "tty")
@@ -264,8 +315,7 @@ class Session:
         return entry
 
 
-@dataclass
-class Health:
+class Health(Record):
     """What ``pane-health`` reports."""
 
     status: HealthStatus
@@ -323,8 +373,7 @@ HEALTH_EXIT = {"healthy": 0, "dead": 1, "missing": 2, "zombie": 3,
                "server_not_running": 4}
 
 
-@dataclass
-class Pane:
+class Pane(Record):
     """A resolved target: the server, the pane, and what the tool knows of it."""
 
     server: "Server"
@@ -363,8 +412,7 @@ class Pane:
         return PROFILES.get(self.kind) or profile_of_command(self.command)
 
 
-@dataclass
-class SessionStatus:
+class SessionStatus(Record):
     """A row of ``list-sessions``."""
 
     name: str
@@ -382,8 +430,7 @@ class SessionStatus:
     current_command: Optional[str] = None
 
 
-@dataclass
-class RunResult:
+class RunResult(Record):
     """What ``run`` returns: exactly the program's output and how it ended.
 
     ``waiting_for_input`` is set when the program stopped at a prompt other
@@ -407,8 +454,7 @@ class RunResult:
     echo_off: bool = False  # ... and the terminal does not echo (a password?)
 
 
-@dataclass
-class WaitResult:
+class WaitResult(Record):
     """What a wait found: the match, or why it stopped without one."""
 
     found: bool
@@ -424,8 +470,7 @@ class WaitResult:
     echo_off: bool = False
 
 
-@dataclass
-class Capture:
+class Capture(Record):
     """What ``capture --json`` reports: the text, and what the screen is."""
 
     text: str
@@ -438,8 +483,7 @@ class Capture:
     pane_id: str = ""
 
 
-@dataclass
-class FoundSession:
+class FoundSession(Record):
     """A tmux session seen on a socket, registered or not."""
 
     name: str
@@ -453,7 +497,7 @@ class FoundSession:
     kind: str = ""
 
 
-class CreatedSession(TypedDict):
+class CreatedSession(Record):
     """What ``create_session`` returns: the registry entry, plus ``registered``."""
 
     name: str
@@ -470,28 +514,26 @@ class CreatedSession(TypedDict):
     registered: bool
 
 
-class SendResult(TypedDict, total=False):
-    """What ``send`` returns; the wait's fields only when it waited."""
+class SendResult(Record):
+    """What ``send`` returns, with what its wait found (``wait``: None when it
+    did not wait; ``as_dict`` gives the wait's fields beside the others)."""
 
     session: str
     pane_id: str
     sent: bool
     bytes: int
     keys: List[str]
-    typed: bool           # the text went in as keys (send-keys -l), not as a paste
-    enter_presses: int    # a checked submit: how many times Enter was pressed
-    found: bool
-    match: str
-    reason: str
-    elapsed: float
-    exit_status: Optional[int]
-    tail: str
-    waiting_for_input: bool
-    question: str
-    echo_off: bool
+    typed: bool             # the text went in as keys (send-keys -l), not as a paste
+    enter_presses: int = 0  # a checked submit: how many times Enter was pressed
+    wait: Optional["WaitResult"] = None
+
+    def as_dict(self) -> Dict[str, Any]:
+        fields = super().as_dict()
+        wait = fields.pop("wait")
+        return dict(fields, **wait.as_dict()) if wait is not None else fields
 
 
-class KillResult(TypedDict):
+class KillResult(Record):
     """What ``kill_session`` did (or, with ``dry_run``, would do)."""
 
     name: str
@@ -503,7 +545,7 @@ class KillResult(TypedDict):
     status: ListStatus
 
 
-class CleanupItem(TypedDict):
+class CleanupItem(Record):
     """One session ``cleanup_sessions`` chose, and what became of it."""
 
     name: str
@@ -514,22 +556,21 @@ class CleanupItem(TypedDict):
     dry_run: bool
 
 
-class RepairResult(TypedDict, total=False):
+class RepairResult(Record):
     """What ``repair`` found and did."""
 
     corrupt: bool
     missing: bool
-    problem: str
-    moved_to: str
-    sessions: List[str]
+    problem: str = ""
+    moved_to: str = ""
+    sessions: List[str] = []
 
 
 # ---------------------------------------------------------------------------
 # Settings and places
 # ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Record):
     """Where the tool keeps its state and sockets, which tmux it runs, how long
     it waits for the registry lock. Read from the environment once."""
 
@@ -680,14 +721,14 @@ def _at_least(value: int, least: int, flag: str) -> int:
     return value
 
 
-_UNSAFE_IN_SHELL = re.compile(r"[^\w@%+=:,./-]", re.ASCII)
+_UNSAFE_IN_SHELL = r"(?a)[^\w@%+=:,./-]"
 
 
 def _quote(word: str) -> str:
     """``shlex.quote``, without importing shlex for it."""
     if not word:
         return "''"
-    if not _UNSAFE_IN_SHELL.search(word):
+    if not re.search(_UNSAFE_IN_SHELL, word):
         return word
     return "'" + word.replace("'", "'\"'\"'") + "'"
 
@@ -710,7 +751,7 @@ _sha256: Optional[Callable[[bytes], Any]] = None
 
 def validate_name(name: str) -> str:
     """Session names: 1-64 of ``A-Z a-z 0-9 _ -``, not starting with ``-``."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not re.match(NAME_RE, name):
         raise UsageError("invalid session name %r" % (name,),
                          "use 1-64 characters of A-Z a-z 0-9 _ -, not starting with -")
     return name
@@ -720,8 +761,7 @@ def validate_name(name: str) -> str:
 # Transport: every tmux call, process and terminal question, transcript file
 # ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Server:
+class Server(Record):
     """A tmux server: a socket path (``-S``), a socket name (``-L``), or the default."""
 
     socket: str = ""
@@ -739,7 +779,7 @@ class Server:
         return self.socket or (("-L " + self.name) if self.name else "default server")
 
 
-class PaneRow(NamedTuple):
+class PaneRow(Record):
     """One pane as tmux describes it; fields are tmux format variables, and
     ``tmuxsess_X`` the pane's ``@tmuxsess-X`` user option (see ``_tmux_name``)."""
 
@@ -812,7 +852,7 @@ class PaneRow(NamedTuple):
                 "current_command": self.pane_current_command}
 
 
-class ScreenState(NamedTuple):
+class ScreenState(Record):
     """What a look at the screen needs besides its text."""
 
     pane_dead: str
@@ -825,7 +865,8 @@ class ScreenState(NamedTuple):
     cursor_y: str
 
 
-Row = TypeVar("Row", PaneRow, ScreenState)
+if TYPE_CHECKING:
+    Row = TypeVar("Row", "PaneRow", "ScreenState")
 
 
 def _tmux_name(field_name: str) -> str:
@@ -853,21 +894,20 @@ def parse_rows(row: Type[Row], output: str) -> List[Row]:
 PANE_FORMAT = row_format(PaneRow)
 SCREEN_FORMAT = row_format(ScreenState)
 
-TRANSIENT_TMUX = re.compile(r"lost server|server exited unexpectedly|"
-                            r"resource temporarily unavailable|interrupted", re.I)
-NO_SERVER = re.compile(r"no server running|error connecting to|"
-                       r"server exited unexpectedly", re.I)
+TRANSIENT_TMUX = (r"(?i)lost server|server exited unexpectedly|"
+                  r"resource temporarily unavailable|interrupted")
+NO_SERVER = r"(?i)no server running|error connecting to|server exited unexpectedly"
 # How a tmux older than 3.2 refuses new-session -e.
-OLD_NEW_SESSION = re.compile(r"unknown flag -e|usage: new-session")
+OLD_NEW_SESSION = r"unknown flag -e|usage: new-session"
 # How tmux says a target names no pane.
-BAD_TARGET = re.compile(r"can't find|no current|no marked")
+BAD_TARGET = r"can't find|no current|no marked"
 
 
 def _tmux_failure(server: Server, message: str, killed: bool = False) -> TmuxError:
     """The error for what tmux said when a command failed."""
-    cls = NoServerError if NO_SERVER.search(message) else TmuxError
+    cls = NoServerError if re.search(NO_SERVER, message) else TmuxError
     return cls("tmux: %s (%s)" % (message, server.label),
-               transient=bool(TRANSIENT_TMUX.search(message)) or killed)
+               transient=bool(re.search(TRANSIENT_TMUX, message)) or killed)
 
 
 def _escape_arg(arg: str) -> str:
@@ -876,7 +916,7 @@ def _escape_arg(arg: str) -> str:
     return arg[:-1] + "\\;" if arg.endswith(";") else arg
 
 
-class Terminal(NamedTuple):
+class Terminal(Record):
     """A pane's terminal as the kernel has it."""
 
     waiting: Optional[bool]   # the foreground program blocks reading it; None: unknown
@@ -1307,7 +1347,7 @@ class Host:
         except NoServerError:
             return None
         except TmuxError as e:
-            if not BAD_TARGET.search(e.message):
+            if not re.search(BAD_TARGET, e.message):
                 # tmux missing or failing is not a missing pane: saying so would let
                 # kill and cleanup deregister sessions that are still running.
                 raise
@@ -1473,8 +1513,7 @@ class Host:
         os.execvpe(argv[0], argv, env)
 
 
-@dataclass(frozen=True)
-class SentRecord:
+class SentRecord(Record):
     """What a send leaves on the pane (``@tmuxsess-sent``) so a later wait knows
     where the output that answers it starts.
 
@@ -1793,11 +1832,11 @@ def _c_quoted(path: str) -> str:
 # How a profile cuts code into the units it types: the whole text as one
 # line (a shell reads a pasted block whole), line by line, wrapped into one
 # line, or (several lines) as a private file the program reads with ``block``.
-Cut = Literal["whole", "lines", "wrap", "file"]
+if TYPE_CHECKING:
+    Cut = Literal["whole", "lines", "wrap", "file"]
 
 
-@dataclass(frozen=True)
-class Profile:
+class Profile(Record):
     """One kind of program: how it starts, how its prompts are marked, how code
     is cut into units, what its continuation prompt is, what a unit's status is."""
 
@@ -2232,25 +2271,25 @@ def _flock_wait(fd: int, deadline: float, turns: bool) -> bool:
 # Reading output: rendering, prompt marks, following a transcript
 # ---------------------------------------------------------------------------
 
-ESCAPE_RE = re.compile(
+ESCAPE_RE = (
     r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"    # OSC, prompt marks among them
     r"|\x1b\[[0-?]*[ -/]*[@-~]"             # CSI: colours, cursor moves
     r"|\x1b[PX^_][^\x1b]*\x1b\\"            # DCS, SOS, PM, APC
     r"|\x1b[ -/]*[0-~]"                     # two-byte escapes, charsets
     r"|\x1b"                                # a lone escape
     r"|[\x00-\x07\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]")  # other controls
-MARK_RE = re.compile(rb"\x1b\]133;([A-D])([^\x07\x1b]*)(?:\x07|\x1b\\)")
-CURSOR_RE = re.compile(r"\x1b\[(\d*)([CK])")  # cursor forward, erase to end of line
+MARK_RE = rb"\x1b\]133;([A-D])([^\x07\x1b]*)(?:\x07|\x1b\\)"
+CURSOR_RE = r"\x1b\[(\d*)([CK])"  # cursor forward, erase to end of line
 
 
-SGR_RE = re.compile(r"\x1b\[[0-9;:]*m")  # colours and attributes
+SGR_RE = r"\x1b\[[0-9;:]*m"  # colours and attributes
 
 
 def _strip_ansi(text: str, colours: bool = False) -> str:
     if colours:
-        return ESCAPE_RE.sub(lambda m: m.group(0) if SGR_RE.fullmatch(m.group(0)) else "",
-                             text)
-    return ESCAPE_RE.sub("", text)
+        return re.sub(ESCAPE_RE, lambda m: m.group(0) if re.fullmatch(SGR_RE, m.group(0))
+                      else "", text)
+    return re.sub(ESCAPE_RE, "", text)
 
 
 def render(text: str, colours: bool = False) -> str:
@@ -2283,9 +2322,9 @@ def _overlay(line: str, colours: bool = False) -> str:
     sgr = ""
     while i < len(line):
         ch = line[i]
-        m = ESCAPE_RE.match(line, i) if ch < " " or ch == "\x7f" else None
+        m = re.compile(ESCAPE_RE).match(line, i) if ch < " " or ch == "\x7f" else None
         if m and ch not in "\r\b":
-            if colours and SGR_RE.fullmatch(m.group(0)):
+            if colours and re.fullmatch(SGR_RE, m.group(0)):
                 sgr += m.group(0)
             col = _cursor_escape(m.group(0), cells, col)
             i = m.end()
@@ -2305,7 +2344,7 @@ def _overlay(line: str, colours: bool = False) -> str:
 
 def _cursor_escape(escape: str, cells: List[str], col: int) -> int:
     """Apply a cursor-forward or erase-to-end escape to a line; the new column."""
-    move = CURSOR_RE.fullmatch(escape)
+    move = re.fullmatch(CURSOR_RE, escape)
     if move and move.group(2) == "C":
         return col + int(move.group(1) or 1)
     if move and move.group(1) in ("", "0"):
@@ -2329,7 +2368,7 @@ def _compile_pattern(pattern: str, fixed: bool) -> "re.Pattern[str]":
         raise UsageError("bad pattern %r: %s" % (pattern, e))
 
 
-class Mark(NamedTuple):
+class Mark(Record):
     """A prompt mark the session's own program printed."""
 
     kind: bytes                # A prompt starts, B it ends, C command runs, D it ended
@@ -2369,7 +2408,7 @@ def _own_mark(m: "re.Match[bytes]", token: str) -> Optional[Mark]:
 
 def _marks(data: Union[bytes, bytearray], token: str, pos: int = 0) -> Iterator[Mark]:
     """The session's own prompt marks in ``data`` from ``pos`` on, in order."""
-    for m in MARK_RE.finditer(data, pos):
+    for m in re.compile(MARK_RE).finditer(data, pos):
         mark = _own_mark(m, token)
         if mark is not None:
             yield mark
@@ -2387,7 +2426,7 @@ def _last_marks(data: bytes, token: str) -> Iterator[Mark]:
         if at < 0:
             return
         end = at
-        m = MARK_RE.match(data, at)
+        m = re.compile(MARK_RE).match(data, at)
         mark = _own_mark(m, token) if m is not None else None
         if mark is not None:
             yield mark
@@ -2479,9 +2518,9 @@ def _unsent_text(tail: bytes, token: str) -> str:
 # Output that draws on the screen instead of writing lines: the alternate
 # screen, cursor positioning. Its text is where the cursor put it, which a
 # transcript read as lines cannot say: waits then look at the screen too.
-DRAWING_RE = re.compile(rb"\x1b\[\?(?:1049|1047|47)h|\x1b\[[0-9;]*[HfdAB]")
+DRAWING_RE = rb"\x1b\[\?(?:1049|1047|47)h|\x1b\[[0-9;]*[HfdAB]"
 # Bracketed paste asked for (h) or ended (l) by the program in the pane.
-BRACKETED_RE = re.compile(rb"\x1b\[\?2004([hl])")
+BRACKETED_RE = rb"\x1b\[\?2004([hl])"
 # One look at the screen: its state, then its visible rows (-N: trailing
 # spaces the program wrote are kept, so a prompt's "$ " still ends in a space).
 LOOK_STEPS = (["display-message", "-p", "-F", row_format(ScreenState)],
@@ -2494,7 +2533,7 @@ SUBMIT_PRESSES = 4            # Enter presses for one paste, at most
 SUBMIT_WINDOW = 0.3           # seconds the first Enter has to show; doubled each time
 
 
-class Look(NamedTuple):
+class Look(Record):
     """One look at a pane's visible screen: its state and its rows, as tmux
     renders them (trailing spaces the program wrote kept)."""
 
@@ -2514,7 +2553,7 @@ class Look(NamedTuple):
         return int(self.state.cursor_x or 0), int(self.state.cursor_y or 0)
 
     def encode(self) -> str:
-        return "\t".join(self.state) + "\n" + "\n".join(self.rows)
+        return "\t".join(self.state.as_dict().values()) + "\n" + "\n".join(self.rows)
 
     @classmethod
     def decode(cls, text: str) -> Optional["Look"]:
@@ -2601,16 +2640,16 @@ def bracketed_paste(tail: bytes) -> Optional[bool]:
     """Whether the program asked for bracketed paste, by its last word on it in
     the transcript's ``tail``; None when the tail does not say."""
     last = None
-    for m in BRACKETED_RE.finditer(tail):
+    for m in re.finditer(BRACKETED_RE, tail):
         last = m
     return None if last is None else last.group(1) == b"h"
 
 
-WatchMode = Literal["marks", "ready", "regex", "pattern", "settle"]
+if TYPE_CHECKING:
+    WatchMode = Literal["marks", "ready", "regex", "pattern", "settle"]
 
 
-@dataclass
-class _Watch:
+class _Watch(Record):
     """What to wait for after a send, and how to find where the output starts.
 
     ``marks``: the next marked prompt ends it (a continuation prompt, or one of
@@ -2645,7 +2684,8 @@ class _Watch:
 
 
 # A look at the screen for a follower: None, or how the wait ends and the match.
-ScreenCheck = Callable[[], Optional[Tuple[Ending, str]]]
+if TYPE_CHECKING:
+    ScreenCheck = Callable[[], Optional[Tuple[Ending, str]]]
 
 
 class _Lifeline:
@@ -2789,7 +2829,7 @@ class _Follower:
         if not chunk:
             return False
         if self.screen is not None and not self.drawn:
-            self.drawn = bool(DRAWING_RE.search(bytes(self.buf[-16:]) + chunk))
+            self.drawn = bool(re.search(DRAWING_RE, bytes(self.buf[-16:]) + chunk))
         self.buf += chunk
         self.fed = (self.fed[1], time.monotonic())
         return True
@@ -3243,7 +3283,7 @@ class Engine:
 
     def _target_flags(self, pane: Pane) -> str:
         """How a command line names this pane, for hints."""
-        if pane.registered and NAME_RE.match(pane.session):
+        if pane.registered and re.match(NAME_RE, pane.session):
             return "-s " + pane.session
         return " ".join(_quote(a) for a in pane.server.args() + [
             "-t", pane.pane_id or pane.target])
@@ -3394,7 +3434,7 @@ class Engine:
             try:
                 out = self._tmux_retrying(server, steps("e" if running else ""))
             except TmuxError as e:
-                if not running or not OLD_NEW_SESSION.search(e.message):
+                if not running or not re.search(OLD_NEW_SESSION, e.message):
                     raise
                 out = self._tmux_retrying(server, steps("env"))  # tmux 3.0, 3.1
             rows = parse_rows(PaneRow, out)
@@ -3567,7 +3607,7 @@ class Engine:
                             registered=bool(registered_as), dry_run=dry_run,
                             socket=pane.server.label, status=health.short)
         if dry_run:
-            result["killed"], result["deregistered"] = alive, bool(registered_as)
+            result.killed, result.deregistered = alive, bool(registered_as)
             return result
         # Lock before killing: a busy registry (exit 75) then leaves the session
         # running and registered, never killed but still listed.
@@ -3577,10 +3617,10 @@ class Engine:
                     # By pane id: the name may belong to a new session by now.
                     self.host.tmux(pane.server, ["kill-session", "-t",
                                                  pane.pane_id or "=" + pane.session])
-                    result["killed"] = True
+                    result.killed = True
             if registered_as and doc["sessions"].pop(registered_as, None) is not None:
-                result["deregistered"] = True
-        if result["killed"] or result["deregistered"]:
+                result.deregistered = True
+        if result.killed or result.deregistered:
             self._forget(pane.server, pane.pane_id, pane.transcript)
         return result
 
@@ -3642,7 +3682,7 @@ class Engine:
                    item: CleanupItem) -> None:
         current = doc["sessions"].get(s.name)
         if current is None or Session.from_json(s.name, current).identity != s.identity:
-            item["killed"] = item["removed"] = False  # changed since we looked
+            item.killed = item.removed = False  # changed since we looked
             return
         if health.status in ("healthy", "dead", "zombie"):
             with contextlib.suppress(TmuxsessError):
@@ -3746,7 +3786,7 @@ class Engine:
                 # "1": made by a version that did not record which registry.
                 if (row.tmuxsess_registered not in ("1", self.registry.path)
                         or row.tmuxsess_type not in SESSION_TYPES
-                        or not NAME_RE.match(name) or name in sessions):
+                        or not re.match(NAME_RE, name) or name in sessions):
                     continue
                 created = row.tmuxsess_created or _utcnow()
                 sessions[name] = Session(
@@ -3918,20 +3958,14 @@ class Engine:
             before = _look_of(pane, out)
             self._save_look(pane, snap, before, _echo_lines(plan.text))
             if submit:
-                result["enter_presses"] = self._submit(pane, plan.text or "", before)
+                result.enter_presses = self._submit(pane, plan.text or "", before)
             if not plan.waits:
                 return result
             found = self._send_wait(pane, plan, record, before, bool(following))
         found.elapsed = round(time.monotonic() - started, 3)
         if found.reason == "dead":
             found.exit_status = self._dead_status(pane)
-        result["found"], result["match"], result["reason"] = (found.found, found.match,
-                                                              found.reason)
-        result["elapsed"], result["exit_status"] = found.elapsed, found.exit_status
-        result["tail"] = found.tail
-        result["waiting_for_input"], result["question"] = (found.waiting_for_input,
-                                                           found.question)
-        result["echo_off"] = found.echo_off
+        result.wait = found
         return result
 
     def _send_wait(self, pane: Pane, plan: "_SendPlan", record: SentRecord,
@@ -4406,7 +4440,7 @@ class Engine:
         profile = PROFILES.get(entry.kind)
         if (profile is None or not entry.pane_id or not entry.token or not entry.transcript
                 or not entry.tty
-                or not _TMUX_WORD.fullmatch(entry.pane_id + entry.token)
+                or not re.fullmatch(_TMUX_WORD, entry.pane_id + entry.token)
                 or self.host.process_state(entry.pid) != "running"
                 or not self.host.transcript_exists(entry.transcript)):
             return None
@@ -4534,7 +4568,7 @@ class Engine:
             yield
 
 
-class _RunJob(NamedTuple):
+class _RunJob(Record):
     """What a run was asked to do."""
 
     code: str
@@ -4793,13 +4827,13 @@ class _StalePane(Exception):
 
 
 # What a command string for if-shell may hold unquoted-safe in single quotes.
-_TMUX_WORD = re.compile(r"[\w%@#{}:. /=-]*")
+_TMUX_WORD = r"[\w%@#{}:. /=-]*"
 DELIVERED = "tmuxsess-delivered"
 
 
 def _command_string(commands: List[List[str]]) -> str:
     for word in (w for c in commands for w in c):
-        if not _TMUX_WORD.fullmatch(word):
+        if not re.fullmatch(_TMUX_WORD, word):
             raise ValueError("not a plain tmux word: %r" % word)
     return " ; ".join(" ".join("'%s'" % w for w in c) for c in commands)
 
@@ -4907,7 +4941,7 @@ def _input_row(look: Optional[Look], text: str) -> int:
     return min(look.cursor[1], max(len(look.rows) - 1, 0))
 
 
-class _SendPlan(NamedTuple):
+class _SendPlan(Record):
     """What one send does, checked."""
 
     text: Optional[str]
@@ -5402,11 +5436,11 @@ class _McpRpcError(Exception):
         self.code, self.message, self.data = code, message, data
 
 
-Outcome = Tuple[Mapping[str, Any], str, str]  # structured result, text, error ("" if none)
+if TYPE_CHECKING:  # structured result, text, error ("" if none)
+    Outcome = Tuple[Mapping[str, Any], str, str]
 
 
-@dataclass
-class McpTool:
+class McpTool(Record):
     """One row of the tool table: schema, hints, and the function behind it."""
 
     name: str
@@ -5503,7 +5537,7 @@ def _mcp_create(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
     record = c.server.engine.create_session(
         a["name"], kind=a.get("kind", "shell"), command=a.get("command"),
         socket=a.get("socket"), cwd=a.get("cwd"), env=a.get("env"),
-        ready_timeout=a.get("ready_timeout", 15.0), prompt=a.get("prompt"))
+        ready_timeout=a.get("ready_timeout", 15.0), prompt=a.get("prompt")).as_dict()
     out = {k: record.get(k) for k in ("name", "socket", "target", "pane_id", "type", "kind",
                                       "pid", "registered", "created_at")}
     out["attach"] = "tmux -S %s attach -t %s" % (_quote(record["socket"]), a["name"])
@@ -5511,7 +5545,7 @@ def _mcp_create(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
 
 
 def _mcp_list(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
-    rows = [asdict(r) for r in c.server.engine.list_sessions()]
+    rows = [r.as_dict() for r in c.server.engine.list_sessions()]
     alive = sum(1 for r in rows if r["status"] == "alive")
     out = {"sessions": rows, "total": len(rows), "alive": alive, "dead": len(rows) - alive}
     return out, _mcp_json_text(out), ""
@@ -5519,7 +5553,7 @@ def _mcp_list(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
 
 def _mcp_health(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
     health = c.server.engine.pane_health(**_mcp_target(c, a))
-    out = asdict(health)
+    out = health.as_dict()
     out["sentence"] = health.sentence(a.get("session") or a.get("target") or "")
     return out, _mcp_json_text(out), ""
 
@@ -5529,7 +5563,7 @@ def _mcp_run(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
     r = c.server.engine.run(a["code"], timeout=timeout, prompt=a.get("prompt"),
                             cancel=c.cancel, on_output=c.progress if c.token is not None
                             else None, answer=a.get("answer", False), **_mcp_target(c, a))
-    out = asdict(r)
+    out = r.as_dict()
     error = ""
     if r.timed_out:
         error = _mcp_error_text("no prompt within %gs; output so far is above" % timeout,
@@ -5558,7 +5592,7 @@ def _mcp_send(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
                              fixed=a.get("fixed", False), timeout=timeout,
                              delivery=a.get("delivery", "auto"), refuse=a.get("not_pattern"),
                              stable=a.get("stable", 0.0), cancel=c.cancel,
-                             **_mcp_target(c, a))
+                             **_mcp_target(c, a)).as_dict()
     error = ""
     if "found" in r and not r.get("found") and r.get("reason") != "cancelled":
         if r.get("reason") in ("timeout", "refused"):
@@ -5583,7 +5617,7 @@ def _mcp_wait(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
                                       stable=a.get("stable", 0.0),
                                       refuse=a.get("not_pattern"), cancel=c.cancel,
                                       **_mcp_target(c, a))
-    out = asdict(r)
+    out = r.as_dict()
     error = ""
     if r.found or r.reason == "cancelled":
         pass
@@ -5644,7 +5678,8 @@ def _mcp_capture(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
 
 
 def _mcp_kill(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
-    r = c.server.engine.kill_session(dry_run=a.get("dry_run", False), **_mcp_target(c, a))
+    r = c.server.engine.kill_session(dry_run=a.get("dry_run", False),
+                                     **_mcp_target(c, a)).as_dict()
     error = ""
     if not r["killed"] and not r["deregistered"]:
         why = {"server": "no tmux server runs on %s" % r["socket"],
@@ -5658,7 +5693,8 @@ def _mcp_cleanup(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
     idle = parse_duration(a["idle"]) if "idle" in a else None
     removed = c.server.engine.cleanup_sessions(all=a.get("all", False), older_than=older,
                                                idle=idle, dry_run=a.get("dry_run", False))
-    out = {"removed": removed, "dry_run": a.get("dry_run", False)}
+    out = {"removed": [item.as_dict() for item in removed],
+           "dry_run": a.get("dry_run", False)}
     return out, _mcp_json_text(out), ""
 
 
@@ -5929,7 +5965,8 @@ def mcp_check_args(tool: McpTool, args: Dict[str, Any], allow_foreign: bool
 
 # -- one tools/call -------------------------------------------------------------
 
-Reply = Callable[[Optional[Dict[str, Any]]], None]  # None: send nothing (cancelled)
+if TYPE_CHECKING:  # None: send nothing (cancelled)
+    Reply = Callable[[Optional[Dict[str, Any]]], None]
 
 
 class _McpCall:
@@ -6436,7 +6473,8 @@ for agents  skill                       print (or --write) a SKILL.md for this t
 Example:  tmuxsess.py create -n calc --python && tmuxsess.py run -s calc -c '6*7'
 """
 
-Handler = Callable[[Engine, "argparse.Namespace"], int]
+if TYPE_CHECKING:
+    Handler = Callable[[Engine, "argparse.Namespace"], int]
 
 
 def _target(a: argparse.Namespace) -> Dict[str, Any]:
@@ -6499,7 +6537,7 @@ def cmd_create(engine: Engine, a: argparse.Namespace) -> int:
                                    window=a.window, cwd=a.cwd, env=env,
                                    register=not a.no_register, wait=not a.no_wait,
                                    ready_timeout=a.ready_timeout, prompt=a.prompt,
-                                   norc=a.norc)
+                                   norc=a.norc).as_dict()
     shown = {k: record.get(k) for k in ("name", "socket", "target", "pane_id", "type",
                                         "kind", "pid", "registered", "created_at",
                                     "transcript")}
@@ -6519,7 +6557,7 @@ def cmd_list(engine: Engine, a: argparse.Namespace) -> int:
     rows = engine.list_sessions()
     alive = sum(1 for r in rows if r.status == "alive")
     if a.json:
-        _print_json({"sessions": [dict(asdict(r), socket_basename=os.path.basename(r.socket))
+        _print_json({"sessions": [dict(r.as_dict(), socket_basename=os.path.basename(r.socket))
                                   for r in rows],
                      "total": len(rows), "alive": alive, "dead": len(rows) - alive})
         return 0
@@ -6544,12 +6582,12 @@ def cmd_health(engine: Engine, a: argparse.Namespace) -> int:
     if a.format == "text":
         print(health.sentence(label))
     else:
-        _print_json(asdict(health))
+        _print_json(health.as_dict())
     return HEALTH_EXIT[health.status]
 
 
 def cmd_kill(engine: Engine, a: argparse.Namespace) -> int:
-    r = engine.kill_session(dry_run=a.dry_run, **_target(a))
+    r = engine.kill_session(dry_run=a.dry_run, **_target(a)).as_dict()
     verb = "would be" if a.dry_run else "was"
     done = [w for w, ok in (("killed", r["killed"]), ("deregistered", r["deregistered"]))
             if ok]
@@ -6572,8 +6610,8 @@ def cmd_kill(engine: Engine, a: argparse.Namespace) -> int:
 def cmd_cleanup(engine: Engine, a: argparse.Namespace) -> int:
     older = parse_duration(a.older_than) if a.older_than is not None else None
     idle = parse_duration(a.idle) if a.idle is not None else None
-    removed = engine.cleanup_sessions(all=a.all, older_than=older, idle=idle,
-                                      dry_run=a.dry_run)
+    removed = [item.as_dict() for item in engine.cleanup_sessions(
+        all=a.all, older_than=older, idle=idle, dry_run=a.dry_run)]
     if a.json:
         _print_json({"removed": removed, "dry_run": a.dry_run})
         return 0
@@ -6589,7 +6627,7 @@ def cmd_cleanup(engine: Engine, a: argparse.Namespace) -> int:
 def cmd_find(engine: Engine, a: argparse.Namespace) -> int:
     found = engine.find_sessions(a.socket, a.socket_name, a.all, a.query)
     if a.json:
-        _print_json([asdict(f) for f in found])
+        _print_json([f.as_dict() for f in found])
     elif found:
         _table([("NAME", "SOCKET", "STATUS", "REGISTERED", "TYPE", "WINDOWS", "CREATED")]
                + [(f.name, f.socket, f.status, "yes" if f.registered else "no",
@@ -6609,14 +6647,14 @@ def cmd_capture(engine: Engine, a: argparse.Namespace) -> int:
         raise UsageError("-n must be at least 1")
     shot = engine.capture_screen(lines=a.lines, all=a.all, ansi=a.ansi, **_target(a))
     if a.json:
-        _print_json(asdict(shot))
+        _print_json(shot.as_dict())
     else:
         sys.stdout.write(shot.text)
     return 0
 
 
 def cmd_repair(engine: Engine, a: argparse.Namespace) -> int:
-    r = engine.repair()
+    r = engine.repair().as_dict()
     if a.json:
         _print_json(r)
     elif not r["corrupt"] and not r["missing"]:
@@ -6671,7 +6709,7 @@ def cmd_send(engine: Engine, a: argparse.Namespace) -> int:
                     multiline=a.multiline, wait=a.wait, fixed=a.fixed, timeout=a.timeout,
                     retries=a.retries, interval=a.interval, verbose=a.verbose,
                     delivery=a.delivery, refuse=a.refuse, stable=_stable(a),
-                    **_target(a))
+                    **_target(a)).as_dict()
     if a.json:
         _print_json(r)
     elif a.verbose:
@@ -6766,7 +6804,7 @@ def cmd_wait(engine: Engine, a: argparse.Namespace) -> int:
                              interval=a.interval, lines=a.lines, whole_pane=a.whole_pane,
                              stable=_stable(a), refuse=a.refuse, **_target(a))
     if a.json:
-        _print_json(asdict(r))
+        _print_json(r.as_dict())
     if r.found:
         return 0
     if r.reason in ("input", "prompt"):
@@ -6796,7 +6834,7 @@ def cmd_run(engine: Engine, a: argparse.Namespace) -> int:
     r = engine.run(a.answer if code is None else code, timeout=a.timeout, prompt=a.prompt,
                    max_output=a.max_output, answer=code is None, ansi=a.ansi, **_target(a))
     if a.json:
-        _print_json(asdict(r))
+        _print_json(r.as_dict())
     else:
         sys.stdout.write(r.output)
         sys.stdout.flush()
@@ -7034,7 +7072,7 @@ def _options_skill(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace a SKILL.md that differs")
 
 
-class _Command(NamedTuple):
+class _Command(Record):
     """A subcommand: its names, what it does, its options, its examples."""
 
     name: str
