@@ -120,95 +120,166 @@ DEFAULT_LOCK_TIMEOUT = 10.0
 
 
 # ---------------------------------------------------------------------------
-# Errors: one class per failure; the CLI maps each to its exit codes
+# The operations as functions on a default engine
 # ---------------------------------------------------------------------------
+# Each repeats the Engine method's signature and docstring and calls it on an
+# engine made from the environment the first time one is needed. Defaults
+# that are numbers live here, once.
 
-class TmuxsessError(Exception):
-    """An expected failure: a one-line ``message`` and an optional ``hint``.
+READY_TIMEOUT = 15.0   # seconds create waits for the first prompt
+RUN_TIMEOUT = 30.0     # seconds a run waits for the prompt
+SEND_TIMEOUT = 30.0    # seconds a send's wait waits
+WAIT_TIMEOUT = 15.0    # seconds a wait waits
+SEND_RETRIES = 3       # retries of a failed delivery
+RETRY_INTERVAL = 0.5   # seconds before the first retry; doubled each time
+WAIT_LINES = 1000      # lines a whole-pane wait searches
+CAPTURE_LINES = 200    # lines a capture returns
+MAX_OUTPUT = 1 << 20   # bytes of output a run keeps, the newest
 
-    ``kind`` names the failure for the exit-code tables of the command line
-    (``EXIT_CODES``) and for programs that prefer a word to a class.
+_default: Optional["Engine"] = None
+
+
+def default_engine() -> "Engine":
+    """The engine the module functions use: settings from the environment, read
+    the first time it is needed."""
+    global _default
+    if _default is None:
+        _default = Engine()
+    return _default
+
+
+def create_session(name: str, kind: Optional[str] = None, command: Optional[str] = None, *,
+                   prompt: Optional[str] = None, socket: Optional[str] = None,
+                   window: str = "shell", cwd: Optional[str] = None,
+                   env: Optional[Dict[str, str]] = None, norc: bool = False,
+                   register: bool = True, wait: bool = True,
+                   ready_timeout: float = READY_TIMEOUT) -> "CreatedSession":
+    """Start a program in a new detached session; return its record.
+
+    ``kind`` names a profile (``PROFILES``: shell, python, gdb, node, ...);
+    ``command`` is a command line to run under it, or without a kind, any
+    program (then ``prompt``, a regex of its prompt line, lets ``run`` work
+    with it). Returns once the program shows its first prompt (unless
+    ``wait`` is false). See ``Engine.create_session``.
     """
-
-    kind = "error"
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+    return default_engine().create_session(
+        name, kind, command, prompt=prompt, socket=socket, window=window, cwd=cwd, env=env,
+        norc=norc, register=register, wait=wait, ready_timeout=ready_timeout)
 
 
-class UsageError(TmuxsessError):
-    """Bad arguments: nothing was done."""
-    kind = "usage"
+def list_sessions() -> List["SessionStatus"]:
+    """Every registered session with its status: one tmux query per socket."""
+    return default_engine().list_sessions()
 
 
-class NameTakenError(TmuxsessError):
-    """A session of that name exists already (in the registry or in tmux)."""
-    kind = "taken"
+def pane_health(*, session: Optional[str] = None, socket: Optional[str] = None,
+                socket_name: Optional[str] = None, target: Optional[str] = None) -> "Health":
+    """The health of one pane: healthy, dead, missing, zombie or server_not_running."""
+    return default_engine().pane_health(session=session, socket=socket,
+                                        socket_name=socket_name, target=target)
 
 
-class TargetError(TmuxsessError):
-    """No session or pane to act on, or more than one to choose from."""
-    kind = "target"
+def kill_session(*, dry_run: bool = False, session: Optional[str] = None,
+                 socket: Optional[str] = None, socket_name: Optional[str] = None,
+                 target: Optional[str] = None) -> "KillResult":
+    """Kill the tmux session and remove its registry entry as one operation."""
+    return default_engine().kill_session(dry_run=dry_run, session=session, socket=socket,
+                                         socket_name=socket_name, target=target)
 
 
-class TmuxError(TmuxsessError):
-    """tmux is missing or failed; ``transient`` when a retry may succeed."""
-    kind = "tmux"
-
-    def __init__(self, message: str, hint: str = "", transient: bool = False) -> None:
-        super().__init__(message, hint)
-        self.transient = transient
-
-
-class NoServerError(TmuxError):
-    """No tmux server runs on that socket."""
-    kind = "no-server"
+def cleanup_sessions(*, all: bool = False, older_than: Optional[float] = None,
+                     idle: Optional[float] = None, dry_run: bool = False
+                     ) -> List["CleanupItem"]:
+    """Remove unhealthy sessions (and with ``all``, or ``older_than`` or ``idle``
+    seconds, old or idle ones) from the registry, killing those still alive."""
+    return default_engine().cleanup_sessions(all=all, older_than=older_than, idle=idle,
+                                             dry_run=dry_run)
 
 
-class SendError(TmuxError):
-    """Text or keys could not be delivered (after the retries)."""
-    kind = "send"
+def find_sessions(*, socket: Optional[str] = None, socket_name: Optional[str] = None,
+                  all_sockets: bool = False, query: Optional[str] = None
+                  ) -> List["FoundSession"]:
+    """tmux sessions on one server, or on every socket the tool knows; registered
+    or not."""
+    return default_engine().find_sessions(socket=socket, socket_name=socket_name,
+                                          all_sockets=all_sockets, query=query)
 
 
-class NotReadyError(TmuxsessError):
-    """A new session's program did not show its first prompt in time."""
-    kind = "not-ready"
+def repair() -> "RepairResult":
+    """Rebuild a corrupt (or lost) registry from the live tmux sessions."""
+    return default_engine().repair()
 
 
-class RegistryError(TmuxsessError):
-    """The registry (or the state dir holding it) cannot be read or written."""
-    kind = "registry"
+def capture(*, lines: int = CAPTURE_LINES, all: bool = False, ansi: bool = False,
+            session: Optional[str] = None, socket: Optional[str] = None,
+            socket_name: Optional[str] = None, target: Optional[str] = None) -> str:
+    """The pane's text (its last ``lines`` lines, or ``all``), wrapped lines
+    joined, trailing blank lines dropped; works on a dead pane."""
+    return default_engine().capture(lines=lines, all=all, ansi=ansi, session=session,
+                                    socket=socket, socket_name=socket_name, target=target)
 
 
-class CorruptRegistryError(RegistryError):
-    """The registry file is damaged; ``repair`` can rebuild it from tmux."""
+def read_transcript(*, raw: bool = False, session: Optional[str] = None,
+                    socket: Optional[str] = None, socket_name: Optional[str] = None,
+                    target: Optional[str] = None) -> Iterator[str]:
+    """Everything the pane's program wrote since create, in chunks, streamed."""
+    return default_engine().read_transcript(raw=raw, session=session, socket=socket,
+                                            socket_name=socket_name, target=target)
 
 
-class LockTimeoutError(TmuxsessError):
-    """The registry lock stayed held by another process past the wait."""
-    kind = "lock"
+def attach_command(*, session: Optional[str] = None, socket: Optional[str] = None,
+                   socket_name: Optional[str] = None, target: Optional[str] = None
+                   ) -> List[str]:
+    """The ``tmux attach`` command line that shows a session to a person."""
+    return default_engine().attach_command(session=session, socket=socket,
+                                           socket_name=socket_name, target=target)
 
 
-class StateFileError(TmuxsessError):
-    """A transcript or another private file of the tool cannot be made or read."""
-    kind = "file"
+def send(text: Optional[str] = None, keys: Sequence[str] = (), *, enter: bool = True,
+         multiline: bool = False, delivery: str = "auto", wait: Optional[str] = None,
+         fixed: bool = False, stable: float = 0.0, not_pattern: Optional[str] = None,
+         timeout: float = SEND_TIMEOUT, retries: int = SEND_RETRIES,
+         interval: float = RETRY_INTERVAL, session: Optional[str] = None,
+         socket: Optional[str] = None, socket_name: Optional[str] = None,
+         target: Optional[str] = None, cancel: Optional["threading.Event"] = None,
+         on_retry: Optional[Callable[[str], None]] = None) -> "SendResult":
+    """Send text exactly as given (and/or keys); optionally wait for a pattern in
+    the output that follows. See ``Engine.send``."""
+    return default_engine().send(
+        text, keys, enter=enter, multiline=multiline, delivery=delivery, wait=wait,
+        fixed=fixed, stable=stable, not_pattern=not_pattern, timeout=timeout,
+        retries=retries, interval=interval, session=session, socket=socket,
+        socket_name=socket_name, target=target, cancel=cancel, on_retry=on_retry)
 
 
-class UnhealthyError(TmuxsessError):
-    """The pane is missing, a zombie, or its server is gone: nothing was typed."""
-    kind = "unhealthy"
+def wait_for_text(pattern: Optional[str] = None, *, fixed: bool = False, stable: float = 0.0,
+                  not_pattern: Optional[str] = None, timeout: float = WAIT_TIMEOUT,
+                  interval: Optional[float] = None, lines: int = WAIT_LINES,
+                  whole_pane: bool = False, session: Optional[str] = None,
+                  socket: Optional[str] = None, socket_name: Optional[str] = None,
+                  target: Optional[str] = None, cancel: Optional["threading.Event"] = None
+                  ) -> "WaitResult":
+    """Wait until ``pattern`` appears in the output since the last send (or in
+    the whole pane). See ``Engine.wait_for_text``."""
+    return default_engine().wait_for_text(
+        pattern, fixed=fixed, stable=stable, not_pattern=not_pattern, timeout=timeout,
+        interval=interval, lines=lines, whole_pane=whole_pane, session=session,
+        socket=socket, socket_name=socket_name, target=target, cancel=cancel)
 
 
-class PaneDeadError(TmuxsessError):
-    """The pane's program has exited: nothing was typed."""
-    kind = "dead"
-
-
-class BusyError(TmuxsessError):
-    """The program is not at a prompt it can take input at: nothing was typed."""
-    kind = "busy"
+def run(code: Optional[str] = None, *, answer: Optional[str] = None,
+        timeout: float = RUN_TIMEOUT, prompt: Optional[str] = None,
+        max_output: int = MAX_OUTPUT, ansi: bool = False, session: Optional[str] = None,
+        socket: Optional[str] = None, socket_name: Optional[str] = None,
+        target: Optional[str] = None, cancel: Optional["threading.Event"] = None,
+        on_output: Optional[Callable[[str], None]] = None) -> "RunResult":
+    """Type code, wait until the program is back at its prompt, return exactly
+    its output and status; or ``answer`` a program that waits for input. See
+    ``Engine.run``."""
+    return default_engine().run(
+        code, answer=answer, timeout=timeout, prompt=prompt, max_output=max_output, ansi=ansi,
+        session=session, socket=socket, socket_name=socket_name, target=target, cancel=cancel,
+        on_output=on_output)
 
 
 # ---------------------------------------------------------------------------
@@ -406,6 +477,15 @@ class Pane(Record):
         return self.session or self.target
 
     @property
+    def where(self) -> Dict[str, str]:
+        """How a command names this pane: its session, or its server and id."""
+        if self.registered and re.match(NAME_RE, self.session):
+            return {"session": self.session}
+        server = ({"socket": self.server.socket} if self.server.socket else
+                  {"socket_name": self.server.name} if self.server.name else {})
+        return dict(server, target=self.pane_id or self.target)
+
+    @property
     def profile(self) -> "Profile":
         """The profile the tool made the pane with; for a pane it did not make,
         the one whose program runs there now (``send -m`` into a python3)."""
@@ -567,6 +647,122 @@ class RepairResult(Record):
 
 
 # ---------------------------------------------------------------------------
+# Errors: one class per failure; the CLI maps each to its exit codes
+# ---------------------------------------------------------------------------
+
+class Action(Record):
+    """A next step an error suggests, as data: an operation (by its name in
+    ``OPERATIONS``) and its arguments. The command line words it as a command
+    to type, MCP as a tool call. A value in capitals (TEXT, PATTERN) stands
+    for what the user fills in."""
+
+    op: str
+    why: str                  # what it is for, as a hint says it: "interrupt it"
+    args: Dict[str, Any] = {}
+    on_target: bool = True    # on the error's target (else on ``args`` alone)
+
+
+class TmuxsessError(Exception):
+    """An expected failure, as data: what happened (``message``), what to know
+    (``hint``), what to do next (``actions``), and the pane it is about
+    (``target``: ``{"session": NAME}``, or a socket and a pane).
+
+    The message and hint name parameters as ``{timeout}``: each front end
+    spells them its own way (``-T``, ``timeout``), as it words the actions.
+    ``kind`` names the failure for the exit-code tables of the command line
+    (``EXIT_CODES``) and for programs that prefer a word to a class.
+    """
+
+    kind = "error"
+
+    def __init__(self, message: str, hint: str = "", actions: Sequence[Action] = (),
+                 target: Optional[Dict[str, str]] = None) -> None:
+        super().__init__(re.sub(r"\{(\w+)\}", r"\1", message))
+        self.message = message
+        self.hint = hint
+        self.actions = list(actions)
+        self.target = dict(target or {})
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The failure as data: what --json prints and a remote side reads."""
+        return {"error": self.message, "hint": self.hint, "kind": self.kind,
+                "actions": [a.as_dict() for a in self.actions], "target": self.target}
+
+
+class UsageError(TmuxsessError):
+    """Bad arguments: nothing was done."""
+    kind = "usage"
+
+
+class NameTakenError(TmuxsessError):
+    """A session of that name exists already (in the registry or in tmux)."""
+    kind = "taken"
+
+
+class TargetError(TmuxsessError):
+    """No session or pane to act on, or more than one to choose from."""
+    kind = "target"
+
+
+class TmuxError(TmuxsessError):
+    """tmux is missing or failed; ``transient`` when a retry may succeed."""
+    kind = "tmux"
+
+    def __init__(self, message: str, hint: str = "", transient: bool = False) -> None:
+        super().__init__(message, hint)
+        self.transient = transient
+
+
+class NoServerError(TmuxError):
+    """No tmux server runs on that socket."""
+    kind = "no-server"
+
+
+class SendError(TmuxError):
+    """Text or keys could not be delivered (after the retries)."""
+    kind = "send"
+
+
+class NotReadyError(TmuxsessError):
+    """A new session's program did not show its first prompt in time."""
+    kind = "not-ready"
+
+
+class RegistryError(TmuxsessError):
+    """The registry (or the state dir holding it) cannot be read or written."""
+    kind = "registry"
+
+
+class CorruptRegistryError(RegistryError):
+    """The registry file is damaged; ``repair`` can rebuild it from tmux."""
+
+
+class LockTimeoutError(TmuxsessError):
+    """The registry lock stayed held by another process past the wait."""
+    kind = "lock"
+
+
+class StateFileError(TmuxsessError):
+    """A transcript or another private file of the tool cannot be made or read."""
+    kind = "file"
+
+
+class UnhealthyError(TmuxsessError):
+    """The pane is missing, a zombie, or its server is gone: nothing was typed."""
+    kind = "unhealthy"
+
+
+class PaneDeadError(TmuxsessError):
+    """The pane's program has exited: nothing was typed."""
+    kind = "dead"
+
+
+class BusyError(TmuxsessError):
+    """The program is not at a prompt it can take input at: nothing was typed."""
+    kind = "busy"
+
+
+# ---------------------------------------------------------------------------
 # Settings and places
 # ---------------------------------------------------------------------------
 
@@ -708,16 +904,16 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
-def _seconds(value: float, flag: str) -> float:
+def _seconds(value: float, name: str) -> float:
     """A timeout or interval: a positive, finite number of seconds (nan never ends)."""
     if not 0 < value < float("inf"):
-        raise UsageError("%s must be a positive number of seconds, not %g" % (flag, value))
+        raise UsageError("{%s} must be a positive number of seconds, not %g" % (name, value))
     return value
 
 
-def _at_least(value: int, least: int, flag: str) -> int:
+def _at_least(value: int, least: int, name: str) -> int:
     if value < least:
-        raise UsageError("%s must be at least %d, not %d" % (flag, least, value))
+        raise UsageError("{%s} must be at least %d, not %d" % (name, least, value))
     return value
 
 
@@ -1412,6 +1608,30 @@ class Host:
             if os.WIFSIGNALED(code):
                 return None, os.WTERMSIG(code)
         return None, None
+
+    def ended(self, pane: "Pane") -> Tuple[bool, Optional[int], Optional[int]]:
+        """(the pane is still there, exit status, signal) of a pane's program that
+        has just exited. tmux may not know it yet (see zombie_exit): it is given
+        a second at most."""
+        deadline, reminded = time.monotonic() + 1.0, False
+        while True:
+            try:
+                rows = parse_rows(PaneRow, self.tmux(pane.server, [
+                    "display-message", "-p", "-t", pane.pane_id, "-F", PANE_FORMAT]))
+            except TmuxsessError:
+                return False, None, None
+            if rows:
+                # tmux knows the status once it reaped the program, which may be
+                # before it marks the pane dead (it first pipes out what is left).
+                status, signum = self.dead_exit(rows[0])
+                if status is not None or signum:
+                    return True, status, signum
+                if rows[0].dead and not reminded:
+                    self.remind_to_reap(pane.server)
+                    reminded = True
+            if time.monotonic() >= deadline:
+                return bool(rows), None, None
+            time.sleep(0.01)
 
     def dead_exit(self, row: PaneRow) -> Tuple[Optional[int], Optional[int]]:
         """How a dead pane's program ended: (exit status, signal); None if unknown."""
@@ -3164,31 +3384,265 @@ class _Follower:
         return "\n".join(text.rstrip("\n").split("\n")[-lines:])
 
 
+
+def screen_text(host: Host, pane: "Pane", lines: Optional[int], ansi: bool = False) -> str:
+    """A pane's text as tmux shows it: its last ``lines`` lines (None: all of its
+    history), wrapped lines joined, trailing blank lines dropped; with
+    ``ansi``, its colours."""
+    start = "-" if lines is None else str(-max(lines, 1))
+    args = ["capture-pane", "-p", "-J", "-t", pane.pane_id or pane.target, "-S", start]
+    if ansi:
+        args.insert(2, "-e")
+    text = host.tmux(pane.server, args)
+    out = [line.rstrip() if not ansi else line for line in text.split("\n")]
+    while out and not _strip_ansi(out[-1]).strip():
+        out.pop()
+    if pane.dead and out:
+        # tmux writes "Pane is dead" on the bottom row; close the blank gap above
+        # it so the program's last words stay within the last few lines.
+        while len(out) > 1 and not _strip_ansi(out[-2]).strip():
+            del out[-2]
+    if lines is not None:
+        out = out[-lines:]
+    if ansi:
+        # tmux does not reset attributes at the end of a line, so colour would
+        # bleed into the next line (and the user's terminal after the last).
+        out = [line + "\x1b[0m" if "\x1b[" in line else line for line in out]
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def _transcript_chunks(f: IO[bytes], raw: bool) -> Iterator[str]:
+    """A transcript's text in chunks: rendered, or ``raw`` as written."""
+    import codecs
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    carry = ""
+    while True:
+        chunk = f.read(1 << 20)
+        text = carry + decoder.decode(chunk, final=not chunk)
+        if raw:
+            carry = ""
+            if text:
+                yield text
+        else:
+            # Render whole lines only; an escape sequence never spans a newline.
+            cut = text.rfind("\n") + 1 if chunk else len(text)
+            if not cut and len(text) > 1 << 20:
+                # A line longer than a chunk goes out in pieces (memory stays
+                # bounded); only an unfinished escape sequence waits.
+                esc = text.rfind("\x1b", len(text) - 256)
+                cut = esc if esc > 0 else len(text)
+            carry = text[cut:]
+            if cut:
+                yield render(text[:cut])
+        if not chunk:
+            return
+
+
 # ---------------------------------------------------------------------------
-# Operations: the engine
+# The engine's parts: each owns one job; the Engine is a thin front over them
 # ---------------------------------------------------------------------------
 
-class Engine:
-    """Does the work: every operation of the tool, with one set of settings.
+class PaneFiles:
+    """The state dir's layout: the single home of every file the tool keeps
+    beside the registry.
 
-    ``Engine()`` takes its settings from the environment, once; arguments that
-    are not None override them. Engines with different settings can work side
-    by side in one process (and from several threads).
+    ``transcripts/`` a session's transcript (NAME.ID.log) and its own startup
+    file (.init); ``init/`` startup files sessions share; ``locks/`` per pane
+    the run lock (.lock) and the note of the last text sent (.sent);
+    ``screens/`` per pane how the screen looked at the last send; ``tmp/``
+    the files a run's blocks are read from.
     """
 
-    def __init__(self, state_dir: Optional[str] = None, socket_dir: Optional[str] = None,
-                 tmux: Optional[str] = None, lock_timeout: Optional[float] = None, *,
-                 settings: Optional[Settings] = None, host: Optional[Host] = None) -> None:
-        self.settings = settings or Settings.from_environment(
-            state_dir=state_dir, socket_dir=socket_dir, tmux=tmux, lock_timeout=lock_timeout)
-        self.host = host or Host(self.settings.tmux, self.settings.proc)
-        self.registry = Registry(self.settings.state_dir, self.settings.lock_timeout)
+    def __init__(self, settings: Settings, host: Host) -> None:
+        self.settings, self.host = settings, host
 
-    # -- picking the pane -------------------------------------------------------
-    def resolve(self, session: Optional[str] = None, socket: Optional[str] = None,
-                socket_name: Optional[str] = None, target: Optional[str] = None,
-                changes: bool = False) -> Tuple[Pane, Health]:
-        """Find the pane a command acts on, and its health, with one tmux query.
+    def dir(self, name: str) -> str:
+        """A private directory of the (private) state dir, made if needed."""
+        return self.settings.state_subdir(name)
+
+    @staticmethod
+    def key(server: Server, pane_id: str) -> str:
+        """The name of a pane's files: one pane, on any server."""
+        where = os.path.abspath(server.socket) if server.socket else server.label
+        return _sha256_hex(("%s\0%s" % (where, pane_id)).encode())[:24]
+
+    def _pane_file(self, dir: str, pane: "Pane", suffix: str = "") -> str:
+        return os.path.join(self.settings.state_dir, dir,
+                            self.key(pane.server, pane.pane_id) + suffix)
+
+    # -- transcripts and startup files ---------------------------------------------
+    def new_transcript(self, name: str) -> str:
+        """A new, empty, private transcript for session ``name``."""
+        path = os.path.join(self.dir("transcripts"), "%s.%s.log" % (name, _random_id(12)))
+        self.host.new_transcript(path)
+        return path
+
+    def startup_file(self, profile: Profile, token: str, transcript: str) -> str:
+        """The startup file a session's program reads: its own (beside its
+        transcript) when it holds the session's token, else one all share."""
+        if profile.startup_per_session:
+            return _write_private(transcript + ".init", profile.startup_text(token))
+        if profile.startup:
+            return _write_private(os.path.join(self.dir("init"), profile.startup_name),
+                                  profile.startup)
+        return ""
+
+    @contextlib.contextmanager
+    def following(self, pane: "Pane") -> Iterator[bool]:
+        """Give a pane without a transcript a temporary one for this exchange;
+        False for a pane that pipes its output elsewhere (not ours to replace)."""
+        if pane.transcript:
+            yield True
+            return
+        if pane.piped:
+            yield False
+            return
+        path = os.path.join(self.dir("transcripts"), "temp.%s.log" % _random_id(12))
+        self.host.new_transcript(path)
+        try:
+            self.host.tmux(pane.server, ["pipe-pane", "-O", "-t", pane.pane_id,
+                                         self.host.pipe_command(path)])
+            pane.transcript = path
+            try:
+                yield True
+            finally:
+                with contextlib.suppress(TmuxsessError):
+                    self.host.tmux(pane.server, ["pipe-pane", "-t", pane.pane_id])
+                pane.transcript = ""
+        finally:
+            self.host.remove_transcript(path)
+
+    @contextlib.contextmanager
+    def block_file(self, profile: Profile, code: str) -> Iterator[str]:
+        """Several lines as a private file for the profile's ``block``; else "".
+
+        Typed line by line, a block (gdb's define ... end, a multi-line SQL
+        statement) is read at continuation prompts, and output would interleave
+        with the echo.
+        """
+        if not profile.needs_file(code):
+            yield ""
+            return
+        path = os.path.join(self.dir("tmp"), "block.%s%s" % (_random_id(12),
+                                                             profile.block_suffix))
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(code.encode("utf-8", "surrogateescape"))
+        except OSError as e:
+            raise StateFileError("cannot write %s: %s" % (path, e.strerror))
+        try:
+            yield path
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    # -- the run lock and the last send ------------------------------------------------
+    @contextlib.contextmanager
+    def run_lock(self, pane: "Pane", deadline: float) -> Iterator[None]:
+        """Hold the pane's run lock for a whole exchange; wait for it until ``deadline``.
+
+        Two runs typing into one program at once would read each other's output.
+        send takes no lock: C-c, or an answer to an input() a run waits on, must
+        always get through.
+        """
+        self.dir("locks")
+        with _flock(self._pane_file("locks", pane, ".lock"), deadline, lambda: BusyError(
+                "another run on %s is still going; nothing was run" % pane.label,
+                "raise {timeout} to queue up behind it",
+                [Action("send", "interrupt it", {"keys": ["C-c"]})], pane.where)):
+            yield
+
+    def note_sent(self, pane: "Pane", offset: int, text: bool = True,
+                  entered: bool = True) -> None:
+        """Remember where in the transcript the last text sent began, and whether
+        its Enter went too: a prompt printed before a line entered is not one the
+        program waits at, even while the echo of that line is on its way; text
+        sent without Enter sits on the prompt's line. Keys alone (C-u, C-c) may
+        have done either: forgotten."""
+        if not pane.transcript or offset < 0:
+            return
+        path = self._pane_file("locks", pane, ".sent")
+        with contextlib.suppress(OSError, TmuxsessError):
+            if not text and not entered:
+                os.unlink(path)
+                return
+            self.dir("locks")
+            # Written over in place, one fixed width: truncating a file that
+            # holds data costs ext4 a flush (~0.2 ms of every run).
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            try:
+                os.write(fd, b"%20d %d\n" % (offset, int(entered)))
+            finally:
+                os.close(fd)
+
+    def sent_offset(self, pane: "Pane") -> Tuple[int, bool]:
+        """Where in the transcript the last text sent began (-1 if unknown), and
+        whether its Enter went too."""
+        with contextlib.suppress(OSError, ValueError):
+            with open(self._pane_file("locks", pane, ".sent")) as f:
+                offset, entered = f.read().split()
+            return int(offset), entered == "1"
+        return -1, True
+
+    # -- the screen at the last send -----------------------------------------------------
+    def save_look(self, pane: "Pane", snap: str, look: Optional["Look"], echo: List[str]
+                  ) -> None:
+        """Keep how the screen looked at a send, for a later wait (``@tmuxsess-screen``
+        names it by ``snap``)."""
+        if look is None or not pane.pane_id:
+            return
+        with contextlib.suppress(TmuxsessError):
+            self.dir("screens")
+            _write_private(self._pane_file("screens", pane), "%s\n%s\n%s" % (
+                snap, json.dumps(echo), look.encode()))
+
+    def saved_look(self, pane: "Pane") -> Tuple[Optional["Look"], List[str]]:
+        """How the screen looked at the last send, and the lines it sent; None
+        and [] when that is not known."""
+        snap = pane.screen.partition(" ")[2]
+        try:
+            with open(self._pane_file("screens", pane), encoding="utf-8") as f:
+                saved, echo, look = f.read().split("\n", 2)
+            if snap and saved == snap:
+                return Look.decode(look), [str(e) for e in json.loads(echo)]
+        except (OSError, ValueError):
+            pass
+        return None, []
+
+    def forget(self, server: Server, pane_id: str, transcript: str) -> None:
+        """Remove what the tool kept for a session it no longer has."""
+        # Only files in our own transcripts dir: a registry entry must not make us
+        # delete anything else.
+        if transcript and os.path.dirname(os.path.abspath(transcript)) == os.path.join(
+                self.settings.state_dir, "transcripts"):
+            self.host.remove_transcript(transcript)
+            self.host.remove_transcript(transcript + ".init")
+        if pane_id:
+            key = self.key(server, pane_id)
+            for dir, suffix in (("locks", ".lock"), ("locks", ".sent"), ("screens", "")):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.settings.state_dir, dir, key + suffix))
+
+
+class Where(Record):
+    """Which pane a command names: a registered session, or a tmux server and
+    pane (``socket`` or ``socket_name``, with ``target``)."""
+
+    session: Optional[str] = None
+    socket: Optional[str] = None
+    socket_name: Optional[str] = None
+    target: Optional[str] = None
+
+
+class Targets:
+    """Finds the pane a command acts on, from the registry and one tmux query."""
+
+    def __init__(self, settings: Settings, host: Host, registry: Registry) -> None:
+        self.settings, self.host, self.registry = settings, host, registry
+
+    def resolve(self, where: Where, changes: bool = False) -> Tuple["Pane", Health]:
+        """The pane ``where`` names, and its health, with one tmux query.
 
         Highest first: ``socket``/``socket_name`` with ``target``; then the
         registered ``session`` (with ``target``: a pane on its server); then the
@@ -3196,52 +3650,57 @@ class Engine:
         ``target`` that names no server: it would reach tmux's default server,
         where the user's own sessions live.
         """
+        session, socket, socket_name, target = (where.session, where.socket,
+                                                where.socket_name, where.target)
         if session is not None:
             validate_name(session)  # even where -t wins: a bad name is refused, not ignored
         if socket and socket_name:
-            raise UsageError("give -S PATH or -L NAME, not both")
+            raise UsageError("give {socket} or {socket_name}, not both")
         if target is not None and session is not None and not (socket or socket_name):
-            entry = self._registered(session)
-            return self._query_pane(Server(self.settings.checked_socket(entry.socket)),
-                                    target, Session(name="", socket=entry.socket,
-                                                    target=target))
+            entry = self.registered(session)
+            return self.query(Server(self.settings.checked_socket(entry.socket)),
+                              target, Session(name="", socket=entry.socket, target=target))
         if target is not None and changes and not (socket or socket_name):
-            raise UsageError("-t %s names no server: refusing to act on tmux's default "
+            raise UsageError("{target} %s names no server: refusing to act on tmux's default "
                              "server" % target,
-                             "say which: -S PATH or -L NAME with -t, or -s NAME")
+                             "say which: {socket} or {socket_name} with {target}, or "
+                             "{session}")
         if target is not None or socket or socket_name:
             server = Server(socket or "", socket_name or "")
             if target is None:
                 if not session:
-                    raise TargetError("-S/-L needs -t TARGET (or -s NAME)",
-                                      "example: -S %s -t mysession"
+                    raise TargetError("{socket} needs {target} (or {session})",
+                                      "for example %s with {target} mysession"
                                       % self.settings.default_socket)
                 target = "=%s:" % session
-            return self._query_pane(server, target, Session(name="", socket=server.socket,
-                                                            target=target))
-        entry = self._registered(session)
+            return self.query(server, target, Session(name="", socket=server.socket,
+                                                      target=target))
+        entry = self.registered(session)
         server = Server(self.settings.checked_socket(entry.socket))
-        return self._query_pane(server, entry.pane_id or entry.target, entry)
+        return self.query(server, entry.pane_id or entry.target, entry)
 
-    def _registered(self, session: Optional[str]) -> Session:
+    def registered(self, session: Optional[str]) -> Session:
+        """The registry entry of ``session``, or of the only session there is."""
         sessions = self.registry.sessions()
         names = ", ".join(sorted(sessions)) or "none"
         if session is not None:
             if session not in sessions:
                 raise TargetError(
                     "session %r is not registered (registered: %s)" % (session, names),
-                    "see 'tmuxsess.py list', or 'tmuxsess.py find --all' for unregistered "
-                    "ones")
+                    actions=[Action("list", "see the registered ones"),
+                             Action("find", "see unregistered ones", {"all_sockets": True})])
             return sessions[session]
         if len(sessions) == 1:
             return next(iter(sessions.values()))
         if not sessions:
             raise TargetError("no session is registered",
-                              "create one: tmuxsess.py create -n NAME --python")
-        raise TargetError("%d sessions are registered; say which with -s NAME (%s)"
+                              actions=[Action("create", "create one",
+                                              {"name": "NAME", "kind": "python"})])
+        raise TargetError("%d sessions are registered; say which with {session} (%s)"
                           % (len(sessions), names))
 
-    def _query_pane(self, server: Server, target: str, entry: Session) -> Tuple[Pane, Health]:
+    def query(self, server: Server, target: str, entry: Session) -> Tuple["Pane", Health]:
+        """The pane tmux finds for ``target`` on ``server``, known as ``entry``."""
         rows = self.host.pane(server, target)
         registered = bool(entry.name)
         if rows and entry.name and rows[0].session_name != entry.name:
@@ -3249,16 +3708,17 @@ class Engine:
             # matched another session by prefix (tmux's rule): ours is gone.
             rows = []
         if rows is None:
-            return self._pane_of(server, None, entry), Health("server_not_running")
+            return self.pane_of(server, None, entry), Health("server_not_running")
         if not rows or not rows[0].pane_id:
             if not registered:
                 raise TargetError("no pane %r on %s" % (target, server.label),
-                                  "see: tmuxsess.py find %s" % (
-                                      "-S " + server.socket if server.socket else "-A"))
-            return self._pane_of(server, None, entry), self.host.health(
+                                  actions=[Action("find", "see the sessions there", (
+                                      {"socket": server.socket} if server.socket
+                                      else {"all_sockets": True}), on_target=False)])
+            return self.pane_of(server, None, entry), self.host.health(
                 None, self.host.has_session(server, entry.name))
         health = self.host.health(rows[0])
-        pane = self._pane_of(server, rows[0], entry)
+        pane = self.pane_of(server, rows[0], entry)
         pane.dead_status = health.exit_status
         if not registered:
             pane.registered = pane.pane_id in {
@@ -3267,7 +3727,8 @@ class Engine:
         return pane, health
 
     @staticmethod
-    def _pane_of(server: Server, row: Optional[PaneRow], entry: Session) -> Pane:
+    def pane_of(server: Server, row: Optional[PaneRow], entry: Session) -> "Pane":
+        """A pane as tmux describes it (``row``) and the registry knows it."""
         kind = entry.kind or _KIND_OF_TYPE.get(entry.type, "") if entry.name else ""
         if row is None:
             return Pane(server=server, pane_id=entry.pane_id, target=entry.target,
@@ -3286,45 +3747,67 @@ class Engine:
                     marked=bool(row.tmuxsess_transcript and row.kind
                                 and PROFILES.get(row.kind, PROFILES["command"]).marked))
 
-    def _target_flags(self, pane: Pane) -> str:
-        """How a command line names this pane, for hints."""
-        if pane.registered and re.match(NAME_RE, pane.session):
-            return "-s " + pane.session
-        return " ".join(_quote(a) for a in pane.server.args() + [
-            "-t", pane.pane_id or pane.target])
+    def from_registry(self, where: Where) -> Optional["Pane"]:
+        """A registered session's pane as the registry describes it, unverified: the
+        delivery checks in the same tmux call that the pane runs the same program
+        with the same token. None where the registry cannot say enough, or its
+        program is not running."""
+        if where.socket or where.socket_name or where.target is not None:
+            return None
+        if where.session is not None:
+            validate_name(where.session)
+        entry = self.registered(where.session)
+        profile = PROFILES.get(entry.kind)
+        if (profile is None or not entry.pane_id or not entry.token or not entry.transcript
+                or not entry.tty
+                or not re.fullmatch(_TMUX_WORD, entry.pane_id + entry.token)
+                or self.host.process_state(entry.pid) != "running"
+                or not self.host.transcript_exists(entry.transcript)):
+            return None
+        return Pane(server=Server(self.settings.checked_socket(entry.socket)),
+                    pane_id=entry.pane_id, target=entry.target, session=entry.name,
+                    kind=entry.kind, transcript=entry.transcript, prompt=entry.prompt,
+                    registered=True, pid=entry.pid, piped=True, token=entry.token,
+                    marked=profile.marked, tty=entry.tty, unverified=True)
 
-    # -- create -----------------------------------------------------------------
-    def create_session(self, name: str, kind: str = "shell", command: Optional[str] = None,
-                       socket: Optional[str] = None, window: str = "shell",
-                       cwd: Optional[str] = None, env: Optional[Dict[str, str]] = None,
-                       register: bool = True, wait: bool = True,
-                       ready_timeout: float = 15.0, prompt: Optional[str] = None,
-                       norc: bool = False) -> CreatedSession:
-        """Start a program in a new detached session; return its record.
+    def registered_as(self, pane: "Pane") -> str:
+        """The name the registry knows the pane by; "" if none."""
+        if not pane.registered:
+            return ""
+        regs = self.registry.sessions()
+        if pane.session in regs:
+            return pane.session
+        return next((n for n, s in regs.items() if s.pane_id == pane.pane_id
+                     and s.socket == pane.server.socket), "")
 
-        ``kind`` names a profile (``PROFILES``); ``command`` is a command line
-        to run under it (for ``command``, the program itself). The program gets
-        this process's environment, then ``env``. Returns once the program shows
-        its first prompt (unless ``wait`` is false), so input sent right after
-        is never typed into a program still starting. ``norc``: a shell reads
-        no ~/.bashrc.
-        """
-        profile = self._create_checks(name, kind, command, window, cwd, env, prompt)
+
+class Starter:
+    """Creates sessions: checks what is asked, makes the tmux session in one
+    call, registers it, and waits for its program's first prompt."""
+
+    def __init__(self, settings: Settings, host: Host, registry: Registry,
+                 files: PaneFiles) -> None:
+        self.settings, self.host, self.registry, self.files = settings, host, registry, files
+
+    def create(self, name: str, kind: Optional[str], command: Optional[str],
+               prompt: Optional[str], socket: Optional[str], window: str, cwd: Optional[str],
+               env: Optional[Dict[str, str]], norc: bool, register: bool, wait: bool,
+               ready_timeout: float) -> "CreatedSession":
+        """See Engine.create_session."""
+        profile = self._checks(name, kind, command, window, cwd, env, prompt)
         if wait:
-            _seconds(ready_timeout, "--ready-timeout")
-        server = Server(self._create_socket(socket))
+            _seconds(ready_timeout, "ready_timeout")
+        server = Server(self._socket(socket))
         if register and name in self.registry.sessions():  # fail fast, before tmux
             raise _taken_in_registry(name)
-        transcript = os.path.join(self.settings.state_subdir("transcripts"),
-                                  "%s.%s.log" % (name, _random_id(12)))
-        self.host.new_transcript(transcript)
+        transcript = self.files.new_transcript(name)
         token = _random_id(16)  # in the prompt marks; see _marks
         created = _utcnow()
         env = dict(env or {}, **({"TMUXSESS_NORC": "1"} if norc else {}))
 
         def steps(inherit: str) -> List[List[str]]:
-            return self._create_steps(name, profile, command, window, cwd, env,
-                                      transcript, token, created, prompt, register, inherit)
+            return self._steps(name, profile, command, window, cwd, env, transcript, token,
+                               created, prompt, register, inherit)
         row = self._start(server, steps, name, transcript)
         record = Session(name=name, socket=server.socket, target=row.target,
                          pane_id=row.pane_id, type=profile.type, pid=row.program_pid,
@@ -3354,15 +3837,16 @@ class Engine:
                               registered=register)
 
     @staticmethod
-    def _create_checks(name: str, kind: str, command: Optional[str], window: str,
-                       cwd: Optional[str], env: Optional[Dict[str, str]],
-                       prompt: Optional[str]) -> Profile:
+    def _checks(name: str, kind: Optional[str], command: Optional[str], window: str,
+                cwd: Optional[str], env: Optional[Dict[str, str]], prompt: Optional[str]
+                ) -> Profile:
         validate_name(name)
-        profile = profile_named(kind)
+        # No kind: the profile of a shell, or with a command line, any program.
+        profile = profile_named(kind or ("command" if command is not None else "shell"))
         if not profile.program and not command:
-            raise UsageError("--cmd needs a command")
+            raise UsageError("{command} needs a command line")
         if command is not None and not profile.takes_command:
-            raise UsageError("--kind %s runs its own program; it takes no --cmd"
+            raise UsageError("{kind} %s runs its own program; it takes no {command}"
                              % profile.name)
         if not window or "\n" in window or window.endswith(";"):
             raise UsageError("invalid window name %r" % window)
@@ -3376,7 +3860,7 @@ class Engine:
             _compile_prompt(prompt)
         return profile
 
-    def _create_socket(self, socket: Optional[str]) -> str:
+    def _socket(self, socket: Optional[str]) -> str:
         if not socket:
             private_dir(self.settings.socket_dir, "socket dir")
             return self.settings.default_socket
@@ -3388,20 +3872,15 @@ class Engine:
             raise UsageError("the directory of socket %s does not exist" % socket)
         return socket
 
-    def _create_steps(self, name: str, profile: Profile, command: Optional[str],
-                      window: str, cwd: Optional[str], env: Dict[str, str],
-                      transcript: str, token: str, created: str, prompt: Optional[str],
-                      register: bool, inherit: str = "") -> List[List[str]]:
+    def _steps(self, name: str, profile: Profile, command: Optional[str], window: str,
+               cwd: Optional[str], env: Dict[str, str], transcript: str, token: str,
+               created: str, prompt: Optional[str], register: bool, inherit: str = ""
+               ) -> List[List[str]]:
         """The tmux commands that make the session, in one call. A server this
         call starts has the caller's environment already; into a running one it
         goes by ``new-session -e`` (``inherit`` "e", tmux 3.2+) or in the
         program's own ``env`` words ("env")."""
-        startup = ""
-        if profile.startup_per_session:  # it holds the token: the session's own
-            startup = _write_private(transcript + ".init", profile.startup_text(token))
-        elif profile.startup:
-            startup = _write_private(os.path.join(self.settings.state_subdir("init"),
-                                                  profile.startup_name), profile.startup)
+        startup = self.files.startup_file(profile, token, transcript)
         # A running server would give the session its own, older environment.
         # (Never in a command line that starts a server: the server keeps that
         # command line, which anyone on the machine may read.)
@@ -3444,17 +3923,18 @@ class Engine:
                 out = self._tmux_retrying(server, steps("env"))  # tmux 3.0, 3.1
             rows = parse_rows(PaneRow, out)
         except BaseException as e:
-            self._forget(server, "", transcript)  # the transcript and startup file
+            self.files.forget(server, "", transcript)  # the transcript and startup file
             if isinstance(e, TmuxError) and "duplicate session" in e.message:
                 raise NameTakenError(
                     "session %r already exists on %s" % (name, server.socket),
-                    "pick another name, or: tmuxsess.py kill -S %s -t %s"
-                    % (server.socket, name))
-            self._undo_create(server, target, transcript)  # a later step failed
+                    "pick another name",
+                    [Action("kill", "or kill that one", {"socket": server.socket,
+                                                         "target": name}, on_target=False)])
+            self._undo(server, target, transcript)  # a later step failed
             raise
         if not rows:
-            self._undo_create(server, target, transcript)
-            self._forget(server, "", transcript)
+            self._undo(server, target, transcript)
+            self.files.forget(server, "", transcript)
             raise TmuxError("tmux did not report the new pane")
         return rows[0]
 
@@ -3470,7 +3950,7 @@ class Engine:
                 time.sleep(0.05)
         raise AssertionError("not reached")
 
-    def _undo_create(self, server: Server, target: str, transcript: str) -> None:
+    def _undo(self, server: Server, target: str, transcript: str) -> None:
         """Kill a session this create made, recognised by its transcript, not by name."""
         with contextlib.suppress(TmuxsessError):
             mine = self.host.tmux(server, ["show-options", "-v", "-t", target,
@@ -3478,7 +3958,7 @@ class Engine:
             if mine.strip() == transcript:
                 self.host.tmux(server, ["kill-session", "-t", target])
 
-    def _destroy(self, pane: Pane, deregister: bool) -> None:
+    def _destroy(self, pane: "Pane", deregister: bool) -> None:
         """Undo a create that did not become ready (or lost the registry race)."""
         with contextlib.suppress(TmuxsessError):
             self.host.tmux(pane.server, ["kill-session", "-t", pane.pane_id])
@@ -3489,10 +3969,9 @@ class Engine:
                     if entry is not None and (entry.get("pane_id"), entry.get("socket")) == (
                             pane.pane_id, pane.server.socket):
                         del doc["sessions"][pane.session]
-        self.host.remove_transcript(pane.transcript)
-        self.host.remove_transcript(pane.transcript + ".init")
+        self.files.forget(pane.server, pane.pane_id, pane.transcript)
 
-    def _wait_ready(self, pane: Pane, timeout: float) -> None:
+    def _wait_ready(self, pane: "Pane", timeout: float) -> None:
         """Block until a new session's program shows its first prompt."""
         if pane.prompt:
             watch = _Watch("regex", pattern=_compile_prompt(pane.prompt))
@@ -3508,42 +3987,46 @@ class Engine:
             if reason == "done" and settle and f.lifeline.ended(force=True):
                 reason = "dead"
             late = reason == "timeout" and f.pipe_late()
-        if reason == "done":
-            return
+        if reason != "done":
+            raise self._not_ready(pane, timeout, reason, f, late)
+
+    def _not_ready(self, pane: "Pane", timeout: float, reason: "Ending", f: "_Follower",
+                   late: Optional[bool]) -> NotReadyError:
+        """Why a new session's program did not become ready, in words."""
         if late:  # what it said never reached the transcript
             writable = "is %s writable?" % pane.transcript
-            raise NotReadyError("the transcript of %s has not received what its screen "
-                                "shows within %gs" % (pane.session, timeout),
-                                "; ".join(filter(None, (self._last_screen(pane), writable))))
+            return NotReadyError("the transcript of %s has not received what its screen "
+                                 "shows within %gs" % (pane.session, timeout),
+                                 "; ".join(filter(None, (self._last_screen(pane), writable))))
         if reason in ("input", "prompt"):
             asks = f.question
-            raise NotReadyError("%s waits for input before its first prompt%s" % (
+            return NotReadyError("%s waits for input before its first prompt%s" % (
                 pane.session, ": %r" % asks if asks else ""),
-                ("if that is its prompt, --prompt %r does not match it; else " % pane.prompt
+                ("if that is its prompt, {prompt} %r does not match it; else " % pane.prompt
                  if pane.prompt else "")
                 + "give it what it asks for up front (an option, an environment variable), "
-                "or create it with --no-wait and answer with send")
+                "or create it without {wait} and answer it with a send")
         tail = f.tail()
         said = ("last output: " + tail.replace("\n", " | "))[:500] if tail else ""
         if reason == "timeout":
-            raise NotReadyError("%s did not show its prompt within %gs" % (
+            return NotReadyError("%s did not show its prompt within %gs" % (
                 pane.session, timeout),
-                said or "it printed nothing; raise --ready-timeout, or --no-wait")
+                said or "it printed nothing; raise {ready_timeout}, or do not {wait}")
         if reason == "server":  # killed, or crashed: its panes went with it
-            raise NotReadyError("the tmux server of %s (pid %d) went away before the "
-                                "program was ready" % (pane.session, pane.server_pid),
-                                said or "nothing of the session is left; create it again")
-        there, status, signum = self._dead_exit(pane)
+            return NotReadyError("the tmux server of %s (pid %d) went away before the "
+                                 "program was ready" % (pane.session, pane.server_pid),
+                                 said or "nothing of the session is left; create it again")
+        there, status, signum = self.host.ended(pane)
         how = Health("dead", exit_status=status, exit_signal=signum).ended if there else (
             "was killed with its session")  # by someone else: its pane is gone
         if there and not said:
             said = self._last_screen(pane)
         if there and status is None and not signum:
             said = "; ".join(w for w in (said, self._end_facts(pane)) if w)
-        raise NotReadyError("the program in %s %s before it was ready" % (pane.session, how),
-                            said)
+        return NotReadyError("the program in %s %s before it was ready" % (pane.session, how),
+                             said)
 
-    def _end_facts(self, pane: Pane) -> str:
+    def _end_facts(self, pane: "Pane") -> str:
         """What the kernel and tmux say of a program whose end has no status yet."""
         kernel = ("pid %d is %s here" % (pane.pid, self.host.process_state(pane.pid))
                   if pane.pid else "tmux named no pid for it")
@@ -3553,24 +4036,42 @@ class Engine:
         return "%s; tmux shows the pane %s, with no exit status" % (kernel, (
             "dead" if rows[0].dead else "running") if rows else "gone")
 
-    def _last_screen(self, pane: Pane) -> str:
+    def _last_screen(self, pane: "Pane") -> str:
         """A dead pane's last lines from its screen, for a program whose last words
         have not reached the transcript yet (tmux draws before it pipes)."""
         with contextlib.suppress(TmuxsessError):
-            lines = [line for line in self._capture_pane(pane, 10).split("\n")
+            lines = [line for line in screen_text(self.host, pane, 10).split("\n")
                      if line.strip() and not line.startswith("Pane is dead")]
             if lines:
                 return ("its screen: " + " | ".join(lines))[:500]
         return ""
 
-    # -- list, health, kill, cleanup ----------------------------------------------
-    def pane_health(self, session: Optional[str] = None, socket: Optional[str] = None,
-                    socket_name: Optional[str] = None, target: Optional[str] = None
-                    ) -> Health:
-        """The health of one pane: healthy, dead, missing, zombie or server_not_running."""
-        return self.resolve(session, socket, socket_name, target)[1]
 
-    def list_sessions(self) -> List[SessionStatus]:
+def _taken_in_registry(name: str) -> NameTakenError:
+    return NameTakenError("session %r already exists in the registry" % name,
+                          "pick another name",
+                          [Action("kill", "or remove it", {"session": name}, on_target=False)])
+
+
+def _transcript_kept(host: Host, pane: "Pane") -> List[Action]:
+    """The action that reads a gone pane's transcript, where it survives."""
+    if host.transcript_exists(pane.transcript):
+        return [Action("capture", "its transcript survives", {"source": "transcript"})]
+    return []
+
+
+class Keeper:
+    """Keeps the sessions: lists them with their health, kills and cleans them
+    up, finds tmux sessions the registry does not know, rebuilds a damaged
+    registry from tmux, and reads a pane (its screen, its transcript)."""
+
+    def __init__(self, settings: Settings, host: Host, registry: Registry, files: PaneFiles,
+                 targets: Targets) -> None:
+        self.settings, self.host, self.registry = settings, host, registry
+        self.files, self.targets = files, targets
+
+
+    def list(self) -> List[SessionStatus]:
         """Every registered session with its status: one tmux query per socket."""
         return [SessionStatus(s.name, s.socket, s.target, health.short,
                               health.pid or s.pid, s.created_at, s.last_active, s.type,
@@ -3601,12 +4102,14 @@ class Engine:
             result.append((s, health, row))
         return result
 
-    def kill_session(self, session: Optional[str] = None, socket: Optional[str] = None,
-                     socket_name: Optional[str] = None, target: Optional[str] = None,
-                     dry_run: bool = False) -> KillResult:
+    def health(self, where: Where) -> Health:
+        """The health of one pane: healthy, dead, missing, zombie or server_not_running."""
+        return self.targets.resolve(where)[1]
+
+    def kill(self, where: Where, dry_run: bool) -> KillResult:
         """Kill the tmux session and remove its registry entry as one operation."""
-        pane, health = self.resolve(session, socket, socket_name, target, changes=True)
-        registered_as = self._registered_as(pane)
+        pane, health = self.targets.resolve(where, changes=True)
+        registered_as = self.targets.registered_as(pane)
         alive = health.status not in ("missing", "server_not_running")
         result = KillResult(name=pane.label, killed=False, deregistered=False,
                             registered=bool(registered_as), dry_run=dry_run,
@@ -3626,37 +4129,11 @@ class Engine:
             if registered_as and doc["sessions"].pop(registered_as, None) is not None:
                 result.deregistered = True
         if result.killed or result.deregistered:
-            self._forget(pane.server, pane.pane_id, pane.transcript)
+            self.files.forget(pane.server, pane.pane_id, pane.transcript)
         return result
 
-    def _registered_as(self, pane: Pane) -> str:
-        """The name the registry knows the pane by; "" if none."""
-        if not pane.registered:
-            return ""
-        regs = self.registry.sessions()
-        if pane.session in regs:
-            return pane.session
-        return next((n for n, s in regs.items() if s.pane_id == pane.pane_id
-                     and s.socket == pane.server.socket), "")
-
-    def _forget(self, server: Server, pane_id: str, transcript: str) -> None:
-        """Remove what the tool kept for a session it no longer has."""
-        # Only files in our own transcripts dir: a registry entry must not make us
-        # delete anything else.
-        if transcript and os.path.dirname(os.path.abspath(transcript)) == os.path.join(
-                self.settings.state_dir, "transcripts"):
-            self.host.remove_transcript(transcript)
-            self.host.remove_transcript(transcript + ".init")
-        if pane_id:
-            for path in (self._run_lock_path(server, pane_id),
-                         self._sent_path(server, pane_id),
-                         self._look_path(server, pane_id, make=False)):
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-
-    def cleanup_sessions(self, all: bool = False, older_than: Optional[float] = None,
-                         idle: Optional[float] = None, dry_run: bool = False
-                         ) -> List[CleanupItem]:
+    def cleanup(self, all: bool, older_than: Optional[float], idle: Optional[float],
+                dry_run: bool) -> List[CleanupItem]:
         """Remove unhealthy sessions (and, widened, old or idle ones) from the registry.
 
         Selected sessions that are still alive are killed too, so nothing is left
@@ -3695,18 +4172,18 @@ class Engine:
                 self.host.tmux(Server(s.socket), ["kill-session", "-t",
                                                   s.pane_id or "=" + s.name])
         del doc["sessions"][s.name]
-        self._forget(Server(s.socket), s.pane_id, s.transcript)
+        self.files.forget(Server(s.socket), s.pane_id, s.transcript)
 
-    # -- find, repair -------------------------------------------------------------
-    def find_sessions(self, socket: Optional[str] = None, socket_name: Optional[str] = None,
-                      all_sockets: bool = False, query: Optional[str] = None
-                      ) -> List[FoundSession]:
+    def find(self, socket: Optional[str], socket_name: Optional[str], all_sockets: bool,
+             query: Optional[str]) -> List[FoundSession]:
         """tmux sessions on one server, or on every socket in the socket dir (and
         every socket the registry names).
 
         Sessions are listed whether registered or not: this is how to find what a
         lost registry no longer knows.
         """
+        if sum(map(bool, (socket, socket_name, all_sockets))) > 1:
+            raise UsageError("give one of {socket}, {socket_name} and {all_sockets}")
         regs = self.registry.safe_sessions()
         if all_sockets:
             servers = [Server(path) for path in self._known_sockets(
@@ -3802,93 +4279,359 @@ class Engine:
                     token=row.tmuxsess_token, tty=row.pane_tty).to_json()
         return sessions
 
-    # -- reading the pane -----------------------------------------------------------
-    def capture(self, session: Optional[str] = None, socket: Optional[str] = None,
-                socket_name: Optional[str] = None, target: Optional[str] = None,
-                lines: int = 200, all: bool = False, ansi: bool = False) -> str:
-        """The pane's text, wrapped lines joined, trailing blank lines dropped.
-
-        Works on a dead pane, so a crash can be read after the program died.
-        """
-        return self.capture_screen(session, socket, socket_name, target, lines, all,
-                                   ansi).text
-
-    def capture_screen(self, session: Optional[str] = None, socket: Optional[str] = None,
-                       socket_name: Optional[str] = None, target: Optional[str] = None,
-                       lines: int = 200, all: bool = False, ansi: bool = False
-                       ) -> "Capture":
+    def capture(self, where: Where, lines: int, all: bool, ansi: bool) -> Capture:
         """``capture``'s text with what the screen is: the alternate screen or
         not, the cursor, the command running in the pane."""
-        pane, health = self.resolve(session, socket, socket_name, target)
+        pane, health = self.targets.resolve(where)
         if health.status in ("missing", "server_not_running"):
             raise TargetError(health.said(pane.label, "nothing to capture"),
-                              self._transcript_hint(pane))
-        text = self._capture_pane(pane, None if all else lines, ansi)
+                              actions=_transcript_kept(self.host, pane), target=pane.where)
+        text = screen_text(self.host, pane, None if all else lines, ansi)
         return Capture(text, text.count("\n"), bool(health.alternate_screen),
                        health.cursor_x or 0, health.cursor_y or 0,
                        health.current_command or "", pane.session, pane.pane_id)
 
-    def _transcript_hint(self, pane: Pane) -> str:
-        if self.host.transcript_exists(pane.transcript):
-            return ("its transcript survives: tmuxsess.py capture --transcript -s %s"
-                    % pane.session)
-        return ""
-
-    def _capture_pane(self, pane: Pane, lines: Optional[int], ansi: bool = False) -> str:
-        start = "-" if lines is None else str(-max(lines, 1))
-        args = ["capture-pane", "-p", "-J", "-t", pane.pane_id or pane.target, "-S", start]
-        if ansi:
-            args.insert(2, "-e")
-        text = self.host.tmux(pane.server, args)
-        out = [line.rstrip() if not ansi else line for line in text.split("\n")]
-        while out and not _strip_ansi(out[-1]).strip():
-            out.pop()
-        if pane.dead and out:
-            # tmux writes "Pane is dead" on the bottom row; close the blank gap above
-            # it so the program's last words stay within the last few lines.
-            while len(out) > 1 and not _strip_ansi(out[-2]).strip():
-                del out[-2]
-        if lines is not None:
-            out = out[-lines:]
-        if ansi:
-            # tmux does not reset attributes at the end of a line, so colour would
-            # bleed into the next line (and the user's terminal after the last).
-            out = [line + "\x1b[0m" if "\x1b[" in line else line for line in out]
-        return "\n".join(out) + ("\n" if out else "")
-
-    def read_transcript(self, session: Optional[str] = None, socket: Optional[str] = None,
-                        socket_name: Optional[str] = None, target: Optional[str] = None,
-                        raw: bool = False) -> Iterator[str]:
+    def transcript(self, where: Where, raw: bool) -> Iterator[str]:
         """Everything the pane's program wrote since create, in chunks, streamed.
 
         ANSI sequences and prompt marks are removed unless ``raw``; carriage
         returns are resolved the way a terminal shows them.
         """
-        pane, _ = self.resolve(session, socket, socket_name, target)
+        pane, _ = self.targets.resolve(where)
         if not pane.transcript:
             raise TargetError("session %s has no transcript (it was not created by "
-                              "tmuxsess)" % pane.label, "use: tmuxsess.py capture --all")
+                              "tmuxsess)" % pane.label,
+                              actions=[Action("capture", "read its screen instead", {"all": True})],
+                              target=pane.where)
         with self.host.open_transcript(pane.transcript) as f:
             yield from _transcript_chunks(f, raw)
 
-    def attach_command(self, session: Optional[str] = None, socket: Optional[str] = None,
-                       socket_name: Optional[str] = None, target: Optional[str] = None
-                       ) -> List[str]:
+    def attach_command(self, where: Where) -> List[str]:
         """The ``tmux attach`` command line for a session."""
-        pane, health = self.resolve(session, socket, socket_name, target)
+        pane, health = self.targets.resolve(where)
         if health.status in ("missing", "server_not_running"):
             raise TargetError(health.said(pane.label, "nothing to attach to"))
         return [self.host.binary] + pane.server.args() + ["attach", "-t", "=" + pane.session]
 
-    # -- send ---------------------------------------------------------------------
-    def send(self, text: Optional[str] = None, keys: Sequence[str] = (), *,
-             enter: bool = True, multiline: bool = False, wait: Optional[str] = None,
-             fixed: bool = False, timeout: float = 30.0, retries: int = 3,
-             interval: float = 0.5, verbose: bool = False, delivery: str = "auto",
-             refuse: Optional[str] = None, stable: float = 0.0,
-             session: Optional[str] = None, socket: Optional[str] = None,
-             socket_name: Optional[str] = None, target: Optional[str] = None,
-             cancel: Optional[Any] = None) -> SendResult:
+
+def _find_row(rows: List[PaneRow], session: Session) -> Tuple[Optional[PaneRow], bool]:
+    """The pane row of a registered session, and whether its session exists."""
+    by_session = [r for r in rows if r.session_name == session.name]
+    if session.pane_id:
+        # Only in its own session: pane ids start again at %0 on a new server.
+        for r in by_session:
+            if r.pane_id == session.pane_id:
+                return r, True
+        return None, bool(by_session)
+    # Entries written by the older bash scripts know only "NAME:W.P".
+    m = re.fullmatch(r"(.*):(\d+)\.(\d+)", session.target or "")
+    for r in by_session:
+        if not m or (r.window_index, r.pane_index) == (m.group(2), m.group(3)):
+            return r, True
+    return None, bool(by_session)
+
+
+def _cleanup_reasons(s: Session, health: Health, now: float, all: bool,
+                     older_than: Optional[float], idle: Optional[float],
+                     printed: float = 0) -> List[str]:
+    """Why cleanup takes a session; none when it stays. ``printed``: when the
+    program last printed something."""
+    reasons: List[str] = []
+    if health.status != "healthy":
+        reasons.append("no server" if health.status == "server_not_running"
+                       else health.status)
+    if all:
+        reasons.append("--all")
+    created = _parse_time(s.created_at)
+    if older_than is not None and created is not None and now - created > older_than:
+        reasons.append("created %s ago" % _ago(now - created))
+    active = max(_parse_time(s.last_active) or created or 0, printed) or None
+    if idle is not None and active is not None and now - active > idle:
+        reasons.append("idle for %s" % _ago(now - active))
+    return reasons
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return "%d%s" % (seconds // size, unit)
+    return "%ds" % seconds
+
+
+def _iso(epoch: str) -> str:
+    """tmux's seconds since the epoch as UTC ISO-8601; "" if it gave none."""
+    if not epoch.isdigit():
+        return ""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
+
+
+@contextlib.contextmanager
+def _no_transaction() -> Iterator[Dict[str, Any]]:
+    yield {"sessions": {}}
+
+
+def _sockets_named_in(path: str) -> List[str]:
+    """The socket paths a damaged registry file still names, as far as it can be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return []
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return []
+        raw = f.read(64 << 20)
+    named = []
+    for m in re.finditer(rb'"socket"\s*:\s*("(?:[^"\\]|\\.)*")', raw):
+        with contextlib.suppress(ValueError):
+            value = json.loads(m.group(1).decode("utf-8"))
+            if isinstance(value, str):
+                named.append(value)
+    return named
+
+
+def _move_aside(path: str) -> str:
+    """Rename a damaged file to ``PATH.corrupt-<UTC>``; the new name."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    moved = "%s.corrupt-%s" % (path, stamp)
+    n = 1
+    while os.path.lexists(moved):
+        n += 1
+        moved = "%s.corrupt-%s-%d" % (path, stamp, n)
+    try:
+        os.rename(path, moved)
+    except OSError as e:
+        raise RegistryError("cannot move %s aside: %s" % (path, e.strerror))
+    return moved
+
+
+
+
+class Waiter:
+    """Waits for text in a pane's output: on its transcript where it has one
+    (woken as it grows), on its screen for a full-screen program or with no
+    transcript (one tmux call per look)."""
+
+    def __init__(self, host: Host, files: PaneFiles, targets: Targets) -> None:
+        self.host, self.files, self.targets = host, files, targets
+
+
+    def wait(self, where: Where, pattern: Optional[str], fixed: bool, stable: float,
+             not_pattern: Optional[str], timeout: float, interval: Optional[float],
+             lines: int, whole_pane: bool, cancel: Optional["threading.Event"]) -> WaitResult:
+        """See Engine.wait_for_text."""
+        if pattern is None and not stable:
+            raise UsageError("nothing to wait for: give {pattern}, {stable}, or both")
+        regex = _compile_pattern(pattern, fixed) if pattern is not None else None
+        refused = _compile_pattern(not_pattern, fixed) if not_pattern is not None else None
+        _seconds(timeout, "timeout")
+        _check_delivery("auto", False, stable)
+        if interval is not None:
+            _seconds(interval, "interval")
+        _at_least(lines, 1, "lines")
+        pane, health = self.targets.resolve(where)
+        if health.status in ("missing", "server_not_running"):
+            return WaitResult(False, reason="server" if health.status == "server_not_running"
+                              else "missing")
+        record = None if whole_pane else SentRecord.decode(pane.sent)
+        before, echo = (None, []) if whole_pane else self.files.saved_look(pane)
+        if stable or (not whole_pane and (pane.alternate or pane.screen.startswith("1 "))):
+            return self.on_look(pane, regex, refused, before, echo, timeout, stable,
+                                      interval, cancel)
+        assert regex is not None
+        if record is None or record.offset < 0 or not pane.transcript:
+            return self.on_screen(pane, regex, timeout, lines,
+                                        record if record is not None and record.offset < 0
+                                        else None, interval or 0.2, refuse=refused)
+        screen = self.screen_check(pane, regex, refused, before, echo)
+        with _Follower(self.host, pane, record.offset, _Watch.after(record, regex, refused),
+                       screen) as f:
+            reason = f.follow(timeout, interval or 0.05, cancel=cancel)
+            result = f.found(reason)
+        if result.reason == "dead":
+            result.exit_status = self.host.ended(pane)[1]
+        return result
+
+    def on_look(self, pane: Pane, pattern: Optional["re.Pattern[str]"],
+                      refuse: Optional["re.Pattern[str]"], before: Optional[Look],
+                      echo: Sequence[str], timeout: float, stable: float = 0.0,
+                      interval: Optional[float] = None, cancel: Optional[Any] = None
+                      ) -> WaitResult:
+        """Wait on the screen a person sees (one tmux call per look): for the
+        pattern in the text that changed since ``before``, and with ``stable``
+        until the screen has held still that long."""
+        began = time.monotonic()
+        # Stillness is seen at most a twentieth of a second late.
+        longest = min(interval or 0.1, 0.05 if stable else 1.0)
+        delay, last, quiet_since = 0.005, None, began
+        while True:
+            try:
+                look = _look_at(self.host, pane)
+            except TmuxError as e:
+                return WaitResult(False, reason="server" if isinstance(e, NoServerError)
+                                  else "dead", elapsed=time.monotonic() - began)
+            now = time.monotonic()
+            if look != last:
+                last, quiet_since = look, now
+            result = self._judge_look(look, pattern, refuse, before, echo,
+                                      now - quiet_since >= stable)
+            if result is None and now - began >= timeout:
+                result = WaitResult(False, reason="timeout", tail=_last_rows(look))
+            if result is None and cancel is not None and cancel.is_set():
+                result = WaitResult(False, reason="cancelled", tail=_last_rows(look))
+            if result is not None:
+                result.elapsed = round(now - began, 3)
+                return result
+            time.sleep(min(delay, max(began + timeout - now, 0.001)))
+            delay = min(delay * 2, longest)
+
+    @staticmethod
+    def _judge_look(look: Look, pattern: Optional["re.Pattern[str]"],
+                    refuse: Optional["re.Pattern[str]"], before: Optional[Look],
+                    echo: Sequence[str], still: bool) -> Optional[WaitResult]:
+        """What one look says: found, refused, the program died, or None: wait on."""
+        text = _changed_text(before, look)
+        tail = _last_rows(look)
+        bad = _search_outside(refuse, text, echo) if refuse is not None else None
+        if bad:
+            return WaitResult(False, bad.group(0), "refused", tail=tail)
+        m = _search_outside(pattern, text, echo) if pattern is not None else None
+        if (m or pattern is None) and still:
+            return WaitResult(True, m.group(0) if m else "", tail=tail)
+        if look.state.pane_dead == "1":
+            status = look.state.pane_dead_status
+            return WaitResult(False, reason="dead", tail=tail,
+                              exit_status=int(status) if status.lstrip("-").isdigit()
+                              else None)
+        return None
+
+    def on_screen(self, pane: Pane, pattern: "re.Pattern[str]", timeout: float,
+                        lines: Optional[int], record: Optional[SentRecord],
+                        interval: float = 0.2, refuse: Optional["re.Pattern[str]"] = None
+                        ) -> WaitResult:
+        """Poll the screen (one tmux call per look) for panes without a transcript.
+
+        With a ``record`` of a send, only text from the row it was sent on, after
+        its echo, counts; otherwise the last ``lines`` lines do.
+        """
+        began = time.monotonic()
+        delay = 0.01
+        text = ""
+        while True:
+            try:
+                state, text = self._screen(pane, lines, record)
+            except TmuxError as e:
+                return WaitResult(False, reason="server" if isinstance(e, NoServerError)
+                                  else "dead", tail=text, elapsed=time.monotonic() - began)
+            bad = refuse.search(text) if refuse is not None else None
+            m = bad or pattern.search(text)
+            tail = "\n".join(text.rstrip("\n").split("\n")[-10:])
+            elapsed = time.monotonic() - began
+            if m:
+                return WaitResult(not bad, m.group(0), "refused" if bad else "", tail=tail,
+                                  elapsed=elapsed)
+            if state.pane_dead == "1":
+                status = state.pane_dead_status
+                return WaitResult(False, reason="dead", tail=tail, elapsed=elapsed,
+                                  exit_status=int(status) if status.lstrip("-").isdigit()
+                                  else None)
+            if elapsed >= timeout:
+                return WaitResult(False, reason="timeout", tail=tail, elapsed=elapsed)
+            time.sleep(delay)
+            delay = min(delay * 2, interval)
+
+    def _screen(self, pane: Pane, lines: Optional[int], record: Optional[SentRecord]
+                ) -> Tuple[ScreenState, str]:
+        """One look at the screen: its state, and the text that counts."""
+        target = pane.pane_id or pane.target
+        if record is None:
+            captures = [["capture-pane", "-p", "-J", "-t", target, "-S",
+                         str(-(lines or 1000))]]
+        else:
+            # Rows as they are (-N) and with wrapped rows joined (-J), taken in
+            # the same instant: the rows say where an absolute row begins in the
+            # joined text, which is what patterns are matched against.
+            captures = [["capture-pane", "-p", "-N", "-t", target, "-S", "-"],
+                        ["capture-pane", "-p", "-J", "-t", target, "-S", "-"]]
+        out = self.host.tmux(pane.server, ["display-message", "-p", "-t", target,
+                                           SCREEN_FORMAT], *captures)
+        head, _, text = out.partition("\n")
+        states = parse_rows(ScreenState, head)
+        state = states[0] if states else ScreenState("", "", "0", "0", "0", "", "0", "0")
+        if record is not None:
+            history = int(state.history_size or 0)
+            count = history + int(state.pane_height or 0)
+            rows = text.split("\n")
+            text = _new_screen_text(rows[:count], "\n".join(rows[count:]), record.row,
+                                    record.lines, history, int(state.history_limit or 0),
+                                    record.anchor)
+        return state, text
+
+    def screen_check(self, pane: Pane, pattern: Optional["re.Pattern[str]"],
+                      refuse: Optional["re.Pattern[str]"], before: Optional[Look],
+                      echo: Sequence[str]) -> ScreenCheck:
+        """A look at the screen for a follower: the text that changed since ``before``."""
+        def check() -> Optional[Tuple[Ending, str]]:
+            try:
+                text = _changed_text(before, _look_at(self.host, pane))
+            except TmuxError:
+                return None
+            bad = _search_outside(refuse, text, echo) if refuse is not None else None
+            if bad:
+                return "refused", bad.group(0)
+            m = _search_outside(pattern, text, echo) if pattern is not None else None
+            return ("done", m.group(0)) if m else None
+        return check
+
+
+def _new_screen_text(rows: List[str], joined: str, row: int, skip: int,
+                     history: int, limit: int, anchor: str) -> str:
+    """The joined text from absolute row ``row`` on, after ``skip`` lines.
+
+    ``rows`` are the pane's rows as they are (-N) and ``joined`` the same with
+    wrapped rows joined (-J): they differ only by the newlines of wrapped rows.
+    """
+    offsets, pos = [], 0
+    for r in rows:
+        offsets.append(pos)
+        pos += len(r)
+        if joined.startswith("\n", pos):  # not a wrapped row
+            pos += 1
+    step = max(limit // 10, 1)
+    if anchor and history >= limit - step:
+        # A full history drops its oldest ``step`` lines at a time, moving every
+        # row up by a multiple of that: find the row that holds the echo.
+        for candidate in range(row, -1, -step):
+            if candidate < len(rows):
+                end = joined.find("\n", offsets[candidate])
+                line = joined[offsets[candidate]:end if end >= 0 else len(joined)]
+                if line.rstrip().endswith(anchor):
+                    row = candidate
+                    break
+    pos = offsets[row] if row < len(offsets) else len(joined)
+    for _ in range(skip):  # the echo of the text sent
+        nl = joined.find("\n", pos)
+        pos = nl + 1 if nl >= 0 else len(joined)
+    return joined[pos:]
+
+
+
+
+class Sender:
+    """Puts text and keys into a pane exactly, or nothing at all: checks the
+    text and the pane first, delivers in one tmux call (a private paste buffer,
+    or keys), checks that a pasted prompt was submitted, and can wait for the
+    answer (through the Waiter)."""
+
+    def __init__(self, host: Host, files: PaneFiles, targets: Targets, waiter: Waiter) -> None:
+        self.host, self.files, self.targets, self.waiter = host, files, targets, waiter
+
+
+    def send(self, where: Where, text: Optional[str], keys: Sequence[str], enter: bool,
+             multiline: bool, delivery: str, wait: Optional[str], fixed: bool, stable: float,
+             not_pattern: Optional[str], timeout: float, retries: int, interval: float,
+             cancel: Optional["threading.Event"],
+             on_retry: Optional[Callable[[str], None]]) -> SendResult:
         """Send text exactly as given (and/or keys); optionally wait for a pattern.
 
         ``text`` is literal, always: no word in it is a key name. Enter follows it
@@ -3907,18 +4650,18 @@ class Engine:
         changed for that many seconds.
         """
         if text is None and not keys:
-            raise UsageError("nothing to send: give -c TEXT, --file PATH or -k KEY")
+            raise UsageError("nothing to send: give {text} or {keys}")
         keys = _check_keys(keys)
-        _seconds(timeout, "-T")
-        _seconds(interval, "-i")
-        _at_least(retries, 0, "-r")
+        _seconds(timeout, "timeout")
+        _seconds(interval, "interval")
+        _at_least(retries, 0, "retries")
         _check_delivery(delivery, multiline, stable)
         pattern = _compile_pattern(wait, fixed) if wait is not None else None
-        refused = _compile_pattern(refuse, fixed) if refuse is not None else None
-        pane, health = self.resolve(session, socket, socket_name, target, changes=True)
+        refused = _compile_pattern(not_pattern, fixed) if not_pattern is not None else None
+        pane, health = self.targets.resolve(where, changes=True)
         if health.status != "healthy":
             raise UnhealthyError(health.said(pane.label, "nothing was sent"),
-                                 self._transcript_hint(pane))
+                                 actions=_transcript_kept(self.host, pane), target=pane.where)
         enter = enter and not keys
         if text is not None and multiline and pane.profile.wrap is not None:
             # A block for a REPL runs as one unit, and a final Enter ends it.
@@ -3933,7 +4676,7 @@ class Engine:
             payload + (b"\n" if enter else b""), term)
         echo = not (term is not None and term.canonical and term.echo is False)
         plan = _SendPlan(text, payload, stream, editing, echo, keys, enter, typed, pattern,
-                         refused, stable, timeout, retries, interval, verbose, cancel)
+                         refused, stable, timeout, retries, interval, on_retry, cancel)
         return self._send_to(pane, plan)
 
     def _send_to(self, pane: Pane, plan: "_SendPlan") -> SendResult:
@@ -3942,8 +4685,8 @@ class Engine:
                             bytes=len(plan.payload), keys=list(plan.keys), typed=plan.typed)
         with contextlib.ExitStack() as stack:
             own = bool(pane.transcript)  # not a temporary one for this call
-            following = plan.waits and stack.enter_context(self._transcript_for(pane))
-            record = self._send_record(pane, plan.payload, plan.text, plan.enter, plan.keys,
+            following = plan.waits and stack.enter_context(self.files.following(pane))
+            record = self.record(pane, plan.payload, plan.text, plan.enter, plan.keys,
                                        echo=plan.echo)
             # Without a transcript of its own, a later wait reads the screen.
             kept = record if own else SentRecord(lines=record.lines, row=pane.line,
@@ -3952,16 +4695,16 @@ class Engine:
                       and self._confirms_enter(pane, plan))
             snap = _random_id(12)
             # A line-editing terminal's stream holds its newline; else Enter ends it.
-            out = self._deliver(pane, plan.stream, plan.keys,
+            out = self.deliver(pane, plan.stream, plan.keys,
                                 plan.enter and not submit and not plan.line_editing,
-                                kept.encode(), plan.retries, plan.interval, plan.verbose,
+                                kept.encode(), plan.retries, plan.interval, plan.on_retry,
                                 typed=plan.typed, look="%d %s" % (pane.alternate, snap),
                                 bracketed=not plan.line_editing)
             if own:
-                self._note_sent(pane, record.offset, plan.text is not None,
+                self.files.note_sent(pane, record.offset, plan.text is not None,
                                 plan.enter or "Enter" in plan.keys)
             before = _look_of(pane, out)
-            self._save_look(pane, snap, before, _echo_lines(plan.text))
+            self.files.save_look(pane, snap, before, _echo_lines(plan.text))
             if submit:
                 result.enter_presses = self._submit(pane, plan.text or "", before)
             if not plan.waits:
@@ -3969,7 +4712,7 @@ class Engine:
             found = self._send_wait(pane, plan, record, before, bool(following))
         found.elapsed = round(time.monotonic() - started, 3)
         if found.reason == "dead":
-            found.exit_status = self._dead_status(pane)
+            found.exit_status = self.host.ended(pane)[1]
         result.wait = found
         return result
 
@@ -3980,15 +4723,15 @@ class Engine:
         draws on it."""
         echo = _echo_lines(plan.text)
         if pane.alternate or plan.stable or plan.pattern is None:
-            return self._wait_on_look(pane, plan.pattern, plan.refuse, before, echo,
+            return self.waiter.on_look(pane, plan.pattern, plan.refuse, before, echo,
                                       plan.timeout, plan.stable, cancel=plan.cancel)
         if following and plan.pattern is not None:
-            screen = self._screen_check(pane, plan.pattern, plan.refuse, before, echo)
+            screen = self.waiter.screen_check(pane, plan.pattern, plan.refuse, before, echo)
             with _Follower(self.host, pane, record.offset,
                            _Watch.after(record, plan.pattern, plan.refuse), screen) as f:
                 return f.found(f.follow(plan.timeout, cancel=plan.cancel))
         kept = SentRecord(lines=record.lines, row=pane.line, anchor=_echo_anchor(plan.text))
-        return self._wait_on_screen(pane, plan.pattern, plan.timeout, None, kept,
+        return self.waiter.on_screen(pane, plan.pattern, plan.timeout, None, kept,
                                     refuse=plan.refuse)
 
     def _confirms_enter(self, pane: Pane, plan: "_SendPlan") -> bool:
@@ -4064,52 +4807,7 @@ class Engine:
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
-    def _look_path(self, server: Server, pane_id: str, make: bool = True) -> str:
-        """The file that keeps how a pane's screen looked at its last send."""
-        where = (self.settings.state_subdir("screens") if make
-                 else os.path.join(self.settings.state_dir, "screens"))
-        return os.path.join(where, self._pane_key(server, pane_id))
-
-    def _save_look(self, pane: Pane, snap: str, look: Optional[Look], echo: List[str]
-                   ) -> None:
-        """Keep how the screen looked at a send, for a later wait (``@tmuxsess-screen``
-        names it)."""
-        if look is None or not pane.pane_id:
-            return
-        with contextlib.suppress(TmuxsessError):
-            _write_private(self._look_path(pane.server, pane.pane_id), "%s\n%s\n%s" % (
-                snap, json.dumps(echo), look.encode()))
-
-    def _saved_look(self, pane: Pane) -> Tuple[Optional[Look], List[str]]:
-        """How the screen looked at the last send, and the lines it sent; None
-        and [] when that is not known."""
-        snap = pane.screen.partition(" ")[2]
-        try:
-            with open(self._look_path(pane.server, pane.pane_id), encoding="utf-8") as f:
-                saved, echo, look = f.read().split("\n", 2)
-            if snap and saved == snap:
-                return Look.decode(look), [str(e) for e in json.loads(echo)]
-        except (OSError, ValueError, TmuxsessError):
-            pass
-        return None, []
-
-    def _screen_check(self, pane: Pane, pattern: Optional["re.Pattern[str]"],
-                      refuse: Optional["re.Pattern[str]"], before: Optional[Look],
-                      echo: Sequence[str]) -> ScreenCheck:
-        """A look at the screen for a follower: the text that changed since ``before``."""
-        def check() -> Optional[Tuple[Ending, str]]:
-            try:
-                text = _changed_text(before, _look_at(self.host, pane))
-            except TmuxError:
-                return None
-            bad = _search_outside(refuse, text, echo) if refuse is not None else None
-            if bad:
-                return "refused", bad.group(0)
-            m = _search_outside(pattern, text, echo) if pattern is not None else None
-            return ("done", m.group(0)) if m else None
-        return check
-
-    def _send_record(self, pane: Pane, payload: bytes, text: Optional[str],
+    def record(self, pane: Pane, payload: bytes, text: Optional[str],
                      enter: bool, keys: Sequence[str], echo: bool = True) -> SentRecord:
         """Where the answer to this send will start in the pane's transcript;
         ``echo``: whether the text will be echoed (a password prompt: not)."""
@@ -4131,10 +4829,10 @@ class Engine:
                           cmark=cmark, partial_len=len(partial),
                           partial=partial[-SentRecord.PARTIAL_TAIL:])
 
-    def _deliver(self, pane: Pane, payload: Optional[bytes], keys: Sequence[str],
+    def deliver(self, pane: Pane, payload: Optional[bytes], keys: Sequence[str],
                  enter: bool, record: str, retries: int, interval: float,
-                 verbose: bool = False, typed: bool = False, look: str = "",
-                 bracketed: bool = True) -> str:
+                on_retry: Optional[Callable[[str], None]] = None, typed: bool = False,
+                look: str = "", bracketed: bool = True) -> str:
         """Put text (via a private paste buffer, or ``typed`` as keys) and keys into
         the pane; with ``look`` (``@tmuxsess-screen``'s value), first look at the
         screen in the same tmux call. ``bracketed``: paste as a bracketed paste
@@ -4145,14 +4843,15 @@ class Engine:
         seen = ""
         for i, steps in enumerate(calls):
             stdin = payload if any(s[:1] == ["load-buffer"] for s in steps) else None
-            out = self._tmux_delivering(pane, steps, stdin, buffer, retries, interval, verbose)
+            out = self._tmux_delivering(pane, steps, stdin, buffer, retries, interval, on_retry)
             if pane.unverified:
                 _verified(pane, out)
             seen = out if i == 0 else seen
         return seen
 
     def _tmux_delivering(self, pane: Pane, steps: List[List[str]], stdin: Optional[bytes],
-                         buffer: str, retries: int, interval: float, verbose: bool) -> str:
+                         buffer: str, retries: int, interval: float,
+                         on_retry: Optional[Callable[[str], None]]) -> str:
         attempt = 0
         while True:
             try:
@@ -4167,661 +4866,10 @@ class Engine:
                     raise _StalePane()  # not typed: ask tmux what became of the pane
                 if not e.transient or attempt >= retries:
                     raise _send_failure(e, attempt)
-                if verbose:
-                    print("tmuxsess: retrying after: %s" % e.message, file=sys.stderr)
+                if on_retry is not None:
+                    on_retry(e.message)
                 time.sleep(interval * (2 ** attempt))
                 attempt += 1
-
-    @contextlib.contextmanager
-    def _transcript_for(self, pane: Pane) -> Iterator[bool]:
-        """Give a pane without a transcript a temporary one for this exchange."""
-        if pane.transcript:
-            yield True
-            return
-        if pane.piped:
-            yield False  # someone else's pipe-pane: we must not replace it
-            return
-        path = os.path.join(self.settings.state_subdir("transcripts"),
-                            "temp.%s.log" % _random_id(12))
-        self.host.new_transcript(path)
-        try:
-            self.host.tmux(pane.server, ["pipe-pane", "-O", "-t", pane.pane_id,
-                                         self.host.pipe_command(path)])
-            pane.transcript = path
-            try:
-                yield True
-            finally:
-                with contextlib.suppress(TmuxsessError):
-                    self.host.tmux(pane.server, ["pipe-pane", "-t", pane.pane_id])
-                pane.transcript = ""
-        finally:
-            self.host.remove_transcript(path)
-
-    def _dead_status(self, pane: Pane) -> Optional[int]:
-        """The exit status of a pane's program that has just exited (None if it
-        was killed by a signal, or tmux cannot say)."""
-        return self._dead_exit(pane)[1]
-
-    def _dead_exit(self, pane: Pane) -> Tuple[bool, Optional[int], Optional[int]]:
-        """(the pane is still there, exit status, signal) of a pane's program that
-        has just exited. tmux may not know it yet (see Host.zombie_exit): give it
-        a second at most."""
-        deadline, reminded = time.monotonic() + 1.0, False
-        while True:
-            try:
-                rows = parse_rows(PaneRow, self.host.tmux(pane.server, [
-                    "display-message", "-p", "-t", pane.pane_id, "-F", PANE_FORMAT]))
-            except TmuxsessError:
-                return False, None, None
-            if rows:
-                # tmux knows the status once it reaped the program, which may be
-                # before it marks the pane dead (it first pipes out what is left).
-                status, signum = self.host.dead_exit(rows[0])
-                if status is not None or signum:
-                    return True, status, signum
-                if rows[0].dead and not reminded:
-                    self.host.remind_to_reap(pane.server)
-                    reminded = True
-            if time.monotonic() >= deadline:
-                return bool(rows), None, None
-            time.sleep(0.01)
-
-    # -- wait ---------------------------------------------------------------------
-    def wait_for_text(self, pattern: Optional[str] = None, *, fixed: bool = False,
-                      timeout: float = 15.0, interval: Optional[float] = None,
-                      lines: int = 1000, whole_pane: bool = False, stable: float = 0.0,
-                      refuse: Optional[str] = None, session: Optional[str] = None,
-                      socket: Optional[str] = None, socket_name: Optional[str] = None,
-                      target: Optional[str] = None, cancel: Optional[Any] = None
-                      ) -> WaitResult:
-        """Wait until ``pattern`` appears in the pane's output.
-
-        On a session with a send recorded by this tool only output after that
-        send counts; ``whole_pane`` searches the last ``lines`` lines instead.
-        A pane in the alternate screen (or sent to there) is waited on as its
-        screen shows it: the text that changed since the send. ``stable``
-        waits (after the pattern, if one is given) until the screen has not
-        changed for that many seconds; ``refuse`` ends the wait, failed
-        (reason ``refused``), once it appears. Returns early when the program
-        exits or the server goes away.
-        """
-        if pattern is None and not stable:
-            raise UsageError("nothing to wait for: give -p PATTERN, --stable DURATION, or both")
-        regex = _compile_pattern(pattern, fixed) if pattern is not None else None
-        refused = _compile_pattern(refuse, fixed) if refuse is not None else None
-        _seconds(timeout, "-T")
-        _check_delivery("auto", False, stable)
-        if interval is not None:
-            _seconds(interval, "-i")
-        _at_least(lines, 1, "-l")
-        pane, health = self.resolve(session, socket, socket_name, target)
-        if health.status in ("missing", "server_not_running"):
-            return WaitResult(False, reason="server" if health.status == "server_not_running"
-                              else "missing")
-        record = None if whole_pane else SentRecord.decode(pane.sent)
-        before, echo = (None, []) if whole_pane else self._saved_look(pane)
-        if stable or (not whole_pane and (pane.alternate or pane.screen.startswith("1 "))):
-            return self._wait_on_look(pane, regex, refused, before, echo, timeout, stable,
-                                      interval, cancel)
-        assert regex is not None
-        if record is None or record.offset < 0 or not pane.transcript:
-            return self._wait_on_screen(pane, regex, timeout, lines,
-                                        record if record is not None and record.offset < 0
-                                        else None, interval or 0.2, refuse=refused)
-        screen = self._screen_check(pane, regex, refused, before, echo)
-        with _Follower(self.host, pane, record.offset, _Watch.after(record, regex, refused),
-                       screen) as f:
-            reason = f.follow(timeout, interval or 0.05, cancel=cancel)
-            result = f.found(reason)
-        if result.reason == "dead":
-            result.exit_status = self._dead_status(pane)
-        return result
-
-    def _wait_on_look(self, pane: Pane, pattern: Optional["re.Pattern[str]"],
-                      refuse: Optional["re.Pattern[str]"], before: Optional[Look],
-                      echo: Sequence[str], timeout: float, stable: float = 0.0,
-                      interval: Optional[float] = None, cancel: Optional[Any] = None
-                      ) -> WaitResult:
-        """Wait on the screen a person sees (one tmux call per look): for the
-        pattern in the text that changed since ``before``, and with ``stable``
-        until the screen has held still that long."""
-        began = time.monotonic()
-        # Stillness is seen at most a twentieth of a second late.
-        longest = min(interval or 0.1, 0.05 if stable else 1.0)
-        delay, last, quiet_since = 0.005, None, began
-        while True:
-            try:
-                look = _look_at(self.host, pane)
-            except TmuxError as e:
-                return WaitResult(False, reason="server" if isinstance(e, NoServerError)
-                                  else "dead", elapsed=time.monotonic() - began)
-            now = time.monotonic()
-            if look != last:
-                last, quiet_since = look, now
-            result = self._judge_look(look, pattern, refuse, before, echo,
-                                      now - quiet_since >= stable)
-            if result is None and now - began >= timeout:
-                result = WaitResult(False, reason="timeout", tail=_last_rows(look))
-            if result is None and cancel is not None and cancel.is_set():
-                result = WaitResult(False, reason="cancelled", tail=_last_rows(look))
-            if result is not None:
-                result.elapsed = round(now - began, 3)
-                return result
-            time.sleep(min(delay, max(began + timeout - now, 0.001)))
-            delay = min(delay * 2, longest)
-
-    @staticmethod
-    def _judge_look(look: Look, pattern: Optional["re.Pattern[str]"],
-                    refuse: Optional["re.Pattern[str]"], before: Optional[Look],
-                    echo: Sequence[str], still: bool) -> Optional[WaitResult]:
-        """What one look says: found, refused, the program died, or None: wait on."""
-        text = _changed_text(before, look)
-        tail = _last_rows(look)
-        bad = _search_outside(refuse, text, echo) if refuse is not None else None
-        if bad:
-            return WaitResult(False, bad.group(0), "refused", tail=tail)
-        m = _search_outside(pattern, text, echo) if pattern is not None else None
-        if (m or pattern is None) and still:
-            return WaitResult(True, m.group(0) if m else "", tail=tail)
-        if look.state.pane_dead == "1":
-            status = look.state.pane_dead_status
-            return WaitResult(False, reason="dead", tail=tail,
-                              exit_status=int(status) if status.lstrip("-").isdigit()
-                              else None)
-        return None
-
-    def _wait_on_screen(self, pane: Pane, pattern: "re.Pattern[str]", timeout: float,
-                        lines: Optional[int], record: Optional[SentRecord],
-                        interval: float = 0.2, refuse: Optional["re.Pattern[str]"] = None
-                        ) -> WaitResult:
-        """Poll the screen (one tmux call per look) for panes without a transcript.
-
-        With a ``record`` of a send, only text from the row it was sent on, after
-        its echo, counts; otherwise the last ``lines`` lines do.
-        """
-        began = time.monotonic()
-        delay = 0.01
-        text = ""
-        while True:
-            try:
-                state, text = self._screen(pane, lines, record)
-            except TmuxError as e:
-                return WaitResult(False, reason="server" if isinstance(e, NoServerError)
-                                  else "dead", tail=text, elapsed=time.monotonic() - began)
-            bad = refuse.search(text) if refuse is not None else None
-            m = bad or pattern.search(text)
-            tail = "\n".join(text.rstrip("\n").split("\n")[-10:])
-            elapsed = time.monotonic() - began
-            if m:
-                return WaitResult(not bad, m.group(0), "refused" if bad else "", tail=tail,
-                                  elapsed=elapsed)
-            if state.pane_dead == "1":
-                status = state.pane_dead_status
-                return WaitResult(False, reason="dead", tail=tail, elapsed=elapsed,
-                                  exit_status=int(status) if status.lstrip("-").isdigit()
-                                  else None)
-            if elapsed >= timeout:
-                return WaitResult(False, reason="timeout", tail=tail, elapsed=elapsed)
-            time.sleep(delay)
-            delay = min(delay * 2, interval)
-
-    def _screen(self, pane: Pane, lines: Optional[int], record: Optional[SentRecord]
-                ) -> Tuple[ScreenState, str]:
-        """One look at the screen: its state, and the text that counts."""
-        target = pane.pane_id or pane.target
-        if record is None:
-            captures = [["capture-pane", "-p", "-J", "-t", target, "-S",
-                         str(-(lines or 1000))]]
-        else:
-            # Rows as they are (-N) and with wrapped rows joined (-J), taken in
-            # the same instant: the rows say where an absolute row begins in the
-            # joined text, which is what patterns are matched against.
-            captures = [["capture-pane", "-p", "-N", "-t", target, "-S", "-"],
-                        ["capture-pane", "-p", "-J", "-t", target, "-S", "-"]]
-        out = self.host.tmux(pane.server, ["display-message", "-p", "-t", target,
-                                           SCREEN_FORMAT], *captures)
-        head, _, text = out.partition("\n")
-        states = parse_rows(ScreenState, head)
-        state = states[0] if states else ScreenState("", "", "0", "0", "0", "", "0", "0")
-        if record is not None:
-            history = int(state.history_size or 0)
-            count = history + int(state.pane_height or 0)
-            rows = text.split("\n")
-            text = _new_screen_text(rows[:count], "\n".join(rows[count:]), record.row,
-                                    record.lines, history, int(state.history_limit or 0),
-                                    record.anchor)
-        return state, text
-
-    # -- run ------------------------------------------------------------------------
-    def run(self, code: str, *, timeout: float = 30.0, prompt: Optional[str] = None,
-            max_output: int = 1 << 20, ansi: bool = False, session: Optional[str] = None,
-            socket: Optional[str] = None, socket_name: Optional[str] = None,
-            target: Optional[str] = None, cancel: Optional[Any] = None,
-            on_output: Optional[Callable[[str], None]] = None, answer: bool = False
-            ) -> RunResult:
-        """Send code, wait until the program is back at its prompt, return its output.
-
-        With ``answer``, ``code`` is the answer to a program that waits for input
-        (a run ended with ``waiting_for_input``): it is typed as one line, and the
-        result is the rest of that command's output and its status.
-
-        ``output`` is exactly what the program printed: no echo, no prompt.
-        ``exit_status`` is the unit's status as the profile says it (a shell
-        command's own, 1 if Python raised, psql's ERROR), None when the program
-        does not say (gdb, ``--prompt`` programs). ``timed_out``, ``pane_died``,
-        ``waiting_for_input`` and ``cancelled`` say why a run ended early, with
-        the output so far. A run that cannot start (busy program, text left on
-        the prompt line, another run going) raises BusyError, having typed
-        nothing. ``cancel`` (a ``threading.Event``) stops the waiting;
-        ``on_output`` is told the output so far while it grows.
-        """
-        began = time.monotonic()
-        _seconds(timeout, "-T")
-        _at_least(max_output, 0, "--max-output")
-        _check_text(code)  # refuse NUL before anything is typed
-        job = _RunJob(code, prompt, began + timeout, max_output, cancel, on_output, answer,
-                      ansi)
-        pane = self._registry_pane(session, socket, socket_name, target)
-        if pane is not None:
-            try:  # the one tmux call of the run checks that the pane is still this one
-                return self._run_on(pane, Health("healthy", True, True, True, pid=pane.pid,
-                                                 process_running=True), job, began)
-            except _StalePane:
-                pass  # nothing was typed: ask tmux, as for any other target
-        return self._run_on(*self.resolve(session, socket, socket_name, target, changes=True),
-                            job, began)
-
-    def _registry_pane(self, session: Optional[str], socket: Optional[str],
-                       socket_name: Optional[str], target: Optional[str]) -> Optional[Pane]:
-        """A registered session's pane as the registry describes it, unverified: the
-        delivery checks in the same tmux call that the pane runs the same program
-        with the same token. None where the registry cannot say enough, or its
-        program is not running."""
-        if socket or socket_name or target is not None:
-            return None
-        if session is not None:
-            validate_name(session)
-        entry = self._registered(session)
-        profile = PROFILES.get(entry.kind)
-        if (profile is None or not entry.pane_id or not entry.token or not entry.transcript
-                or not entry.tty
-                or not re.fullmatch(_TMUX_WORD, entry.pane_id + entry.token)
-                or self.host.process_state(entry.pid) != "running"
-                or not self.host.transcript_exists(entry.transcript)):
-            return None
-        return Pane(server=Server(self.settings.checked_socket(entry.socket)),
-                    pane_id=entry.pane_id, target=entry.target, session=entry.name,
-                    kind=entry.kind, transcript=entry.transcript, prompt=entry.prompt,
-                    registered=True, pid=entry.pid, piped=True, token=entry.token,
-                    marked=profile.marked, tty=entry.tty, unverified=True)
-
-    def _run_on(self, pane: Pane, health: Health, job: "_RunJob", began: float) -> RunResult:
-        code, prompt, deadline = job.code, job.prompt, job.deadline
-        if health.status == "dead":
-            raise PaneDeadError(health.said(pane.label, "nothing was run"),
-                                self._transcript_hint(pane)
-                                or "read its screen: tmuxsess.py capture")
-        if health.status != "healthy":
-            raise UnhealthyError(health.said(pane.label, "nothing was run"))
-        prompt_re = _compile_prompt(prompt or pane.prompt) if prompt or pane.prompt else None
-        if prompt_re is None and not pane.marked:
-            raise UsageError("tmuxsess does not know the prompt of %s" % pane.label,
-                             "pass --prompt REGEX matching the program's prompt line")
-        exchange = _Exchange(self, pane, prompt_re, deadline, job.max_output, job.cancel,
-                             job.on_output)
-        exchange.colours = job.ansi
-        with self._run_lock(pane, deadline), self._transcript_for(pane) as following:
-            if not following:
-                raise UnhealthyError("%s already pipes its output elsewhere (pipe-pane); "
-                                     "run cannot follow it" % pane.label,
-                                     "use send -w, or capture")
-            if job.answer:
-                result = exchange.answer(code)
-            else:
-                early = exchange.ready()
-                if early is not None:
-                    return early
-                with self._block_file(exchange.profile, code) as path:
-                    units = exchange.profile.units(code, path, by_lines=prompt_re is not None)
-                    result = exchange.run(units, path)
-        result.elapsed = round(time.monotonic() - began, 3)
-        return result
-
-    @contextlib.contextmanager
-    def _block_file(self, profile: Profile, code: str) -> Iterator[str]:
-        """Several lines as a private file for the profile's ``block``; else "".
-
-        Typed line by line, a block (gdb's define ... end, a multi-line SQL
-        statement) is read at continuation prompts, and output would interleave
-        with the echo.
-        """
-        if not profile.needs_file(code):
-            yield ""
-            return
-        path = os.path.join(self.settings.state_subdir("tmp"),
-                            "block.%s%s" % (_random_id(12), profile.block_suffix))
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(code.encode("utf-8", "surrogateescape"))
-        except OSError as e:
-            raise StateFileError("cannot write %s: %s" % (path, e.strerror))
-        try:
-            yield path
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-
-    def _note_sent(self, pane: Pane, offset: int, text: bool = True,
-                   entered: bool = True) -> None:
-        """Remember where in the transcript the last text sent began, and whether
-        its Enter went too, beside the pane's run lock: a prompt printed before
-        a line entered is not one the program waits at, even while the echo of
-        that line is on its way; text sent without Enter sits on the prompt's
-        line. Keys alone (C-u, C-c) may have done either: forgotten."""
-        if not pane.transcript or offset < 0:
-            return
-        path = self._sent_path(pane.server, pane.pane_id)
-        with contextlib.suppress(OSError, TmuxsessError):
-            if not text and not entered:
-                os.unlink(path)
-                return
-            self.settings.state_subdir("locks")
-            # Written over in place, one fixed width: truncating a file that
-            # holds data costs ext4 a flush (~0.2 ms of every run).
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-            try:
-                os.write(fd, b"%20d %d\n" % (offset, int(entered)))
-            finally:
-                os.close(fd)
-
-    def _sent_offset(self, pane: Pane) -> Tuple[int, bool]:
-        """Where in the transcript the last text sent began (-1 if unknown), and
-        whether its Enter went too."""
-        with contextlib.suppress(OSError, ValueError):
-            path = self._sent_path(pane.server, pane.pane_id)
-            with open(path) as f:
-                offset, entered = f.read().split()
-            return int(offset), entered == "1"
-        return -1, True
-
-    @staticmethod
-    def _pane_key(server: Server, pane_id: str) -> str:
-        """The name of a pane's files in the state dir: one pane, on any server."""
-        where = os.path.abspath(server.socket) if server.socket else server.label
-        return _sha256_hex(("%s\0%s" % (where, pane_id)).encode())[:24]
-
-    def _run_lock_path(self, server: Server, pane_id: str) -> str:
-        """The file whose flock queues the runs on one pane."""
-        return os.path.join(self.settings.state_dir, "locks",
-                            self._pane_key(server, pane_id) + ".lock")
-
-    def _sent_path(self, server: Server, pane_id: str) -> str:
-        """The file beside the run lock that says where the last text sent began."""
-        return os.path.join(self.settings.state_dir, "locks",
-                            self._pane_key(server, pane_id) + ".sent")
-
-    @contextlib.contextmanager
-    def _run_lock(self, pane: Pane, deadline: float) -> Iterator[None]:
-        """Hold the pane's run lock for a whole exchange; wait for it until ``deadline``.
-
-        Two runs typing into one program at once would read each other's output.
-        send takes no lock: C-c, or an answer to an input() a run waits on, must
-        always get through.
-        """
-        self.settings.state_subdir("locks")
-        with _flock(self._run_lock_path(pane.server, pane.pane_id), deadline, lambda: BusyError(
-                "another run on %s is still going; nothing was run" % pane.label,
-                "raise -T to queue up behind it, or interrupt it: tmuxsess.py send %s -k C-c"
-                % self._target_flags(pane))):
-            yield
-
-
-class _RunJob(Record):
-    """What a run was asked to do."""
-
-    code: str
-    prompt: Optional[str]
-    deadline: float
-    max_output: int
-    cancel: Optional[Any]
-    on_output: Optional[Callable[[str], None]]
-    answer: bool
-    ansi: bool
-
-
-class _Exchange:
-    """One run: be sure the program takes input, then type each unit and follow
-    its output to the next prompt."""
-
-    def __init__(self, engine: Engine, pane: Pane, prompt_re: Optional["re.Pattern[str]"],
-                 deadline: float, max_output: int, cancel: Optional[Any],
-                 on_output: Optional[Callable[[str], None]]) -> None:
-        self.engine, self.host, self.pane = engine, engine.host, pane
-        self.prompt_re, self.deadline, self.max_output = prompt_re, deadline, max_output
-        self.cancel, self.on_output = cancel, on_output
-        self.at = ""  # the prompt the program is at: "" its main one, or a debugger's
-        self.profile = pane.profile
-        self.colours = False  # output keeps its colours
-        self.sent: Optional[Tuple[int, bool]] = None  # _sent_offset, read once
-
-    def _prompt(self, tail: bytes) -> Optional[str]:
-        if self.prompt_re is not None:
-            return "" if _at_regex_prompt(tail, self.prompt_re) else None
-        at = prompt_at_end(tail, self.pane.token, self.pane.profile.continuation_text)
-        since, entered = self._since(tail)
-        if at is not None and entered and since > _last_prompt_start(tail, self.pane.token):
-            return None  # a line went in after that prompt: its echo is on its way
-        return at
-
-    def _since(self, tail: bytes) -> Tuple[int, bool]:
-        """Where in ``tail`` the last text sent began (-1: none, or earlier), and
-        whether its Enter went too."""
-        if self.sent is None:  # once: it is asked on every look while waiting
-            self.sent = self.engine._sent_offset(self.pane)
-        offset, entered = self.sent
-        base = self.host.transcript_size(self.pane.transcript) - len(tail)
-        return (offset - base if offset >= 0 else -1), entered
-
-    def _typed_unsent(self, tail: bytes) -> bool:
-        """Whether text the tool sent without Enter sits on the last prompt's line
-        (a fact: its echo may not have come yet)."""
-        since, entered = self._since(tail)
-        return not entered and since > _last_prompt_start(tail, self.pane.token) >= 0
-
-    def _under_output(self, tail: bytes) -> Optional[str]:
-        """The prompt the program waits at below output it printed later."""
-        return prompt_under_output(tail, self.pane.token, self._since(tail)[0])
-
-    def _remaining(self) -> float:
-        return self.deadline - time.monotonic()
-
-    def ready(self) -> Optional[RunResult]:
-        """Check that the program waits at a prompt that takes a unit; None when
-        it does, a result when it died first. Raises BusyError otherwise."""
-        pane, flags = self.pane, self.engine._target_flags(self.pane)
-        if self.prompt_re is not None and not self.host.transcript_size(pane.transcript):
-            return None  # a new temporary transcript: nothing to tell by
-        tail = self.host.transcript_tail(pane.transcript)
-        if self.prompt_re is None and self._typed_unsent(tail):
-            raise self._unsent(_unsent_text(tail, pane.token) or "(not shown yet)")
-        at = self._prompt(tail)
-        if pane.unverified and (at is None or at in pane.profile.continuation
-                                or (self.prompt_re is None and _unsent_text(tail, pane.token))):
-            # Not plainly ready: decide as for any pane, after asking tmux (for the
-            # last send's record, say; it also gives a redraw a send just asked
-            # for the moment it takes).
-            raise _StalePane()
-        under = None if at is not None or self.prompt_re is not None else (
-            self._under_output(tail))
-        if under is not None:  # output after the prompt is not text typed on it
-            self._take(under)
-            return None
-        if at in self.pane.profile.continuation:
-            raise BusyError("%s waits at its continuation prompt (an unfinished statement); "
-                            "nothing was sent" % pane.label,
-                            _answer_or_abandon("tmuxsess.py run " + flags,
-                                               "tmuxsess.py send " + flags, finish=True))
-        if at is None:
-            ready = self._await_prompt()
-            if ready == "input":
-                question = render(tail.decode("utf-8", "replace")).rstrip("\n").rsplit(
-                    "\n", 1)[-1].strip()
-                raise BusyError("%s waits for input%s, not at its prompt; nothing was sent"
-                                % (pane.label, ": %r" % question if question else ""),
-                                _answer_or_abandon("tmuxsess.py run " + flags,
-                                                   "tmuxsess.py send " + flags))
-            if ready == "timeout":
-                raise BusyError("%s is not at its prompt (busy, or waiting for input); "
-                                "nothing was sent" % pane.label,
-                                "let it finish (tmuxsess.py wait %s -p PATTERN), interrupt "
-                                "it (tmuxsess.py send %s -k C-c), or if its prompt changed, "
-                                "pass --prompt REGEX" % (flags, flags))
-            if ready != "done":
-                return RunResult("", self.engine._dead_status(pane), pane_died=True,
-                                 server_gone=ready == "server")
-            tail = self.host.transcript_tail(pane.transcript)  # the prompt it waited for
-            at = self._prompt(tail)
-            if at is None:  # at its prompt, below output it printed later
-                self._take(self._under_output(tail) or "")
-                return None
-        unsent = "" if self.prompt_re is not None else _unsent_text(tail, pane.token)
-        if unsent:
-            raise self._unsent(unsent)
-        self._take(at)
-        return None
-
-    def _unsent(self, text: str) -> BusyError:
-        flags = self.engine._target_flags(self.pane)
-        return BusyError("%s has unsent text on its prompt line: %r; nothing was sent"
-                         % (self.pane.label, text[-40:]),
-                         "clear it: tmuxsess.py send %s -k C-u, or finish it: "
-                         "tmuxsess.py send %s -c REST" % (flags, flags))
-
-    def _take(self, at: str) -> None:
-        """Type at prompt ``at``: "" the main one, or a debugger's."""
-        self.at = at
-        if at and at in PROFILES:
-            self.profile = PROFILES[at]
-
-    def _await_prompt(self) -> str:
-        """Wait for the program to show its prompt: ``done``, or ``input`` when it
-        waits for input somewhere else (the kernel says so twice, 50 ms apart, with
-        no output in between), ``dead``, ``server`` or ``timeout``."""
-        watch = self.host.watch_transcript(self.pane.transcript)  # wakes as output comes
-        try:
-            return self._await_prompt_watching(watch)
-        finally:
-            watch.close()
-
-    def _await_prompt_watching(self, watch: _FileWatch) -> str:
-        delay, pane, began = 0.001, self.pane, time.monotonic()
-        lifeline = _Lifeline(self.host, pane)
-        suspected: Optional[int] = None  # the transcript's size when it seemed to wait
-        next_probe = began + 0.1  # the kernel is asked 20 times a second at most
-        while True:
-            tail = self.host.transcript_tail(pane.transcript)
-            at = self._prompt(tail)
-            if at is not None and at not in pane.profile.continuation:
-                return "done"
-            if self.prompt_re is None and self._under_output(tail) is not None:
-                return "done"
-            ended = lifeline.ended()
-            if ended is not None:
-                return ended
-            if self._remaining() <= 0:
-                return "timeout"
-            if time.monotonic() >= next_probe and pane.pid and pane.tty:
-                next_probe = time.monotonic() + 0.05
-                size = self.host.transcript_size(pane.transcript)
-                if self.host.terminal(pane).waiting:
-                    if suspected == size:
-                        return "input"
-                    suspected = size
-                else:
-                    suspected = None
-            # Woken by output where the host can (50 ms at most, for the checks
-            # above); else polled, backing off.
-            watch.wait(min(0.05 if watch.wakes else delay, max(self._remaining(), 0.001)))
-            delay = min(delay * 2, 0.05)
-
-    def run(self, units: List[str], path: str = "", answer: Optional[Terminal] = None
-            ) -> RunResult:
-        """Type the units; ``path`` is the file a ``block`` unit reads."""
-        outputs: List[str] = []
-        truncated = False
-        f: Optional[_Follower] = None
-        reason: Ending = "done"
-        for unit in units:
-            f, reason = self._one(unit, answer)
-            outputs.append(f.output())
-            truncated = truncated or f.truncated
-            if reason != "done":
-                break
-        output = "".join(outputs)
-        if f is not None and reason in ("input", "prompt"):
-            return RunResult(output, None, truncated=truncated, waiting_for_input=True,
-                             prompt="input", question=f.question, echo_off=f.echo_off)
-        if reason in ("done", "continuation", "debugger"):
-            waiting = reason != "done"
-            status = f.status if f is not None else None
-            return RunResult(output, None if waiting else self.profile.unit_status(
-                status, output, path),
-                             truncated=truncated, waiting_for_input=waiting,
-                             prompt=("continuation" if reason == "continuation" else
-                                     f.ended_at if f is not None else ""))
-        if reason in ("timeout", "cancelled"):
-            return RunResult(output, None, timed_out=reason == "timeout",
-                             cancelled=reason == "cancelled", truncated=truncated)
-        return RunResult(output, self.engine._dead_status(self.pane), pane_died=True,
-                         server_gone=reason == "server", truncated=truncated)
-
-    def answer(self, text: str) -> RunResult:
-        """Answer a program that waits for input; the rest of its output."""
-        pane, flags = self.pane, self.engine._target_flags(self.pane)
-        at = self._prompt(self.host.transcript_tail(pane.transcript))
-        if at is not None and at not in pane.profile.continuation:
-            raise BusyError("%s is at its prompt: nothing waits for an answer; nothing was "
-                            "sent" % pane.label, "run code there: tmuxsess.py run %s -c CODE"
-                            % flags)
-        term = self.host.terminal(pane)
-        if at is None and term.waiting is False:
-            raise BusyError("%s is busy, not waiting for input; nothing was sent" % pane.label,
-                            "wait for it: tmuxsess.py wait %s -p PATTERN" % flags)
-        self._take(at if at in PROFILES else "")
-        return self.run([text], answer=term)
-
-    def _one(self, unit: str, answer: Optional[Terminal] = None) -> Tuple[_Follower, Ending]:
-        """One line (or pasted block) in, its output followed to the next prompt.
-        ``answer``: the unit answers a question, at a terminal in that state."""
-        pane, base = self.pane, self.pane.profile
-        payload = _check_text(unit)
-        offset = self.host.transcript_size(pane.transcript)
-        cmark = self.prompt_re is None and self.profile.command_mark and answer is None
-        lines = 1 if cmark else payload.count(b"\n") + 1
-        stream, bracketed = payload, True
-        if answer is not None and answer.canonical:
-            # Typed into a line-editing terminal: exactly, and echoed only with ECHO.
-            stream, bracketed = canonical_stream(payload + b"\n", answer), False
-            lines = lines if answer.echo is not False else 0
-        watch = _Watch("regex" if self.prompt_re is not None else "marks",
-                       skip_lines=lines, cmark=cmark, pattern=self.prompt_re,
-                       max_output=self.max_output,
-                       continuation=base.continuation + self.profile.continuation,
-                       continuation_text=base.continuation_text,
-                       debuggers=base.debuggers, at=self.at, colours=self.colours)
-        with _Follower(self.host, pane, offset, watch) as f:
-            record = SentRecord(offset=offset, lines=lines, cmark=cmark)
-            # A line-editing terminal's stream holds its newline; else Enter ends it.
-            self.engine._deliver(pane, stream, (), bracketed,
-                                 record.encode() if pane.kind else "", 0, 0.1,
-                                 bracketed=bracketed)
-            self.engine._note_sent(pane, offset)
-            reason = f.follow(max(self._remaining(), 0.001), cancel=self.cancel,
-                              on_output=self.on_output)
-        if f.ended_at in PROFILES and reason == "debugger":
-            self.at = f.ended_at
-        return f, reason
 
 
 def _check_text(text: str) -> bytes:
@@ -4970,7 +5018,7 @@ class _SendPlan(Record):
     timeout: float
     retries: int
     interval: float
-    verbose: bool
+    on_retry: Optional[Callable[[str], None]]
     cancel: Optional[Any]
 
     @property
@@ -5056,355 +5104,842 @@ def _echo_anchor(text: Optional[str]) -> str:
     return first if first.isprintable() else ""
 
 
-def _new_screen_text(rows: List[str], joined: str, row: int, skip: int,
-                     history: int, limit: int, anchor: str) -> str:
-    """The joined text from absolute row ``row`` on, after ``skip`` lines.
 
-    ``rows`` are the pane's rows as they are (-N) and ``joined`` the same with
-    wrapped rows joined (-J): they differ only by the newlines of wrapped rows.
+
+class _Exchange:
+    """One run: be sure the program takes input, then type each unit and follow
+    its output to the next prompt."""
+
+    def __init__(self, runner: "Runner", pane: Pane, prompt_re: Optional["re.Pattern[str]"],
+                 deadline: float, max_output: int, cancel: Optional["threading.Event"],
+                 on_output: Optional[Callable[[str], None]]) -> None:
+        self.host, self.files, self.sender, self.pane = (runner.host, runner.files,
+                                                         runner.sender, pane)
+        self.prompt_re, self.deadline, self.max_output = prompt_re, deadline, max_output
+        self.cancel, self.on_output = cancel, on_output
+        self.at = ""  # the prompt the program is at: "" its main one, or a debugger's
+        self.profile = pane.profile
+        self.colours = False  # output keeps its colours
+        self.sent: Optional[Tuple[int, bool]] = None  # _sent_offset, read once
+
+    def _prompt(self, tail: bytes) -> Optional[str]:
+        if self.prompt_re is not None:
+            return "" if _at_regex_prompt(tail, self.prompt_re) else None
+        at = prompt_at_end(tail, self.pane.token, self.pane.profile.continuation_text)
+        since, entered = self._since(tail)
+        if at is not None and entered and since > _last_prompt_start(tail, self.pane.token):
+            return None  # a line went in after that prompt: its echo is on its way
+        return at
+
+    def _since(self, tail: bytes) -> Tuple[int, bool]:
+        """Where in ``tail`` the last text sent began (-1: none, or earlier), and
+        whether its Enter went too."""
+        if self.sent is None:  # once: it is asked on every look while waiting
+            self.sent = self.files.sent_offset(self.pane)
+        offset, entered = self.sent
+        base = self.host.transcript_size(self.pane.transcript) - len(tail)
+        return (offset - base if offset >= 0 else -1), entered
+
+    def _typed_unsent(self, tail: bytes) -> bool:
+        """Whether text the tool sent without Enter sits on the last prompt's line
+        (a fact: its echo may not have come yet)."""
+        since, entered = self._since(tail)
+        return not entered and since > _last_prompt_start(tail, self.pane.token) >= 0
+
+    def _under_output(self, tail: bytes) -> Optional[str]:
+        """The prompt the program waits at below output it printed later."""
+        return prompt_under_output(tail, self.pane.token, self._since(tail)[0])
+
+    def _remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def ready(self) -> Optional[RunResult]:
+        """Check that the program waits at a prompt that takes a unit; None when
+        it does, a result when it died first. Raises BusyError otherwise."""
+        pane = self.pane
+        if self.prompt_re is not None and not self.host.transcript_size(pane.transcript):
+            return None  # a new temporary transcript: nothing to tell by
+        tail = self.host.transcript_tail(pane.transcript)
+        if self.prompt_re is None and self._typed_unsent(tail):
+            raise self._unsent(_unsent_text(tail, pane.token) or "(not shown yet)")
+        at = self._prompt(tail)
+        if pane.unverified and (at is None or at in pane.profile.continuation
+                                or (self.prompt_re is None and _unsent_text(tail, pane.token))):
+            # Not plainly ready: decide as for any pane, after asking tmux (for the
+            # last send's record, say; it also gives a redraw a send just asked
+            # for the moment it takes).
+            raise _StalePane()
+        under = None if at is not None or self.prompt_re is not None else (
+            self._under_output(tail))
+        if under is not None:  # output after the prompt is not text typed on it
+            self._take(under)
+            return None
+        if at in self.pane.profile.continuation:
+            raise BusyError("%s waits at its continuation prompt (an unfinished statement); "
+                            "nothing was sent" % pane.label,
+                            actions=_answer_or_abandon(finish=True), target=pane.where)
+        if at is None:
+            ready = self._await_prompt()
+            if ready == "input":
+                question = render(tail.decode("utf-8", "replace")).rstrip("\n").rsplit(
+                    "\n", 1)[-1].strip()
+                raise BusyError("%s waits for input%s, not at its prompt; nothing was sent"
+                                % (pane.label, ": %r" % question if question else ""),
+                                actions=_answer_or_abandon(), target=pane.where)
+            if ready == "timeout":
+                raise BusyError("%s is not at its prompt (busy, or waiting for input); "
+                                "nothing was sent" % pane.label,
+                                "if its prompt changed, give {prompt}",
+                                [Action("wait", "let it finish", {"pattern": "PATTERN"}),
+                                 Action("send", "interrupt it", {"keys": ["C-c"]})], pane.where)
+            if ready != "done":
+                return RunResult("", self.host.ended(pane)[1], pane_died=True,
+                                 server_gone=ready == "server")
+            tail = self.host.transcript_tail(pane.transcript)  # the prompt it waited for
+            at = self._prompt(tail)
+            if at is None:  # at its prompt, below output it printed later
+                self._take(self._under_output(tail) or "")
+                return None
+        unsent = "" if self.prompt_re is not None else _unsent_text(tail, pane.token)
+        if unsent:
+            raise self._unsent(unsent)
+        self._take(at)
+        return None
+
+    def _unsent(self, text: str) -> BusyError:
+        return BusyError("%s has unsent text on its prompt line: %r; nothing was sent"
+                         % (self.pane.label, text[-40:]),
+                         actions=[Action("send", "clear it", {"keys": ["C-u"]}),
+                                  Action("send", "or finish it", {"text": "REST"})],
+                         target=self.pane.where)
+
+    def _take(self, at: str) -> None:
+        """Type at prompt ``at``: "" the main one, or a debugger's."""
+        self.at = at
+        if at and at in PROFILES:
+            self.profile = PROFILES[at]
+
+    def _await_prompt(self) -> str:
+        """Wait for the program to show its prompt: ``done``, or ``input`` when it
+        waits for input somewhere else (the kernel says so twice, 50 ms apart, with
+        no output in between), ``dead``, ``server`` or ``timeout``."""
+        watch = self.host.watch_transcript(self.pane.transcript)  # wakes as output comes
+        try:
+            return self._await_prompt_watching(watch)
+        finally:
+            watch.close()
+
+    def _await_prompt_watching(self, watch: _FileWatch) -> str:
+        delay, pane, began = 0.001, self.pane, time.monotonic()
+        lifeline = _Lifeline(self.host, pane)
+        suspected: Optional[int] = None  # the transcript's size when it seemed to wait
+        next_probe = began + 0.1  # the kernel is asked 20 times a second at most
+        while True:
+            tail = self.host.transcript_tail(pane.transcript)
+            at = self._prompt(tail)
+            if at is not None and at not in pane.profile.continuation:
+                return "done"
+            if self.prompt_re is None and self._under_output(tail) is not None:
+                return "done"
+            ended = lifeline.ended()
+            if ended is not None:
+                return ended
+            if self._remaining() <= 0:
+                return "timeout"
+            if time.monotonic() >= next_probe and pane.pid and pane.tty:
+                next_probe = time.monotonic() + 0.05
+                size = self.host.transcript_size(pane.transcript)
+                if self.host.terminal(pane).waiting:
+                    if suspected == size:
+                        return "input"
+                    suspected = size
+                else:
+                    suspected = None
+            # Woken by output where the host can (50 ms at most, for the checks
+            # above); else polled, backing off.
+            watch.wait(min(0.05 if watch.wakes else delay, max(self._remaining(), 0.001)))
+            delay = min(delay * 2, 0.05)
+
+    def run(self, units: List[str], path: str = "", answer: Optional[Terminal] = None
+            ) -> RunResult:
+        """Type the units; ``path`` is the file a ``block`` unit reads."""
+        outputs: List[str] = []
+        truncated = False
+        f: Optional[_Follower] = None
+        reason: Ending = "done"
+        for unit in units:
+            f, reason = self._one(unit, answer)
+            outputs.append(f.output())
+            truncated = truncated or f.truncated
+            if reason != "done":
+                break
+        output = "".join(outputs)
+        if f is not None and reason in ("input", "prompt"):
+            return RunResult(output, None, truncated=truncated, waiting_for_input=True,
+                             prompt="input", question=f.question, echo_off=f.echo_off)
+        if reason in ("done", "continuation", "debugger"):
+            waiting = reason != "done"
+            status = f.status if f is not None else None
+            return RunResult(output, None if waiting else self.profile.unit_status(
+                status, output, path),
+                             truncated=truncated, waiting_for_input=waiting,
+                             prompt=("continuation" if reason == "continuation" else
+                                     f.ended_at if f is not None else ""))
+        if reason in ("timeout", "cancelled"):
+            return RunResult(output, None, timed_out=reason == "timeout",
+                             cancelled=reason == "cancelled", truncated=truncated)
+        return RunResult(output, self.host.ended(self.pane)[1], pane_died=True,
+                         server_gone=reason == "server", truncated=truncated)
+
+    def answer(self, text: str) -> RunResult:
+        """Answer a program that waits for input; the rest of its output."""
+        pane = self.pane
+        at = self._prompt(self.host.transcript_tail(pane.transcript))
+        if at is not None and at not in pane.profile.continuation:
+            raise BusyError("%s is at its prompt: nothing waits for an answer; nothing was "
+                            "sent" % pane.label,
+                            actions=[Action("run", "run code there", {"code": "CODE"})],
+                            target=pane.where)
+        term = self.host.terminal(pane)
+        if at is None and term.waiting is False:
+            raise BusyError("%s is busy, not waiting for input; nothing was sent" % pane.label,
+                            actions=[Action("wait", "wait for it", {"pattern": "PATTERN"})],
+                            target=pane.where)
+        self._take(at if at in PROFILES else "")
+        return self.run([text], answer=term)
+
+    def _one(self, unit: str, answer: Optional[Terminal] = None) -> Tuple[_Follower, Ending]:
+        """One line (or pasted block) in, its output followed to the next prompt.
+        ``answer``: the unit answers a question, at a terminal in that state."""
+        pane, base = self.pane, self.pane.profile
+        payload = _check_text(unit)
+        offset = self.host.transcript_size(pane.transcript)
+        cmark = self.prompt_re is None and self.profile.command_mark and answer is None
+        lines = 1 if cmark else payload.count(b"\n") + 1
+        stream, bracketed = payload, True
+        if answer is not None and answer.canonical:
+            # Typed into a line-editing terminal: exactly, and echoed only with ECHO.
+            stream, bracketed = canonical_stream(payload + b"\n", answer), False
+            lines = lines if answer.echo is not False else 0
+        watch = _Watch("regex" if self.prompt_re is not None else "marks",
+                       skip_lines=lines, cmark=cmark, pattern=self.prompt_re,
+                       max_output=self.max_output,
+                       continuation=base.continuation + self.profile.continuation,
+                       continuation_text=base.continuation_text,
+                       debuggers=base.debuggers, at=self.at, colours=self.colours)
+        with _Follower(self.host, pane, offset, watch) as f:
+            record = SentRecord(offset=offset, lines=lines, cmark=cmark)
+            # A line-editing terminal's stream holds its newline; else Enter ends it.
+            self.sender.deliver(pane, stream, (), bracketed,
+                                 record.encode() if pane.kind else "", 0, 0.1,
+                                 bracketed=bracketed)
+            self.files.note_sent(pane, offset)
+            reason = f.follow(max(self._remaining(), 0.001), cancel=self.cancel,
+                              on_output=self.on_output)
+        if f.ended_at in PROFILES and reason == "debugger":
+            self.at = f.ended_at
+        return f, reason
+
+
+class _RunJob(Record):
+    """What a run was asked to do."""
+
+    code: str
+    prompt: Optional[str]
+    deadline: float
+    max_output: int
+    cancel: Optional["threading.Event"]
+    on_output: Optional[Callable[[str], None]]
+    answer: bool
+    ansi: bool
+
+
+class Runner:
+    """Runs code: makes sure the program takes input (or refuses, typing
+    nothing), types it unit by unit under the pane's run lock, and follows the
+    output to the next prompt."""
+
+    def __init__(self, host: Host, files: PaneFiles, targets: Targets, sender: Sender) -> None:
+        self.host, self.files, self.targets, self.sender = host, files, targets, sender
+
+    def run(self, where: Where, code: Optional[str], answer: Optional[str], timeout: float,
+            prompt: Optional[str], max_output: int, ansi: bool,
+            cancel: Optional["threading.Event"], on_output: Optional[Callable[[str], None]]
+            ) -> RunResult:
+        """See Engine.run."""
+        began = time.monotonic()
+        if (code is None) == (answer is None):
+            raise UsageError("give {code} or {answer}" + (", not both" if code else ""))
+        _seconds(timeout, "timeout")
+        _at_least(max_output, 0, "max_output")
+        text = code if answer is None else answer
+        assert text is not None
+        _check_text(text)  # refuse NUL before anything is typed
+        job = _RunJob(text, prompt, began + timeout, max_output, cancel, on_output,
+                      answer is not None, ansi)
+        pane = self.targets.from_registry(where)
+        if pane is not None:
+            try:  # the one tmux call of the run checks that the pane is still this one
+                return self._run_on(pane, Health("healthy", True, True, True, pid=pane.pid,
+                                                 process_running=True), job, began)
+            except _StalePane:
+                pass  # nothing was typed: ask tmux, as for any other target
+        return self._run_on(*self.targets.resolve(where, changes=True), job, began)
+
+    def _run_on(self, pane: Pane, health: Health, job: _RunJob, began: float) -> RunResult:
+        code, prompt, deadline = job.code, job.prompt, job.deadline
+        if health.status == "dead":
+            raise PaneDeadError(health.said(pane.label, "nothing was run"),
+                                actions=_transcript_kept(self.host, pane)
+                                or [Action("capture", "read its screen")], target=pane.where)
+        if health.status != "healthy":
+            raise UnhealthyError(health.said(pane.label, "nothing was run"), target=pane.where)
+        prompt_re = _compile_prompt(prompt or pane.prompt) if prompt or pane.prompt else None
+        if prompt_re is None and not pane.marked:
+            raise UsageError("tmuxsess does not know the prompt of %s" % pane.label,
+                             "give {prompt}: a regex of the program's prompt line")
+        exchange = _Exchange(self, pane, prompt_re, deadline, job.max_output, job.cancel,
+                             job.on_output)
+        exchange.colours = job.ansi
+        with self.files.run_lock(pane, deadline), self.files.following(pane) as following:
+            if not following:
+                raise UnhealthyError("%s already pipes its output elsewhere (pipe-pane); "
+                                     "run cannot follow it" % pane.label,
+                                     actions=[Action("send", "send with a wait instead",
+                                                     {"text": "TEXT", "wait": "PATTERN"}),
+                                              Action("capture", "or read its screen")],
+                                     target=pane.where)
+            if job.answer:
+                result = exchange.answer(code)
+            else:
+                early = exchange.ready()
+                if early is not None:
+                    return early
+                with self.files.block_file(exchange.profile, code) as path:
+                    units = exchange.profile.units(code, path, by_lines=prompt_re is not None)
+                    result = exchange.run(units, path)
+        result.elapsed = round(time.monotonic() - began, 3)
+        return result
+
+
+def _answer_or_abandon(finish: bool = False) -> List[Action]:
+    """How to answer a program that waits (``finish``: give the rest of an
+    unfinished statement), and how to abandon it."""
+    return [Action("run", "finish it" if finish else "answer it",
+                   {"answer": "REST" if finish else "TEXT"}),
+            Action("send", "or abandon it", {"keys": ["C-c"]})]
+
+
+class Engine:
+    """Does the work: every operation of the tool, with one set of settings.
+
+    ``Engine()`` takes its settings from the environment, once; arguments that
+    are not None override them. Engines with different settings can work side
+    by side in one process (and from several threads). The work is done by
+    its parts, one job each: ``targets`` finds the pane, ``starter`` creates
+    sessions, ``keeper`` keeps them, ``sender`` types, ``waiter`` waits,
+    ``runner`` runs; ``files`` owns the state dir.
     """
-    offsets, pos = [], 0
-    for r in rows:
-        offsets.append(pos)
-        pos += len(r)
-        if joined.startswith("\n", pos):  # not a wrapped row
-            pos += 1
-    step = max(limit // 10, 1)
-    if anchor and history >= limit - step:
-        # A full history drops its oldest ``step`` lines at a time, moving every
-        # row up by a multiple of that: find the row that holds the echo.
-        for candidate in range(row, -1, -step):
-            if candidate < len(rows):
-                end = joined.find("\n", offsets[candidate])
-                line = joined[offsets[candidate]:end if end >= 0 else len(joined)]
-                if line.rstrip().endswith(anchor):
-                    row = candidate
-                    break
-    pos = offsets[row] if row < len(offsets) else len(joined)
-    for _ in range(skip):  # the echo of the text sent
-        nl = joined.find("\n", pos)
-        pos = nl + 1 if nl >= 0 else len(joined)
-    return joined[pos:]
+
+    def __init__(self, state_dir: Optional[str] = None, socket_dir: Optional[str] = None,
+                 tmux: Optional[str] = None, lock_timeout: Optional[float] = None, *,
+                 settings: Optional[Settings] = None, host: Optional[Host] = None) -> None:
+        self.settings = settings or Settings.from_environment(
+            state_dir=state_dir, socket_dir=socket_dir, tmux=tmux, lock_timeout=lock_timeout)
+        self.host = host or Host(self.settings.tmux, self.settings.proc)
+        self.registry = Registry(self.settings.state_dir, self.settings.lock_timeout)
+        self.files = PaneFiles(self.settings, self.host)
+        self.targets = Targets(self.settings, self.host, self.registry)
+        self.starter = Starter(self.settings, self.host, self.registry, self.files)
+        self.keeper = Keeper(self.settings, self.host, self.registry, self.files, self.targets)
+        self.waiter = Waiter(self.host, self.files, self.targets)
+        self.sender = Sender(self.host, self.files, self.targets, self.waiter)
+        self.runner = Runner(self.host, self.files, self.targets, self.sender)
+
+    def create_session(self, name: str, kind: Optional[str] = None,
+                       command: Optional[str] = None, *, prompt: Optional[str] = None,
+                       socket: Optional[str] = None, window: str = "shell",
+                       cwd: Optional[str] = None, env: Optional[Dict[str, str]] = None,
+                       norc: bool = False, register: bool = True, wait: bool = True,
+                       ready_timeout: float = READY_TIMEOUT) -> "CreatedSession":
+        """Start a program in a new detached session; return its record.
+
+        ``kind`` names a profile (``PROFILES``: shell, python, gdb, node, ...);
+        ``command`` is a command line to run under it, or without a kind, any
+        program (then ``prompt``, a regex of its prompt line, lets ``run`` work
+        with it). The program gets this process's environment, then ``env``,
+        in ``cwd``. Returns once the program shows its first prompt (unless
+        ``wait`` is false; at most ``ready_timeout`` seconds), so input sent
+        right after is never typed into a program still starting. ``norc``: a
+        shell reads no rc file. ``socket``: a tmux server other than the
+        tool's own; ``register``: whether the registry knows it.
+        """
+        return self.starter.create(name, kind, command, prompt, socket, window, cwd, env,
+                                   norc, register, wait, ready_timeout)
+
+    def list_sessions(self) -> List["SessionStatus"]:
+        """Every registered session with its status: one tmux query per socket."""
+        return self.keeper.list()
+
+    def pane_health(self, *, session: Optional[str] = None, socket: Optional[str] = None,
+                    socket_name: Optional[str] = None, target: Optional[str] = None
+                    ) -> "Health":
+        """The health of one pane: healthy, dead, missing, zombie or server_not_running."""
+        return self.keeper.health(Where(session, socket, socket_name, target))
+
+    def kill_session(self, *, dry_run: bool = False, session: Optional[str] = None,
+                     socket: Optional[str] = None, socket_name: Optional[str] = None,
+                     target: Optional[str] = None) -> "KillResult":
+        """Kill the tmux session and remove its registry entry as one operation."""
+        return self.keeper.kill(Where(session, socket, socket_name, target), dry_run)
+
+    def cleanup_sessions(self, *, all: bool = False, older_than: Optional[float] = None,
+                         idle: Optional[float] = None, dry_run: bool = False
+                         ) -> List["CleanupItem"]:
+        """Remove unhealthy sessions (and with ``all``, or ``older_than`` or
+        ``idle`` seconds, old or idle ones) from the registry. Selected sessions
+        that are still alive are killed too, so nothing runs on untracked."""
+        return self.keeper.cleanup(all, older_than, idle, dry_run)
+
+    def find_sessions(self, *, socket: Optional[str] = None, socket_name: Optional[str] = None,
+                      all_sockets: bool = False, query: Optional[str] = None
+                      ) -> List["FoundSession"]:
+        """tmux sessions on one server (the tool's own by default), or with
+        ``all_sockets`` on every socket in the socket dir and every socket the
+        registry names; registered or not. ``query``: names containing it."""
+        return self.keeper.find(socket, socket_name, all_sockets, query)
+
+    def repair(self) -> "RepairResult":
+        """Rebuild a corrupt (or lost) registry from the live tmux sessions in the
+        socket dir, and on the sockets the corrupt file still names. The bad
+        file is moved aside, never deleted; a registry that reads fine is left
+        exactly as it is."""
+        return self.keeper.repair()
+
+    def capture(self, *, lines: int = CAPTURE_LINES, all: bool = False, ansi: bool = False,
+                session: Optional[str] = None, socket: Optional[str] = None,
+                socket_name: Optional[str] = None, target: Optional[str] = None) -> str:
+        """The pane's text (its last ``lines`` lines, or ``all`` of its history),
+        wrapped lines joined, trailing blank lines dropped; ``ansi`` keeps
+        colours. Works on a dead pane, so a crash can be read after it."""
+        return self.capture_screen(lines=lines, all=all, ansi=ansi, session=session,
+                                   socket=socket, socket_name=socket_name, target=target).text
+
+    def capture_screen(self, *, lines: int = CAPTURE_LINES, all: bool = False,
+                       ansi: bool = False, session: Optional[str] = None,
+                       socket: Optional[str] = None, socket_name: Optional[str] = None,
+                       target: Optional[str] = None) -> "Capture":
+        """``capture``'s text with what the screen is: the alternate screen or
+        not, the cursor, the command running in the pane."""
+        return self.keeper.capture(Where(session, socket, socket_name, target), lines, all,
+                                   ansi)
+
+    def read_transcript(self, *, raw: bool = False, session: Optional[str] = None,
+                        socket: Optional[str] = None, socket_name: Optional[str] = None,
+                        target: Optional[str] = None) -> Iterator[str]:
+        """Everything the pane's program wrote since create, in chunks, streamed:
+        rendered as the screen shows it, or ``raw`` as it was written."""
+        return self.keeper.transcript(Where(session, socket, socket_name, target), raw)
+
+    def attach_command(self, *, session: Optional[str] = None, socket: Optional[str] = None,
+                       socket_name: Optional[str] = None, target: Optional[str] = None
+                       ) -> List[str]:
+        """The ``tmux attach`` command line that shows a session to a person."""
+        return self.keeper.attach_command(Where(session, socket, socket_name, target))
+
+    def send(self, text: Optional[str] = None, keys: Sequence[str] = (), *,
+             enter: bool = True, multiline: bool = False, delivery: str = "auto",
+             wait: Optional[str] = None, fixed: bool = False, stable: float = 0.0,
+             not_pattern: Optional[str] = None, timeout: float = SEND_TIMEOUT,
+             retries: int = SEND_RETRIES, interval: float = RETRY_INTERVAL,
+             session: Optional[str] = None, socket: Optional[str] = None,
+             socket_name: Optional[str] = None, target: Optional[str] = None,
+             cancel: Optional["threading.Event"] = None,
+             on_retry: Optional[Callable[[str], None]] = None) -> "SendResult":
+        """Send text exactly as given (and/or keys); optionally wait for a pattern.
+
+        ``text`` is literal, always: no word in it is a key name. Enter follows it
+        unless ``enter`` is false or ``keys`` are given. ``delivery`` says how text
+        goes in: ``auto`` types it as keys into a program in the alternate screen
+        (vim, less, htop) and pastes it anywhere else; ``type`` and ``paste``
+        force either. A paste into a program that asked for bracketed paste (not
+        the tool's own shells and REPLs) is submitted once: Enter goes in when
+        the text is on the screen, and again, a bounded number of times, while
+        the text sits unchanged in the input line (a program that swallowed the
+        Enter). With ``multiline`` the text is pasted as one block (for a Python
+        REPL: run as one unit). ``wait`` is matched only in output that appears
+        after this send, never in what was on screen before nor in the echo of
+        the text; ``not_pattern`` ends the wait, failed, when it appears;
+        ``stable`` waits (after ``wait``, if given) until the screen has not
+        changed for that many seconds. A failed delivery is tried ``retries``
+        more times, ``interval`` seconds apart at first (``on_retry`` is told
+        why); ``cancel`` (a threading.Event) stops the wait.
+        """
+        return self.sender.send(Where(session, socket, socket_name, target), text, keys,
+                                enter, multiline, delivery, wait, fixed, stable, not_pattern,
+                                timeout, retries, interval, cancel, on_retry)
+
+    def wait_for_text(self, pattern: Optional[str] = None, *, fixed: bool = False,
+                      stable: float = 0.0, not_pattern: Optional[str] = None,
+                      timeout: float = WAIT_TIMEOUT, interval: Optional[float] = None,
+                      lines: int = WAIT_LINES, whole_pane: bool = False,
+                      session: Optional[str] = None, socket: Optional[str] = None,
+                      socket_name: Optional[str] = None, target: Optional[str] = None,
+                      cancel: Optional["threading.Event"] = None) -> "WaitResult":
+        """Wait until ``pattern`` (a regex, or with ``fixed`` a string) appears in
+        the pane's output.
+
+        On a session with a send recorded by this tool only output after that
+        send counts; ``whole_pane`` searches the last ``lines`` lines instead.
+        A pane in the alternate screen (or sent to there) is waited on as its
+        screen shows it: the text that changed since the send. ``stable``
+        waits (after the pattern, if one is given) until the screen has not
+        changed for that many seconds; ``not_pattern`` ends the wait, failed
+        (reason ``refused``), once it appears. Returns early when the program
+        waits for input, exits, or the server goes away.
+        """
+        return self.waiter.wait(Where(session, socket, socket_name, target), pattern, fixed,
+                                stable, not_pattern, timeout, interval, lines, whole_pane,
+                                cancel)
+
+    def run(self, code: Optional[str] = None, *, answer: Optional[str] = None,
+            timeout: float = RUN_TIMEOUT, prompt: Optional[str] = None,
+            max_output: int = MAX_OUTPUT, ansi: bool = False, session: Optional[str] = None,
+            socket: Optional[str] = None, socket_name: Optional[str] = None,
+            target: Optional[str] = None, cancel: Optional["threading.Event"] = None,
+            on_output: Optional[Callable[[str], None]] = None) -> "RunResult":
+        """Type code, wait until the program is back at its prompt, return its output.
+
+        ``answer`` instead of ``code``: the answer to a program that waits for
+        input (a run ended with ``waiting_for_input``), typed as one line; the
+        result is the rest of that command's output and its status.
+
+        ``output`` is exactly what the program printed: no echo, no prompt
+        (``ansi``: with its colours; at most ``max_output`` bytes of it, the
+        newest). ``exit_status`` is the unit's status as the profile says it (a
+        shell command's own, 1 if Python raised, psql's ERROR), None when the
+        program does not say (gdb, a ``prompt`` given by regex). ``timed_out``
+        (after ``timeout`` seconds), ``pane_died``, ``waiting_for_input`` and
+        ``cancelled`` say why a run ended early, with the output so far. A run
+        that cannot start (a busy program, text left on the prompt line,
+        another run going) raises BusyError, having typed nothing. ``cancel``
+        (a threading.Event) stops the waiting; ``on_output`` is told the output
+        so far while it grows.
+        """
+        return self.runner.run(Where(session, socket, socket_name, target), code, answer,
+                               timeout, prompt, max_output, ansi, cancel, on_output)
 
 
-def _find_row(rows: List[PaneRow], session: Session) -> Tuple[Optional[PaneRow], bool]:
-    """The pane row of a registered session, and whether its session exists."""
-    by_session = [r for r in rows if r.session_name == session.name]
-    if session.pane_id:
-        # Only in its own session: pane ids start again at %0 on a new server.
-        for r in by_session:
-            if r.pane_id == session.pane_id:
-                return r, True
-        return None, bool(by_session)
-    # Entries written by the older bash scripts know only "NAME:W.P".
-    m = re.fullmatch(r"(.*):(\d+)\.(\d+)", session.target or "")
-    for r in by_session:
-        if not m or (r.window_index, r.pane_index) == (m.group(2), m.group(3)):
-            return r, True
-    return None, bool(by_session)
+# ---------------------------------------------------------------------------
+# The table of operations: each declared once, for the command line and MCP
+# ---------------------------------------------------------------------------
+# A row names an operation, the Engine method behind it, its parameters (by
+# the method's keyword, which is also the MCP argument), how the command line
+# spells each one, and whether it changes anything. Defaults are the method's
+# own. The front ends build their parsers and schemas from it, and word
+# errors and hints in their own terms through it.
+
+class Param(Record):
+    """One parameter of an operation."""
+
+    name: str                  # the Engine method's keyword; the MCP argument
+    kind: str                  # text, flag, int, seconds, duration, keys, env, choice, path
+    help: str                  # what it is, in words neither front end owns
+    flags: Tuple[str, ...] = ()  # how the command line spells it; () for MCP only
+    metavar: str = ""
+    choices: Tuple[str, ...] = ()
+    # Command-line flags that each set a value: ((flags), value, help).
+    switches: Tuple[Tuple[Tuple[str, ...], Any, str], ...] = ()
+    mcp: bool = True           # an MCP argument too
+    engine: bool = True        # passed to the Engine method (else the front end's own)
+    required: bool = False
+    from_file: bool = False    # the command line may read it from --file PATH (- = stdin)
+    foreign: bool = False      # names a tmux server the tool did not start (MCP: opt-in)
 
 
-def _cleanup_reasons(s: Session, health: Health, now: float, all: bool,
-                     older_than: Optional[float], idle: Optional[float],
-                     printed: float = 0) -> List[str]:
-    """Why cleanup takes a session; none when it stays. ``printed``: when the
-    program last printed something."""
-    reasons: List[str] = []
-    if health.status != "healthy":
-        reasons.append("no server" if health.status == "server_not_running"
-                       else health.status)
-    if all:
-        reasons.append("--all")
-    created = _parse_time(s.created_at)
-    if older_than is not None and created is not None and now - created > older_than:
-        reasons.append("created %s ago" % _ago(now - created))
-    active = max(_parse_time(s.last_active) or created or 0, printed) or None
-    if idle is not None and active is not None and now - active > idle:
-        reasons.append("idle for %s" % _ago(now - active))
-    return reasons
+class Operation(Record):
+    """One operation: its names, the Engine method, its parameters."""
+
+    name: str                      # the command line's subcommand
+    aliases: Tuple[str, ...]       # its other names; the first is the short one
+    tool: str                      # the MCP tool; "" for none
+    method: str                    # the Engine method; "" for the command line's own
+    params: Tuple[Param, ...]
+    changes: bool = False          # it types into, starts or kills something
+    targets: bool = False          # it acts on one pane: takes the target parameters
+
+    @property
+    def short(self) -> str:
+        return self.aliases[0] if self.aliases else self.name
+
+    def param(self, name: str) -> Optional[Param]:
+        return next((p for p in self.all_params if p.name == name), None)
+
+    @property
+    def all_params(self) -> Tuple[Param, ...]:
+        return self.params + (TARGET_PARAMS if self.targets else ())
+
+    def defaults(self) -> Dict[str, Any]:
+        """The Engine method's defaults, by keyword: the one place they live."""
+        method = getattr(Engine, self.method, None)
+        if method is None:
+            return {}
+        code, positional = method.__code__, method.__defaults__ or ()
+        names = code.co_varnames[:code.co_argcount]
+        found = dict(zip(names[len(names) - len(positional):], positional))
+        found.update(method.__kwdefaults__ or {})
+        return found
 
 
-def _ago(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return "%d%s" % (seconds // size, unit)
-    return "%ds" % seconds
+TARGET_PARAMS = (
+    Param("session", "text", "a registered session's name", ("-s", "--session"), "NAME"),
+    Param("socket", "path", "the socket of a tmux server the tool did not start",
+          ("-S", "--socket"), "PATH", foreign=True),
+    Param("socket_name", "text", "a tmux server's socket name (tmux -L), instead of socket",
+          ("-L", "--socket-name"), "NAME", foreign=True),
+    Param("target", "text", "a tmux target pane on that server, e.g. work:1.0",
+          ("-t", "--target"), "TARGET", foreign=True),
+)
+JSON = Param("json", "flag", "machine-readable output", ("--json",), mcp=False, engine=False)
+WAITING = (
+    Param("fixed", "flag", "the pattern is a fixed string, not a regular expression",
+          ("-F", "--fixed")),
+    Param("stable", "duration", "then wait until the screen has not changed for this long: "
+          "a TUI or agent that has settled", ("--stable",), "DUR"),
+    Param("not_pattern", "text", "fail at once when this appears instead (an error message)",
+          ("--not",), "PATTERN"),
+)
+
+OPERATIONS: Tuple[Operation, ...] = (
+    Operation("create-session", ("create",), "create_session", "create_session", (
+        Param("name", "text", "the new session's name: 1-64 of A-Z a-z 0-9 _ -, not "
+              "starting with -", ("-n", "--name"), required=True),
+        Param("kind", "text", "the program's profile; without one, a shell, or with a "
+              "command line, any program", ("--kind",), "KIND",
+              choices=tuple(n for n, p in PROFILES.items() if not p.nested),
+              switches=((("--shell",), "shell", "bash (the default)"),
+                        (("--python",), "python", "Python REPL (python3 -q)"),
+                        (("--gdb",), "gdb", "gdb, quiet, no pagination"))),
+        Param("command", "text", "a command line, run by $SHELL -c: with a kind, run under "
+              "that profile (e.g. 'psql mydb'); alone, any program", ("--cmd",), "COMMAND"),
+        Param("prompt", "text", "a regex of the program's prompt line, for a program the "
+              "tool has no profile for: readiness and run use it", ("--prompt",), "REGEX"),
+        Param("socket", "path", "a tmux socket of your own (default: the tool's, in its "
+              "socket dir)", ("-S", "--socket"), "PATH", foreign=True),
+        Param("window", "text", "the window's name", ("-w", "--window"), "NAME", mcp=False),
+        Param("cwd", "path", "the working directory", ("-c", "--cwd"), "DIR"),
+        Param("env", "env", "environment variables for the program", ("-e", "--env"), "K=V"),
+        Param("norc", "flag", "a shell reads no rc file (~/.bashrc and the like)",
+              ("--norc",)),
+        Param("register", "flag", "add it to the registry", mcp=False,
+              switches=((("--no-register",), False, "do not add it to the registry"),)),
+        Param("wait", "flag", "wait for the first prompt (false: return at once)",
+              switches=((("--no-wait",), False, "return without waiting for a prompt"),)),
+        Param("ready_timeout", "seconds", "how long to wait for the first prompt",
+              ("--ready-timeout",), "SEC"),
+    ), changes=True),
+    Operation("list-sessions", ("list", "ls"), "list_sessions", "list_sessions", (JSON,)),
+    Operation("pane-health", ("health",), "session_health", "pane_health", (
+        Param("format", "choice", "how to print it", ("--format",), choices=("json", "text"),
+              mcp=False, engine=False),
+    ), targets=True),
+    Operation("kill-session", ("kill",), "kill_session", "kill_session", (
+        Param("dry_run", "flag", "change nothing; say what would be done", ("--dry-run",)),
+        Param("verbose", "flag", "say what it found", ("-v", "--verbose"), mcp=False,
+              engine=False),
+    ), changes=True, targets=True),
+    Operation("cleanup-sessions", ("cleanup",), "cleanup_sessions", "cleanup_sessions", (
+        Param("dry_run", "flag", "change nothing; list what would be removed", ("--dry-run",)),
+        Param("all", "flag", "every registered session", ("--all",)),
+        Param("older_than", "duration", "created longer ago than this (30s 15m 2h 1d)",
+              ("--older-than",), "DUR"),
+        Param("idle", "duration", "no send, run or output for longer than this",
+              ("--idle",), "DUR"),
+        JSON,
+    ), changes=True),
+    Operation("find-sessions", ("find",), "", "find_sessions", (
+        Param("socket_name", "text", "a tmux server's socket name", ("-L", "--socket-name"),
+              "NAME"),
+        Param("socket", "path", "a tmux server's socket path", ("-S", "--socket"), "PATH"),
+        Param("all_sockets", "flag", "every socket in the socket dir, and every socket the "
+              "registry names", ("-A", "--all")),
+        Param("query", "text", "names containing this", ("-q", "--query"), "TEXT"),
+        JSON,
+    )),
+    Operation("run", (), "run", "run", (
+        Param("code", "text", "code or a command line, exactly as typed (may be several "
+              "lines)", ("-c", "--command"), "CODE", from_file=True),
+        Param("answer", "text", "instead of code: the answer to a program that waits for "
+              "input, typed as one line; the result is the rest of that command's output",
+              ("--answer",), "TEXT"),
+        Param("timeout", "seconds", "how long to wait for the prompt", ("-T", "--timeout"),
+              "SEC"),
+        Param("prompt", "text", "a regex of the program's prompt line, for a program whose "
+              "prompt the tool does not know", ("--prompt",), "REGEX"),
+        Param("max_output", "int", "keep at most this many bytes of output, the newest "
+              "(0: all)", ("--max-output",), "BYTES", mcp=False),
+        Param("ansi", "flag", "keep colours and attributes", ("--ansi",), mcp=False),
+        JSON,
+    ), changes=True, targets=True),
+    Operation("safe-send", ("send",), "send", "send", (
+        Param("text", "text", "literal text: no word in it is a key name",
+              ("-c", "--command"), "TEXT", from_file=True),
+        Param("keys", "keys", "tmux key names, pressed after the text: C-c, Up Enter, Escape",
+              ("-k", "--keys"), "KEY"),
+        Param("enter", "flag", "press Enter after the text",
+              switches=((("-l", "--literal"), False, "do not press Enter after the text"),)),
+        Param("multiline", "flag", "paste the text as one block (Python: run as one unit)",
+              ("-m", "--multiline")),
+        Param("delivery", "choice", "how the text goes in: typed as keys in the alternate "
+              "screen (vim, less, htop), pasted elsewhere; or always typed, or pasted",
+              choices=DELIVERIES,
+              switches=((("--type",), "type", "type the text as keys"),
+                        (("--paste",), "paste", "paste the text"))),
+        Param("wait", "text", "wait for this regex in the output that follows",
+              ("-w", "--wait"), "PATTERN"),
+    ) + WAITING + (
+        Param("timeout", "seconds", "how long the wait waits", ("-T", "--timeout"), "SEC"),
+        Param("retries", "int", "retries of a failed delivery", ("-r", "--retries"), "N",
+              mcp=False),
+        Param("interval", "seconds", "the first pause before a retry (it doubles)",
+              ("-i", "--interval"), "SEC", mcp=False),
+        Param("verbose", "flag", "say what was sent, and each retry", ("-v", "--verbose"),
+              mcp=False, engine=False),
+        JSON,
+    ), changes=True, targets=True),
+    Operation("wait-for-text", ("wait",), "wait_for_text", "wait_for_text", (
+        Param("pattern", "text", "a Python regex (multiline), or a fixed string with fixed; "
+              "needed unless stable is given", ("-p", "--pattern"), "PATTERN"),
+    ) + WAITING + (
+        Param("timeout", "seconds", "how long to wait", ("-T", "--timeout"), "SEC"),
+        Param("interval", "seconds", "the longest pause between looks (default 0.05 on a "
+              "transcript, 0.2 on the screen)", ("-i", "--interval"), "SEC", mcp=False),
+        Param("lines", "int", "lines searched with whole_pane", ("-l", "--lines"), "N"),
+        Param("whole_pane", "flag", "search the whole pane, old output included",
+              ("--whole-pane",)),
+        JSON,
+    ), targets=True),
+    Operation("capture", (), "capture", "capture_screen", (
+        Param("lines", "int", "the last N lines", ("-n", "--lines"), "N"),
+        Param("all", "flag", "all of it", ("--all",)),
+        Param("ansi", "flag", "keep colours and attributes (the screen only)", ("--ansi",)),
+        Param("source", "choice", "the screen, or the transcript: everything the program "
+              "wrote since create", choices=("screen", "transcript"), engine=False,
+              switches=((("--transcript",), "transcript",
+                         "everything the program wrote since create"),)),
+        Param("raw", "flag", "the transcript as written, escapes and all", ("--raw",),
+              mcp=False, engine=False),
+        JSON,
+    ), targets=True),
+    Operation("repair", (), "", "repair", (JSON,), changes=True),
+    Operation("attach", (), "", "attach_command", (), targets=True),
+)
 
 
-def _iso(epoch: str) -> str:
-    """tmux's seconds since the epoch as UTC ISO-8601; "" if it gave none."""
-    if not epoch.isdigit():
-        return ""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
+def operation(name: str) -> Operation:
+    """The operation of that name, alias or MCP tool."""
+    for op in OPERATIONS:
+        if name in (op.name, op.tool) + op.aliases:
+            return op
+    raise KeyError(name)
 
 
-def _taken_in_registry(name: str) -> NameTakenError:
-    return NameTakenError("session %r already exists in the registry" % name,
-                          "pick another name, or remove it: tmuxsess.py kill -s %s" % name)
+
+def unfinished_run(engine: Engine, r: RunResult, timeout: float, where: Dict[str, str]
+                   ) -> Optional[TmuxsessError]:
+    """What a run that did not end at its prompt says, as data each front end
+    words: None for a run that did."""
+    if r.timed_out:
+        last = r.output.rsplit("\n", 1)[-1].rstrip()
+        interrupt = Action("send", "interrupt it", {"keys": ["C-c"]})
+        if 0 < len(last) <= 80 and last[-1] in "$#%>":
+            # After exec bash, ssh or su the shell's prompt has none of the tool's marks.
+            return TmuxsessError(
+                "no prompt within %gs; output so far is above" % timeout,
+                "%r looks like a prompt without tmuxsess's marks (exec, ssh, su, a new "
+                "PROMPT_COMMAND): give {prompt}, a regex matching it; if the program is "
+                "still running instead:" % last, [interrupt], where)
+        return TmuxsessError("no prompt within %gs; output so far is above" % timeout,
+                             "the program is still running; if it shows a prompt of its own "
+                             "(exec, ssh, su), give {prompt}, a regex matching it",
+                             [interrupt], where)
+    if r.pane_died:
+        return TmuxsessError(ended_while_waiting(engine, "server" if r.server_gone else "dead",
+                                                 r.exit_status, where), target=where)
+    if not r.waiting_for_input:
+        return None
+    if r.prompt == "input" and r.question[-1:] in ("$", "#", "%", ">"):
+        # After exec bash, ssh or su the prompt has none of the tool's marks.
+        return TmuxsessError("the program waits for input at %r; output so far is above"
+                             % r.question, "%r looks like a prompt without tmuxsess's marks "
+                             "(exec, ssh, su, a new PROMPT_COMMAND): give {prompt} with a "
+                             "regex matching it" % r.question,
+                             [Action("run", "or answer it", {"answer": "TEXT"})], where)
+    if r.prompt == "input":
+        return TmuxsessError("the program waits for input%s%s; output so far is above" % (
+            ": %r" % r.question if r.question else "",
+            " (echo is off: a password? the answer is not shown)" if r.echo_off else ""),
+            "the rest of its output follows the answer", _answer_or_abandon(), where)
+    if r.prompt == "continuation":
+        return TmuxsessError("the program waits at its continuation prompt: the input is "
+                             "unfinished; output so far is above",
+                             actions=_answer_or_abandon(finish=True), target=where)
+    return TmuxsessError("the program stopped at its debugger prompt (%s); output so far is "
+                         "above" % (r.prompt or "debugger"),
+                         actions=[Action("run", "inspect it", {"code": "p NAME"}),
+                                  Action("run", "continue", {"code": "c"})], target=where)
 
 
-@contextlib.contextmanager
-def _no_transaction() -> Iterator[Dict[str, Any]]:
-    yield {"sessions": {}}
-
-
-def _sockets_named_in(path: str) -> List[str]:
-    """The socket paths a damaged registry file still names, as far as it can be read."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return []
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            return []
-        raw = f.read(64 << 20)
-    named = []
-    for m in re.finditer(rb'"socket"\s*:\s*("(?:[^"\\]|\\.)*")', raw):
-        with contextlib.suppress(ValueError):
-            value = json.loads(m.group(1).decode("utf-8"))
-            if isinstance(value, str):
-                named.append(value)
-    return named
-
-
-def _move_aside(path: str) -> str:
-    """Rename a damaged file to ``PATH.corrupt-<UTC>``; the new name."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    moved = "%s.corrupt-%s" % (path, stamp)
-    n = 1
-    while os.path.lexists(moved):
-        n += 1
-        moved = "%s.corrupt-%s-%d" % (path, stamp, n)
-    try:
-        os.rename(path, moved)
-    except OSError as e:
-        raise RegistryError("cannot move %s aside: %s" % (path, e.strerror))
-    return moved
-
-
-def _transcript_chunks(f: IO[bytes], raw: bool) -> Iterator[str]:
-    """A transcript's text in chunks: rendered, or ``raw`` as written."""
-    import codecs
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    carry = ""
-    while True:
-        chunk = f.read(1 << 20)
-        text = carry + decoder.decode(chunk, final=not chunk)
-        if raw:
-            carry = ""
-            if text:
-                yield text
+def unfound(engine: Engine, w: WaitResult, pattern: Optional[str], stable: float,
+            timeout: float, where: Dict[str, str]) -> Optional[TmuxsessError]:
+    """What a wait (or a send's wait) that did not find its pattern says; None
+    when it found it, or was cancelled."""
+    if w.found or w.reason == "cancelled":
+        return None
+    tail = "last lines:\n" + w.tail if w.tail.strip() else ""
+    if w.reason == "refused":
+        return TmuxsessError("%r appeared ({not_pattern})" % w.match, tail, target=where)
+    if w.reason == "timeout":
+        if pattern is None:
+            said = "the screen did not hold still for %gs within %gs" % (stable, timeout)
         else:
-            # Render whole lines only; an escape sequence never spans a newline.
-            cut = text.rfind("\n") + 1 if chunk else len(text)
-            if not cut and len(text) > 1 << 20:
-                # A line longer than a chunk goes out in pieces (memory stays
-                # bounded); only an unfinished escape sequence waits.
-                esc = text.rfind("\x1b", len(text) - 256)
-                cut = esc if esc > 0 else len(text)
-            carry = text[cut:]
-            if cut:
-                yield render(text[:cut])
-        if not chunk:
-            return
+            said = "pattern %r not seen%s within %gs" % (
+                pattern, " (and the screen still for %gs)" % stable if stable else "", timeout)
+        return TmuxsessError(said, tail, target=where)
+    if w.reason == "prompt":
+        return TmuxsessError("pattern %r not seen; the program is back at its prompt"
+                             % pattern, tail, target=where)
+    if w.reason == "input":
+        return TmuxsessError("pattern %r not seen; the program waits for input%s" % (
+            pattern, ": %r" % w.question if w.question else ""),
+            actions=_answer_or_abandon(), target=where)
+    return TmuxsessError(ended_while_waiting(engine, w.reason, w.exit_status, where), tail,
+                         target=where)
 
 
-# ---------------------------------------------------------------------------
-# The default engine, and the operations as module functions
-# ---------------------------------------------------------------------------
-
-_default: Optional[Engine] = None
-
-
-def default_engine() -> Engine:
-    """The engine the module functions use: settings from the environment, read
-    the first time it is needed."""
-    global _default
-    if _default is None:
-        _default = Engine()
-    return _default
-
-
-def create_session(name: str, kind: str = "shell", command: Optional[str] = None,
-                   **options: Any) -> CreatedSession:
-    """``Engine.create_session`` on the default engine."""
-    return default_engine().create_session(name, kind, command, **options)
+def ended_while_waiting(engine: Engine, reason: str, status: Optional[int],
+                        where: Dict[str, str]) -> str:
+    """Why a wait ended without its prompt or pattern: how the program ended."""
+    if reason == "dead":
+        with contextlib.suppress(TmuxsessError):
+            if status is None and where:  # killed by a signal? its health says
+                health = engine.pane_health(**where)
+                if health.status == "dead":
+                    return "the program %s while waiting" % health.ended
+        return "the program exited%s while waiting" % (
+            "" if status is None else " with status %d" % status)
+    if reason == "server":
+        return "the tmux server went away while waiting"
+    return "the pane is %s" % reason
 
 
-def list_sessions() -> List[SessionStatus]:
-    """``Engine.list_sessions`` on the default engine."""
-    return default_engine().list_sessions()
-
-
-def pane_health(**target: Any) -> Health:
-    """``Engine.pane_health`` on the default engine."""
-    return default_engine().pane_health(**target)
-
-
-def kill_session(**options: Any) -> KillResult:
-    """``Engine.kill_session`` on the default engine."""
-    return default_engine().kill_session(**options)
-
-
-def cleanup_sessions(**options: Any) -> List[CleanupItem]:
-    """``Engine.cleanup_sessions`` on the default engine."""
-    return default_engine().cleanup_sessions(**options)
-
-
-def find_sessions(**options: Any) -> List[FoundSession]:
-    """``Engine.find_sessions`` on the default engine."""
-    return default_engine().find_sessions(**options)
-
-
-def repair() -> RepairResult:
-    """``Engine.repair`` on the default engine."""
-    return default_engine().repair()
-
-
-def capture(**options: Any) -> str:
-    """``Engine.capture`` on the default engine."""
-    return default_engine().capture(**options)
-
-
-def read_transcript(**options: Any) -> Iterator[str]:
-    """``Engine.read_transcript`` on the default engine."""
-    return default_engine().read_transcript(**options)
-
-
-def attach_command(**target: Any) -> List[str]:
-    """``Engine.attach_command`` on the default engine."""
-    return default_engine().attach_command(**target)
-
-
-def send(text: Optional[str] = None, keys: Sequence[str] = (), **options: Any) -> SendResult:
-    """``Engine.send`` on the default engine."""
-    return default_engine().send(text, keys, **options)
-
-
-def wait_for_text(pattern: Optional[str] = None, **options: Any) -> WaitResult:
-    """``Engine.wait_for_text`` on the default engine."""
-    return default_engine().wait_for_text(pattern, **options)
-
-
-def run(code: str, **options: Any) -> RunResult:
-    """``Engine.run`` on the default engine."""
-    return default_engine().run(code, **options)
-
-
-SKILL_MD = """\
----
-name: tmuxsess
-description: Drive interactive terminal programs (Python REPL and pdb, gdb, bash, node, \
-psql, sqlite3, git add -p) in tmux sessions that persist between commands. Use it when work \
-needs state kept across steps (a REPL holding data, a debugger stopped at a breakpoint), \
-a program that asks questions, or a long job the user wants to watch.
----
-
-# tmuxsess: interactive programs in tmux, exactly
-
-The tool is `{tool}`: one Python file that needs tmux and Python 3.8 or newer.
-Every subcommand explains itself with `--help`.
-
-## Rules
-
-1. **Check before you create.** `{tool} list` shows the registered sessions and
-   their health. Reuse a live session for the same work; give new work a new,
-   descriptive name (`data-analysis-2026-11`, not `test`). `{tool} find --all`
-   shows tmux sessions the registry does not know.
-2. **Tell the user how to watch.** `create` prints `To watch it: tmux -S ...
-   attach -t NAME` on stderr. Pass that line on, so the user can see what you do.
-3. **Prefer `run`.** `{tool} run -s NAME -c CODE` types the code, waits until the
-   program is back at its prompt and prints exactly its output: no echo, no
-   prompt. Its exit status is the shell command's own, 1 if Python, node, psql or
-   sqlite reported an error, 123 if the program now waits for input (an unfinished
-   statement, or a debugger took over: the error says which), 124 on timeout
-   (raise `-T SEC`), 125 if the program died, 126 if nothing was typed (the error
-   says why). Multi-line code runs as one unit; long code goes in a file:
-   `--file PATH`. Runs on one session queue up, so parallel work needs one
-   session per task.
-4. **Pick the profile.** `create -n NAME --kind KIND` with `shell` (default),
-   `python`, `gdb`, `node`, `psql`, `sqlite`; add `--cmd 'COMMAND LINE'` to run
-   your own command under it (`--kind psql --cmd 'psql -h HOST mydb'`). In a
-   Python session `breakpoint()` stops `run` with 123 at `(Pdb)`: then
-   `run -c 'p x'` inspects, `run -c c` continues.
-5. **Text is literal; keys go through `-k`.** `-c` text arrives byte for byte:
-   `Enter`, `C-c`, a trailing `;` or a leading `-` are just text. To press keys:
-   `{tool} send -s NAME -k C-c` (interrupt), `-k Escape`, `-k Up Enter`.
-   Text a terminal cannot take as data is refused (nothing typed), never mangled.
-6. **A program that asks is waiting, not running.** When `run` exits 123 the
-   error (and `--json`'s `question`, `echo_off`) says what it waits for:
-   answer with `{tool} run -s NAME --answer TEXT`, which prints the rest of
-   that command's output and exits with its status, or abandon it with
-   `send -k C-c`. For a program that asks many questions (`git add -p`), use
-   `{tool} send -s NAME -c ANSWER -w PATTERN` (it exits 5 at once if the program
-   waits again without printing PATTERN) and read `{tool} capture -s NAME`.
-7. **Never type into a busy program.** When `run` times out (124) the program is
-   still working: wait for it with `{tool} wait -s NAME -p PATTERN -T SEC`, or
-   interrupt it with `{tool} send -s NAME -k C-c`. After `exec bash`, `ssh` or
-   `su` the prompt is not the tool's any more: give `run --prompt REGEX`.
-8. **Read before you clean up.** `{tool} health -s NAME --format text` says
-   healthy, dead, missing or zombie. `{tool} capture -s NAME -n 50` works on a
-   dead pane, and `{tool} capture -s NAME --transcript` has everything the
-   program wrote since create: save what explains a crash first.
-9. **Clean up.** `{tool} kill -s NAME` when the work is done; `{tool} cleanup`
-   removes dead sessions. Leave running only what the user asked to keep.
-10. **Full-screen programs get keys; wait on their screen.** In a program in the
-   alternate screen (vim, less, top, htop; `{tool} health -s NAME` says
-   `"alternate_screen": true`) `-c TEXT` is typed as keys, so
-   `send -c ':wq'` saves and quits vim; in the main screen (shells, REPLs, agent
-   TUIs drawn inline) it is pasted. `--type` / `--paste` force either. `send -w`
-   and `wait -p` on a full-screen program match what its screen shows now.
-   `{tool} wait -s NAME --stable 3s` returns once the screen has held still
-   (a TUI or agent done spinning and streaming); `--not PATTERN` fails at once
-   on an error (wait exits 3, send 6). `{tool} capture -s NAME --json` adds
-   `alternate_screen`, the cursor and `current_command`.
-
-An MCP client can use the same operations as tools instead of this command
-line: `{tool} mcp` serves them on stdio (`{tool} mcp --help` has the setup for
-Claude Code, Claude Desktop and Cursor).
-
-## Example
-
-```sh
-{tool} list
-{tool} create -n calc --python
-{tool} run -s calc -c 'import math; print(math.factorial(20))'
-{tool} run -s calc -c 'squares = [i * i for i in range(5)]
-print(sum(squares))'
-{tool} create -n build --shell
-{tool} run -s build -c 'test -d /tmp && echo ok'
-{tool} kill -s calc
-{tool} kill -s build
-```
-
-## Driving an agent TUI (Claude Code, or any TUI)
-
-A pasted prompt is submitted exactly once: Enter goes in once the text shows,
-and again if the TUI swallowed it. Wait until it has settled, then read the
-answer from its screen:
-
-```sh
-{tool} create -n helper --cmd 'claude'
-{tool} send -s helper -c 'Explain what tmux send-keys -l does, in one line.'
-{tool} wait -s helper --stable 3s -T 300 --not 'API Error'
-{tool} capture -s helper -n 40
-{tool} kill -s helper
-```
-"""
-
-
-def skill(tool: Optional[str] = None) -> str:
-    """A SKILL.md for an agent's skill directory, naming the tool by ``tool``.
-
-    By default the tool is this file's absolute path: where it was vendored.
-    """
-    path = tool or os.path.abspath(__file__)
-    return SKILL_MD.replace("{tool}", _quote(path))
-
-
-
-
+def nothing_killed(r: KillResult) -> Optional[TmuxsessError]:
+    """What a kill that found nothing to kill or deregister says; None if it did."""
+    if r.killed or r.deregistered:
+        return None
+    why = {"server": "no tmux server runs on %s" % r.socket,
+           "missing": "tmux has no such session"}.get(r.status, "tmux could not kill it")
+    return TmuxsessError("nothing to kill: %s is not registered and %s" % (r.name, why))
 # ---------------------------------------------------------------------------
 # Front end: the MCP server: tmuxsess.py mcp (JSON-RPC 2.0 over stdio, one message a line)
 # ---------------------------------------------------------------------------
@@ -5440,6 +5975,8 @@ removes dead ones). A person can watch any session with the attach command that
 create_session returns."""
 
 
+
+
 class _McpRpcError(Exception):
     """A JSON-RPC error response: a protocol fault, not a tool failure."""
 
@@ -5448,38 +5985,44 @@ class _McpRpcError(Exception):
         self.code, self.message, self.data = code, message, data
 
 
-if TYPE_CHECKING:  # structured result, text, error ("" if none)
-    Outcome = Tuple[Mapping[str, Any], str, str]
+if TYPE_CHECKING:  # structured result, and the error as MCP words it (None if none)
+    Outcome = Tuple[Mapping[str, Any], Optional[TmuxsessError]]
 
 
 class McpTool(Record):
-    """One row of the tool table: schema, hints, and the function behind it."""
+    """One MCP tool: an operation of the table, in MCP's words (its title and
+    description, what it returns), and the function that calls the engine."""
 
-    name: str
+    op: Operation
     title: str
     description: str
-    params: Dict[str, Dict[str, Any]]
     output: Dict[str, Dict[str, Any]]
-    call: Callable[["_McpCall", Dict[str, Any]], Outcome]
-    required: Tuple[str, ...] = ()
-    output_required: Tuple[str, ...] = ()
-    read_only: bool = False
-    destructive: bool = False
+    output_required: Tuple[str, ...]
+    call: Callable[["_McpCall", Dict[str, Any]], "Outcome"]
     idempotent: bool = False
     open_world: bool = False
-    targets: bool = True  # acts on one session: takes session (or socket/target)
+
+    @property
+    def name(self) -> str:
+        return self.op.tool
+
+    @property
+    def read_only(self) -> bool:
+        return not self.op.changes
+
+    def params(self, allow_foreign: bool) -> List[Param]:
+        """The parameters MCP offers: the table's, less the command line's own,
+        less those that name foreign servers unless allowed."""
+        return [p for p in self.op.all_params
+                if p.mcp and (allow_foreign or not p.foreign)]
 
     def properties(self, allow_foreign: bool) -> Dict[str, Dict[str, Any]]:
-        props = dict(self.params)
-        if self.targets:
-            props["session"] = _mcp_type("string", "Registered session name (from "
-                                         "create_session or list_sessions).")
-            if allow_foreign:
-                props.update(MCP_FOREIGN_PROPS)
-        return props
+        defaults = self.op.defaults()
+        return {p.name: _mcp_schema(p, defaults.get(p.name)) for p in self.params(allow_foreign)}
 
     def required_args(self, allow_foreign: bool) -> List[str]:
-        return list(self.required) + (["session"] if self.targets and not allow_foreign else [])
+        return [p.name for p in self.op.params if p.required] + (
+            ["session"] if self.op.targets and not allow_foreign else [])
 
     def definition(self, version: str, allow_foreign: bool) -> Dict[str, Any]:
         schema: Dict[str, Any] = {"type": "object", "properties": self.properties(allow_foreign),
@@ -5490,7 +6033,7 @@ class McpTool(Record):
                              "inputSchema": schema}
         if version not in MCP_NO_ANNOTATIONS:
             d["annotations"] = {"title": self.title, "readOnlyHint": self.read_only,
-                                "destructiveHint": self.destructive,
+                                "destructiveHint": not self.read_only,
                                 "idempotentHint": self.idempotent,
                                 "openWorldHint": self.open_world}
         if version not in MCP_NO_STRUCTURED:
@@ -5500,34 +6043,63 @@ class McpTool(Record):
         return d
 
 
-def _mcp_type(kind: Any, description: str, **extra: Any) -> Dict[str, Any]:
-    schema: Dict[str, Any] = {"type": kind, "description": description}
-    schema.update(extra)
-    return schema
-
-
-MCP_FOREIGN_PROPS = {
-    "socket": _mcp_type("string", "Path of a tmux server's socket this tool did not start; "
-                        "with target (only with --allow-foreign)."),
-    "socket_name": _mcp_type("string", "tmux -L socket name, instead of socket."),
-    "target": _mcp_type("string", "tmux target pane on that server, e.g. work:1.0."),
+# A parameter's kind as JSON schema: its type, and bounds MCP states.
+_MCP_KINDS: Dict[str, Dict[str, Any]] = {
+    "text": {"type": "string"}, "path": {"type": "string"}, "flag": {"type": "boolean"},
+    "int": {"type": "integer", "minimum": 0}, "choice": {"type": "string"},
+    "seconds": {"type": "number", "exclusiveMinimum": 0},
+    "duration": {"type": ["number", "string"]},
+    "keys": {"type": "array", "items": {"type": "string"}},
+    "env": {"type": "object", "additionalProperties": {"type": "string"}},
 }
 
 
-# -- the calls behind the tools ---------------------------------------------
+def _mcp_schema(param: Param, default: Any) -> Dict[str, Any]:
+    schema = dict(_MCP_KINDS[param.kind])
+    words = param.help[0].upper() + param.help[1:]
+    if param.kind == "duration":
+        words += ": seconds, or 30s, 15m, 2h, 1d"
+    if default is not None and default != () and param.kind != "text":
+        words += " (default %s)" % json.dumps(default)
+    schema["description"] = words + "."
+    if param.choices:
+        schema["enum"] = list(param.choices)
+    return schema
+
+
+def _mcp_words(text: str) -> str:
+    """Text with its {parameter} names as the arguments they are."""
+    return re.sub(r"\{(\w+)\}", r"\1", text)
+
+
+def _mcp_call_text(action: Action, where: Dict[str, str]) -> str:
+    """An action as the tool call that takes it: ``send {"session": "py", ...}``;
+    "" for an operation MCP does not offer."""
+    op = operation(action.op)
+    if not op.tool:
+        return ""
+    args = dict(where if action.on_target else {}, **action.args)
+    return "%s %s" % (op.tool, json.dumps({k: v for k, v in args.items() if op.param(k)},
+                                          ensure_ascii=False))
+
+
+def _mcp_error_text(e: TmuxsessError) -> str:
+    """An error as MCP says it: what happened, then what to do, as tool calls."""
+    steps = [_mcp_words(e.hint)] + ["%s: %s" % (x.why, _mcp_call_text(x, e.target))
+                                    for x in e.actions if _mcp_call_text(x, e.target)]
+    hint = "; ".join(s for s in steps if s)
+    return "tmuxsess: error: " + _mcp_words(e.message) + ("\nhint: " + hint if hint else "")
+
 
 def _mcp_json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=1)
-
-
-def _mcp_error_text(message: str, hint: str = "") -> str:
-    """What the command line prints for an expected failure."""
-    return "tmuxsess: error: " + message + ("\nhint: " + hint if hint else "")
+    return json.dumps(value, ensure_ascii=False, indent=1,
+                      default=lambda record: record.as_dict())
 
 
 def _mcp_target(c: "_McpCall", a: Dict[str, Any]) -> Dict[str, Any]:
     """The session/socket/target arguments, with the own-sessions-only rule applied."""
-    target = {k: a.get(k) for k in ("session", "socket", "socket_name", "target")}
+    target: Dict[str, Any] = {k: a[k] for k in ("session", "socket", "socket_name", "target")
+                              if k in a}
     name = a.get("session")
     if c.server.allow_foreign or not isinstance(name, str):
         return target
@@ -5537,119 +6109,76 @@ def _mcp_target(c: "_McpCall", a: Dict[str, Any]) -> Dict[str, Any]:
             raise TargetError(
                 "session %r lives on %s, outside this server's socket dir %s" % (
                     name, row.socket, c.server.socket_dir),
-                "use the command line for it, or start the MCP server with --allow-foreign")
+                "the command line can reach it, or an MCP server started to allow "
+                "foreign servers")
     return target
 
 
-def _mcp_create(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
+def _mcp_engine_args(c: "_McpCall", a: Dict[str, Any]) -> Dict[str, Any]:
+    """The tool's arguments as the Engine method's keywords."""
+    args = {p.name: a[p.name] for p in c.tool.op.params if p.engine and p.name in a}
+    for param in c.tool.op.params:
+        if param.kind == "duration" and isinstance(args.get(param.name), str):
+            args[param.name] = parse_duration(args[param.name])
+    args.update(_mcp_target(c, a))
+    return args
+
+
+def _mcp_create(c: "_McpCall", a: Dict[str, Any]) -> "Outcome":
     if a.get("socket") and not c.server.allow_foreign:
         raise UsageError("socket is refused: this server starts sessions only in its own "
-                        "socket dir", "leave socket out, or start the MCP server with "
-                        "--allow-foreign")
-    record = c.server.engine.create_session(
-        a["name"], kind=a.get("kind", "shell"), command=a.get("command"),
-        socket=a.get("socket"), cwd=a.get("cwd"), env=a.get("env"),
-        ready_timeout=a.get("ready_timeout", 15.0), prompt=a.get("prompt")).as_dict()
-    out = {k: record.get(k) for k in ("name", "socket", "target", "pane_id", "type", "kind",
-                                      "pid", "registered", "created_at")}
-    out["attach"] = "tmux -S %s attach -t %s" % (_quote(record["socket"]), a["name"])
-    return out, _mcp_json_text(out), ""
+                         "socket dir", "leave socket out")
+    record = c.server.engine.create_session(**_mcp_engine_args(c, a))
+    out = {k: getattr(record, k) for k in ("name", "socket", "target", "pane_id", "type",
+                                           "kind", "pid", "registered", "created_at")}
+    out["attach"] = "tmux -S %s attach -t %s" % (_quote(record.socket), record.name)
+    return out, None
 
 
-def _mcp_list(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
+def _mcp_list(c: "_McpCall", a: Dict[str, Any]) -> "Outcome":
     rows = [r.as_dict() for r in c.server.engine.list_sessions()]
     alive = sum(1 for r in rows if r["status"] == "alive")
-    out = {"sessions": rows, "total": len(rows), "alive": alive, "dead": len(rows) - alive}
-    return out, _mcp_json_text(out), ""
+    return {"sessions": rows, "total": len(rows), "alive": alive,
+            "dead": len(rows) - alive}, None
 
 
-def _mcp_health(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
+def _mcp_health(c: "_McpCall", a: Dict[str, Any]) -> "Outcome":
     health = c.server.engine.pane_health(**_mcp_target(c, a))
     out = health.as_dict()
     out["sentence"] = health.sentence(a.get("session") or a.get("target") or "")
-    return out, _mcp_json_text(out), ""
+    return out, None
 
 
-def _mcp_run(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
-    timeout = a.get("timeout", 30.0)
-    r = c.server.engine.run(a["code"], timeout=timeout, prompt=a.get("prompt"),
-                            cancel=c.cancel, on_output=c.progress if c.token is not None
-                            else None, answer=a.get("answer", False), **_mcp_target(c, a))
-    out = r.as_dict()
-    error = ""
-    if r.timed_out:
-        error = _mcp_error_text("no prompt within %gs; output so far is above" % timeout,
-                                _timeout_hint(r.output))
-    elif r.pane_died:
-        error = _mcp_error_text(_gone_message(
-            c.server.engine, "server" if r.server_gone else "dead", r.exit_status,
-            _mcp_target(c, a)))
-    elif r.waiting_for_input:
-        said, _hint = _waiting_words(r, "run")
-        error = _mcp_error_text(said, "answer it: run with answer true and the answer as "
-                                "code; abandon it: send keys [\"C-c\"]")
-    if out["cancelled"]:
+def _mcp_run(c: "_McpCall", a: Dict[str, Any]) -> "Outcome":
+    if a.get("code") is None and a.get("answer") is None:
+        raise UsageError("give code, or answer for a program that waits for input")
+    engine = c.server.engine
+    r = engine.run(cancel=c.cancel, on_output=c.progress if c.token is not None else None,
+                   **_mcp_engine_args(c, a))
+    if r.cancelled:
         c.cancelled_run(a.get("session"))
-    return out, _mcp_json_text(out), error
+    where = _mcp_target(c, a)
+    return r.as_dict(), unfinished_run(engine, r, a.get("timeout", RUN_TIMEOUT), where)
 
 
-def _mcp_send(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
+def _mcp_send(c: "_McpCall", a: Dict[str, Any]) -> "Outcome":
     if a.get("text") is None and not a.get("keys"):
         raise UsageError("nothing to send: give text, keys, or both",
-                        'text is typed as is; keys are tmux key names: ["C-c"], ["Up", '
-                        '"Enter"]')
-    timeout = a.get("timeout", 30.0)
-    r = c.server.engine.send(a.get("text"), a.get("keys") or (), enter=a.get("enter", True),
-                             multiline=a.get("multiline", False), wait=a.get("wait"),
-                             fixed=a.get("fixed", False), timeout=timeout,
-                             delivery=a.get("delivery", "auto"), refuse=a.get("not_pattern"),
-                             stable=a.get("stable", 0.0), cancel=c.cancel,
-                             **_mcp_target(c, a)).as_dict()
-    error = ""
-    if "found" in r and not r.get("found") and r.get("reason") != "cancelled":
-        if r.get("reason") in ("timeout", "refused"):
-            error = _mcp_error_text(_mcp_not_seen(a, r.get("reason", ""), r.get("match", ""),
-                                                  "wait", timeout),
-                                    _tail_hint(r.get("tail", "")))
-        elif r.get("reason") in ("input", "prompt"):
-            error = _mcp_error_text(_pattern_unseen(a["wait"], r["reason"],
-                                                    r.get("question", ""), "run")[0])
-        else:
-            error = _mcp_error_text(_gone_message(
-                c.server.engine, r.get("reason", ""), r.get("exit_status"),
-                _mcp_target(c, a)), _tail_hint(r.get("tail", "")))
-    return r, _mcp_json_text(r), error
+                         'text is typed as it is; keys are tmux key names: ["C-c"], '
+                         '["Up", "Enter"]')
+    engine = c.server.engine
+    r = engine.send(cancel=c.cancel, **_mcp_engine_args(c, a))
+    problem = r.wait and unfound(engine, r.wait, a.get("wait"), a.get("stable", 0.0),
+                                 a.get("timeout", SEND_TIMEOUT), _mcp_target(c, a))
+    return r.as_dict(), problem or None
 
 
-def _mcp_wait(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
-    timeout = a.get("timeout", 15.0)
-    r = c.server.engine.wait_for_text(a.get("pattern"), fixed=a.get("fixed", False),
-                                      timeout=timeout, lines=a.get("lines", 1000),
-                                      whole_pane=a.get("whole_pane", False),
-                                      stable=a.get("stable", 0.0),
-                                      refuse=a.get("not_pattern"), cancel=c.cancel,
-                                      **_mcp_target(c, a))
-    out = r.as_dict()
-    error = ""
-    if r.found or r.reason == "cancelled":
-        pass
-    elif r.reason in ("timeout", "refused"):
-        error = _mcp_error_text(_mcp_not_seen(a, r.reason, r.match, "pattern", timeout),
-                                _tail_hint(r.tail))
-    elif r.reason in ("input", "prompt"):
-        error = _mcp_error_text(_pattern_unseen(a["pattern"], r.reason, r.question, "run")[0])
-    else:
-        error = _mcp_error_text(_gone_message(
-            c.server.engine, r.reason, r.exit_status, _mcp_target(c, a)), _tail_hint(r.tail))
-    return out, _mcp_json_text(out), error
-
-
-def _mcp_not_seen(a: Dict[str, Any], reason: str, match: str, key: str, timeout: float
-                  ) -> str:
-    if reason == "refused":
-        return "%r appeared (not_pattern)" % match
-    stable = "%gs" % a["stable"] if a.get("stable") else None
-    return _not_seen(a.get(key), stable, timeout)
+def _mcp_wait(c: "_McpCall", a: Dict[str, Any]) -> "Outcome":
+    engine = c.server.engine
+    args = _mcp_engine_args(c, a)
+    r = engine.wait_for_text(cancel=c.cancel, **args)
+    return r.as_dict(), unfound(engine, r, a.get("pattern"), args.get("stable", 0.0),
+                                a.get("timeout", WAIT_TIMEOUT), _mcp_target(c, a))
 
 
 def _mcp_tail_lines(chunks: Iterator[str], lines: Optional[int]) -> Tuple[str, int]:
@@ -5668,14 +6197,16 @@ def _mcp_tail_lines(chunks: Iterator[str], lines: Optional[int]) -> Tuple[str, i
     return "\n".join(keep) + ("\n" if keep and not carry else ""), total
 
 
-def _mcp_capture(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
-    lines = None if a.get("all") else a.get("lines", 200)
+def _mcp_capture(c: "_McpCall", a: Dict[str, Any]) -> "Outcome":
+    lines = None if a.get("all") else a.get("lines", CAPTURE_LINES)
+    if lines is not None:
+        _at_least(lines, 1, "lines")
     target = _mcp_target(c, a)
     if a.get("source", "screen") == "transcript":
         text, total = _mcp_tail_lines(c.server.engine.read_transcript(**target), lines)
         screen: Dict[str, Any] = {}
     else:
-        shot = c.server.engine.capture_screen(lines=lines or 200, all=lines is None,
+        shot = c.server.engine.capture_screen(lines=lines or CAPTURE_LINES, all=lines is None,
                                               ansi=a.get("ansi", False), **target)
         text, total = shot.text, shot.text.count("\n")
         screen = {k: getattr(shot, k) for k in ("alternate_screen", "cursor_x", "cursor_y",
@@ -5684,35 +6215,27 @@ def _mcp_capture(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
     clipped = len(text) > MCP_CAPTURE_MAX
     if clipped:
         text = text[-MCP_CAPTURE_MAX:]
-    out = dict({"text": text, "source": a.get("source", "screen"), "lines": shown,
-                "truncated": clipped or total > shown}, **screen)
-    return out, _mcp_json_text(out), ""
+    return dict({"text": text, "source": a.get("source", "screen"), "lines": shown,
+                 "truncated": clipped or total > shown}, **screen), None
 
 
-def _mcp_kill(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
-    r = c.server.engine.kill_session(dry_run=a.get("dry_run", False),
-                                     **_mcp_target(c, a)).as_dict()
-    error = ""
-    if not r["killed"] and not r["deregistered"]:
-        why = {"server": "no tmux server runs on %s" % r["socket"],
-               "missing": "tmux has no such session"}.get(r["status"], "tmux could not kill it")
-        error = _mcp_error_text("nothing to kill: %s is not registered and %s" % (r["name"], why))
-    return r, _mcp_json_text(r), error
+def _mcp_kill(c: "_McpCall", a: Dict[str, Any]) -> "Outcome":
+    r = c.server.engine.kill_session(**_mcp_engine_args(c, a))
+    return r.as_dict(), nothing_killed(r)
 
 
-def _mcp_cleanup(c: "_McpCall", a: Dict[str, Any]) -> Outcome:
-    older = parse_duration(a["older_than"]) if "older_than" in a else None
-    idle = parse_duration(a["idle"]) if "idle" in a else None
-    removed = c.server.engine.cleanup_sessions(all=a.get("all", False), older_than=older,
-                                               idle=idle, dry_run=a.get("dry_run", False))
-    out = {"removed": [item.as_dict() for item in removed],
-           "dry_run": a.get("dry_run", False)}
-    return out, _mcp_json_text(out), ""
+def _mcp_cleanup(c: "_McpCall", a: Dict[str, Any]) -> "Outcome":
+    removed = c.server.engine.cleanup_sessions(**_mcp_engine_args(c, a))
+    return {"removed": [item.as_dict() for item in removed],
+            "dry_run": a.get("dry_run", False)}, None
 
 
-# -- the tool table -----------------------------------------------------------
+# -- the tools, in MCP's words ---------------------------------------------------
 
-_T = _mcp_type
+def _T(kind: Any, description: str, **extra: Any) -> Dict[str, Any]:
+    return dict({"type": kind, "description": description}, **extra)
+
+
 _INT_OR_NULL = ["integer", "null"]
 MCP_SESSION_OUT = {
     "name": _T("string", "session name"), "socket": _T("string", "tmux socket path"),
@@ -5726,12 +6249,6 @@ MCP_SESSION_OUT = {
     "alternate_screen": _T(["boolean", "null"], "a full-screen program is showing"),
     "cursor_x": _T(_INT_OR_NULL, ""), "cursor_y": _T(_INT_OR_NULL, ""),
     "current_command": _T(["string", "null"], "what runs in the pane now")}
-MCP_PATTERN_IN = {
-    "fixed": _T("boolean", "pattern is a fixed string, not a regular expression"),
-    "stable": _T("number", "Then wait until the screen has not changed for this many "
-                 "seconds (a TUI or agent that has settled).", exclusiveMinimum=0),
-    "not_pattern": _T("string", "Fail at once when this regex appears instead (an error)."),
-}
 MCP_WAIT_OUT = {
     "found": _T("boolean", "the pattern appeared"), "match": _T("string", "the matched text"),
     "reason": _T("string", "why it stopped without a match: timeout, dead, server, missing, "
@@ -5746,75 +6263,52 @@ MCP_WAIT_OUT = {
 
 MCP_TOOLS: Tuple[McpTool, ...] = (
     McpTool(
-        "create_session", "Start a program in a new tmux session",
+        operation("create_session"), "Start a program in a new tmux session",
         "Start a shell, Python REPL, gdb, node, psql, sqlite or any command in a new detached "
         "tmux session (200x50, its output kept in a transcript) and register it. Returns once "
         "the program shows its first prompt, so run/send right after is safe. Use the "
         "session name with every other tool; the attach command lets a person watch.",
-        {"name": _T("string", "New session name: 1-64 of A-Z a-z 0-9 _ -, not starting with -."),
-         "kind": _T("string", "Profile: shell (bash, default), python, gdb, node, psql, sqlite, "
-                    "or command (then command is required).",
-                    enum=["shell", "python", "gdb", "node", "psql", "sqlite", "command"]),
-         "command": _T("string", "Command line (run by the shell): the program for kind "
-                       "command, or replaces the profile's program (e.g. 'psql mydb')."),
-         "cwd": _T("string", "Working directory (absolute path)."),
-         "env": _T("object", "Extra environment variables.",
-                   additionalProperties={"type": "string"}),
-         "prompt": _T("string", "Regex matching the program's prompt line, for a command "
-                      "whose prompt tmuxsess does not know (lets run work with it)."),
-         "ready_timeout": _T("number", "Seconds to wait for the first prompt (default 15).",
-                             exclusiveMinimum=0)},
         {"name": _T("string", ""), "socket": _T("string", ""), "target": _T("string", ""),
          "pane_id": _T("string", ""), "type": _T("string", ""),
          "kind": _T("string", "the profile the session runs"),
          "pid": _T(_INT_OR_NULL, ""), "registered": _T("boolean", ""),
          "created_at": _T("string", ""),
          "attach": _T("string", "shell command a person runs to watch the session")},
-        _mcp_create, required=("name",), output_required=("name", "socket", "target", "attach"),
-        open_world=True, targets=False),
+        ("name", "socket", "target", "attach"), _mcp_create, open_world=True),
     McpTool(
-        "list_sessions", "List sessions",
+        operation("list_sessions"), "List sessions",
         "List the registered sessions with their status (alive, dead, missing, zombie, server "
         "= no tmux server), pid, type and times. Start here to find a session name.",
-        {}, {"sessions": _T("array", "one entry per session", items={
+        {"sessions": _T("array", "one entry per session", items={
             "type": "object", "properties": MCP_SESSION_OUT}),
-            "total": _T("integer", ""), "alive": _T("integer", ""), "dead": _T("integer", "")},
-        _mcp_list, output_required=("sessions", "total", "alive", "dead"), read_only=True,
-        idempotent=True, targets=False),
+         "total": _T("integer", ""), "alive": _T("integer", ""), "dead": _T("integer", "")},
+        ("sessions", "total", "alive", "dead"), _mcp_list, idempotent=True),
     McpTool(
-        "session_health", "Check a session's health",
+        operation("session_health"), "Check a session's health",
         "Report whether a session's pane is healthy (its program running), dead (exited: "
         "exit_status says how), missing, zombie, or server_not_running, with a one-line "
         "sentence. Check this when run or send report a problem.",
-        {}, {"status": _T("string", "healthy, dead, missing, zombie or server_not_running"),
-             "server_running": _T("boolean", ""), "session_exists": _T("boolean", ""),
-             "pane_exists": _T("boolean", ""), "pane_dead": _T("boolean", ""),
-             "pid": _T(_INT_OR_NULL, ""), "process_running": _T("boolean", ""),
-             "exit_status": _T(_INT_OR_NULL, ""), "exit_signal": _T(_INT_OR_NULL, ""),
-             "alternate_screen": _T(["boolean", "null"], "a full-screen program is showing"),
-             "cursor_x": _T(_INT_OR_NULL, ""), "cursor_y": _T(_INT_OR_NULL, ""),
-             "current_command": _T(["string", "null"], "what runs in the pane now"),
-             "sentence": _T("string", "the status in words")},
-        _mcp_health, output_required=("status", "sentence"), read_only=True, idempotent=True),
+        {"status": _T("string", "healthy, dead, missing, zombie or server_not_running"),
+         "server_running": _T("boolean", ""), "session_exists": _T("boolean", ""),
+         "pane_exists": _T("boolean", ""), "pane_dead": _T("boolean", ""),
+         "pid": _T(_INT_OR_NULL, ""), "process_running": _T("boolean", ""),
+         "exit_status": _T(_INT_OR_NULL, ""), "exit_signal": _T(_INT_OR_NULL, ""),
+         "alternate_screen": _T(["boolean", "null"], "a full-screen program is showing"),
+         "cursor_x": _T(_INT_OR_NULL, ""), "cursor_y": _T(_INT_OR_NULL, ""),
+         "current_command": _T(["string", "null"], "what runs in the pane now"),
+         "sentence": _T("string", "the status in words")},
+        ("status", "sentence"), _mcp_health, idempotent=True),
     McpTool(
-        "run", "Run code and get its exact output",
+        operation("run"), "Run code and get its exact output",
         "Send code or a command to the session's program, wait until it is back at its "
         "prompt, and return exactly what it printed (no echo, no prompt) with its exit "
         "status: the shell command's own, or for Python, node, psql, sqlite 1 if it failed, "
         "else 0. Multi-line code runs as one unit. When the program stops to wait for input "
         "(a question, a password, an unfinished statement, pdb after breakpoint()) the "
-        "result says waiting_for_input with the question: run again with answer true and "
-        "the answer as code to continue the same command. On timeout the program keeps "
-        "running: read output so far, then wait longer (wait_for_text) or interrupt it "
-        "(send keys [\"C-c\"]).",
-        {"code": _T("string", "Code or command line, exactly as typed (may be multi-line); "
-                    "with answer: the answer."),
-         "answer": _T("boolean", "code answers the program that waits for input; the result "
-                      "is the rest of that command's output and its status."),
-         "timeout": _T("number", "Seconds to wait for the prompt (default 30).",
-                       exclusiveMinimum=0),
-         "prompt": _T("string", "Regex of the program's prompt line, for a program whose "
-                      "prompt tmuxsess does not know.")},
+        "result says waiting_for_input with the question: run again with answer (the text "
+        "to type) to continue the same command. On timeout the program keeps running: read "
+        "the output so far, then wait longer (wait_for_text) or interrupt it (send keys "
+        "[\"C-c\"]).",
         {"output": _T("string", "exactly what the program printed"),
          "exit_status": _T(_INT_OR_NULL, "exit status; null when the program does not say"),
          "timed_out": _T("boolean", "no prompt within timeout (program still running)"),
@@ -5828,10 +6322,9 @@ MCP_TOOLS: Tuple[McpTool, ...] = (
          "question": _T("string", "the line it asks on, when it waits at a question"),
          "echo_off": _T("boolean", "the terminal does not echo: a password is asked for"),
          "cancelled": _T("boolean", "the request was cancelled")},
-        _mcp_run, required=("code",), output_required=("output", "exit_status", "timed_out"),
-        destructive=True, open_world=True),
+        ("output", "exit_status", "timed_out"), _mcp_run, open_world=True),
     McpTool(
-        "send", "Type text or press keys",
+        operation("send"), "Type text or press keys",
         "Type text exactly as given (Enter follows unless enter is false) and/or press tmux "
         "keys: [\"C-c\"] interrupts, [\"Up\", \"Enter\"], [\"Escape\"]. For answering a "
         "prompt, driving a pager, an editor or an agent TUI, or programs run cannot follow. "
@@ -5840,48 +6333,26 @@ MCP_TOOLS: Tuple[McpTool, ...] = (
         "bracketed paste Enter is pressed once the text shows, again if it was swallowed. "
         "With wait, returns once that pattern appears in output after this send (on the "
         "screen for full-screen programs).",
-        dict({"text": _T("string", "Literal text; no word in it is a key name."),
-              "keys": _T("array", "tmux key names, pressed after text.",
-                         items={"type": "string"}),
-              "enter": _T("boolean", "Press Enter after text (default true)."),
-              "multiline": _T("boolean", "Paste text as one block (Python: run as one unit)."),
-              "delivery": _T("string", "auto (default: typed in the alternate screen, pasted "
-                             "elsewhere), type, or paste.", enum=list(DELIVERIES)),
-              "wait": _T("string", "Regex (or fixed string) to wait for in the new output."),
-              "timeout": _T("number", "Seconds wait waits (default 30).",
-                            exclusiveMinimum=0)}, **MCP_PATTERN_IN),
         dict({"session": _T("string", ""), "pane_id": _T("string", ""),
               "sent": _T("boolean", ""), "bytes": _T("integer", "bytes of text typed"),
               "keys": _T("array", "", items={"type": "string"}),
               "typed": _T("boolean", "the text went in as keys, not as a paste"),
               "enter_presses": _T("integer", "a checked submit: Enter presses it took")},
              **MCP_WAIT_OUT),
-        _mcp_send, output_required=("sent",), destructive=True, open_world=True),
+        ("sent",), _mcp_send, open_world=True),
     McpTool(
-        "wait_for_text", "Wait for text in new output",
+        operation("wait_for_text"), "Wait for text in new output",
         "Wait until a regex (or fixed string) appears in the output the program wrote after "
         "the last send (for a full-screen program: on its screen), and/or with stable until "
-        "the screen has held still that long; returns at once if the program exits or "
-        "not_pattern appears. whole_pane searches the screen and history instead.",
-        dict({"pattern": _T("string", "Python regular expression (multiline), or a fixed "
-                            "string with fixed; required unless stable is given."),
-              "timeout": _T("number", "Seconds to wait (default 15).", exclusiveMinimum=0),
-              "lines": _T("integer", "Lines searched with whole_pane (default 1000).",
-                          minimum=1),
-              "whole_pane": _T("boolean", "Search the whole pane, old output included.")},
-             **MCP_PATTERN_IN),
-        MCP_WAIT_OUT, _mcp_wait, output_required=("found",),
-        read_only=True, idempotent=True),
+        "the screen has held still that long; returns at once if the program exits, waits "
+        "for input, or not_pattern appears. whole_pane searches the screen and history "
+        "instead.",
+        MCP_WAIT_OUT, ("found",), _mcp_wait, idempotent=True),
     McpTool(
-        "capture", "Read the screen or transcript",
+        operation("capture"), "Read the screen or transcript",
         "Read the session's screen (wrapped lines joined; works on a dead pane) or, with "
         "source transcript, everything the program wrote since create, even what scrolled "
-        "away. Returns the last lines (default 200), or all.",
-        {"source": _T("string", "screen (default) or transcript.",
-                      enum=["screen", "transcript"]),
-         "lines": _T("integer", "Last N lines (default 200).", minimum=1),
-         "all": _T("boolean", "Everything (capped at 1 MiB)."),
-         "ansi": _T("boolean", "Keep colours and attributes (screen only).")},
+        "away. Returns the last lines (default 200), or all (capped at 1 MiB).",
         {"text": _T("string", ""), "source": _T("string", ""),
          "lines": _T("integer", "lines returned"),
          "truncated": _T("boolean", "older lines were left out"),
@@ -5889,58 +6360,68 @@ MCP_TOOLS: Tuple[McpTool, ...] = (
          "cursor_x": _T("integer", "cursor column"),
          "cursor_y": _T("integer", "cursor row on the visible screen"),
          "current_command": _T("string", "what runs in the pane now")},
-        _mcp_capture, output_required=("text", "lines", "truncated"), read_only=True,
-        idempotent=True),
+        ("text", "lines", "truncated"), _mcp_capture, idempotent=True),
     McpTool(
-        "kill_session", "Kill a session",
+        operation("kill_session"), "Kill a session",
         "Kill the session's tmux session (its program ends) and remove it from the registry, "
         "as one operation. dry_run says what would happen.",
-        {"dry_run": _T("boolean", "Change nothing; report what would be done.")},
         {"name": _T("string", ""), "killed": _T("boolean", ""),
          "deregistered": _T("boolean", ""), "registered": _T("boolean", ""),
          "dry_run": _T("boolean", ""), "socket": _T("string", ""),
          "status": _T("string", "status before the kill")},
-        _mcp_kill, output_required=("name", "killed", "deregistered"), destructive=True,
-        idempotent=True),
+        ("name", "killed", "deregistered"), _mcp_kill, idempotent=True),
     McpTool(
-        "cleanup_sessions", "Remove dead or old sessions",
+        operation("cleanup_sessions"), "Remove dead or old sessions",
         "Remove sessions that are not healthy (dead, missing, zombie, no server) from the "
         "registry. all, older_than and idle widen the selection; selected sessions still "
         "alive are killed. dry_run lists what would go.",
-        {"all": _T("boolean", "Every registered session."),
-         "older_than": _T("string", "Created longer ago than this: 30s, 15m, 2h, 1d."),
-         "idle": _T("string", "No send or run for longer than this."),
-         "dry_run": _T("boolean", "Change nothing; list what would be removed.")},
         {"removed": _T("array", "one entry per session removed", items={
             "type": "object", "properties": {"name": _T("string", ""),
                                              "reason": _T("string", ""),
                                              "killed": _T("boolean", "")}}),
          "dry_run": _T("boolean", "")},
-        _mcp_cleanup, output_required=("removed", "dry_run"), destructive=True,
-        idempotent=True, targets=False),
+        ("removed", "dry_run"), _mcp_cleanup, idempotent=True),
 )
 
 
 # -- arguments ----------------------------------------------------------------
 
-_MCP_TYPE_CHECKS: Dict[str, Callable[[Any], bool]] = {
-    "string": lambda v: isinstance(v, str),
-    "boolean": lambda v: isinstance(v, bool),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "array": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-    "object": lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
-}
 _MCP_TYPE_WORDS = {"string": "a string", "boolean": "true or false", "integer": "an integer",
                    "number": "a number", "array": "a list of strings",
                    "object": "an object of strings"}
 
 
+def _mcp_is(kind: str, value: Any) -> bool:
+    """Whether a JSON value is of a schema type (a number must be finite)."""
+    if kind == "number":
+        try:
+            return not isinstance(value, bool) and -1e300 < float(value) < 1e300
+        except (TypeError, ValueError, OverflowError):
+            return False
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 1 << 62
+    if kind == "array":
+        return isinstance(value, list) and all(isinstance(x, str) for x in value)
+    if kind == "object":
+        return isinstance(value, dict) and all(isinstance(x, str) for x in value.values())
+    return isinstance(value, {"string": str, "boolean": bool}[kind])
+
+
 def _mcp_check_value(tool: str, key: str, schema: Dict[str, Any], value: Any) -> None:
-    kind = schema["type"]
-    if not _MCP_TYPE_CHECKS[kind](value):
+    kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+    if not any(_mcp_is(kind, value) for kind in kinds):
         raise UsageError("%s: argument %s must be %s, not %s" % (
-            tool, key, _MCP_TYPE_WORDS[kind], json.dumps(value)[:60]), schema["description"])
+            tool, key, " or ".join(_MCP_TYPE_WORDS[k] for k in kinds),
+            json.dumps(value)[:60]), schema["description"])
+    texts = [value] if isinstance(value, str) else list(value) if isinstance(value, list) else (
+        list(value.values()) + list(value) if isinstance(value, dict) else [])
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no terminal can take it
+            raise UsageError("%s: argument %s holds text that is not Unicode (a lone "
+                             "surrogate, \\u%04x)" % (tool, key, ord(text[next(
+                                 i for i, ch in enumerate(text) if 0xD800 <= ord(ch) < 0xE000)])))
     if "enum" in schema and value not in schema["enum"]:
         raise UsageError("%s: argument %s must be one of %s, not %r" % (
             tool, key, ", ".join(schema["enum"]), value), schema["description"])
@@ -5961,15 +6442,14 @@ def mcp_check_args(tool: McpTool, args: Dict[str, Any], allow_foreign: bool
             raise UsageError(
                 "%s: argument %s is refused: this server acts only on sessions in its own "
                 "registry and socket dir" % (tool.name, key),
-                "name the session (see list_sessions), or start the MCP server with "
-                "--allow-foreign")
+                "name the session (list_sessions has them)")
         if key not in props:
             raise UsageError("%s: unknown argument %r" % (tool.name, key),
-                            "it takes: %s" % (", ".join(sorted(props)) or "no arguments"))
+                             "it takes: %s" % (", ".join(sorted(props)) or "no arguments"))
     missing = [k for k in tool.required_args(allow_foreign) if k not in args]
     if missing:
         raise UsageError("%s: missing argument %s" % (tool.name, ", ".join(missing)),
-                        props[missing[0]]["description"])
+                         props[missing[0]]["description"])
     for key, value in args.items():
         _mcp_check_value(tool.name, key, props[key], value)
     return args
@@ -6007,15 +6487,16 @@ class _McpCall:
     def tool_result(self) -> Dict[str, Any]:
         try:
             args = mcp_check_args(self.tool, self.args, self.server.allow_foreign)
-            structured, text, error = self.tool.call(self, args)
+            structured, problem = self.tool.call(self, args)
         except TmuxsessError as e:
-            return self.content([_mcp_error_text(e.message, e.hint)], None, True)
-        texts = [text] + ([error] if error else [])
-        return self.content(texts, structured, bool(error) and error.startswith("tmuxsess:"))
+            return self.content([_mcp_error_text(e)], None, True)
+        texts = [_mcp_json_text(structured)] + ([_mcp_error_text(problem)] if problem else [])
+        return self.content(texts, structured, problem is not None)
 
     def content(self, texts: List[str], structured: Optional[Mapping[str, Any]],
                 is_error: bool) -> Dict[str, Any]:
-        notice = self.server.take_notice(self.args.get("session"))
+        # A cancelled call's reply is never sent: a notice stays for the next call.
+        notice = "" if self.cancelled else self.server.take_notice(self.args.get("session"))
         items = [{"type": "text", "text": t} for t in ([notice] if notice else []) + texts]
         result: Dict[str, Any] = {"content": items, "isError": is_error}
         if structured is not None and self.version not in MCP_NO_STRUCTURED:
@@ -6383,62 +6864,6 @@ MCP_HELP = ("Serve tmuxsess as an MCP server on stdin/stdout (JSON-RPC 2.0, one 
             "line) until stdin closes.")
 
 
-def _mcp_epilog() -> str:
-    me = os.path.abspath(__file__)
-    return """\
-  tmuxsess.py mcp                     # its own registry and socket dir only
-  tmuxsess.py mcp --read-only         # list, health, capture, wait only
-  tmuxsess.py mcp --state-dir ~/.local/state/agent --socket-dir /tmp/agent-tmux
-
-tools: %(tools)s
-protocol versions: %(versions)s
-  (the initialize handshake, or 2026-07-28's per-request _meta and server/discover)
-
-Claude Code:
-  claude mcp add tmuxsess -- python3 %(me)s mcp
-
-Claude Desktop (claude_desktop_config.json):
-  {"mcpServers": {"tmuxsess": {"command": "python3",
-                               "args": ["%(me)s", "mcp"]}}}
-
-Cursor (.cursor/mcp.json in the project, or ~/.cursor/mcp.json):
-  {"mcpServers": {"tmuxsess": {"command": "python3",
-                               "args": ["%(me)s", "mcp"]}}}
-
-Safety: without --allow-foreign it acts only on sessions in its own registry whose
-tmux server lives in its socket dir, and refuses socket/target arguments.
-Sessions outlive the server: list_sessions and the command line see them.
-""" % {"me": me, "tools": ", ".join(t.name for t in MCP_TOOLS),
-       "versions": ", ".join(MCP_HANDSHAKE_VERSIONS + MCP_MODERN_VERSIONS)}
-
-
-def _options_mcp(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--state-dir", metavar="DIR", help="registry, lock and transcripts "
-                   "(default: $TMUXSESS_STATE_DIR or ~/.local/state/claude-tmux)")
-    p.add_argument("--socket-dir", metavar="DIR", help="tmux sockets (default: "
-                   "$CLAUDE_TMUX_SOCKET_DIR or $TMPDIR/claude-tmux-UID)")
-    p.add_argument("--allow-foreign", action="store_true", help="also act on tmux servers "
-                   "outside the socket dir (socket, socket_name and target arguments)")
-    p.add_argument("--read-only", action="store_true", help="offer only the tools that "
-                   "change nothing: list_sessions, session_health, capture, wait_for_text")
-
-
-def cmd_mcp(_engine: Engine, a: argparse.Namespace) -> int:
-    if sys.stdin is None:
-        raise UsageError("standard input is closed: an MCP client speaks to this server "
-                        "through it", "see: tmuxsess.py mcp --help")
-    # A pipe that closes (a client that hung up) is an error to handle, not a
-    # signal that ends the server unseen.
-    with contextlib.suppress(AttributeError, ValueError):
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    engine = Engine(state_dir=a.state_dir, socket_dir=a.socket_dir)
-    saved = sys.stdout
-    sys.stdout = sys.stderr  # a stray print must never corrupt the protocol stream
-    try:
-        return serve_mcp(engine, sys.stdin.buffer, saved.buffer, allow_foreign=a.allow_foreign,
-                         read_only=a.read_only)
-    finally:
-        sys.stdout = saved
 
 
 # ---------------------------------------------------------------------------
@@ -6455,7 +6880,6 @@ EXIT_CODES: Dict[str, Dict[str, int]] = {
     "kill-session": {"usage": 3, "target": 2, "tmux": 2, "registry": 2},
     "run": {"dead": 125, "busy": 126, "usage": 126, "target": 126, "unhealthy": 126,
             "registry": 126, "tmux": 126, "send": 126, "file": 126, "no-server": 125},
-    "mcp": {},
 }
 # The program waits for input (a question, an unfinished statement, a debugger).
 RUN_WAITING, SEND_WAITING, WAIT_WAITING = 123, 5, 2
@@ -6485,17 +6909,286 @@ for agents  skill                       print (or --write) a SKILL.md for this t
 Example:  tmuxsess.py create -n calc --python && tmuxsess.py run -s calc -c '6*7'
 """
 
-if TYPE_CHECKING:
-    Handler = Callable[[Engine, "argparse.Namespace"], int]
+# What each subcommand does, in the command line's words, and examples.
+CLI_HELP: Dict[str, Tuple[str, str]] = {
+    "create-session": (
+        "Start a program in a new detached tmux session and register it; returns once it "
+        "shows its first prompt.",
+        "  tmuxsess.py create -n calc --python\n"
+        "  tmuxsess.py create -n build --shell -c ~/src/app -e CI=1\n"
+        "  tmuxsess.py create -n db --kind psql --cmd 'psql -h /run/pg mydb'\n"),
+    "list-sessions": (
+        "List registered sessions with their status (one tmux query per socket).",
+        "  tmuxsess.py list\n  tmuxsess.py ls --json | jq '.sessions[].name'\n"),
+    "safe-send": (
+        "Send text exactly as given (or keys with -k), optionally waiting for a pattern in "
+        "the output that follows.",
+        "  tmuxsess.py send -s calc -c 'x = 41;' -w '>>>'\n"
+        "  tmuxsess.py send -s calc -k C-c\n"
+        "  tmuxsess.py send -s calc -m --file block.py -w '>>> $' -T 60\n"),
+    "wait-for-text": (
+        "Wait for a pattern in the output since the last send (or in the whole pane); "
+        "returns early if the program exits or waits for input.",
+        "  tmuxsess.py wait -s calc -p '^>>> ' -T 15\n"
+        "  tmuxsess.py wait -s build -F -p 'BUILD OK' -T 600\n"),
+    "pane-health": (
+        "Report whether a session's pane is healthy; the exit code says which.",
+        "  tmuxsess.py health -s calc --format text\n"
+        "  tmuxsess.py health -s calc && tmuxsess.py run -s calc -c 'go()'\n"),
+    "kill-session": (
+        "Kill a session's tmux session and remove its registry entry.",
+        "  tmuxsess.py kill -s calc\n  tmuxsess.py kill -s calc --dry-run\n"),
+    "cleanup-sessions": (
+        "Remove dead, missing and zombie sessions from the registry; --all, --older-than "
+        "and --idle widen the selection (alive ones are killed).",
+        "  tmuxsess.py cleanup --dry-run\n  tmuxsess.py cleanup --idle 2h\n"
+        "  tmuxsess.py cleanup --all\n"),
+    "find-sessions": (
+        "List tmux sessions on a server, registered or not.",
+        "  tmuxsess.py find --all\n  tmuxsess.py find -S /tmp/my.sock -q data\n"),
+    "run": (
+        "Send code, wait for the prompt, print exactly the output; exit with the unit's "
+        "status (shell: the command's; Python, node, psql, sqlite: 1 if it failed), 123 "
+        "waiting for input, 124 timeout, 125 pane died, 126 could not run.",
+        "  tmuxsess.py run -s calc -c 'sum(range(10))'\n"
+        "  tmuxsess.py run -s sh -c 'make test'; echo $?\n"
+        "  tmuxsess.py run -s calc --file analysis.py -T 300 --json\n"),
+    "capture": (
+        "Print the pane's text (works on a dead pane), or with --transcript everything the "
+        "program wrote since create.",
+        "  tmuxsess.py capture -s calc -n 50\n"
+        "  tmuxsess.py capture -s calc --transcript > calc.log\n"),
+    "repair": (
+        "Move a corrupt registry aside and rebuild it from the live tmux sessions in the "
+        "socket dir; a good registry is left untouched.",
+        "  tmuxsess.py repair\n  tmuxsess.py repair --json\n"
+        "  tmuxsess.py list || tmuxsess.py repair    # list names a corrupt file\n"),
+    "attach": (
+        "Attach to a session in tmux (prints the command when not on a terminal).",
+        "  tmuxsess.py attach -s calc\n"
+        "  tmuxsess.py attach -S /tmp/my.sock -t work    # a session it did not create\n"),
+    "skill": (
+        "Print a SKILL.md that teaches an agent to use this tool (or write it into a skill "
+        "directory).",
+        "  tmuxsess.py skill\n  tmuxsess.py skill --write ~/.claude/skills/tmux\n"
+        "  tmuxsess.py skill --tool ./tools/tmuxsess.py --write .claude/skills/tmux\n"),
+    "mcp": (
+        "Serve tmuxsess as an MCP server on stdin/stdout (JSON-RPC 2.0, one message a line) "
+        "until stdin closes.", ""),
+}
+
+# The command line's own commands, beside the operations.
+SKILL_PARAMS = (
+    Param("write", "path", "write DIR/SKILL.md instead of printing", ("--write",), "DIR"),
+    Param("tool", "path", "how SKILL.md names the tool (default: this file's absolute "
+          "path)", ("--tool",), "PATH"),
+    Param("force", "flag", "replace a SKILL.md that differs", ("--force",)),
+)
+MCP_PARAMS = (
+    Param("state_dir", "path", "registry, lock and transcripts (default: "
+          "$TMUXSESS_STATE_DIR or ~/.local/state/claude-tmux)", ("--state-dir",), "DIR"),
+    Param("socket_dir", "path", "tmux sockets (default: $CLAUDE_TMUX_SOCKET_DIR or "
+          "$TMPDIR/claude-tmux-UID)", ("--socket-dir",), "DIR"),
+    Param("allow_foreign", "flag", "also act on tmux servers outside the socket dir "
+          "(socket, socket_name and target arguments)", ("--allow-foreign",)),
+    Param("read_only", "flag", "offer only the tools that change nothing: list_sessions, "
+          "session_health, capture, wait_for_text", ("--read-only",)),
+)
 
 
-def _target(a: argparse.Namespace) -> Dict[str, Any]:
-    return {"session": a.session, "socket": a.socket, "socket_name": a.socket_name,
-            "target": a.target}
+def _mcp_epilog() -> str:
+    me = os.path.abspath(__file__)
+    return """\
+  tmuxsess.py mcp                     # its own registry and socket dir only
+  tmuxsess.py mcp --read-only         # list, health, capture, wait only
+  tmuxsess.py mcp --state-dir ~/.local/state/agent --socket-dir /tmp/agent-tmux
+
+tools: %(tools)s
+protocol versions: %(versions)s
+  (the initialize handshake, or 2026-07-28's per-request _meta and server/discover)
+
+Claude Code:
+  claude mcp add tmuxsess -- python3 %(me)s mcp
+
+Claude Desktop (claude_desktop_config.json):
+  {"mcpServers": {"tmuxsess": {"command": "python3",
+                               "args": ["%(me)s", "mcp"]}}}
+
+Cursor (.cursor/mcp.json in the project, or ~/.cursor/mcp.json):
+  {"mcpServers": {"tmuxsess": {"command": "python3",
+                               "args": ["%(me)s", "mcp"]}}}
+
+Safety: without --allow-foreign it acts only on sessions in its own registry whose
+tmux server lives in its socket dir, and refuses socket/target arguments.
+Sessions outlive the server: list_sessions and the command line see them.
+""" % {"me": me, "tools": ", ".join(t.name for t in MCP_TOOLS),
+       "versions": ", ".join(MCP_HANDSHAKE_VERSIONS + MCP_MODERN_VERSIONS)}
+
+
+
+
+SKILL_MD = """\
+---
+name: tmuxsess
+description: Drive interactive terminal programs (Python REPL and pdb, gdb, bash, node, \
+psql, sqlite3, git add -p) in tmux sessions that persist between commands. Use it when work \
+needs state kept across steps (a REPL holding data, a debugger stopped at a breakpoint), \
+a program that asks questions, or a long job the user wants to watch.
+---
+
+# tmuxsess: interactive programs in tmux, exactly
+
+The tool is `{tool}`: one Python file that needs tmux and Python 3.8 or newer.
+Every subcommand explains itself with `--help`.
+
+## Rules
+
+1. **Check before you create.** `{tool} list` shows the registered sessions and
+   their health. Reuse a live session for the same work; give new work a new,
+   descriptive name (`data-analysis-2026-11`, not `test`). `{tool} find --all`
+   shows tmux sessions the registry does not know.
+2. **Tell the user how to watch.** `create` prints `To watch it: tmux -S ...
+   attach -t NAME` on stderr. Pass that line on, so the user can see what you do.
+3. **Prefer `run`.** `{tool} run -s NAME -c CODE` types the code, waits until the
+   program is back at its prompt and prints exactly its output: no echo, no
+   prompt. Its exit status is the shell command's own, 1 if Python, node, psql or
+   sqlite reported an error, 123 if the program now waits for input (an unfinished
+   statement, or a debugger took over: the error says which), 124 on timeout
+   (raise `-T SEC`), 125 if the program died, 126 if nothing was typed (the error
+   says why). Multi-line code runs as one unit; long code goes in a file:
+   `--file PATH`. Runs on one session queue up, so parallel work needs one
+   session per task.
+4. **Pick the profile.** `create -n NAME --kind KIND` with `shell` (default),
+   `python`, `gdb`, `node`, `psql`, `sqlite`; add `--cmd 'COMMAND LINE'` to run
+   your own command under it (`--kind psql --cmd 'psql -h HOST mydb'`). In a
+   Python session `breakpoint()` stops `run` with 123 at `(Pdb)`: then
+   `run -c 'p x'` inspects, `run -c c` continues.
+5. **Text is literal; keys go through `-k`.** `-c` text arrives byte for byte:
+   `Enter`, `C-c`, a trailing `;` or a leading `-` are just text. To press keys:
+   `{tool} send -s NAME -k C-c` (interrupt), `-k Escape`, `-k Up Enter`.
+   Text a terminal cannot take as data is refused (nothing typed), never mangled.
+6. **A program that asks is waiting, not running.** When `run` exits 123 the
+   error (and `--json`'s `question`, `echo_off`) says what it waits for:
+   answer with `{tool} run -s NAME --answer TEXT`, which prints the rest of
+   that command's output and exits with its status, or abandon it with
+   `send -k C-c`. For a program that asks many questions (`git add -p`), use
+   `{tool} send -s NAME -c ANSWER -w PATTERN` (it exits 5 at once if the program
+   waits again without printing PATTERN) and read `{tool} capture -s NAME`.
+7. **Never type into a busy program.** When `run` times out (124) the program is
+   still working: wait for it with `{tool} wait -s NAME -p PATTERN -T SEC`, or
+   interrupt it with `{tool} send -s NAME -k C-c`. After `exec bash`, `ssh` or
+   `su` the prompt is not the tool's any more: give `run --prompt REGEX`.
+8. **Read before you clean up.** `{tool} health -s NAME --format text` says
+   healthy, dead, missing or zombie. `{tool} capture -s NAME -n 50` works on a
+   dead pane, and `{tool} capture -s NAME --transcript` has everything the
+   program wrote since create: save what explains a crash first.
+9. **Clean up.** `{tool} kill -s NAME` when the work is done; `{tool} cleanup`
+   removes dead sessions. Leave running only what the user asked to keep.
+10. **Full-screen programs get keys; wait on their screen.** In a program in the
+   alternate screen (vim, less, top, htop; `{tool} health -s NAME` says
+   `"alternate_screen": true`) `-c TEXT` is typed as keys, so
+   `send -c ':wq'` saves and quits vim; in the main screen (shells, REPLs, agent
+   TUIs drawn inline) it is pasted. `--type` / `--paste` force either. `send -w`
+   and `wait -p` on a full-screen program match what its screen shows now.
+   `{tool} wait -s NAME --stable 3s` returns once the screen has held still
+   (a TUI or agent done spinning and streaming); `--not PATTERN` fails at once
+   on an error (wait exits 3, send 6). `{tool} capture -s NAME --json` adds
+   `alternate_screen`, the cursor and `current_command`.
+
+An MCP client can use the same operations as tools instead of this command
+line: `{tool} mcp` serves them on stdio (`{tool} mcp --help` has the setup for
+Claude Code, Claude Desktop and Cursor).
+
+## Example
+
+```sh
+{tool} list
+{tool} create -n calc --python
+{tool} run -s calc -c 'import math; print(math.factorial(20))'
+{tool} run -s calc -c 'squares = [i * i for i in range(5)]
+print(sum(squares))'
+{tool} create -n build --shell
+{tool} run -s build -c 'test -d /tmp && echo ok'
+{tool} kill -s calc
+{tool} kill -s build
+```
+
+## Driving an agent TUI (Claude Code, or any TUI)
+
+A pasted prompt is submitted exactly once: Enter goes in once the text shows,
+and again if the TUI swallowed it. Wait until it has settled, then read the
+answer from its screen:
+
+```sh
+{tool} create -n helper --cmd 'claude'
+{tool} send -s helper -c 'Explain what tmux send-keys -l does, in one line.'
+{tool} wait -s helper --stable 3s -T 300 --not 'API Error'
+{tool} capture -s helper -n 40
+{tool} kill -s helper
+```
+"""
+
+
+def skill(tool: Optional[str] = None) -> str:
+    """A SKILL.md for an agent's skill directory, naming the tool by ``tool``.
+
+    By default the tool is this file's absolute path: where it was vendored.
+    """
+    path = tool or os.path.abspath(__file__)
+    return SKILL_MD.replace("{tool}", _quote(path))
+
+
+
+
+
+def _spell(name: str, op: Optional[Operation]) -> str:
+    """How the command line spells a parameter: its first flag (or switch)."""
+    for where in ([op] if op is not None else []) + list(OPERATIONS):
+        param = where.param(name)
+        if param is not None and (param.flags or param.switches):
+            return param.flags[0] if param.flags else param.switches[0][0][0]
+    return name
+
+
+def _words(text: str, op: Optional[Operation]) -> str:
+    """Text with its {parameter} names spelled as flags."""
+    return re.sub(r"\{(\w+)\}", lambda m: _spell(m.group(1), op), text)
+
+
+def _command_line(action: Action, where: Dict[str, str]) -> str:
+    """An action as the command to type: ``tmuxsess.py send -s calc -k C-c``."""
+    op = operation(action.op)
+    words = [_me(), op.short]
+    args = dict(where if action.on_target else {}, **action.args)
+    for name, value in args.items():
+        param = op.param(name)
+        if param is None:
+            continue
+        switch = next((s[0][-1] for s in param.switches if s[1] == value), None)
+        if switch is not None:
+            words.append(switch)
+        elif value is True:
+            words.append(max(param.flags, key=len))
+        elif isinstance(value, list):
+            words += [param.flags[0]] + [_quote(v) for v in value]
+        elif value is not False and value is not None:
+            words += [param.flags[0], str(value) if re.fullmatch("[A-Z]+", str(value))
+                      else _quote(str(value))]
+    return " ".join(words)
+
+
+def _error(e: TmuxsessError, op: Optional[Operation] = None) -> None:
+    """An error as the command line says it: one line, and a hint with commands."""
+    hint = "; ".join(filter(None, [_words(e.hint, op)] + [
+        "%s: %s" % (action.why, _command_line(action, e.target)) for action in e.actions]))
+    print("tmuxsess: error: " + _words(e.message, op), file=sys.stderr)
+    if hint:
+        print("hint: " + hint, file=sys.stderr)
 
 
 def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
+    print(json.dumps(value, indent=2, ensure_ascii=False,
+                     default=lambda record: record.as_dict()))
 
 
 def _when(text: str) -> str:
@@ -6509,63 +7202,73 @@ def _table(rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
-def _read_text(a: argparse.Namespace) -> Optional[str]:
-    if getattr(a, "file", None) is None:
-        command: Optional[str] = a.command
-        return command
-    if a.command is not None:
-        raise UsageError("give -c TEXT or --file PATH, not both")
-    try:
-        if a.file == "-":
-            if sys.stdin is None:  # started with <&-
-                raise UsageError("standard input is closed: nothing to read for --file -")
-            data = sys.stdin.buffer.read()
-        else:
-            with open(a.file, "rb") as f:
-                data = f.read()
-    except OSError as e:
-        raise UsageError("cannot read %s: %s" % (a.file, e.strerror))
-    return data.decode("utf-8", "surrogateescape")
-
-
-def _kind_of(a: argparse.Namespace) -> str:
-    if a.kind:
-        return str(a.kind)
-    if a.python:
-        return "python"
-    if a.gdb:
-        return "gdb"
-    return "command" if a.cmd is not None and not a.shell else "shell"
-
-
-def cmd_create(engine: Engine, a: argparse.Namespace) -> int:
-    env = {}
-    for pair in a.env or []:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise UsageError("--env wants KEY=VALUE, got %r" % pair)
-        env[key] = value
-    record = engine.create_session(a.name, _kind_of(a), a.cmd, socket=a.socket,
-                                   window=a.window, cwd=a.cwd, env=env,
-                                   register=not a.no_register, wait=not a.no_wait,
-                                   ready_timeout=a.ready_timeout, prompt=a.prompt,
-                                   norc=a.norc).as_dict()
-    shown = {k: record.get(k) for k in ("name", "socket", "target", "pane_id", "type",
-                                        "kind", "pid", "registered", "created_at",
-                                    "transcript")}
-    _print_json(shown)
-    socket = _quote(record["socket"])
-    how = "-s %s" % a.name if record["registered"] else "-S %s -t %s" % (socket, a.name)
-    print("To watch it:  tmux -S %s attach -t %s" % (socket, a.name), file=sys.stderr)
-    print("To read it:   %s capture %s" % (_me(), how), file=sys.stderr)
-    return 0
-
-
 def _me() -> str:
     return _quote(sys.argv[0]) if sys.argv and sys.argv[0] else "tmuxsess.py"
 
 
-def cmd_list(engine: Engine, a: argparse.Namespace) -> int:
+def _where(a: argparse.Namespace) -> Dict[str, str]:
+    """The target the command line named, as the engine takes it."""
+    return {p.name: getattr(a, p.name) for p in TARGET_PARAMS
+            if getattr(a, p.name, None) is not None}
+
+
+def _engine_args(op: Operation, a: argparse.Namespace) -> Dict[str, Any]:
+    """The parsed command line as the Engine method's keywords."""
+    args: Dict[str, Any] = {}
+    for param in op.all_params:
+        value = getattr(a, param.name, None)
+        if not param.engine or value is None:
+            continue
+        if param.kind == "duration" and isinstance(value, str):
+            value = parse_duration(value)
+        elif param.kind == "env":
+            value = _env_pairs(value)
+        args[param.name] = value
+    for param in op.params:
+        if param.from_file and getattr(a, "file", None) is not None:
+            if args.get(param.name) is not None:
+                raise UsageError("give {%s} or --file PATH, not both" % param.name)
+            args[param.name] = _read_file(a.file)
+    return args
+
+
+def _env_pairs(pairs: List[str]) -> Dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UsageError("{env} wants KEY=VALUE, not %r" % pair)
+        env[key] = value
+    return env
+
+
+def _read_file(path: str) -> str:
+    try:
+        if path == "-":
+            if sys.stdin is None:  # started with <&-
+                raise UsageError("standard input is closed: nothing to read for --file -")
+            data = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+    except OSError as e:
+        raise UsageError("cannot read %s: %s" % (path, e.strerror))
+    return data.decode("utf-8", "surrogateescape")
+
+
+def cmd_create(engine: Engine, a: argparse.Namespace, args: Dict[str, Any]) -> int:
+    record = engine.create_session(**args)
+    _print_json({k: getattr(record, k) for k in (
+        "name", "socket", "target", "pane_id", "type", "kind", "pid", "registered",
+        "created_at", "transcript")})
+    socket = _quote(record.socket)
+    how = "-s %s" % record.name if record.registered else "-S %s -t %s" % (socket, record.name)
+    print("To watch it:  tmux -S %s attach -t %s" % (socket, record.name), file=sys.stderr)
+    print("To read it:   %s capture %s" % (_me(), how), file=sys.stderr)
+    return 0
+
+
+def cmd_list(engine: Engine, a: argparse.Namespace, args: Dict[str, Any]) -> int:
     rows = engine.list_sessions()
     alive = sum(1 for r in rows if r.status == "alive")
     if a.json:
@@ -6583,10 +7286,12 @@ def cmd_list(engine: Engine, a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_health(engine: Engine, a: argparse.Namespace) -> int:
+def cmd_health(engine: Engine, a: argparse.Namespace, args: Dict[str, Any]) -> int:
     try:
-        pane, health = engine.resolve(**_target(a))
-        label = pane.label
+        health = engine.pane_health(**args)
+        label = a.session or a.target or ""
+        if not label:  # the only registered session
+            label = engine.targets.registered(None).name
     except TargetError:
         if a.target is None:
             raise
@@ -6598,48 +7303,42 @@ def cmd_health(engine: Engine, a: argparse.Namespace) -> int:
     return HEALTH_EXIT[health.status]
 
 
-def cmd_kill(engine: Engine, a: argparse.Namespace) -> int:
-    r = engine.kill_session(dry_run=a.dry_run, **_target(a)).as_dict()
-    verb = "would be" if a.dry_run else "was"
-    done = [w for w, ok in (("killed", r["killed"]), ("deregistered", r["deregistered"]))
-            if ok]
+def cmd_kill(engine: Engine, a: argparse.Namespace, args: Dict[str, Any]) -> int:
+    r = engine.kill_session(**args)
+    verb = "would be" if r.dry_run else "was"
+    done = [w for w, ok in (("killed", r.killed), ("deregistered", r.deregistered)) if ok]
     if done:
-        print("%s %s %s" % (r["name"], verb, " and ".join(done)))
+        print("%s %s %s" % (r.name, verb, " and ".join(done)))
     if a.verbose:
         print("%s: status %s, socket %s, killed=%s, deregistered=%s" % (
-            r["name"], r["status"], r["socket"], r["killed"], r["deregistered"]),
-            file=sys.stderr)
-    if not done:
-        why = {"server": "no tmux server runs on %s" % r["socket"],
-               "missing": "tmux has no such session"}.get(r["status"], "tmux could not kill it")
-        _error("nothing to kill: %s is not registered and %s" % (r["name"], why))
+            r.name, r.status, r.socket, r.killed, r.deregistered), file=sys.stderr)
+    problem = nothing_killed(r)
+    if problem is not None:
+        _error(problem)
         return 2
     # A session that was never registered is done once killed; a dry run
     # exits as the real kill would.
-    return 0 if len(done) == 2 or not r["registered"] else 1
+    return 0 if len(done) == 2 or not r.registered else 1
 
 
-def cmd_cleanup(engine: Engine, a: argparse.Namespace) -> int:
-    older = parse_duration(a.older_than) if a.older_than is not None else None
-    idle = parse_duration(a.idle) if a.idle is not None else None
-    removed = [item.as_dict() for item in engine.cleanup_sessions(
-        all=a.all, older_than=older, idle=idle, dry_run=a.dry_run)]
+def cmd_cleanup(engine: Engine, a: argparse.Namespace, args: Dict[str, Any]) -> int:
+    removed = engine.cleanup_sessions(**args)
     if a.json:
         _print_json({"removed": removed, "dry_run": a.dry_run})
         return 0
     for item in removed:
-        print("%s %s: %s%s" % ("would remove" if a.dry_run else "removed", item["name"],
-                               item["reason"], "" if not item["killed"] else
+        print("%s %s: %s%s" % ("would remove" if a.dry_run else "removed", item.name,
+                               item.reason, "" if not item.killed else
                                " (would be killed)" if a.dry_run else " (killed)"))
     if not removed:
         print("Nothing to clean up.")
     return 0
 
 
-def cmd_find(engine: Engine, a: argparse.Namespace) -> int:
-    found = engine.find_sessions(a.socket, a.socket_name, a.all, a.query)
+def cmd_find(engine: Engine, a: argparse.Namespace, args: Dict[str, Any]) -> int:
+    found = engine.find_sessions(**args)
     if a.json:
-        _print_json([f.as_dict() for f in found])
+        _print_json(found)
     elif found:
         _table([("NAME", "SOCKET", "STATUS", "REGISTERED", "TYPE", "WINDOWS", "CREATED")]
                + [(f.name, f.socket, f.status, "yes" if f.registered else "no",
@@ -6650,39 +7349,38 @@ def cmd_find(engine: Engine, a: argparse.Namespace) -> int:
     return 0 if found else 1
 
 
-def cmd_capture(engine: Engine, a: argparse.Namespace) -> int:
-    if a.transcript:
-        for chunk in engine.read_transcript(raw=a.raw or a.ansi, **_target(a)):
+def cmd_capture(engine: Engine, a: argparse.Namespace, args: Dict[str, Any]) -> int:
+    if a.source == "transcript":
+        for chunk in engine.read_transcript(raw=a.raw or a.ansi, **_where(a)):
             sys.stdout.write(chunk)
         return 0
-    if a.lines < 1:
-        raise UsageError("-n must be at least 1")
-    shot = engine.capture_screen(lines=a.lines, all=a.all, ansi=a.ansi, **_target(a))
+    _at_least(a.lines, 1, "lines")
+    shot = engine.capture_screen(**args)
     if a.json:
-        _print_json(shot.as_dict())
+        _print_json(shot)
     else:
         sys.stdout.write(shot.text)
     return 0
 
 
-def cmd_repair(engine: Engine, a: argparse.Namespace) -> int:
-    r = engine.repair().as_dict()
+def cmd_repair(engine: Engine, a: argparse.Namespace, args: Dict[str, Any]) -> int:
+    r = engine.repair()
     if a.json:
         _print_json(r)
-    elif not r["corrupt"] and not r["missing"]:
-        print("registry is fine (%d session(s)); nothing changed" % len(r["sessions"]))
-    elif r["missing"] and not r["sessions"]:
+    elif not r.corrupt and not r.missing:
+        print("registry is fine (%d session(s)); nothing changed" % len(r.sessions))
+    elif r.missing and not r.sessions:
         print("%s and no registered tmux session to rebuild it from; nothing changed"
-              % r["problem"])
+              % r.problem)
     else:
         print("%s\n%srebuilt from tmux with %d session(s): %s" % (
-            r["problem"], "moved it to %s; " % r["moved_to"] if r["moved_to"] else "",
-            len(r["sessions"]), " ".join(r["sessions"]) or "-"))
+            r.problem, "moved it to %s; " % r.moved_to if r.moved_to else "",
+            len(r.sessions), " ".join(r.sessions) or "-"))
     return 0
 
 
-def cmd_attach(engine: Engine, a: argparse.Namespace) -> int:
-    argv = engine.attach_command(**_target(a))
+def cmd_attach(engine: Engine, a: argparse.Namespace, args: Dict[str, Any]) -> int:
+    argv = engine.attach_command(**args)
     # Started with <&- (or >&-), a stream is None: not a terminal either.
     if not all(f is not None and f.isatty() for f in (sys.stdin, sys.stdout)):
         print(" ".join(_quote(x) for x in argv))
@@ -6692,7 +7390,61 @@ def cmd_attach(engine: Engine, a: argparse.Namespace) -> int:
     engine.host.attach(argv)
 
 
-def cmd_skill(engine: Engine, a: argparse.Namespace) -> int:
+def cmd_send(engine: Engine, a: argparse.Namespace, args: Dict[str, Any]) -> int:
+    if a.verbose:
+        args["on_retry"] = lambda why: print("tmuxsess: retrying after: %s" % why,
+                                             file=sys.stderr)
+    r = engine.send(**args)
+    if a.json:
+        _print_json(r)
+    elif a.verbose:
+        print("sent %d bytes%s to %s" % (r.bytes, " and keys " + " ".join(r.keys)
+                                         if r.keys else "", r.session or r.pane_id),
+              file=sys.stderr)
+    problem = r.wait and unfound(engine, r.wait, a.wait, args.get("stable", 0.0), a.timeout,
+                                 _where(a))
+    if not r.wait or not problem:
+        return 0
+    _error(problem, operation("send"))
+    return {"timeout": 2, "input": SEND_WAITING, "prompt": SEND_WAITING,
+            "refused": SEND_REFUSED}.get(r.wait.reason, 3)
+
+
+def cmd_wait(engine: Engine, a: argparse.Namespace, args: Dict[str, Any]) -> int:
+    r = engine.wait_for_text(**args)
+    if a.json:
+        _print_json(r)
+    problem = unfound(engine, r, a.pattern, args.get("stable", 0.0), a.timeout, _where(a))
+    if problem is None:
+        return 0
+    if not a.json:
+        _error(problem, operation("wait"))
+    return {"input": WAIT_WAITING, "prompt": WAIT_WAITING,
+            "refused": WAIT_REFUSED}.get(r.reason, 1)
+
+
+def cmd_run(engine: Engine, a: argparse.Namespace, args: Dict[str, Any]) -> int:
+    if args.get("code") is None and args.get("answer") is None:
+        raise UsageError("give {code}, --file PATH or {answer}")
+    r = engine.run(**args)
+    if a.json:
+        _print_json(r)
+    else:
+        sys.stdout.write(r.output)
+        sys.stdout.flush()
+    problem = unfinished_run(engine, r, a.timeout, _where(a))
+    if problem is not None and not a.json:
+        _error(problem, operation("run"))
+    if r.timed_out:
+        return 124
+    if r.pane_died:
+        return 125
+    if r.waiting_for_input:
+        return RUN_WAITING
+    return r.exit_status or 0
+
+
+def cmd_skill(engine: Engine, a: argparse.Namespace, args: Dict[str, Any]) -> int:
     text = skill(a.tool)
     if a.write is None:
         sys.stdout.write(text)
@@ -6716,201 +7468,34 @@ def cmd_skill(engine: Engine, a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_send(engine: Engine, a: argparse.Namespace) -> int:
-    r = engine.send(_read_text(a), a.keys or (), enter=not a.literal,
-                    multiline=a.multiline, wait=a.wait, fixed=a.fixed, timeout=a.timeout,
-                    retries=a.retries, interval=a.interval, verbose=a.verbose,
-                    delivery=a.delivery, refuse=a.refuse, stable=_stable(a),
-                    **_target(a)).as_dict()
-    if a.json:
-        _print_json(r)
-    elif a.verbose:
-        print("sent %d bytes%s to %s" % (r["bytes"], " and keys " + " ".join(r["keys"])
-                                         if r["keys"] else "", r["session"] or r["pane_id"]),
-              file=sys.stderr)
-    if "found" not in r or r.get("found"):
-        return 0
-    if r["reason"] == "timeout":
-        _error(_not_seen(a.wait, a.stable, a.timeout), _tail_hint(r.get("tail", "")))
-        return 2
-    if r["reason"] in ("input", "prompt"):
-        _error(*_pattern_unseen(a.wait, r["reason"], r.get("question", ""),
-                                _me() + " run " + _run_flags(a), r.get("tail", "")))
-        return SEND_WAITING
-    if r["reason"] == "refused":
-        _error("%r appeared (--not)" % r.get("match", ""), _tail_hint(r.get("tail", "")))
-        return SEND_REFUSED
-    _error(_gone_message(engine, r["reason"], r.get("exit_status"), _target(a)),
-           _tail_hint(r.get("tail", "")))
-    return 3
+def cmd_mcp(engine: Engine, a: argparse.Namespace, args: Dict[str, Any]) -> int:
+    if sys.stdin is None:
+        raise UsageError("standard input is closed: an MCP client speaks to this server "
+                         "through it", "see: tmuxsess.py mcp --help")
+    # A pipe that closes (a client that hung up) is an error to handle, not a
+    # signal that ends the server unseen.
+    with contextlib.suppress(AttributeError, ValueError):
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    engine = Engine(state_dir=a.state_dir, socket_dir=a.socket_dir)
+    saved = sys.stdout
+    sys.stdout = sys.stderr  # a stray print must never corrupt the protocol stream
+    try:
+        return serve_mcp(engine, sys.stdin.buffer, saved.buffer, allow_foreign=a.allow_foreign,
+                         read_only=a.read_only)
+    finally:
+        sys.stdout = saved
 
 
-def _answer_or_abandon(run: str, send: str, finish: bool = False, after: str = "") -> str:
-    """The hint for a program that waits: how to answer it (``finish``: the rest
-    of an unfinished statement), and how to abandon it. ``run`` and ``send`` are
-    the commands to the session."""
-    return "%s: %s --answer %s%s; or abandon it: %s -k C-c" % (
-        "finish it" if finish else "answer it", run, "REST" if finish else "TEXT", after, send)
-
-
-def _pattern_unseen(pattern: str, reason: str, question: str, again: str, tail: str = ""
-                    ) -> Tuple[str, str]:
-    """The error and hint for a wait that ended because the program waits."""
-    if reason == "prompt":
-        return ("pattern %r not seen; the program is back at its prompt" % pattern,
-                _tail_hint(tail))
-    return ("pattern %r not seen; the program waits for input%s" % (
-        pattern, ": %r" % question if question else ""),
-        _answer_or_abandon(again, again.replace(" run ", " send ")))
-
-
-def _gone_message(engine: Engine, reason: str, status: Optional[int],
-                  target: Optional[Dict[str, Any]] = None) -> str:
-    """Why a wait ended without its prompt or pattern."""
-    if reason == "dead":
-        with contextlib.suppress(TmuxsessError):
-            if target is not None and status is None:  # killed by a signal? health says
-                health = engine.pane_health(**target)
-                if health.status == "dead":
-                    return "the program %s while waiting" % health.ended
-        return "the program exited%s while waiting" % (
-            "" if status is None else " with status %d" % status)
-    if reason == "server":
-        return "the tmux server went away while waiting"
-    return "the pane is %s" % reason
-
-
-def _timeout_hint(output: str) -> str:
-    """Why a run saw no prompt: a program still busy, or a prompt without marks.
-
-    After exec bash, ssh, su or a new PROMPT_COMMAND the shell's prompt no
-    longer carries the tool's marks, and every run waits out -T.
-    """
-    last = output.rsplit("\n", 1)[-1].rstrip()
-    if 0 < len(last) <= 80 and last[-1] in "$#%>":
-        return ("%r looks like a prompt without tmuxsess's marks (exec, ssh, su, a new "
-                "PROMPT_COMMAND): pass --prompt REGEX matching it; if the program is "
-                "still running instead, send -k C-c interrupts it" % last)
-    return ("the program is still running: send -k C-c to interrupt it; or, if it "
-            "shows a prompt of its own (exec, ssh, su), pass --prompt REGEX matching it")
-
-
-def _tail_hint(tail: str) -> str:
-    return "last lines:\n" + tail if tail.strip() else ""
-
-
-def _stable(a: argparse.Namespace) -> float:
-    return parse_duration(a.stable) if a.stable is not None else 0.0
-
-
-def _not_seen(pattern: Optional[str], stable: Optional[str], timeout: float) -> str:
-    """What a wait that timed out did not see."""
-    if pattern is None:
-        return "the screen did not hold still for %s within %gs" % (stable, timeout)
-    return "pattern %r not seen%s within %gs" % (
-        pattern, " (and the screen still for %s)" % stable if stable else "", timeout)
-
-
-def cmd_wait(engine: Engine, a: argparse.Namespace) -> int:
-    r = engine.wait_for_text(a.pattern, fixed=a.fixed, timeout=a.timeout,
-                             interval=a.interval, lines=a.lines, whole_pane=a.whole_pane,
-                             stable=_stable(a), refuse=a.refuse, **_target(a))
-    if a.json:
-        _print_json(r.as_dict())
-    if r.found:
-        return 0
-    if r.reason in ("input", "prompt"):
-        if not a.json:
-            _error(*_pattern_unseen(a.pattern, r.reason, r.question,
-                                    _me() + " run " + _run_flags(a), r.tail))
-        return WAIT_WAITING
-    if r.reason == "refused":
-        if not a.json:
-            _error("%r appeared (--not)" % r.match, _tail_hint(r.tail))
-        return WAIT_REFUSED
-    if not a.json:
-        if r.reason == "timeout":
-            _error(_not_seen(a.pattern, a.stable, a.timeout), _tail_hint(r.tail))
-        else:
-            _error(_gone_message(engine, r.reason, r.exit_status, _target(a)),
-                   _tail_hint(r.tail))
-    return 1
-
-
-def cmd_run(engine: Engine, a: argparse.Namespace) -> int:
-    code = _read_text(a)
-    if a.answer is not None and code is not None:
-        raise UsageError("give -c CODE or --answer TEXT, not both")
-    if code is None and a.answer is None:
-        raise UsageError("give -c CODE, --file PATH or --answer TEXT")
-    r = engine.run(a.answer if code is None else code, timeout=a.timeout, prompt=a.prompt,
-                   max_output=a.max_output, answer=code is None, ansi=a.ansi, **_target(a))
-    if a.json:
-        _print_json(r.as_dict())
-    else:
-        sys.stdout.write(r.output)
-        sys.stdout.flush()
-    if r.timed_out:
-        if not a.json:
-            _error("no prompt within %gs; output so far is above" % a.timeout,
-                   _timeout_hint(r.output))
-        return 124
-    if r.pane_died:
-        if not a.json:
-            _error(_gone_message(engine, "server" if r.server_gone else "dead",
-                                 r.exit_status, _target(a)))
-        return 125
-    if r.waiting_for_input:
-        if not a.json:
-            _error(*_waiting_words(r, _me() + " run " + _run_flags(a)))
-        return RUN_WAITING
-    return r.exit_status or 0
-
-
-def _run_flags(a: argparse.Namespace) -> str:
-    words: List[str] = []
-    for flag, value in (("-s", a.session), ("-S", a.socket), ("-L", a.socket_name),
-                        ("-t", a.target)):
-        if value:
-            words += [flag, _quote(value)]
-    return " ".join(words)
-
-
-def _waiting_words(r: RunResult, again: str) -> Tuple[str, str]:
-    """The error and hint for a run that ended with the program waiting for input."""
-    if r.prompt == "input" and r.question[-1:] in ("$", "#", "%", ">"):
-        # After exec bash, ssh or su the prompt has none of the tool's marks.
-        return ("the program waits for input at %r; output so far is above" % r.question,
-                "%r looks like a prompt without tmuxsess's marks (exec, ssh, su, a new "
-                "PROMPT_COMMAND): pass --prompt REGEX matching it; or answer it: %s "
-                "--answer TEXT" % (r.question, again))
-    if r.prompt == "input":
-        return ("the program waits for input%s%s; output so far is above" % (
-            ": %r" % r.question if r.question else "",
-            " (echo is off: a password? the answer is not shown)" if r.echo_off else ""),
-            _answer_or_abandon(again, again.replace(" run ", " send "),
-                               after=" (the rest of its output follows)"))
-    if r.prompt == "continuation":
-        return ("the program waits at its continuation prompt: the input is unfinished; "
-                "output so far is above",
-                _answer_or_abandon(again, again.replace(" run ", " send "), finish=True))
-    return ("the program stopped at its debugger prompt (%s); output so far is above"
-            % (r.prompt or "debugger"),
-            "inspect it: %s -c 'p NAME'; continue: %s -c c" % (again, again))
-
-
-def _error(message: str, hint: str = "") -> None:
-    print("tmuxsess: error: " + message, file=sys.stderr)
-    if hint:
-        print("hint: " + hint, file=sys.stderr)
-
-
-class _BadArguments(SystemExit):
-    """argparse's refusal, with what it said."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(2)
-        self.message, self.hint = message, hint
+if TYPE_CHECKING:
+    Handler = Callable[[Engine, "argparse.Namespace", Dict[str, Any]], int]
+HANDLERS: Dict[str, "Handler"] = {
+    "create-session": cmd_create, "list-sessions": cmd_list, "pane-health": cmd_health,
+    "kill-session": cmd_kill, "cleanup-sessions": cmd_cleanup, "find-sessions": cmd_find,
+    "run": cmd_run, "safe-send": cmd_send, "wait-for-text": cmd_wait, "capture": cmd_capture,
+    "repair": cmd_repair, "attach": cmd_attach, "skill": cmd_skill, "mcp": cmd_mcp}
+# The command line's own commands: names and parameters, as the operations have.
+COMMANDS = OPERATIONS + (Operation("skill", (), "", "", SKILL_PARAMS),
+                         Operation("mcp", (), "", "", MCP_PARAMS))
 
 
 def _parser_class() -> Type[argparse.ArgumentParser]:
@@ -6923,272 +7508,100 @@ def _parser_class() -> Type[argparse.ArgumentParser]:
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> NoReturn:
             said = "%s: %s" % (self.prog, message)
-            _error(said, "see: %s --help" % self.prog)
+            print("tmuxsess: error: %s\nhint: see: %s --help" % (said, self.prog),
+                  file=sys.stderr)
             raise _BadArguments(said, "see: %s --help" % self.prog)
     return Parser
 
 
-def _json_error(message: str, hint: str, kind: str, code: int) -> None:
-    """With --json, a failure is JSON on stdout too: a caller parsing it gets an answer."""
-    with contextlib.suppress(OSError, ValueError):
-        _print_json({"error": message, "hint": hint, "kind": kind, "exit_code": code})
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    """argparse's formatter at the terminal's width. (argparse asks shutil for it
+    each time an option is added: 2 ms of every command's start.)"""
+    import argparse
+    try:
+        width = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size(2).columns
+    except (ValueError, OSError):
+        width = 80
+    return argparse.RawDescriptionHelpFormatter(prog, width=max(width - 2, 40))
 
 
-def _add_target(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("target (highest first: -S/-L with -t, then -s, then "
-                             "the only registered session)")
-    g.add_argument("-S", "--socket", metavar="PATH", help="tmux socket path")
-    g.add_argument("-L", "--socket-name", metavar="NAME", help="tmux socket name")
-    g.add_argument("-t", "--target", metavar="TARGET", help="tmux target pane")
-    g.add_argument("-s", "--session", metavar="NAME", help="registered session name")
+class _BadArguments(SystemExit):
+    """argparse's refusal, with what it said."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(2)
+        self.message, self.hint = message, hint
 
 
-def _options_create(p: argparse.ArgumentParser) -> None:
-    kinds = ", ".join(name for name, prof in PROFILES.items() if not prof.nested)
-    p.add_argument("-n", "--name", required=True, help="session name (A-Z a-z 0-9 _ -)")
-    kind = p.add_mutually_exclusive_group()
-    kind.add_argument("--kind", metavar="KIND", help="the program's profile: %s" % kinds)
-    kind.add_argument("--shell", action="store_true", help="bash (the default)")
-    kind.add_argument("--python", action="store_true", help="Python REPL (python3 -q)")
-    kind.add_argument("--gdb", action="store_true", help="gdb, quiet, no pagination")
-    p.add_argument("--cmd", metavar="COMMAND", help="a command line run by $SHELL -c: "
-                   "with --kind, run under that profile; alone, any program")
-    p.add_argument("--prompt", metavar="REGEX",
-                   help="the program's prompt line (for --cmd): readiness and run use it")
-    p.add_argument("-S", "--socket", metavar="PATH", help="tmux socket (default: %s)"
-                   % "<socket dir>/claude.sock")
-    p.add_argument("-w", "--window", default="shell", help="window name (default: shell)")
-    p.add_argument("-c", "--cwd", metavar="DIR", help="working directory")
-    p.add_argument("-e", "--env", action="append", metavar="K=V", help="environment (repeat)")
-    p.add_argument("--norc", action="store_true",
-                   help="a shell reads no /etc/bash.bashrc or ~/.bashrc")
-    p.add_argument("--no-register", action="store_true", help="do not add it to the registry")
-    p.add_argument("--no-wait", action="store_true", help="return without waiting for a prompt")
-    p.add_argument("--ready-timeout", type=float, default=15.0, metavar="SEC",
-                   help="how long to wait for the first prompt (default 15)")
+def _add_params(p: argparse.ArgumentParser, op: Operation) -> None:
+    """The options of one subcommand, from its row of the table."""
+    defaults = op.defaults()
+    if op.targets:
+        g = p.add_argument_group("target (highest first: -S/-L with -t, then -s, then the "
+                                 "only registered session)")
+        for param in TARGET_PARAMS:
+            g.add_argument(*param.flags, dest=param.name, metavar=param.metavar,
+                           help=param.help)
+    for param in op.params:
+        _add_param(p, param, defaults.get(param.name))
 
 
-def _options_json(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+# How argparse takes each kind of parameter (text and paths as they are).
+_ARGPARSE_KINDS: Dict[str, Dict[str, Any]] = {
+    "flag": {"action": "store_true"}, "int": {"type": int}, "seconds": {"type": float},
+    "keys": {"nargs": "+"}, "env": {"action": "append"}}
 
 
-def _options_send(p: argparse.ArgumentParser) -> None:
-    _add_target(p)
-    p.add_argument("-c", "--command", metavar="TEXT", help="literal text; Enter follows")
-    p.add_argument("--file", metavar="PATH", help="read the text from a file (- = stdin)")
-    p.add_argument("-k", "--keys", nargs="+", metavar="KEY", help="tmux key names: C-c Up Enter")
-    p.add_argument("-l", "--literal", action="store_true", help="do not press Enter after")
-    p.add_argument("-m", "--multiline", action="store_true",
-                   help="paste as one block (Python: run as one unit)")
-    how = p.add_mutually_exclusive_group()
-    how.add_argument("--type", dest="delivery", action="store_const", const="type",
-                     default="auto", help="type the text as keys (the default in the "
-                     "alternate screen: vim, less, htop)")
-    how.add_argument("--paste", dest="delivery", action="store_const", const="paste",
-                     help="paste the text (the default in the main screen)")
-    p.add_argument("-w", "--wait", metavar="PATTERN", help="wait for this in new output")
-    p.add_argument("-F", "--fixed", action="store_true", help="PATTERN is a fixed string")
-    _options_waiting(p)
-    p.add_argument("-T", "--timeout", type=float, default=30.0, metavar="SEC",
-                   help="how long -w waits (default 30)")
-    p.add_argument("-r", "--retries", type=int, default=3, metavar="N",
-                   help="retries of a failed delivery (default 3)")
-    p.add_argument("-i", "--interval", type=float, default=0.5, metavar="SEC",
-                   help="retry backoff base (default 0.5)")
-    p.add_argument("-v", "--verbose", action="store_true")
-    p.add_argument("--json", action="store_true")
-
-
-def _options_waiting(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--stable", metavar="DUR", help="then wait until the screen has not "
-                   "changed for DUR (0.5s, 3s, 1m): a TUI or agent that has settled")
-    p.add_argument("--not", dest="refuse", metavar="PATTERN", help="fail at once when "
-                   "this appears instead (an error message)")
-
-
-def _options_wait(p: argparse.ArgumentParser) -> None:
-    _add_target(p)
-    p.add_argument("-p", "--pattern", help="Python regex (multiline); required unless "
-                   "--stable is given")
-    p.add_argument("-F", "--fixed", action="store_true", help="fixed string, not a regex")
-    _options_waiting(p)
-    p.add_argument("-T", "--timeout", type=float, default=15.0, metavar="SEC",
-                   help="how long to wait (default 15)")
-    p.add_argument("-i", "--interval", type=float, metavar="SEC", help="longest poll "
-                   "interval (default 0.05 on a transcript, 0.2 on the screen)")
-    p.add_argument("-l", "--lines", type=int, default=1000, help="pane lines searched "
-                   "with --whole-pane (default 1000)")
-    p.add_argument("--whole-pane", action="store_true", help="search the whole pane, "
-                   "old output included")
-    p.add_argument("--json", action="store_true")
-
-
-def _options_health(p: argparse.ArgumentParser) -> None:
-    _add_target(p)
-    p.add_argument("--format", choices=("json", "text"), default="json")
-
-
-def _options_kill(p: argparse.ArgumentParser) -> None:
-    _add_target(p)
-    p.add_argument("--dry-run", action="store_true")
-    p.add_argument("-v", "--verbose", action="store_true")
-
-
-def _options_cleanup(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dry-run", action="store_true")
-    p.add_argument("--all", action="store_true")
-    p.add_argument("--older-than", metavar="DUR", help="created longer ago (30s 15m 2h 1d)")
-    p.add_argument("--idle", metavar="DUR", help="no activity for longer")
-    p.add_argument("--json", action="store_true")
-
-
-def _options_find(p: argparse.ArgumentParser) -> None:
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("-L", "--socket-name", metavar="NAME")
-    g.add_argument("-S", "--socket", metavar="PATH")
-    g.add_argument("-A", "--all", action="store_true", help="every socket in the socket dir")
-    p.add_argument("-q", "--query", metavar="TEXT", help="names containing TEXT")
-    p.add_argument("--json", action="store_true")
-
-
-def _options_run(p: argparse.ArgumentParser) -> None:
-    _add_target(p)
-    p.add_argument("-c", "--command", metavar="CODE")
-    p.add_argument("--file", metavar="PATH", help="read the code from a file (- = stdin)")
-    p.add_argument("--answer", metavar="TEXT", help="answer the program that waits for "
-                   "input (exit 123): type TEXT, print the rest of its output")
-    p.add_argument("-T", "--timeout", type=float, default=30.0, metavar="SEC",
-                   help="how long to wait for the prompt (default 30)")
-    p.add_argument("--prompt", metavar="REGEX", help="the program's prompt line")
-    p.add_argument("--max-output", type=int, default=1 << 20, metavar="BYTES",
-                   help="keep at most this much output (default 1 MiB; 0: all)")
-    p.add_argument("--ansi", action="store_true", help="keep colours and attributes")
-    p.add_argument("--json", action="store_true")
-
-
-def _options_capture(p: argparse.ArgumentParser) -> None:
-    _add_target(p)
-    p.add_argument("-n", "--lines", type=int, default=200, help="last N lines (default 200)")
-    p.add_argument("--all", action="store_true", help="all history")
-    p.add_argument("--ansi", action="store_true", help="keep colours and attributes")
-    p.add_argument("--transcript", action="store_true", help="everything since create")
-    p.add_argument("--raw", action="store_true", help="with --transcript: bytes as written")
-    p.add_argument("--json", action="store_true", help="the text with alternate_screen, "
-                   "cursor_x, cursor_y and current_command")
-
-
-def _options_skill(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--write", metavar="DIR", help="write DIR/SKILL.md instead of printing")
-    p.add_argument("--tool", metavar="PATH",
-                   help="how SKILL.md names the tool (default: this file's absolute path)")
-    p.add_argument("--force", action="store_true", help="replace a SKILL.md that differs")
-
-
-class _Command(Record):
-    """A subcommand: its names, what it does, its options, its examples."""
-
-    name: str
-    aliases: List[str]
-    run: Handler
-    help: str
-    options: Callable[[argparse.ArgumentParser], None]
-    examples: str
-
-
-COMMANDS: List[_Command] = [
-    _Command("create-session", ["create"], cmd_create,
-             "Start a program in a new detached tmux session and register it; "
-             "returns once it shows its first prompt.", _options_create,
-             "  tmuxsess.py create -n calc --python\n"
-             "  tmuxsess.py create -n build --shell -c ~/src/app -e CI=1\n"
-             "  tmuxsess.py create -n db --kind psql --cmd 'psql -h /run/pg mydb'\n"),
-    _Command("list-sessions", ["list", "ls"], cmd_list,
-             "List registered sessions with their status (one tmux query per socket).",
-             _options_json, "  tmuxsess.py list\n"
-             "  tmuxsess.py ls --json | jq '.sessions[].name'\n"),
-    _Command("safe-send", ["send"], cmd_send,
-             "Send text exactly as given (or keys with -k), optionally waiting for "
-             "a pattern in the output that follows.", _options_send,
-             "  tmuxsess.py send -s calc -c 'x = 41;' -w '>>>'\n"
-             "  tmuxsess.py send -s calc -k C-c\n"
-             "  tmuxsess.py send -s calc -m --file block.py -w '>>> $' -T 60\n"),
-    _Command("wait-for-text", ["wait"], cmd_wait,
-             "Wait for a pattern in the output since the last send (or in the whole "
-             "pane); returns early if the program exits.", _options_wait,
-             "  tmuxsess.py wait -s calc -p '^>>> ' -T 15\n"
-             "  tmuxsess.py wait -s build -F -p 'BUILD OK' -T 600\n"),
-    _Command("pane-health", ["health"], cmd_health,
-             "Report whether a session's pane is healthy; the exit code says which.",
-             _options_health, "  tmuxsess.py health -s calc --format text\n"
-             "  tmuxsess.py health -s calc && tmuxsess.py run -s calc -c 'go()'\n"),
-    _Command("kill-session", ["kill"], cmd_kill,
-             "Kill a session's tmux session and remove its registry entry.", _options_kill,
-             "  tmuxsess.py kill -s calc\n  tmuxsess.py kill -s calc --dry-run\n"),
-    _Command("cleanup-sessions", ["cleanup"], cmd_cleanup,
-             "Remove dead, missing and zombie sessions from the registry; --all, "
-             "--older-than and --idle widen the selection (alive ones are killed).",
-             _options_cleanup, "  tmuxsess.py cleanup --dry-run\n"
-             "  tmuxsess.py cleanup --idle 2h\n  tmuxsess.py cleanup --all\n"),
-    _Command("find-sessions", ["find"], cmd_find,
-             "List tmux sessions on a server, registered or not.", _options_find,
-             "  tmuxsess.py find --all\n  tmuxsess.py find -S /tmp/my.sock -q data\n"),
-    _Command("run", [], cmd_run,
-             "Send code, wait for the prompt, print exactly the output; exit with the "
-             "unit's status (shell: the command's; Python, node, psql, sqlite: 1 if it "
-             "failed), 123 waiting for input, 124 timeout, 125 pane died, 126 could not "
-             "run.", _options_run,
-             "  tmuxsess.py run -s calc -c 'sum(range(10))'\n"
-             "  tmuxsess.py run -s sh -c 'make test'; echo $?\n"
-             "  tmuxsess.py run -s calc --file analysis.py -T 300 --json\n"),
-    _Command("capture", [], cmd_capture,
-             "Print the pane's text (works on a dead pane), or with --transcript "
-             "everything the program wrote since create.", _options_capture,
-             "  tmuxsess.py capture -s calc -n 50\n"
-             "  tmuxsess.py capture -s calc --transcript > calc.log\n"),
-    _Command("repair", [], cmd_repair,
-             "Move a corrupt registry aside and rebuild it from the live tmux "
-             "sessions in the socket dir; a good registry is left untouched.",
-             _options_json, "  tmuxsess.py repair\n  tmuxsess.py repair --json\n"
-             "  tmuxsess.py list || tmuxsess.py repair    # list names a corrupt file\n"),
-    _Command("attach", [], cmd_attach,
-             "Attach to a session in tmux (prints the command when not on a terminal).",
-             _add_target, "  tmuxsess.py attach -s calc\n"
-             "  tmuxsess.py attach -S /tmp/my.sock -t work    # a session it did not create\n"),
-    _Command("skill", [], cmd_skill,
-             "Print a SKILL.md that teaches an agent to use this tool (or write it "
-             "into a skill directory).", _options_skill,
-             "  tmuxsess.py skill\n"
-             "  tmuxsess.py skill --write ~/.claude/skills/tmux\n"
-             "  tmuxsess.py skill --tool ./tools/tmuxsess.py --write .claude/skills/tmux\n"),
-    _Command("mcp", [], cmd_mcp, MCP_HELP, _options_mcp, _mcp_epilog()),
-]
+def _add_param(p: argparse.ArgumentParser, param: Param, default: Any) -> None:
+    group: Any = p.add_mutually_exclusive_group() if param.switches else p
+    shown = " (default %g)" % default if param.kind in ("int", "seconds") and (
+        default is not None) else ""
+    if param.flags:
+        how = dict(_ARGPARSE_KINDS.get(param.kind, {}))
+        if param.kind == "choice":
+            how["choices"] = param.choices
+        if param.kind != "flag":
+            how["metavar"] = param.metavar or param.name.upper()
+        help = param.help + (": %s" % ", ".join(param.choices) if param.kind == "text"
+                             and param.choices else "")
+        group.add_argument(*param.flags, dest=param.name, required=param.required,
+                           help=help + shown, **how)
+    for flags, value, help in param.switches:
+        group.add_argument(*flags, dest=param.name, action="store_const", const=value,
+                           help=help)
+    if param.from_file:
+        p.add_argument("--file", metavar="PATH", help="read it from a file (- = stdin)")
+    if param.kind not in ("flag", "keys", "env") or param.switches:
+        p.set_defaults(**{param.name: default})
 
 
 def build_parser(only: str = "") -> argparse.ArgumentParser:
-    """The command line: one subparser per entry of ``COMMANDS`` (with ``only``,
+    """The command line: one subcommand per row of ``COMMANDS`` (with ``only``,
     just the one of that name or alias, when there is one: the rest cost time)."""
-    import argparse
-    fmt = argparse.RawDescriptionHelpFormatter
-    chosen = [c for c in COMMANDS if only in [c.name] + c.aliases] or COMMANDS
-    parser = _parser_class()(prog="tmuxsess.py", formatter_class=fmt,
-                     description=(__doc__ or "").split("\n\n")[0].split("\n")[-1])
+    chosen = [c for c in COMMANDS if only in (c.name,) + c.aliases] or COMMANDS
+    parser = _parser_class()(prog="tmuxsess.py", formatter_class=_formatter,
+                             description=(__doc__ or "").split("\n\n")[0].split("\n")[-1])
     parser.add_argument("--version", action="version", version="tmuxsess " + __version__)
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
     for c in chosen:
-        p = sub.add_parser(c.name, aliases=c.aliases, help=c.help, description=c.help,
-                           epilog="examples:\n" + c.examples, formatter_class=fmt)
-        p.set_defaults(func=c.run, name_=c.name, parser_=p)
-        c.options(p)
+        help, examples = CLI_HELP[c.name]
+        p = sub.add_parser(c.name, aliases=c.aliases, help=help, description=help,
+                           epilog=_mcp_epilog() if c.name == "mcp" else
+                           "examples:\n" + examples, formatter_class=_formatter)
+        p.set_defaults(op=c, parser_=p)
+        _add_params(p, c)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """The command line: run one subcommand; its exit code."""
     argv = sys.argv[1:] if argv is None else argv
     name = next((x for x in argv if not x.startswith("-")), "")
     if sys.stderr is None:  # started with 2>&-: the user wants no diagnostics
         sys.stderr = open(os.devnull, "w")
     if sys.stdout is None:  # started with >&-: nowhere to print results, so do nothing
-        _error("standard output is closed; nothing was done", "discard it instead: >/dev/null")
+        _error(UsageError("standard output is closed; nothing was done",
+                          "discard it instead: >/dev/null"))
         return _usage_code(name)
     if not argv:
         sys.stdout.write(OVERVIEW)
@@ -7204,24 +7617,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         if e.code == 0:
             return 0
         if "--json" in argv or "--format=json" in argv:
-            _json_error(getattr(e, "message", "bad arguments"), getattr(e, "hint", ""),
-                        "usage", _usage_code(name))
+            _json_error(UsageError(getattr(e, "message", "bad arguments"),
+                                   getattr(e, "hint", "")), _usage_code(name))
         return _usage_code(name)
-    if not getattr(a, "func", None):
+    if not getattr(a, "op", None):
         sys.stdout.write(OVERVIEW)
         return 1
     return _dispatch(a)
 
 
 def _dispatch(a: argparse.Namespace) -> int:
+    op: Operation = a.op
     try:
-        status: int = a.func(Engine(), a)
-        return status
+        return HANDLERS[op.name](Engine(), a, _engine_args(op, a))
     except TmuxsessError as e:
-        _error(e.message, e.hint)
-        code = 75 if e.kind == "lock" else EXIT_CODES.get(a.name_, {}).get(e.kind, 1)
+        _error(e, op)
+        code = 75 if e.kind == "lock" else EXIT_CODES.get(op.name, {}).get(e.kind, 1)
         if getattr(a, "json", False) or getattr(a, "format", "") == "json":
-            _json_error(e.message, e.hint, e.kind, code)
+            _json_error(e, code, op)
         return code
     except KeyboardInterrupt:
         return 130
@@ -7229,6 +7642,17 @@ def _dispatch(a: argparse.Namespace) -> int:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+def _json_error(e: TmuxsessError, code: int, op: Optional[Operation] = None) -> None:
+    """With --json, a failure is JSON on stdout too: a caller parsing it gets an
+    answer, with the hint as the command line words it and the data behind it."""
+    data = e.as_dict()
+    data.update(error=_words(e.message, op), hint="; ".join(filter(None, [
+        _words(e.hint, op)] + ["%s: %s" % (x.why, _command_line(x, e.target))
+                               for x in e.actions])), exit_code=code)
+    with contextlib.suppress(OSError, ValueError):
+        _print_json(data)
 
 
 def _dash_values(parser: argparse.ArgumentParser, argv: List[str]
@@ -7291,6 +7715,7 @@ def script() -> NoReturn:
         sys.exit(main())
     except KeyboardInterrupt:  # outside a command, e.g. while parsing arguments
         sys.exit(130)
+
 
 
 if __name__ == "__main__":
