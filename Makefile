@@ -1,12 +1,18 @@
 PYTHON ?= python3
 
-.PHONY: test lint bench stress
+.PHONY: test fast lint bench stress
 
 # The whole suite, standard library only, against a real tmux: its classes in
 # 4 processes at once (they mostly wait on tmux and programs). One process:
 # python3 -m unittest -v test_tmuxsess
 test:
 	$(PYTHON) test_tmuxsess.py --jobs 4
+
+# The fast layer alone: pure functions, no tmux needed, under a second.
+fast:
+	$(PYTHON) -m unittest test_tmuxsess.PureTest test_tmuxsess.RenderTest \
+		test_tmuxsess.ArgumentsTest test_tmuxsess.OperationTableTest \
+		test_tmuxsess.McpFramingTest test_tmuxsess.CodeShapeTest
 
 # Dev tools only; the tool itself stays dependency-free.
 lint:

@@ -16,6 +16,7 @@ Run:  python3 test_tmuxsess.py --jobs 4        (make test: classes in 4 processe
       TMUXSESS_STRESS=1 python3 -m unittest -v test_tmuxsess.StressTest
 """
 
+import ast
 import atexit
 import collections
 import concurrent.futures
@@ -531,6 +532,194 @@ class HarnessTest(TmuxTestCase):
 
 
 # ===========================================================================
+# The fast layer: pure functions, no tmux (python3 -m unittest test_tmuxsess.PureTest...)
+# ===========================================================================
+
+
+def marked(kind, token="t0k", extra=""):
+    """A prompt mark as a session's program prints it."""
+    return ("\x1b]133;%s%s;tmuxsess=%s\x07" % (kind, extra, token)).encode()
+
+
+class PureTest(unittest.TestCase):
+    """Durations, names, the terminal's line editing, Python units, prompt marks."""
+
+    def test_durations_and_names(self):
+        self.assertEqual([tmuxsess.parse_duration(t) for t in ("30s", "15m", "2h", "1d", "2.5")],
+                         [30, 900, 7200, 86400, 2.5])
+        for bad in ("", "5x", "-1", "1e3", "soon"):
+            with self.assertRaises(tmuxsess.UsageError):
+                tmuxsess.parse_duration(bad)
+        self.assertEqual(tmuxsess.validate_name("a-B_9"), "a-B_9")
+        for bad in ("-a", "", "a b", "a.b", "x" * 65, "é"):
+            with self.assertRaises(tmuxsess.UsageError):
+                tmuxsess.validate_name(bad)
+
+    def terminal(self, **flags):
+        chars = {"VEOF": 4, "VEOL": 0, "VEOL2": 0, "VLNEXT": 22, "VERASE": 127, "VKILL": 21,
+                 "VWERASE": 23, "VINTR": 3, "VQUIT": 28, "VSUSP": 26, "VREPRINT": 18,
+                 "VDISCARD": 15, "VSTART": 17, "VSTOP": 19}
+        base = {"ICANON": True, "ECHO": True, "IEXTEN": True, "ISIG": True, "ICRNL": True,
+                "IXON": True}
+        base.update(flags)
+        return tmuxsess.Terminal(None, True, True, base, chars, "")
+
+    def test_canonical_stream_quotes_what_the_line_discipline_acts_on(self):
+        term = self.terminal()
+        self.assertEqual(tmuxsess.canonical_stream(b"plain\n", term), b"plain\n")
+        self.assertEqual(tmuxsess.canonical_stream(b"a\x03b\x15c\x7f\n", term),
+                         b"a\x16\x03b\x16\x15c\x16\x7f\n")
+        line = b"x" * 5000
+        self.assertEqual(tmuxsess.canonical_stream(line + b"\n", term),
+                         line[:4095] + b"\x04" + line[4095:] + b"\n")
+        with self.assertRaisesRegex(tmuxsess.UsageError, "VLNEXT is off"):
+            tmuxsess.canonical_stream(b"a\x03\n", self.terminal(IEXTEN=False))
+
+    def test_a_python_unit_runs_a_block_with_blank_lines_as_one(self):
+        import contextlib
+        out = io.StringIO()
+        code = "def f():\n    x = 1\n\n    return x + 1\n\nf()"
+        line = tmuxsess.python_unit(code)
+        self.assertNotIn("\n", line)
+        with contextlib.redirect_stdout(out):
+            exec(line, {})
+        self.assertEqual(out.getvalue(), "2\n")  # an expression's value is shown, as the REPL does
+
+    def test_prompt_marks(self):
+        prompt = marked("D", extra=";0") + marked("A") + b"$ " + marked("B")
+        self.assertEqual(tmuxsess.prompt_at_end(b"out\n" + prompt, "t0k"), "")
+        self.assertEqual(tmuxsess.prompt_at_end(b"out\n" + marked("A", extra=";k=c") + b"> ",
+                                                "t0k"), "c")
+        self.assertIsNone(tmuxsess.prompt_at_end(prompt + b"running\n", "t0k"))
+        # Another token's marks (a nested shell's, a stray print) are not the session's.
+        self.assertIsNone(tmuxsess.prompt_at_end(b"out\n" + marked("A", "other"), "t0k"))
+        self.assertEqual(tmuxsess.prompt_under_output(prompt + b"[1]+ Done\n", "t0k"), "")
+        self.assertEqual(tmuxsess._unsent_text(prompt + b"echo hal", "t0k"), "echo hal")
+
+
+class RenderTest(unittest.TestCase):
+    """What the renderer makes of terminal output: what the screen shows."""
+
+    def test_carriage_returns_colours_and_escapes(self):
+        self.assertEqual(tmuxsess.render("10%\r50%\r100%\n"), "100%\n")
+        self.assertEqual(tmuxsess.render("\x1b[31mred\x1b[0m\x1b]0;title\x07\n"), "red\n")
+        self.assertEqual(tmuxsess.render("\x1b[31mred\n", colours=True), "\x1b[31mred\x1b[0m\n")
+        self.assertEqual(tmuxsess.render("abc\b\bX\n"), "aXc\n")
+
+
+class ArgumentsTest(unittest.TestCase):
+    """The command line's parsing, from the table of operations (no command runs)."""
+
+    def parse(self, *argv):
+        parser = tmuxsess.build_parser(argv[0])
+        words, held = tmuxsess._dash_values(parser, list(argv))
+        a, extra = parser.parse_known_args(words)
+        tmuxsess._restore_values(a, held)
+        self.assertEqual(extra, [])
+        return a
+
+    def test_values_that_look_like_options_are_values(self):
+        a = self.parse("send", "-s", "x", "-c", "-1;", "-w", "--")
+        self.assertEqual((a.session, a.text, a.wait), ("x", "-1;", "--"))
+        a = self.parse("run", "-c", "--version")
+        self.assertEqual(a.code, "--version")
+
+    def test_switches_and_defaults_come_from_the_table(self):
+        a = self.parse("create", "-n", "x", "--python", "--no-wait", "-e", "A=1", "-e", "B=2")
+        self.assertEqual((a.kind, a.wait, a.env), ("python", False, ["A=1", "B=2"]))
+        self.assertEqual(self.parse("create", "-n", "x").ready_timeout, tmuxsess.READY_TIMEOUT)
+        a = self.parse("send", "-l", "--type", "-k", "C-c", "Enter")
+        self.assertEqual((a.enter, a.delivery, a.keys), (False, "type", ["C-c", "Enter"]))
+        self.assertEqual(self.parse("send").delivery, "auto")
+        self.assertEqual(self.parse("capture", "--transcript").source, "transcript")
+        self.assertEqual(self.parse("run").timeout, tmuxsess.RUN_TIMEOUT)
+
+    def test_errors_are_worded_by_each_front_end(self):
+        e = tmuxsess.BusyError("py is busy; {timeout} ran out", "raise {timeout}",
+                               [tmuxsess.Action("send", "interrupt it", {"keys": ["C-c"]}),
+                                tmuxsess.Action("run", "answer it", {"answer": "TEXT"})],
+                               {"session": "py"})
+        self.assertEqual(str(e), "py is busy; timeout ran out")
+        err = io.StringIO()
+        with mock.patch.object(sys, "stderr", err), mock.patch.object(sys, "argv", ["t.py"]):
+            tmuxsess._error(e, tmuxsess.operation("run"))
+        self.assertEqual(err.getvalue(), "tmuxsess: error: py is busy; -T ran out\n"
+                         "hint: raise -T; interrupt it: t.py send -s py -k C-c; "
+                         "answer it: t.py run -s py --answer TEXT\n")
+        self.assertEqual(tmuxsess._mcp_error_text(e), "tmuxsess: error: py is busy; timeout ran "
+                         'out\nhint: raise timeout; interrupt it: send {"session": "py", '
+                         '"keys": ["C-c"]}; answer it: run {"session": "py", "answer": "TEXT"}')
+
+
+class OperationTableTest(unittest.TestCase):
+    """Each operation is declared once: the Engine method, the module function, the
+    command line and the MCP schema all come from, or agree with, one row."""
+
+    def test_the_table_names_every_keyword_of_its_method(self):
+        import inspect
+        own = {"self", "cancel", "on_output", "on_retry"}  # callers' hooks, not parameters
+        for op in tmuxsess.OPERATIONS:
+            method = getattr(tmuxsess.Engine, op.method)
+            keywords = set(inspect.signature(method).parameters) - own
+            table = {p.name for p in op.all_params if p.engine}
+            self.assertEqual(table, keywords, op.name)
+
+    def test_module_functions_repeat_the_engine_methods(self):
+        import inspect
+        for op in tmuxsess.OPERATIONS:
+            function = getattr(tmuxsess, op.method)
+            method = inspect.signature(getattr(tmuxsess.Engine, op.method))
+            self.assertEqual(list(inspect.signature(function).parameters.values()),
+                             list(method.parameters.values())[1:], op.method)
+            self.assertTrue(function.__doc__, op.method)
+
+    def test_the_command_line_and_mcp_are_built_from_it(self):
+        for op in tmuxsess.OPERATIONS:
+            parser = tmuxsess.build_parser(op.name)
+            sub = next(a for a in parser._actions if a.dest == "cmd").choices[op.name]
+            flags = set(sub._option_string_actions)
+            for param in op.all_params:
+                self.assertTrue(set(param.flags) <= flags, (op.name, param.name))
+            if op.tool:
+                tool = next(t for t in tmuxsess.MCP_TOOLS if t.name == op.tool)
+                self.assertEqual(set(tool.properties(True)),
+                                 {p.name for p in op.all_params if p.mcp}, op.tool)
+        # A default is written once, and both say it.
+        run = next(t for t in tmuxsess.MCP_TOOLS if t.name == "run")
+        self.assertIn("(default 30)", run.properties(False)["timeout"]["description"])
+        text = tmuxsess.build_parser("run")._subparsers._group_actions[0].choices[
+            "run"].format_help()
+        self.assertIn("(default 30)", " ".join(text.split()))
+
+
+class McpFramingTest(unittest.TestCase):
+    """JSON-RPC framing on a server fed lines in memory (no tool is called)."""
+
+    def serve(self, *lines):
+        out = io.BytesIO()
+        places = tempfile.mkdtemp(prefix="tmuxsess-framing-")
+        self.addCleanup(shutil.rmtree, places, True)
+        engine = tmuxsess.Engine(state_dir=places + "/st", socket_dir=places + "/so")
+        with contextlib.redirect_stderr(io.StringIO()):
+            tmuxsess.serve_mcp(engine, io.BytesIO("".join(
+                line + "\n" for line in lines).encode()), out)
+        return [json.loads(line) for line in out.getvalue().decode().splitlines()]
+
+    def test_one_message_a_line_each_answered(self):
+        init = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t"}}})
+        replies = self.serve(init, "{not json", json.dumps({"jsonrpc": "2.0", "id": 2,
+                                                            "method": "ping"}),
+                             json.dumps({"jsonrpc": "2.0", "id": 3, "method": "nope"}),
+                             json.dumps([{"jsonrpc": "2.0", "id": 4, "method": "ping"}]))
+        self.assertEqual(replies[0]["result"]["protocolVersion"], "2025-06-18")
+        self.assertEqual(replies[1]["error"]["code"], -32700)
+        self.assertEqual(replies[2], {"jsonrpc": "2.0", "id": 2, "result": {}})
+        self.assertEqual(replies[3]["error"]["code"], -32601)
+        self.assertEqual(replies[4]["error"]["code"], -32600)  # no batches in 2025-06-18
+
+
+# ===========================================================================
 # Lifecycle: create, list, health, kill, cleanup, find, capture, attach and
 # target picking do what the spec says, also under races and on servers the
 # tool did not start; the seed guide's workflows work as written.
@@ -584,33 +773,82 @@ class EngineTest(TmuxTestCase):
 
 
 class CodeShapeTest(unittest.TestCase):
-    """What keeps the file readable: small functions, one home per job."""
+    """What keeps the file readable: small functions and classes, one home per job."""
+
+    # What makes a process or signals one, by module and name (a module alone: all of it).
+    SPAWNING = {"subprocess", "pty", "multiprocessing", "os.system", "os.popen", "os.fork",
+                "os.forkpty", "os.kill", "os.killpg", "os.posix_spawn", "os.posix_spawnp",
+                "os.execv", "os.execve", "os.execvp", "os.execvpe", "os.execl", "os.execle",
+                "os.execlp", "os.execlpe", "os.spawnv", "os.spawnve", "os.spawnvp",
+                "os.spawnvpe", "os.spawnl", "os.spawnle", "os.spawnlp", "os.spawnlpe"}
 
     def setUp(self):
-        import ast
         with open(TOOL, encoding="utf-8") as f:
             self.source = f.read()
         self.tree = ast.parse(self.source)
 
-    def test_no_function_over_80_lines(self):
-        import ast
+    def top(self, name):
+        return next(n for n in self.tree.body if isinstance(n, ast.ClassDef) and n.name == name)
+
+    def test_no_function_over_80_lines_and_no_class_over_600(self):
         long = ["%s (%d lines)" % (node.name, node.end_lineno - node.lineno + 1)
                 for node in ast.walk(self.tree)
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
                 and node.end_lineno - node.lineno + 1 > 80]
+        long += ["class %s (%d lines)" % (node.name, node.end_lineno - node.lineno + 1)
+                 for node in self.tree.body if isinstance(node, ast.ClassDef)
+                 and node.end_lineno - node.lineno + 1 > 600]
         self.assertEqual(long, [])
 
-    def test_subprocess_only_in_the_host(self):
-        import ast
-        host = next(n for n in self.tree.body if isinstance(n, ast.ClassDef)
-                    and n.name == "Host")
+    def spawning_uses(self, tree):
+        """Where ``tree`` makes or signals a process, under whatever name it imported
+        the means: (line, what) pairs."""
+        names = {}  # a name in the code -> the module or function it is
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    names[(alias.asname or alias.name).split(".")[0]] = alias.name
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                for alias in node.names:
+                    names[alias.asname or alias.name] = node.module + "." + alias.name
+        found = []
+        for node in ast.walk(tree):
+            what = ""
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                base = names.get(node.value.id, "")
+                what = base + "." + node.attr if base else ""
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                what = names.get(node.id, "")
+            elif (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(
+                    node.func, "attr", "")) in ("__import__", "import_module") and node.args
+                    and isinstance(node.args[0], ast.Constant)):
+                what = str(node.args[0].value)
+            if what and (what in self.SPAWNING or what.split(".")[0] in self.SPAWNING):
+                found.append((node.lineno, what))
+        return found
+
+    def test_processes_only_in_the_transport(self):
+        host = self.top("Host")
         inside = range(host.lineno, host.end_lineno + 1)
-        calls = [node.lineno for node in ast.walk(self.tree)
-                 if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                 and (node.value.id, node.attr) in (("subprocess", "run"), ("os", "kill"),
-                                                    ("subprocess", "Popen"))
-                 and node.lineno not in inside]
-        self.assertEqual(calls, [])
+        outside = [(line, what) for line, what in self.spawning_uses(self.tree)
+                   if line not in inside and not isinstance(next(
+                       (n for n in self.tree.body if n.lineno <= line <= n.end_lineno), None),
+                       (ast.Import, ast.ImportFrom))]
+        self.assertEqual(outside, [])
+        # The check sees other names too.
+        sneaky = ast.parse("import subprocess as sp\nfrom os import kill as k\n"
+                           "def f():\n    sp.run(['x'])\n    k(1, 0)\n"
+                           "    __import__('pty').spawn('x')\n")
+        self.assertEqual(sorted({w for _, w in self.spawning_uses(sneaky)}),
+                         ["os.kill", "pty", "subprocess", "subprocess.run"])
+
+    def test_the_engine_is_a_thin_front(self):
+        for node in self.top("Engine").body:
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                body = [n for n in node.body if not (isinstance(n, ast.Expr) and isinstance(
+                    n.value, ast.Constant))]  # the docstring
+                self.assertEqual(len(body), 1, node.name)
+                self.assertIsInstance(body[0], ast.Return, node.name)
 
     def test_public_surface_is_all(self):
         for name in tmuxsess.__all__:
@@ -2427,8 +2665,13 @@ class WaitingForInputTest(ProfileTestCase):
         # The system's Python: a user's own (pyenv under /root) is not everyone's.
         python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
+        # A copy it can read: the checkout may be private to its owner.
+        tool_copy = os.path.join(home, "tmuxsess.py")
+        shutil.copy(TOOL, tool_copy)
+        os.chmod(tool_copy, 0o644)
+
         def tool(*args):
-            return subprocess.run([python, TOOL] + list(args), env=env, cwd=home,
+            return subprocess.run([python, tool_copy] + list(args), env=env, cwd=home,
                                   preexec_fn=preexec, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, universal_newlines=True,
                                   timeout=60)
@@ -4908,6 +5151,64 @@ class McpLifecycleTest(McpTestCase):
         self.assertEqual(json.loads(r["content"][0]["text"])["total"], 0)
 
 
+FLAG_RE = r"(?<![\w-])(-[A-Za-z]\b|--[a-z][a-z-]+)|tmuxsess\.py"
+
+
+class McpWordsTest(McpTestCase):
+    """The MCP server words every failure in its own terms: tools and arguments,
+    never the command line's flags; and takes what it is given as MCP would."""
+
+    def test_a_timeout_an_unknown_session_and_a_waiting_program(self):
+        c = self.start()
+        said = [c.call("run", {"session": "nope", "code": "1"})]
+        c.call("create_session", {"name": "sh"})
+        said.append(c.call("run", {"session": "sh", "code": "sleep 5", "timeout": 0.5}))
+        said.append(c.call("run", {"session": "sh", "code": "echo busy", "timeout": 0.5}))
+        c.call("send", {"session": "sh", "keys": ["C-c"]})
+        said.append(c.call("run", {"session": "sh", "code": "read -p 'Name? ' n; echo hi $n"}))
+        said.append(c.call("run", {"session": "sh", "code": "echo again"}))  # it waits
+        said.append(c.call("wait_for_text", {"session": "sh", "pattern": "x", "timeout": 30}))
+        answered = c.call("run", {"session": "sh", "answer": "Ann"})
+        self.assertEqual((answered["structuredContent"]["output"],
+                          answered["structuredContent"]["exit_status"]), ("hi Ann\n", 0))
+        for r in said:
+            self.assertTrue(r["isError"], r)
+            text = self.text(r)
+            self.assertIn("tmuxsess: error: ", text)
+            self.assertIsNone(re.search(FLAG_RE, text.split("tmuxsess: error: ", 1)[1]), text)
+        self.assertIn('send {"session": "sh", "keys": ["C-c"]}', self.text(said[1]))
+        self.assertIn('run {"session": "sh", "answer": "TEXT"}', self.text(said[3]))
+        self.assertIn("list_sessions {}", self.text(said[0]))
+
+    def test_a_command_without_a_kind_runs_as_any_program(self):
+        c = self.start()
+        made = c.call("create_session", {"name": "calc", "command": "%s -q -i" % sys.executable,
+                                         "prompt": r"^>>> $"})
+        self.assertFalse(made["isError"], made)
+        self.assertEqual(made["structuredContent"]["kind"], "command")
+        r = c.call("run", {"session": "calc", "code": "print(6 * 7)"})
+        self.assertEqual(r["structuredContent"]["output"], "42\n", r)
+        self.assertIsNone(r["structuredContent"]["exit_status"])  # a regex prompt says none
+
+    def test_numbers_out_of_range_and_lone_surrogates_are_tool_errors(self):
+        c = self.start()
+        for args, words in (({"session": "x", "code": "1", "timeout": 10 ** 400}, "a number"),
+                            ({"session": "x", "code": "1", "timeout": 1e308 * 10}, "a number"),
+                            ({"session": "x", "code": "\ud800"}, "not Unicode")):
+            r = c.call("run", args)
+            self.assertTrue(r["isError"], r)
+            self.assertIn(words, self.text(r))
+        # sent as raw JSON: a lone surrogate escape, and an integer no float holds
+        c.line('{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "send",'
+               ' "arguments": {"session": "x", "text": "a\\udc80b"}}}')
+        c.line('{"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "run",'
+               ' "arguments": {"session": "x", "code": "1", "timeout": 1%s}}}' % ("0" * 400))
+        for rid in (7, 8):
+            r = c.response(rid)
+            self.assertTrue(r["result"]["isError"], r)
+        self.assertFalse(any("Traceback" in line for line in c.err), c.err)
+
+
 class McpErrorTest(McpTestCase):
 
     def test_tool_errors_are_results_in_the_words_of_mcp(self):
@@ -5045,11 +5346,15 @@ class McpConcurrencyTest(McpTestCase):
         c.notify("notifications/cancelled", {"requestId": 123456})  # unknown: ignored
         c.notify("notifications/cancelled", {})  # malformed: ignored
         self.assertEqual(c.rpc("ping", timeout=3)["result"], {})
+        wait_until(lambda: any("was cancelled while" in line for line in c.err), 10,
+                   "the cancelled run to end")
+        # What became of the program reaches the next call on the session, once.
         sent = c.call("send", {"session": "py", "keys": ["C-c"]}, timeout=5)
         self.assertFalse(sent["isError"], sent)
+        self.assertIn("notice: a run on py was cancelled", self.text(sent))
         after = c.call("run", {"session": "py", "code": "print('still here')"}, timeout=20)
         self.assertEqual(after["structuredContent"]["output"], "still here\n", after)
-        self.assertIn("cancelled", self.text(after))  # what became of the program
+        self.assertNotIn("notice:", self.text(after))
         time.sleep(0.3)
         self.assertFalse(c.has_response(rid))
         self.assertTrue(any("cancelled" in line for line in c.err), c.err)

@@ -52,6 +52,14 @@ How it stays exact where shell snippets guess:
 * Runs on one session queue up behind a lock; sends never wait, so ``-k C-c``
   always gets through.
 
+The file reads top to bottom: the operations as module functions; records
+and errors; settings; the transport (``Host``: every tmux call, process and
+terminal question, transcript file); the program profiles (``PROFILES``);
+the registry; reading output; the engine's parts (``Engine`` is a thin front
+over them); the table of operations (``OPERATIONS``), from which both front
+ends, MCP and the command line, are built and in whose terms each words its
+errors. No process of the tool's own outlives a command.
+
 Requires tmux 3.0 or newer and Python 3.8 or newer; standard library only.
 """
 
@@ -93,8 +101,10 @@ __all__ = [
     "Engine", "Settings", "default_engine",
     # operations on the default engine
     "create_session", "list_sessions", "pane_health", "kill_session",
-    "cleanup_sessions", "find_sessions", "repair", "capture", "read_transcript",
-    "attach_command", "send", "wait_for_text", "run", "skill",
+    "cleanup_sessions", "find_sessions", "repair", "capture", "capture_screen",
+    "read_transcript", "attach_command", "send", "wait_for_text", "run", "skill",
+    # the table of operations
+    "OPERATIONS", "Operation", "Param", "Action",
     # records
     "Session", "Health", "Pane", "SessionStatus", "RunResult", "WaitResult",
     "FoundSession", "Capture", "CreatedSession", "SendResult", "KillResult", "CleanupItem",
@@ -217,6 +227,17 @@ def capture(*, lines: int = CAPTURE_LINES, all: bool = False, ansi: bool = False
     joined, trailing blank lines dropped; works on a dead pane."""
     return default_engine().capture(lines=lines, all=all, ansi=ansi, session=session,
                                     socket=socket, socket_name=socket_name, target=target)
+
+
+def capture_screen(*, lines: int = CAPTURE_LINES, all: bool = False, ansi: bool = False,
+                   session: Optional[str] = None, socket: Optional[str] = None,
+                   socket_name: Optional[str] = None, target: Optional[str] = None
+                   ) -> "Capture":
+    """``capture``'s text with what the screen is: the alternate screen or not,
+    the cursor, the command running in the pane."""
+    return default_engine().capture_screen(lines=lines, all=all, ansi=ansi, session=session,
+                                           socket=socket, socket_name=socket_name,
+                                           target=target)
 
 
 def read_transcript(*, raw: bool = False, session: Optional[str] = None,
@@ -6060,7 +6081,8 @@ def _mcp_schema(param: Param, default: Any) -> Dict[str, Any]:
     if param.kind == "duration":
         words += ": seconds, or 30s, 15m, 2h, 1d"
     if default is not None and default != () and param.kind != "text":
-        words += " (default %s)" % json.dumps(default)
+        words += " (default %s)" % ("%g" % default if isinstance(default, float)
+                                    else json.dumps(default))
     schema["description"] = words + "."
     if param.choices:
         schema["enum"] = list(param.choices)
