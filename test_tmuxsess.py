@@ -56,6 +56,10 @@ import tmuxsess  # noqa: E402
 # ===========================================================================
 
 
+def needs(program):
+    return unittest.skipUnless(shutil.which(program), "%s is not installed" % program)
+
+
 def wait_until(predicate, timeout=20.0, what="condition"):
     """Poll ``predicate`` until it is truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -1602,7 +1606,7 @@ class TargetTest(TmuxTestCase):
         for bad in ("work:1.9", "work:3.1", "work:3", "%99", "nosuch", "work:0.0"):
             with self.subTest(target=bad):
                 where = ("-S", sock, "-t", bad)
-                r = self.fails(4, "send", *where, "-c", "echo x")
+                r = self.fails(3, "send", *where, "-c", "echo x")  # the seed's: not ready
                 self.assertOneLineError(r.stderr, "no pane %r on %s" % (bad, sock))
                 self.fails(126, "run", *where, "-c", "echo x", "--prompt", "REC> $")
                 self.fails(1, "capture", *where)
@@ -2465,8 +2469,13 @@ class PdbProfileTest(ProfileTestCase):
         j = self.run_json("py", "f(21)", 123)
         self.assertEqual((j["waiting_for_input"], j["prompt"]), (True, "pdb"))
         self.assertEqual(j["output"], "> <stdin>(3)f()\n")
-        self.run_ok("py", "p k", "21\n")
-        self.run_ok("py", "p k +", "*** SyntaxError: invalid syntax\n")
+        # At pdb's prompt a run says where it is, and claims no status: 123, "pdb".
+        for code, output in (("p k", "21\n"), ("p k +", "*** SyntaxError: invalid syntax\n"),
+                             ("1/0", "*** ZeroDivisionError: division by zero\n"),
+                             ("total = 0\nfor i in range(4):\n\n    total += i\n\nprint(total)",
+                              "6\n")):  # a block is one statement in the frame
+            j = self.run_json("py", code, 123)
+            self.assertEqual((j["output"], j["exit_status"], j["prompt"]), (output, None, "pdb"))
         self.run_ok("py", "c", "42\n")
         self.run_ok("py", "1 + 1", "2\n")
         # pdb.set_trace() reaches the marked prompt too; q ends in BdbQuit: status 1.
@@ -2683,6 +2692,67 @@ class WaitingForInputTest(ProfileTestCase):
         r = tool("run", "-s", "sh", "--answer", "yes")
         self.assertEqual((r.returncode, r.stdout), (0, "yes!\n"), r.stderr)
         self.assertEqual(tool("kill", "-s", "sh").returncode, 0)
+
+
+class ExactOrRefusedTest(ProfileTestCase):
+    """Nothing is typed into a busy program; a run claims no status it cannot know;
+    an answer to a full-screen program goes in as keys; lossy output says so."""
+
+    def test_a_program_still_busy_after_ctrl_c_gets_nothing_typed(self):
+        self.create("py", "--python")
+        busy = ("import signal, time\nsignal.signal(signal.SIGINT, lambda *a: print('on'))"
+                "\nwhile True: time.sleep(0.05)")
+        self.fails(124, "run", "-s", "py", "-T", "1", "-c", busy, error=False)
+        self.ok("send", "-s", "py", "-k", "C-c")
+        self.ok("wait", "-s", "py", "-p", "on$", "-T", "20")  # its handler carried on
+        r = self.fails(126, "run", "-s", "py", "-T", "1", "-c", "print('second')")
+        self.assertIn("not at its prompt", r.stderr)
+        self.assertNotIn(b"print('second')", read_bytes(self.registry()["sessions"]["py"][
+            "transcript"]))
+
+    def test_a_prompt_known_by_regex_claims_no_status(self):
+        self.create("sh")
+        r = self.cli("run", "-s", "sh", "-c", "PS1='nest$ ' bash --norc --noprofile")
+        self.assertEqual(r.returncode, 123, r.stderr)  # a shell without the tool's marks
+        for code in ("false", "true"):
+            j = json.loads(self.ok("run", "-s", "sh", "--prompt", r"^nest\$ $", "-c", code,
+                                   "--json").stdout)
+            self.assertEqual((j["output"], j["exit_status"]), ("", None))
+        self.ok("send", "-s", "sh", "-c", "exit")
+        self.run_ok("sh", "false", "", 1)  # the tool's own shell again: its own status
+
+    @needs("vim")
+    @needs("git")
+    def test_an_editor_asks_and_takes_its_answer_as_keys(self):
+        repo = os.path.join(self.tmp, "repo")
+        subprocess.run(["git", "init", "-q", repo], check=True)
+        self.create("sh", "-c", repo, "-e", "GIT_EDITOR=vim -u NONE -i NONE", "-e",
+                    "GIT_AUTHOR_NAME=t", "-e", "GIT_AUTHOR_EMAIL=t@t", "-e",
+                    "GIT_COMMITTER_NAME=t", "-e", "GIT_COMMITTER_EMAIL=t@t")
+        r = self.cli("run", "-s", "sh", "-c", "git commit -q --allow-empty -e -m hello",
+                     "--json", "-T", "30")
+        self.assertEqual(r.returncode, 123, r.stdout + r.stderr)
+        j = json.loads(r.stdout)
+        self.assertLess(len(j["question"]), 200, j["question"])  # vim's last row, not padding
+        self.assertTrue(j["output"].startswith("hello\n"), j["output"][:300])
+        self.assertLess(len(j["output"]), 60 * 201)
+        r = self.cli("run", "-s", "sh", "--answer", ":wq")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        log = subprocess.run(["git", "-C", repo, "log", "--format=%s"], stdout=subprocess.PIPE,
+                             universal_newlines=True).stdout
+        self.assertEqual(log, "hello\n")  # ":wq" went to vim, not into the message
+
+    def test_output_that_is_not_utf8_says_so(self):
+        self.create("sh")
+        j = json.loads(self.ok("run", "-s", "sh", "-c", "printf 'ok\\377\\n'", "--json").stdout)
+        self.assertEqual((j["output"], j["lossy"]), ("ok\ufffd\n", True))
+        j = json.loads(self.ok("run", "-s", "sh", "-c", "echo caf\u00e9", "--json").stdout)
+        self.assertEqual((j["output"], j["lossy"]), ("caf\u00e9\n", False))
+
+    def test_the_seeds_exit_codes_for_a_missing_pane_and_a_server_without_target(self):
+        self.create("sh")
+        self.fails(3, "send", "-S", self.socket, "-t", "missing:0.0", "-c", "echo x")
+        self.fails(3, "kill", "-S", self.socket)  # bad arguments
 
 
 class CanonicalDeliveryTest(TmuxTestCase):
@@ -3362,10 +3432,6 @@ while True:
 
 # The recorder, in the alternate screen: a full-screen program's view of keys.
 ALT_RECORDER = RECORDER.replace('os.write(1, b"REC> ")', 'os.write(1, b"\\x1b[?1049hREC> ")')
-
-
-def needs(program):
-    return unittest.skipUnless(shutil.which(program), "%s is not installed" % program)
 
 
 class FullScreenTest(TmuxTestCase):

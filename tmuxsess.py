@@ -110,7 +110,8 @@ __all__ = [
     "FoundSession", "Capture", "CreatedSession", "SendResult", "KillResult", "CleanupItem",
     "RepairResult", "Profile", "PROFILES", "Registry", "Server", "Host",
     # errors
-    "TmuxsessError", "UsageError", "NameTakenError", "TargetError", "TmuxError",
+    "TmuxsessError", "UsageError", "NameTakenError", "TargetError", "MissingPaneError",
+    "TmuxError",
     "NoServerError", "SendError", "NotReadyError", "RegistryError",
     "CorruptRegistryError", "LockTimeoutError", "StateFileError", "UnhealthyError",
     "PaneDeadError", "BusyError",
@@ -553,6 +554,7 @@ class RunResult(Record):
     cancelled: bool = False
     question: str = ""  # waiting at a question: its line ("Continue? ")
     echo_off: bool = False  # ... and the terminal does not echo (a password?)
+    lossy: bool = False  # bytes of the output were not UTF-8: shown as U+FFFD
 
 
 class WaitResult(Record):
@@ -723,6 +725,11 @@ class NameTakenError(TmuxsessError):
 class TargetError(TmuxsessError):
     """No session or pane to act on, or more than one to choose from."""
     kind = "target"
+
+
+class MissingPaneError(TargetError):
+    """The server runs, but has no pane the target names: nothing was done."""
+    kind = "missing"
 
 
 class TmuxError(TmuxsessError):
@@ -2050,6 +2057,15 @@ def _python_line(code: str) -> str:
     return python_unit(code)
 
 
+def _pdb_line(code: str) -> str:
+    """Code as one line for pdb: a debugger command (or one line of Python) as
+    it is; a block as one Python statement run in the stopped frame (``!``),
+    never fed to pdb line by line."""
+    if "\n" not in code.rstrip("\n") and code.rstrip("\n").isprintable():
+        return code.rstrip("\n")
+    return "!" + python_unit(code)
+
+
 def _python_line_is_complete(code: str) -> bool:
     import codeop
     import warnings
@@ -2186,7 +2202,7 @@ PROFILES: Dict[str, Profile] = {p.name: p for p in [
             status=True, cut="wrap", wrap=_python_line, continuation=("s",),
             debuggers=("pdb",), chained=("PYTHONSTARTUP",), commands=r"python[0-9.]*"),
     Profile("pdb", "debugger", "the debugger inside a python session, at (Pdb)",
-            marked=True, nested=True),
+            marked=True, cut="wrap", wrap=_pdb_line, nested=True),
     Profile("gdb", "debugger", "gdb, quiet, no pagination, no confirmations",
             program=("gdb",), args=("-q", "-nx", "-iex", "set pagination off", "-iex",
                                     "set confirm off", "-iex", "set width 0", "-iex",
@@ -3391,6 +3407,15 @@ class _Follower:
             data, dropped = data[cut:], dropped + cut
         return data, dropped
 
+    @property
+    def lossy(self) -> bool:
+        """Whether the output holds bytes that are not UTF-8 (output() replaces them)."""
+        try:
+            self._cut()[0].decode("utf-8")
+        except UnicodeDecodeError:
+            return True
+        return False
+
     def output(self) -> str:
         """The output between the echo and the prompt, as a person reads it."""
         data, dropped = self._cut()
@@ -3690,7 +3715,7 @@ class Targets:
             server = Server(socket or "", socket_name or "")
             if target is None:
                 if not session:
-                    raise TargetError("{socket} needs {target} (or {session})",
+                    raise UsageError("{socket} needs {target} (or {session})",
                                       "for example %s with {target} mysession"
                                       % self.settings.default_socket)
                 target = "=%s:" % session
@@ -3732,7 +3757,7 @@ class Targets:
             return self.pane_of(server, None, entry), Health("server_not_running")
         if not rows or not rows[0].pane_id:
             if not registered:
-                raise TargetError("no pane %r on %s" % (target, server.label),
+                raise MissingPaneError("no pane %r on %s" % (target, server.label),
                                   actions=[Action("find", "see the sessions there", (
                                       {"socket": server.socket} if server.socket
                                       else {"all_sockets": True}), on_target=False)])
@@ -4723,7 +4748,7 @@ class Sender:
                                 bracketed=not plan.line_editing)
             if own:
                 self.files.note_sent(pane, record.offset, plan.text is not None,
-                                plan.enter or "Enter" in plan.keys)
+                                plan.enter or any(k in SUBMITTING for k in plan.keys))
             before = _look_of(pane, out)
             self.files.save_look(pane, snap, before, _echo_lines(plan.text))
             if submit:
@@ -5061,6 +5086,10 @@ SHIFTED = (["F%d" % i for i in range(1, 13)] + "IC Insert DC Delete Home End NPa
 KEY_NAMES = {k.lower(): k for k in SHIFTED + "Tab BTab Space BSpace Enter Escape "
              "KPEnter".split() + ["KP" + c for c in "/*-+.0123456789"]}
 # What people call keys that tmux names otherwise.
+# Keys after which the program's next prompt, if any, comes after them: they
+# end the line, or signal (C-c a busy program whose handler carries on must
+# not make its old prompt look current). Others edit the line.
+SUBMITTING = ("Enter", "KPEnter", "C-m", "C-j", "C-c", "C-d", "C-z", "C-\\")
 KEY_WORDS = {"ctrl": "C", "control": "C", "ctl": "C", "alt": "M", "meta": "M",
              "option": "M", "opt": "M", "shift": "S", "esc": "Escape", "return": "Enter",
              "ret": "Enter", "cr": "Enter", "backspace": "BSpace", "bs": "BSpace",
@@ -5281,36 +5310,61 @@ class _Exchange:
             watch.wait(min(0.05 if watch.wakes else delay, max(self._remaining(), 0.001)))
             delay = min(delay * 2, 0.05)
 
-    def run(self, units: List[str], path: str = "", answer: Optional[Terminal] = None
-            ) -> RunResult:
+    def run(self, units: List[str], path: str = "", answer: Optional[Terminal] = None,
+            typed: bool = False) -> RunResult:
         """Type the units; ``path`` is the file a ``block`` unit reads."""
         outputs: List[str] = []
-        truncated = False
+        truncated = lossy = False
         f: Optional[_Follower] = None
         reason: Ending = "done"
         for unit in units:
-            f, reason = self._one(unit, answer)
+            f, reason = self._one(unit, answer, typed)
             outputs.append(f.output())
-            truncated = truncated or f.truncated
+            truncated, lossy = truncated or f.truncated, lossy or f.lossy
             if reason != "done":
                 break
-        output = "".join(outputs)
+        result = self._result(f, reason, "".join(outputs), path)
+        result.truncated, result.lossy = truncated, lossy
+        return result
+
+    def _result(self, f: Optional[_Follower], reason: "Ending", output: str, path: str
+                ) -> RunResult:
+        """How the run ended, from how its last unit did."""
         if f is not None and reason in ("input", "prompt"):
-            return RunResult(output, None, truncated=truncated, waiting_for_input=True,
-                             prompt="input", question=f.question, echo_off=f.echo_off)
+            return self._asked(f, output)
+        if reason == "done" and f is not None and f.ended_at in self.pane.profile.debuggers:
+            reason = "debugger"  # typed at the debugger's prompt, and back at it
         if reason in ("done", "continuation", "debugger"):
             waiting = reason != "done"
             status = f.status if f is not None else None
-            return RunResult(output, None if waiting else self.profile.unit_status(
-                status, output, path),
-                             truncated=truncated, waiting_for_input=waiting,
+            # A prompt known by regex says nothing of how a command went.
+            known = not waiting and self.prompt_re is None
+            return RunResult(output, self.profile.unit_status(status, output, path)
+                             if known else None, waiting_for_input=waiting,
                              prompt=("continuation" if reason == "continuation" else
                                      f.ended_at if f is not None else ""))
         if reason in ("timeout", "cancelled"):
             return RunResult(output, None, timed_out=reason == "timeout",
-                             cancelled=reason == "cancelled", truncated=truncated)
+                             cancelled=reason == "cancelled")
         return RunResult(output, self.host.ended(self.pane)[1], pane_died=True,
-                         server_gone=reason == "server", truncated=truncated)
+                         server_gone=reason == "server")
+
+    def _asked(self, f: _Follower, output: str) -> RunResult:
+        """A run whose program waits for input: its question is the line that
+        asks, which for a full-screen program (vim from git commit) is its last
+        row, and its output the screen's rows, not the drawing's bytes."""
+        question = f.question
+        if re.search(DRAWING_RE, bytes(f.buf)):
+            with contextlib.suppress(TmuxsessError):
+                look = _look_at(self.host, self.pane)
+                if look.alternate:
+                    rows = [row.rstrip() for row in look.rows]
+                    while rows and not rows[-1]:
+                        rows.pop()
+                    question = rows[-1].strip() if rows else ""
+                    output = "\n".join(rows) + ("\n" if rows else "")
+        return RunResult(output, None, waiting_for_input=True, prompt="input",
+                         question=question, echo_off=f.echo_off)
 
     def answer(self, text: str) -> RunResult:
         """Answer a program that waits for input; the rest of its output."""
@@ -5327,11 +5381,16 @@ class _Exchange:
                             actions=[Action("wait", "wait for it", {"pattern": "PATTERN"})],
                             target=pane.where)
         self._take(at if at in PROFILES else "")
-        return self.run([text], answer=term)
+        # A full-screen program (vim, less) takes an answer as keys, as a person
+        # types it: pasted, ":wq" would land in the text being edited.
+        typed = term.canonical is False and _look_at(self.host, pane).alternate
+        return self.run([text], answer=term, typed=typed)
 
-    def _one(self, unit: str, answer: Optional[Terminal] = None) -> Tuple[_Follower, Ending]:
+    def _one(self, unit: str, answer: Optional[Terminal] = None, typed: bool = False
+             ) -> Tuple[_Follower, Ending]:
         """One line (or pasted block) in, its output followed to the next prompt.
-        ``answer``: the unit answers a question, at a terminal in that state."""
+        ``answer``: the unit answers a question, at a terminal in that state;
+        ``typed``: as keys, not pasted."""
         pane, base = self.pane, self.pane.profile
         payload = _check_text(unit)
         offset = self.host.transcript_size(pane.transcript)
@@ -5352,8 +5411,8 @@ class _Exchange:
             record = SentRecord(offset=offset, lines=lines, cmark=cmark)
             # A line-editing terminal's stream holds its newline; else Enter ends it.
             self.sender.deliver(pane, stream, (), bracketed,
-                                 record.encode() if pane.kind else "", 0, 0.1,
-                                 bracketed=bracketed)
+                                record.encode() if pane.kind else "", 0, 0.1,
+                                typed=typed, bracketed=bracketed)
             self.files.note_sent(pane, offset)
             reason = f.follow(max(self._remaining(), 0.001), cancel=self.cancel,
                               on_output=self.on_output)
@@ -6897,10 +6956,11 @@ EXIT_CODES: Dict[str, Dict[str, int]] = {
     "create-session": {"usage": 1, "taken": 2, "tmux": 3, "no-server": 3,
                        "not-ready": 3, "file": 3, "registry": 4},
     "safe-send": {"send": 1, "tmux": 1, "file": 1, "timeout": 2, "unhealthy": 3,
-                  "usage": 4, "target": 4, "registry": 4, "no-server": 3},
+                  "missing": 3, "usage": 4, "target": 4, "registry": 4, "no-server": 3},
     "pane-health": {},
-    "kill-session": {"usage": 3, "target": 2, "tmux": 2, "registry": 2},
-    "run": {"dead": 125, "busy": 126, "usage": 126, "target": 126, "unhealthy": 126,
+    "kill-session": {"usage": 3, "target": 2, "missing": 2, "tmux": 2, "registry": 2},
+    "run": {"dead": 125, "busy": 126, "usage": 126, "target": 126, "missing": 126,
+            "unhealthy": 126,
             "registry": 126, "tmux": 126, "send": 126, "file": 126, "no-server": 125},
 }
 # The program waits for input (a question, an unfinished statement, a debugger).
