@@ -957,21 +957,6 @@ def _quote(word: str) -> str:
     return "'" + word.replace("'", "'\"'\"'") + "'"
 
 
-def _sha256_hex(data: bytes) -> str:
-    """hashlib.sha256(data).hexdigest(); from the built-in module where there is
-    one: hashlib loads OpenSSL first, ~3 ms of every start for one hash."""
-    global _sha256
-    if _sha256 is None:
-        # Found once: a failed import is not cached, and costs a search of sys.path.
-        for name in ("_sha2", "_sha256", "hashlib"):
-            with contextlib.suppress(ImportError, AttributeError):
-                _sha256 = __import__(name).sha256
-                break
-    return str(_sha256(data).hexdigest())  # type: ignore[misc]
-
-
-_sha256: Optional[Callable[[bytes], Any]] = None
-
 
 def validate_name(name: str) -> str:
     """Session names: 1-64 of ``A-Z a-z 0-9 _ -``, not starting with ``-``."""
@@ -7810,6 +7795,16 @@ if __name__ == "__main__":
 # is a private dir of the user's ($TMUXSESS_CACHE_DIR, else ~/.cache/tmuxsess);
 # where there can be none, the file is compiled in memory, as a script is.
 #: boot
+def _sha256_hex(data: bytes) -> str:
+    """hashlib.sha256(data).hexdigest(), from the built-in module where there is
+    one (_sha2 from 3.12, _sha256 before): hashlib loads OpenSSL, ~3 ms of a start."""
+    try:
+        module = __import__("_sha2" if sys.version_info >= (3, 12) else "_sha256")
+    except ImportError:  # a Python built without it
+        module = __import__("hashlib")
+    return str(module.sha256(data).hexdigest())
+
+
 def _boot(source: bytes) -> None:
     import marshal
     import os
@@ -7819,7 +7814,7 @@ def _boot(source: bytes) -> None:
     tool = os.path.realpath(sys.argv[0])
     cache = os.path.abspath(os.environ.get("TMUXSESS_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tmuxsess"))
-    digest = __import__("_sha256").sha256(source + sys.version.encode()).hexdigest()
+    digest = _sha256_hex(source + sys.version.encode())
     path = os.path.join(cache, "tmuxsess-%s.pyc" % digest[:32])
     try:
         with open(path, "rb") as f:
