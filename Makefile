@@ -12,7 +12,7 @@ test:
 fast:
 	$(PYTHON) -m unittest test_tmuxsess.PureTest test_tmuxsess.RenderTest \
 		test_tmuxsess.ArgumentsTest test_tmuxsess.OperationTableTest \
-		test_tmuxsess.McpFramingTest test_tmuxsess.CodeShapeTest
+		test_tmuxsess.McpFramingTest test_tmuxsess.CodeShapeTest test_tmuxsess.AsksTest
 
 # Dev tools only; the tool itself stays dependency-free.
 lint:

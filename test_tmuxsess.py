@@ -35,6 +35,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -604,11 +605,119 @@ class PureTest(unittest.TestCase):
 class RenderTest(unittest.TestCase):
     """What the renderer makes of terminal output: what the screen shows."""
 
+    def r(self, text, want, colours=False):
+        self.assertEqual(tmuxsess.render(text, colours), want, repr(text))
+
     def test_carriage_returns_colours_and_escapes(self):
-        self.assertEqual(tmuxsess.render("10%\r50%\r100%\n"), "100%\n")
-        self.assertEqual(tmuxsess.render("\x1b[31mred\x1b[0m\x1b]0;title\x07\n"), "red\n")
-        self.assertEqual(tmuxsess.render("\x1b[31mred\n", colours=True), "\x1b[31mred\x1b[0m\n")
-        self.assertEqual(tmuxsess.render("abc\b\bX\n"), "aXc\n")
+        self.r("10%\r50%\r100%\n", "100%\n")
+        self.r("\x1b[31mred\x1b[0m\x1b]0;title\x07\n", "red\n")
+        self.r("\x1b[31mred\n", "\x1b[31mred\x1b[0m\n", colours=True)
+        self.r("\x1b[31mred\x1b[0m plain\n", "\x1b[31mred\x1b[0m plain\x1b[0m\n", colours=True)
+        self.r("abc\b\bX\n", "aXc\n")
+        self.r("$ ech\r\x1b[2Cecho hi\r\n", "$ echo hi\n")  # readline's redraw
+
+    def test_the_cursor_moves_within_and_across_lines(self):
+        self.r("abcdef\x1b[3Dxy\n", "abcxyf\n")  # printf "abcdef\e[3Dxy\n"
+        progress = "step 1/3\nfile a\n" + "".join(
+            "\x1b[1A\x1b[2K\x1b[1A\x1b[2Kstep %d/3\nfile %s\n" % (i, f) for i, f in ((2, "b"),
+                                                                                  (3, "c")))
+        self.r(progress, "step 3/3\nfile c\n")  # no stale lines
+        self.r("ab\x1b[3Cx\n", "ab   x\n")
+        self.r("abcdef\x1b[3GX\n", "abXdef\n")
+        self.r("one\ntwo\n\x1b[2Fzz\n", "zze\ntwo")  # the cursor ends on "two"
+        self.r("abcdef\x1b[3D\x1b[1K\n", "    ef\n")
+        self.r("one\ntwo\nthree\x1b[2A\x1b[2D\x1b[J\n", "one\n")
+        self.r("abcdef\x1b[3D\x1b[2@XY\n", "abcXYdef\n")
+        self.r("abcdef\x1b[4D\x1b[2P\n", "abef\n")
+        self.r("\x1b[3;5Hx\n", "\n\n    x\n")
+        self.r("x\x1b[5A\x1b[1K", "x")  # above the text's first line: nothing shows
+        self.r("a\tb\tc\n", "a\tb\tc\n")  # a line nothing moves over keeps its tabs
+        self.r("ab\tc\rX\n", "Xb      c\n")
+        self.r("日本語\x1b[2Dx\n", "日本x\n")  # a wide character is two cells
+
+    def test_plain_output_is_returned_as_it_is_and_fast(self):
+        text = "line of plain text, a tab\there\n" * 40000
+        self.assertIs(tmuxsess.render(text), text)
+        began = time.perf_counter()
+        tmuxsess.render("".join("\r%3d%%" % p for p in range(0, 101, 5)) * 3000 + "\n")
+        self.assertLess(time.perf_counter() - began, 5)  # a megabyte of progress, loosely
+
+
+class RenderScreenTest(unittest.TestCase):
+    """render() gives what tmux shows for the same bytes: a corpus of what
+    programs print, and random output (a fixed seed) as a run's output is: a
+    fragment of a stream, begun anywhere on the screen. Tabs on lines nothing
+    moves over stay tabs: they are compared expanded. Each is shown after a
+    line of its own, as a run's output follows the line that ran it; one that
+    moves to an absolute row, at the screen's top, as after a clear."""
+
+    CORPUS = [
+        "abcdef\x1b[3Dxy\n", "10%\r20%\r100%\n", "downloading 100%\rdone\n",
+        "50%\r\x1b[Kdone\n", "".join("\r%3d%%|%-10s|" % (i * 10, "#" * i) for i in range(11)),
+        "abc\x1b[10DX\n", "line1\nline2\nline3\x1b[2AX\x1b[1BY\n", "abcdef\x1b[5`X\n",
+        "abc\x1b[Exyz\n", "abcdef\x1b[3D\x1b[0Kz\n", "abcdef\x1b[3D\x1b[2Kx\n",
+        "x\na\nb\n\x1b[2A\x1b[Jc\nd\ne\n", "one\ntwo\nthree\x1b[1A\x1b[1J\n",
+        "one\ntwo\n\x1b[H\x1b[Jthree\n", "one\ntwo\n\x1b[H\x1b[2Jthree\n",
+        "out\n\x1b[H\x1b[2J\x1b[3;2Hx\x1b[1;1Hy\n", "\x1b[2;3fx\n", "\x1b[2dab\x1b[1dc\n",
+        "a\tb\tc\n12345678\tX\n1234567\tY\n", "abcdefghijkl\r\tX\n", "\b\bab\nab\b\b\bX\n",
+        "a\r\nb\n\rc\r\r\nd\n", "abcdef\x1b[4D\x1b[2X\n", "ab日本\r\x1b[3Cx\n", "a日b\rxyz\n",
+        "e\u0301te\x1b[2DX\n", "abc\x1bDdef\x1bEghi\n", "one\ntwo\x1bMX\n",
+        "\r\x1b[2K⠋ Installing\r\x1b[2K⠙ Installing\r\x1b[2K✔ Installed\n",
+        "\x1b]133;A;tok\x07$ \x1b]133;B\x07echo\n", "x" * 250 + "\n" + "y" * 230 + "\x1b[5Dzz\n",
+        "".join("\x1b[%dA\x1b[J" % 3 * (i > 0) + "a %d\nb %d\nc %d\n" % (i, i, i)
+                for i in range(5)),
+    ]
+    WORDS = ["a", "bc", "hello", "x y", "12345", "日本", "é", "-", " "]
+
+    @classmethod
+    def fragment(cls, rng):
+        """Random output without absolute moves (a run's output has none)."""
+        text = ""
+        for _ in range(rng.randint(3, 30)):
+            k = rng.random()
+            n = rng.choice(["", "1", "2", "3"])
+            text += (rng.choice(cls.WORDS) if k < 0.35 else
+                     rng.choice(["\n", "\r", "\b", "\r\n", "\t"]) if k < 0.5 else
+                     "\x1b[%s%s" % (n, rng.choice("CDGK`@PX")) if k < 0.8 else
+                     "\x1b[%s%s" % (n, rng.choice("BE")) if k < 0.9 else
+                     rng.choice(["\x1b[1K", "\x1b[2K", "\x1b[J", "\x1b]133;A\x07"]))
+        return text
+
+    def test_the_same_as_the_screen(self):
+        if not shutil.which("tmux"):
+            self.skipTest("tmux is not installed")
+        rng = random.Random(7)
+        texts = self.CORPUS + [self.fragment(rng) for _ in range(100)]
+        tmp = tempfile.mkdtemp(prefix="tmuxsess-render-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        self.addCleanup(kill_servers, tmp)
+        sock = os.path.join(tmp, "sock")
+        for i, text in enumerate(texts):
+            write_bytes(os.path.join(tmp, "case%d" % i), (self.before(text) + text).encode())
+            # The title is set after the text: once tmux shows it, it drew the text.
+            subprocess.run(["tmux", "-S", sock, "-f", "/dev/null", "new-session", "-d", "-x",
+                            "200", "-y", "50", "-s", "c%d" % i, "cat case%d; printf "
+                            "'\\033]2;shown\\033\\\\'; exec cat" % i], cwd=tmp, check=True)
+        wait_until(lambda: subprocess.run(
+            ["tmux", "-S", sock, "list-panes", "-a", "-F", "#{pane_title}"],
+            stdout=subprocess.PIPE, universal_newlines=True).stdout.split().count("shown")
+            == len(texts), 30, "tmux to show every case")
+
+        def lines(text):  # as capture gives them: no trailing blanks
+            out = [line.rstrip(" ") for line in text.split("\n")]
+            while out and not out[-1]:
+                out.pop()
+            return out
+        for i, text in enumerate(texts):
+            shown = subprocess.run(["tmux", "-S", sock, "capture-pane", "-p", "-J", "-S", "-",
+                                    "-t", "c%d" % i], stdout=subprocess.PIPE,
+                                   universal_newlines=True).stdout
+            self.assertEqual(lines(tmuxsess.render(text).expandtabs()),
+                             lines(shown)[self.before(text).count("\n"):], repr(text))
+
+    @staticmethod
+    def before(text):
+        return "" if re.search(r"\x1b\[[0-9;]*[Hfd]", text) else "$ run\n"
 
 
 class ArgumentsTest(unittest.TestCase):
@@ -2342,6 +2451,237 @@ class PostgresServer:
         self.dir = None
 
 
+class SshServer:
+    """A real OpenSSH server on 127.0.0.1 for the tests, all in one private temp
+    dir: a host key and client keys made with ssh-keygen (one locked with a
+    passphrase), sshd_config, ssh_config, known_hosts, sshd's log, and the far
+    side's own places (home, state dir, socket dir, TMUX_TMPDIR, cache), so it
+    never touches a real user's sessions. It listens on three free ports, one
+    far side each, named in ssh_config:
+
+        far           python3 and tmux on the usual PATH
+        far-notmux    PATH holds python3 only
+        far-nopython  PATH holds tmux only
+
+    and two that fail: far-down (a port nobody listens on) and far-badkey (the
+    real server, but known_hosts holds another key for it). The far side's places
+    reach it through the client (SetEnv in ssh_config, AcceptEnv in sshd_config);
+    HOME and PATH are set by the server (a client may not). ``config(where)`` and
+    ``command(config)`` log a pane in to a remote shell whose prompt is ``remote$ ``.
+    stop() ends every process it started, or whose command line names its dir
+    (ssh ControlMaster processes, the far side's tmux servers), then removes it.
+    """
+
+    HOST_KEY_ALIAS = "tmuxsess-test-far"
+    PROMPT = r"remote\$ $"  # the remote shell's prompt, as a regex for run --prompt
+
+    def __init__(self):
+        self.dir = ""
+        self.proc = None
+        self.sshd = os.environ.get("SSHD") or "/usr/sbin/sshd"
+        usual = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        self.python3 = shutil.which("python3", path=usual) or sys.executable
+        self.tmux = shutil.which("tmux", path=usual) or shutil.which("tmux") or "tmux"
+
+    def skip_reason(self):
+        for program in (self.sshd, "ssh", "ssh-keygen"):
+            if not shutil.which(program):
+                return "%s is not installed" % program
+        return None
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    @property
+    def ssh_config(self):
+        return self.path("ssh_config")
+
+    @property
+    def far(self):
+        """The far side's places, as its environment names them."""
+        return {"HOME": self.path("far", "home"),
+                "TMUXSESS_STATE_DIR": self.path("far", "state"),
+                "CLAUDE_TMUX_SOCKET_DIR": self.path("far", "sock"),
+                "TMUX_TMPDIR": self.path("far", "tmux"),
+                "TMUXSESS_CACHE_DIR": self.path("far", "cache")}
+
+    def local_env(self, **extra):
+        """The local side's environment: this server's ssh config, and local places
+        (where the shared connection's socket goes) in the temp dir."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TMUXSESS_", "TMUX"))}
+        env.update(TMUXSESS_SSH="ssh -F %s" % self.ssh_config,
+                   CLAUDE_TMUX_SOCKET_DIR=self.path("local", "sock"),
+                   TMUXSESS_STATE_DIR=self.path("local", "state"),
+                   TMUXSESS_CACHE_DIR=self.path("local", "cache"),
+                   TMUX_TMPDIR=self.path("local", "tmux"), TMUXSESS_PYTHON=sys.executable)
+        env.update(extra)
+        return env
+
+    def start(self):
+        self.dir = tempfile.mkdtemp(prefix="tmuxsess-sshd-")
+        try:
+            self._setup()
+            self._launch()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _setup(self):
+        os.chmod(self.dir, 0o755)  # a normal user's client reads its own copy of a key
+        self.user = pwd.getpwuid(os.geteuid()).pw_name
+        for d in ["far", "local", "bin-notmux", "bin-nopython"] + [
+                os.path.relpath(p, self.dir) for p in self.far.values()] + [
+                "local/sock", "local/state", "local/cache", "local/tmux"]:
+            os.mkdir(self.path(d), 0o700)
+        os.symlink(self.python3, self.path("bin-notmux", "python3"))
+        os.symlink(self.tmux, self.path("bin-nopython", "tmux"))
+        for key in ("host", "client", "locked", "other"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-C", "tmuxsess-test-" + key,
+                            "-N", "passphrase-42" if key == "locked" else "",
+                            "-f", self.path(key)], check=True, stdin=subprocess.DEVNULL)
+        with open(self.path("authorized_keys"), "w") as f:
+            f.write("".join(read_bytes(self.path(k + ".pub")).decode()
+                            for k in ("client", "locked")))
+        with open(self.path("known_hosts"), "w") as f:
+            for alias, key in ((self.HOST_KEY_ALIAS, "host"),
+                               (self.HOST_KEY_ALIAS + "-other", "other")):
+                f.write("%s %s\n" % (alias, " ".join(
+                    read_bytes(self.path(key + ".pub")).decode().split()[:2])))
+        with open(self.path("remote-shell"), "w") as f:
+            f.write("#!/bin/sh\nexport PS1='remote$ ' HISTFILE=/dev/null\n"
+                    "exec bash --norc --noprofile -i\n")
+        os.chmod(self.path("remote-shell"), 0o755)
+        with socket.socket() as a, socket.socket() as b, socket.socket() as c, \
+                socket.socket() as d:
+            for s in (a, b, c, d):
+                s.bind(("127.0.0.1", 0))
+            self.ports = {"far": a.getsockname()[1], "far-notmux": b.getsockname()[1],
+                          "far-nopython": c.getsockname()[1], "far-down": d.getsockname()[1]}
+        home = "HOME=%s" % self.far["HOME"]
+        with open(self.path("sshd_config"), "w") as f:
+            f.write("\n".join(["ListenAddress 127.0.0.1"] + [
+                "Port %d" % self.ports[n] for n in ("far", "far-notmux", "far-nopython")] + [
+                "HostKey %s" % self.path("host"), "PidFile %s" % self.path("sshd.pid"),
+                "AuthorizedKeysFile %s" % self.path("authorized_keys"),
+                "AuthenticationMethods publickey", "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no", "UsePAM no",
+                "StrictModes no",  # the keys live under /tmp (1777), which it refuses
+                "PermitRootLogin prohibit-password", "AllowUsers %s" % self.user,
+                "X11Forwarding no", "AllowTcpForwarding no", "PrintMotd no",
+                "PrintLastLog no", "UseDNS no", "MaxSessions 64", "MaxStartups 64:30:128",
+                "LogLevel ERROR",
+                "AcceptEnv TMUXSESS_* CLAUDE_TMUX_SOCKET_DIR TMUX_TMPDIR XDG_* LANG LC_*",
+                "SetEnv %s" % home,
+                "Match LocalPort %d" % self.ports["far-notmux"],
+                "  SetEnv %s PATH=%s" % (home, self.path("bin-notmux")),
+                "Match LocalPort %d" % self.ports["far-nopython"],
+                "  SetEnv %s PATH=%s" % (home, self.path("bin-nopython")), ""]))
+        common = ["  HostName 127.0.0.1", "  User %s" % self.user,
+                  "  IdentityFile %s" % self.path("client"), "  IdentitiesOnly yes",
+                  "  IdentityAgent none", "  UserKnownHostsFile %s" % self.path("known_hosts"),
+                  "  GlobalKnownHostsFile /dev/null", "  StrictHostKeyChecking yes",
+                  "  UpdateHostKeys no", "  BatchMode yes", "  ConnectTimeout 5",
+                  "  SetEnv %s" % " ".join("%s=%s" % kv for kv in self.far.items()
+                                           if kv[0] != "HOME")]
+        blocks = []
+        for alias, port in sorted(self.ports.items()):
+            blocks += ["Host %s" % alias, "  Port %d" % port,
+                       "  HostKeyAlias %s" % self.HOST_KEY_ALIAS] + common
+        blocks += ["Host far-badkey", "  Port %d" % self.ports["far"],
+                   "  HostKeyAlias %s-other" % self.HOST_KEY_ALIAS] + common
+        with open(self.ssh_config, "w") as f:
+            f.write("\n".join(blocks) + "\n")
+
+    def _launch(self):
+        if os.geteuid() == 0:
+            os.makedirs("/run/sshd", 0o755, exist_ok=True)  # its privilege separation dir
+        with open(self.path("sshd.log"), "ab") as log:
+            self.proc = subprocess.Popen([self.sshd, "-D", "-e", "-f", self.path("sshd_config")],
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         start_new_session=True)
+        def answers(port):
+            if self.proc.poll() is not None:
+                raise RuntimeError("sshd exited: %s" % read_bytes(
+                    self.path("sshd.log"))[-2000:].decode("utf-8", "replace"))
+            with contextlib.suppress(OSError), socket.create_connection(
+                    ("127.0.0.1", port), 1) as s:
+                return s.recv(64).startswith(b"SSH-2.0-")
+            return False
+        for name in ("far", "far-notmux", "far-nopython"):
+            wait_until(lambda port=self.ports[name]: answers(port), 20, "sshd to listen")
+
+    def config(self, where, owner=None):
+        """An ssh_config in ``where`` whose host ``remote`` logs in to this
+        server, with copies of the keys there (owned by ``owner``)."""
+        for key in ("client", "locked", "known_hosts"):
+            shutil.copy(self.path(key), os.path.join(where, key))
+            os.chmod(os.path.join(where, key), 0o600)
+            if owner is not None:
+                os.chown(os.path.join(where, key), owner, -1)
+        path = os.path.join(where, "ssh_config")
+        with open(path, "w") as f:
+            f.write("\n".join([
+                "Host remote", "  HostName 127.0.0.1", "  Port %d" % self.ports["far"],
+                "  HostKeyAlias %s" % self.HOST_KEY_ALIAS, "  User %s" % self.user,
+                "  IdentityFile %s/client" % where, "  IdentitiesOnly yes", "  BatchMode yes",
+                "  UserKnownHostsFile %s/known_hosts" % where,
+                "  GlobalKnownHostsFile /dev/null", "  StrictHostKeyChecking yes",
+                "  RequestTTY force", ""]))
+        return path
+
+    def command(self, config, locked=False):
+        """The ssh command line that logs a pane in to the remote shell."""
+        extra = (" -o BatchMode=no -o IdentityFile=%s" % shlex.quote(
+            os.path.join(os.path.dirname(config), "locked"))) if locked else ""
+        return "ssh -F %s%s remote %s" % (shlex.quote(config), extra,
+                                          shlex.quote(self.path("remote-shell")))
+
+    def far_processes(self, needle):
+        """The far side's processes (sshd's descendants) whose command line holds
+        ``needle``."""
+        return [pid for pid in descendants(self.proc.pid) if needle in read_cmdline(pid)] \
+            if self.proc is not None else []
+
+    def stop(self):
+        """Stop everything of its own, then remove its dir. Safe to call twice."""
+        if not self.dir:
+            return
+        kill_servers(self.dir)
+        victims = set(descendants(self.proc.pid)) | {self.proc.pid} if self.proc else set()
+        victims |= {int(p) for p in os.listdir("/proc") if p.isdigit()
+                    and int(p) != os.getpid() and self.dir.encode() in read_cmdline(int(p))}
+        for pid in victims:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(10)
+            self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = ""
+
+
+def read_cmdline(pid):
+    try:
+        return read_bytes("/proc/%d/cmdline" % pid)
+    except OSError:
+        return b""
+
+
+def descendants(pid):
+    """Every process under ``pid``, found through /proc."""
+    kids = {}
+    for name in os.listdir("/proc"):
+        stat = proc_stat(int(name)) if name.isdigit() else []
+        if len(stat) > 1:
+            kids.setdefault(int(stat[1]), []).append(int(name))
+    found, todo = [], [pid]
+    while todo:
+        for kid in kids.get(todo.pop(), []):
+            found.append(kid)
+            todo.append(kid)
+    return found
+
+
 class ProfileTestCase(TmuxTestCase):
     """Runs through the command line, as a user would."""
 
@@ -2753,6 +3093,637 @@ class ExactOrRefusedTest(ProfileTestCase):
         self.create("sh")
         self.fails(3, "send", "-S", self.socket, "-t", "missing:0.0", "-c", "echo x")
         self.fails(3, "kill", "-S", self.socket)  # bad arguments
+
+
+# ===========================================================================
+# Waiting is not running: relays (ssh, script), event loops (node, asyncio,
+# prompt_toolkit), readers in sessions of their own (setsid, su -c, psql's
+# password under su), plain readers, with and without /proc, as root and as a
+# normal user; and the pieces (who reads a terminal, what asks) on their own.
+# ===========================================================================
+
+NO_PROC = {"TMUXSESS_NO_PROC": "1"}
+REMOTE = SshServer.PROMPT  # the remote shell's prompt, for run --prompt
+SYSTEM_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+
+class PasswordPostgres(PostgresServer):
+    """A throwaway PostgreSQL server whose users log in with a password."""
+
+    PASSWORD = "pg-secret-42"
+
+    def _run(self, *argv):
+        preexec = None
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam(self.USER)
+
+            def preexec():
+                os.setgroups([])
+                os.setgid(pw.pw_gid)
+                os.setuid(pw.pw_uid)
+        if argv[0] == "initdb":
+            pwfile = os.path.join(self.dir, "pwfile")
+            with open(pwfile, "w") as f:
+                f.write(self.PASSWORD + "\n")
+            if os.geteuid() == 0:
+                os.chown(pwfile, pwd.getpwnam(self.USER).pw_uid, -1)
+            argv = tuple(a if a != "trust" else "scram-sha-256" for a in argv) + (
+                "--pwfile", pwfile)
+        subprocess.run([os.path.join(self.bindir, argv[0])] + list(argv[1:]), check=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, preexec_fn=preexec, cwd=self.dir,
+                       env=dict(os.environ, LC_ALL="C", PGTZ="UTC",
+                                PGPASSWORD=self.PASSWORD), timeout=60)
+
+
+class WaitingCase(TmuxTestCase):
+    """``run`` through the command line, in process, timed."""
+
+    def run_json(self, name, code=None, timeout=20, env=None, answer=None, prompt=None):
+        args = ["run", "-s", name, "--json", "-T", str(timeout)]
+        args += ["--answer", answer] if answer is not None else ["-c", code]
+        args += ["--prompt", prompt] if prompt else []
+        began = time.monotonic()
+        r = self.cli(*args, env=dict(os.environ, **env) if env else None)
+        self.assertNoTraceback(r)
+        try:
+            j = json.loads(r.stdout)
+        except ValueError:
+            self.fail("not JSON: %r %r" % (r.stdout, r.stderr))
+        j["rc"], j["took"] = r.returncode, time.monotonic() - began
+        return j
+
+    def assertWaits(self, j, question, echo_off=False, within=5.0):
+        """Reported as waiting for input, well before the timeout."""
+        self.assertEqual((j["rc"], j["waiting_for_input"], j["timed_out"]), (123, True, False),
+                         j)
+        self.assertLess(j["took"], within, j)
+        if question is not None:
+            self.assertEqual(j["question"], question, j)
+        self.assertIs(j["echo_off"], echo_off, j)
+
+    def assertRan(self, j, output, took_at_least=0.0):
+        """Ran to its end: all of its output, not called waiting."""
+        self.assertEqual((j.get("rc"), j.get("waiting_for_input"), j.get("timed_out")),
+                         (0, False, False), j)
+        self.assertEqual(j["output"], output, j)
+        self.assertGreaterEqual(j["took"], took_at_least, j)
+
+    def assertTimesOut(self, j, output):
+        """Waited out -T: what holds where nothing says that it asks."""
+        self.assertEqual((j["rc"], j["waiting_for_input"], j["timed_out"]), (124, False, True),
+                         j)
+        self.assertEqual(j["output"], output, j)
+
+    def interrupt(self, name):
+        self.ok("send", "-s", name, "-k", "C-c")
+        wait_until(lambda: self.cli("run", "-s", name, "-c", "true", "-T", "2")
+                        .returncode == 0, 15, "the shell to be back at its prompt")
+
+
+# ---------------------------------------------------------------------------
+# Relays: ssh, script. They always read the terminal (and a socket or a pty).
+# ---------------------------------------------------------------------------
+
+class RelayTest(WaitingCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.sshd = SshServer()
+        reason = cls.sshd.skip_reason()
+        if reason:
+            raise unittest.SkipTest(reason)
+        cls.addClassCleanup(cls.sshd.stop)
+        cls.sshd.start()
+
+    def login(self, name, env=None):
+        """A shell session logged in to the remote shell over ssh."""
+        self.create(name)
+        config = self.sshd.config(self.tmp)
+        self.ok("send", "-s", name, "-c", self.sshd.command(config))
+        wait_until(lambda: "remote$" in self.cli("capture", "-s", name).stdout, 20,
+                        "the remote prompt")
+        return config
+
+    def test_ssh_relaying_a_quiet_command_is_not_waiting_a_remote_question_is(self):
+        self.login("far")
+        # Quiet for 3 s, and for 1.5 s between two lines: ssh polls the terminal
+        # and its socket all along, which is not waiting.
+        self.assertRan(self.run_json("far", "sleep 3; echo done", prompt=REMOTE),
+                       "done\n", 2.9)
+        self.assertRan(self.run_json("far", "echo hi; sleep 1.5; echo bye", prompt=REMOTE),
+                       "hi\nbye\n", 1.4)
+        # A remote question: the line asks.
+        j = self.run_json("far", "read -p 'Name? ' x; echo \"got $x\"", prompt=REMOTE)
+        self.assertWaits(j, "Name?")
+        self.assertRan(self.run_json("far", answer="bob", prompt=REMOTE), "got bob\n")
+        # A remote password prompt: the local terminal is raw (ssh's), the line asks.
+        j = self.run_json("far", "read -s -p 'Password: ' pw; echo; echo ${#pw}",
+                          prompt=REMOTE)
+        self.assertWaits(j, "Password:")
+        # The local terminal is ssh's raw one: the answer's line is taken for its
+        # echo, and the remote's own newline (echo was off there) with it.
+        self.assertRan(self.run_json("far", answer="hunter2", prompt=REMOTE), "7\n")
+        # Remote output that ends its line and goes quiet is not a question.
+        self.assertRan(self.run_json("far", "echo 'Results:'; sleep 2; echo end",
+                                     prompt=REMOTE), "Results:\nend\n", 1.9)
+        # A remote pager: the alternate screen says it waits for keys.
+        if shutil.which("less"):
+            self.assertWaits(self.run_json("far", "less /etc/passwd", prompt=REMOTE), None)
+            self.ok("send", "-s", "far", "-k", "q")
+            self.assertRan(self.run_json("far", "echo back", prompt=REMOTE), "back\n")
+
+    def test_ssh_asking_for_a_key_passphrase_is_waiting(self):
+        # ssh itself asks, on /dev/tty, echo off: a plain read, then the relay.
+        self.create("sh")
+        config = self.sshd.config(self.tmp)
+        j = self.run_json("sh", self.sshd.command(config, locked=True))
+        self.assertWaits(j, None, echo_off=True)
+        self.assertIn("passphrase", j["question"])
+        j = self.run_json("sh", answer="passphrase-42", prompt=REMOTE)
+        self.assertEqual((j["rc"], j["waiting_for_input"], j["timed_out"]), (0, False, False),
+                         j)
+        self.assertRan(self.run_json("sh", "sleep 1.5; echo there", prompt=REMOTE),
+                       "there\n", 1.4)
+
+    def test_script_relaying_a_quiet_command_is_not_waiting_a_question_is(self):
+        self.create("sh")
+        j = self.run_json("sh", "script -qec 'sleep 2; echo done' /dev/null")
+        self.assertRan(j, "done\r\n" if j["output"].endswith("\r\n") else "done\n", 1.9)
+        j = self.run_json("sh", "script -qec 'read -p \"Sure? [y/N] \" a; echo \"a=$a\"' "
+                          "/dev/null")
+        self.assertWaits(j, "Sure? [y/N]")
+        j = self.run_json("sh", answer="y")
+        self.assertEqual((j["rc"], j["output"].strip()), (0, "a=y"), j)
+
+    def test_without_proc_a_relay_is_waiting_only_when_the_line_asks(self):
+        self.login("far")
+        self.assertRan(self.run_json("far", "sleep 2; echo done", prompt=REMOTE, env=NO_PROC),
+                       "done\n", 1.9)
+        j = self.run_json("far", "read -p 'Name? ' x; echo \"got $x\"", prompt=REMOTE,
+                          env=NO_PROC)
+        self.assertWaits(j, "Name?")
+        self.assertRan(self.run_json("far", answer="bob", prompt=REMOTE, env=NO_PROC),
+                       "got bob\n")
+
+
+# ---------------------------------------------------------------------------
+# Event loops: node, asyncio, prompt_toolkit. They wait on the terminal and on
+# timers, pipes, eventfds, sockets at once.
+# ---------------------------------------------------------------------------
+
+PT_SHAPE = r'''
+import asyncio, sys
+async def main(ask, wait):
+    loop = asyncio.get_running_loop()
+    line = loop.create_future()
+    loop.add_reader(0, lambda: line.done() or line.set_result(sys.stdin.readline()))
+    if ask:
+        print("Name? ", end="", flush=True)
+    nap = asyncio.ensure_future(asyncio.sleep(wait))
+    done, _ = await asyncio.wait([line, nap], return_when=asyncio.FIRST_COMPLETED)
+    print("got " + line.result().strip() if line in done else "slept")
+asyncio.run(main(sys.argv[1] == "ask", float(sys.argv[2])))
+'''
+
+
+# docker exec -it and kubectl exec -it (Go): one thread reads the terminal
+# (a plain read), another relays the connection. Here the far side is a child
+# that says WORDS after SECONDS on a socket.
+THREADED_RELAY = r'''
+import os, socket, subprocess, sys, threading
+a, b = socket.socketpair()
+far = subprocess.Popen([sys.executable, "-c", "import os, sys, time\n"
+                        "time.sleep(float(sys.argv[1]))\n"
+                        "os.write(int(sys.argv[3]), sys.argv[2].encode())\n"
+                        "time.sleep(float(sys.argv[4]))\n",
+                        sys.argv[1], sys.argv[2], str(b.fileno()), sys.argv[3]],
+                       pass_fds=[b.fileno()])
+b.close()
+def relay():
+    while True:
+        data = a.recv(1024)
+        if not data:
+            os._exit(0)
+        os.write(1, data)
+threading.Thread(target=relay, daemon=True).start()
+line = os.read(0, 1024)
+far.kill()
+os.write(1, b"got " + line)
+os._exit(0)
+'''
+
+
+@unittest.skipUnless(shutil.which("node"), "node is not installed")
+class NodeTest(WaitingCase):
+    def test_a_pending_promise_is_not_waiting_a_question_is(self):
+        self.create("js", "--kind", "node")
+        j = self.run_json("js", "await new Promise(r => setTimeout(() => r(42), 1500))")
+        self.assertRan(j, "42\n", 1.4)
+        self.assertRan(self.run_json("js", "1 + 1"), "2\n")  # not refused as busy
+        j = self.run_json("js", "setTimeout(() => console.log('tick'), 300); "
+                          "await new Promise(r => setTimeout(r, 2000)); 'after'")
+        self.assertRan(j, "tick\n'after'\n", 1.9)
+        # readline's question, from a script in a shell: node's event loop, and
+        # the line asks.
+        self.create("sh")
+        script = self.script("ask.js", "require('readline').createInterface({input: "
+                             "process.stdin, output: process.stdout}).question('Name? ', "
+                             "a => { console.log('got ' + a); process.exit(0) })\n")
+        self.assertWaits(self.run_json("sh", "node " + script), "Name?")
+        self.assertRan(self.run_json("sh", answer="ada"), "got ada\n")
+        self.assertRan(self.run_json("sh", "node -e 'setTimeout(() => console.log(1), 1500)'"),
+                       "1\n", 1.4)
+
+    def test_without_proc_a_pending_promise_is_not_waiting(self):
+        self.create("js", "--kind", "node")
+        j = self.run_json("js", "await new Promise(r => setTimeout(() => r(7), 1500))",
+                          env=NO_PROC)
+        self.assertRan(j, "7\n", 1.4)
+
+
+class EventLoopTest(WaitingCase):
+    def test_asyncio_sleeping_or_watching_the_terminal_is_not_waiting_a_question_is(self):
+        self.create("sh")
+        # An event loop that does not watch the terminal: never reading it.
+        j = self.run_json("sh", "python3 -c 'import asyncio; asyncio.run(asyncio.sleep(2)); "
+                          "print(\"awake\")'")
+        self.assertRan(j, "awake\n", 1.9)
+        # prompt_toolkit's shape without prompt_toolkit: an asyncio loop with the
+        # terminal in its selector and its self-pipe, a timer running.
+        script = self.script("pt_shape.py", PT_SHAPE)
+        j = self.run_json("sh", "python3 %s quiet 2" % script)
+        self.assertRan(j, "slept\n", 1.9)
+        self.assertWaits(self.run_json("sh", "python3 %s ask 30" % script), "Name?")
+        self.assertRan(self.run_json("sh", answer="bob"), "got bob\n")
+
+    def test_a_relay_reading_the_terminal_in_one_thread_waits_only_when_it_asks(self):
+        self.create("sh")
+        script = self.script("threaded_relay.py", THREADED_RELAY)
+        j = self.run_json("sh", "python3 %s 2 $'done\\n' 0" % script)
+        self.assertRan(j, "done\n", 1.9)
+        self.assertWaits(self.run_json("sh", "python3 %s 0 'Name? ' 30" % script), "Name?")
+        self.assertRan(self.run_json("sh", answer="bob"), "got bob\n")
+
+    def test_prompt_toolkit_and_ipython_ask_with_their_own_prompt(self):
+        has_pt = subprocess.run([sys.executable, "-c", "import prompt_toolkit"],
+                                stderr=subprocess.DEVNULL).returncode == 0
+        if not has_pt:
+            self.skipTest("prompt_toolkit is not installed for %s" % sys.executable)
+        self.create("sh")
+        py = shlex.quote(sys.executable)
+        j = self.run_json("sh", "%s -c 'from prompt_toolkit import prompt; "
+                          "print(\"got\", prompt(\"Name? \"))'" % py)
+        self.assertWaits(j, "Name?")
+        j = self.run_json("sh", answer="ada")
+        self.assertEqual((j["rc"], j["output"].strip().rsplit("\n", 1)[-1]), (0, "got ada"), j)
+        # IPython (prompt_toolkit): code that sleeps is not waiting; back at
+        # its own prompt (drawn, not marked) it waits, and the screen says so.
+        ipython = shutil.which("ipython3") or shutil.which("ipython")
+        if ipython is None:
+            return
+        self.ok("send", "-s", "sh", "-c", "exec %s --no-banner --no-confirm-exit "
+                "--colors=NoColor" % shlex.quote(ipython))
+        wait_until(lambda: "In [1]:" in self.cli("capture", "-s", "sh").stdout, 30,
+                        "IPython's prompt")
+        began = time.monotonic()
+        r = self.cli("send", "-s", "sh", "-c", "import time; time.sleep(2); 6 * 7",
+                     "-w", r"Out\[1\]: 42", "-T", "20")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertGreater(time.monotonic() - began, 1.9)
+        began = time.monotonic()
+        r = self.cli("wait", "-s", "sh", "-p", "never", "-T", "20", "--json")
+        j = json.loads(r.stdout)
+        self.assertEqual((r.returncode, j["reason"], j["question"]), (2, "input", "In [2]:"),
+                         j)
+        self.assertLess(time.monotonic() - began, 5)
+
+
+# ---------------------------------------------------------------------------
+# Readers in a session of their own: setsid, su -c (util-linux su calls setsid)
+# ---------------------------------------------------------------------------
+
+class OtherSessionTest(WaitingCase):
+    def test_setsid_readers_are_waiting_and_answered(self):
+        self.create("sh")
+        j = self.run_json("sh", "setsid -w bash -c 'read -p \"Name? \" x; echo \"got $x\"'")
+        self.assertWaits(j, "Name?")
+        self.assertRan(self.run_json("sh", answer="bob"), "got bob\n")
+        # No question on the line: the kernel's plain read is enough.
+        self.assertWaits(self.run_json("sh", "setsid -w cat"), "")
+        self.ok("send", "-s", "sh", "-k", "C-d")  # cat sees the end of its input
+        wait_until(lambda: self.cli("run", "-s", "sh", "-c", "true").returncode == 0, 15,
+                        "cat to end")
+        # A background job of the terminal's own session that polls it cannot
+        # read it (SIGTTIN): it does not make a quiet command a question.
+        self.cli("run", "-s", "sh", "-c", "python3 -c 'import select\n"
+                 "while True: select.select([0], [], [])' &")
+        self.assertRan(self.run_json("sh", "sleep 2; echo ok"), "ok\n", 1.9)
+        self.cli("run", "-s", "sh", "-c", "kill %1; wait")
+
+    @unittest.skipUnless(os.geteuid() == 0, "su to another user needs root")
+    def test_su_c_readers_are_waiting_and_answered(self):
+        self.create("sh")
+        j = self.run_json("sh", "su nobody -s /bin/bash -c 'read -p \"Name? \" x; "
+                          "echo \"got $x\"'")
+        self.assertWaits(j, "Name?")
+        self.assertRan(self.run_json("sh", answer="bob"), "got bob\n")
+        j = self.run_json("sh", "su nobody -s /bin/bash -c 'read -s -p \"PIN: \" x; echo; "
+                          "echo ${#x}'")
+        self.assertWaits(j, "PIN:", echo_off=True)
+        self.assertRan(self.run_json("sh", answer="1234"), "\n4\n")
+
+
+class PsqlPasswordTest(WaitingCase):
+    """psql under ``su postgres`` asks for a password: another session, another
+    user, echo off."""
+
+    @classmethod
+    def setUpClass(cls):
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("su postgres needs root")
+        cls.pg = PasswordPostgres()
+        reason = cls.pg.skip_reason()
+        if reason:
+            raise unittest.SkipTest(reason)
+        cls.addClassCleanup(cls.pg.stop)
+        cls.pg.start()
+
+    def test_psql_password_prompt_under_su_postgres(self):
+        self.create("sh")
+        os.chmod(self.pg.dir, 0o755)
+        psql = "psql -X -h %s -U postgres -d tmuxsess -At -c 'select 6 * 7'" % self.pg.dir
+        j = self.run_json("sh", "su postgres -c %s" % shlex.quote(psql))
+        self.assertWaits(j, "Password for user postgres:", echo_off=True)
+        # psql ends the password's line itself (echo was off).
+        self.assertRan(self.run_json("sh", answer=PasswordPostgres.PASSWORD), "\n42\n")
+        for root, _dirs, files in os.walk(self.state):
+            for name in files:
+                self.assertNotIn(PasswordPostgres.PASSWORD.encode(),
+                                 read_bytes(os.path.join(root, name)), name)
+
+
+# ---------------------------------------------------------------------------
+# Plain readers: what the kernel alone settles (with /proc), and what holds
+# without /proc.
+# ---------------------------------------------------------------------------
+
+class PlainReaderTest(WaitingCase):
+    def test_plain_readers_wait_with_proc_and_by_their_line_without(self):
+        self.create("sh")
+        # With /proc: the kernel's plain read settles it, a line or none.
+        self.assertWaits(self.run_json("sh", "read -p 'Continue? ' a; echo \"a=$a\""),
+                         "Continue?")
+        self.assertRan(self.run_json("sh", answer="y"), "a=y\n")
+        self.assertWaits(self.run_json("sh", "read -s -p 'Password: ' p; echo; echo ${#p}"),
+                         "Password:", echo_off=True)
+        self.assertRan(self.run_json("sh", answer="hunter2"), "\n7\n")
+        self.assertWaits(self.run_json("sh", "python3 -c 'print(\"got\", input(\"n? \"))'"),
+                         "n?")
+        self.assertRan(self.run_json("sh", answer="5"), "got 5\n")
+        # cat with no prompt at all: the kernel's plain read says it.
+        self.assertWaits(self.run_json("sh", "cat"), "")
+        self.interrupt("sh")
+        if shutil.which("less"):
+            path = self.script("lines.txt", "".join("line %d\n" % i for i in range(300)))
+            self.assertWaits(self.run_json("sh", "less " + shlex.quote(path)), None)
+            self.ok("send", "-s", "sh", "-k", "q")
+            wait_until(lambda: self.cli("run", "-s", "sh", "-c", "true").returncode == 0,
+                            10, "less to quit")
+        # Without /proc: the line that asks, or the terminal's modes (echo off, the
+        # alternate screen), say it; a silent reader waits out -T.
+        j = self.run_json("sh", "read -p 'Continue? ' a; echo \"a=$a\"", env=NO_PROC)
+        self.assertWaits(j, "Continue?")
+        self.assertRan(self.run_json("sh", answer="y", env=NO_PROC), "a=y\n")
+        j = self.run_json("sh", "read -s -p 'Password: ' p; echo; echo ${#p}", env=NO_PROC)
+        self.assertWaits(j, "Password:", echo_off=True)
+        self.assertRan(self.run_json("sh", answer="hunter2", env=NO_PROC), "\n7\n")
+        j = self.run_json("sh", "read -s p; echo ${#p}", env=NO_PROC)  # no line: echo off
+        self.assertWaits(j, "", echo_off=True)
+        self.assertRan(self.run_json("sh", answer="abc", env=NO_PROC), "3\n")
+        self.assertWaits(self.run_json("sh", "python3 -c 'print(\"got\", input(\"n? \"))'",
+                                       env=NO_PROC), "n?")
+        self.assertRan(self.run_json("sh", answer="5", env=NO_PROC), "got 5\n")
+        # Without /proc nothing tells a silent reader from a silent worker.
+        self.assertTimesOut(self.run_json("sh", "cat", timeout=3, env=NO_PROC), "")
+        self.interrupt("sh")
+        self.assertRan(self.run_json("sh", "sleep 2; echo ok", env=NO_PROC), "ok\n", 1.9)
+        if shutil.which("less"):
+            path = self.script("lines.txt", "".join("line %d\n" % i for i in range(300)))
+            self.assertWaits(self.run_json("sh", "less " + shlex.quote(path), env=NO_PROC),
+                             None)
+            self.ok("send", "-s", "sh", "-k", "q")
+            wait_until(lambda: self.cli("run", "-s", "sh", "-c", "true").returncode == 0,
+                            10, "less to quit")
+
+
+# ---------------------------------------------------------------------------
+# As a normal user: the tool, tmux and the programs run as nobody.
+# ---------------------------------------------------------------------------
+
+class NormalUserCase(WaitingCase):
+    """The tool run as nobody (as root), or as the user who runs the tests."""
+
+    def setUp(self):
+        super().setUp()
+        if os.geteuid() != 0:
+            self.preexec, self.home = None, os.path.join(self.tmp, "home")
+            return
+        try:
+            self.pw = pwd.getpwnam("nobody")
+        except KeyError:
+            self.skipTest("running as root and there is no user nobody")
+        self.preexec = as_nobody()
+        self.home = os.path.join(self.tmp, "nobody")
+        os.mkdir(self.home, 0o700)
+        os.chown(self.home, self.pw.pw_uid, -1)
+        os.chmod(self.tmp, 0o711)
+        self.addCleanup(kill_servers, self.home)
+
+    def tool(self, *args, env=None):
+        env = dict(self.env, HOME=self.home, TMUXSESS_STATE_DIR=os.path.join(self.home, "state"),
+                   CLAUDE_TMUX_SOCKET_DIR=os.path.join(self.home, "sock"),
+                   TMUX_TMPDIR=self.home, **(env or {}))
+        began = time.monotonic()
+        r = subprocess.run([SYSTEM_PYTHON, TOOL] + [str(a) for a in args], env=env,
+                           cwd=self.home, preexec_fn=self.preexec, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, universal_newlines=True, timeout=90)
+        self.assertNotIn("Traceback", r.stderr)
+        return r, time.monotonic() - began
+
+    def run_as(self, *args, env=None):
+        r, took = self.tool("run", "-s", "sh", "--json", "-T", "20", *args, env=env)
+        j = json.loads(r.stdout)
+        j["rc"], j["took"] = r.returncode, took
+        return j
+
+
+class NormalUserTest(NormalUserCase):
+    def test_as_a_normal_user(self):
+        self.assertEqual(self.tool("create", "-n", "sh")[0].returncode, 0)
+        self.assertWaits(self.run_as("-c", "setsid -w bash -c 'read -p \"Name? \" x; "
+                                     "echo \"got $x\"'"), "Name?")
+        self.assertRan(self.run_as("--answer", "bob"), "got bob\n")
+        self.assertWaits(self.run_as("-c", "read -p 'Go? ' g; echo \"$g!\""), "Go?")
+        self.assertRan(self.run_as("--answer", "yes"), "yes!\n")
+        if shutil.which("node"):
+            j = self.run_as("-c", "node -e 'process.stdin.on(\"data\", () => {}); "
+                            "setTimeout(() => process.exit(0), 1500)'")
+            self.assertRan(j, "", 1.4)
+        if os.geteuid() == 0:
+            # su asks for root's password: su is root's, so /proc hides what it
+            # does from nobody; echo off and the line say it asks.
+            j = self.run_as("-c", "su root -c true")
+            self.assertWaits(j, "Password:", echo_off=True)
+            self.assertEqual(self.tool("send", "-s", "sh", "-k", "C-c")[0].returncode, 0)
+
+
+class NormalUserSshTest(NormalUserCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.sshd = SshServer()
+        reason = cls.sshd.skip_reason()
+        if reason:
+            raise unittest.SkipTest(reason)
+        cls.addClassCleanup(cls.sshd.stop)
+        cls.sshd.start()
+
+    def test_ssh_relay_as_a_normal_user(self):
+        config = self.sshd.config(self.home, owner=self.pw.pw_uid if self.preexec else None)
+        self.assertEqual(self.tool("create", "-n", "sh")[0].returncode, 0)
+        self.tool("send", "-s", "sh", "-c", self.sshd.command(config))
+        wait_until(lambda: "remote$" in self.tool("capture", "-s", "sh")[0].stdout, 20,
+                        "the remote prompt")
+        self.assertRan(self.run_as("--prompt", REMOTE, "-c", "sleep 2; echo done"),
+                       "done\n", 1.9)
+        self.assertWaits(self.run_as("--prompt", REMOTE, "-c",
+                                     "read -p 'Name? ' x; echo \"got $x\""), "Name?")
+        self.assertRan(self.run_as("--prompt", REMOTE, "--answer", "bob"), "got bob\n")
+
+
+# ---------------------------------------------------------------------------
+# The pieces: the readers' verdicts on a pty of the test's own (no tmux), also
+# where Yama would hide the call (wchan and the open fds decide), and the
+# screen's evidence.
+# ---------------------------------------------------------------------------
+
+SELECT_TTY_AND_SOCKET = (
+    "import select, socket, sys\n"
+    "a, b = socket.socketpair()\n"
+    "select.select([0, a], [], [])\n")
+EPOLL_TTY_AND_SOCKET = (
+    "import asyncio\n"
+    "async def m():\n"
+    "    asyncio.get_running_loop().add_reader(0, print)\n"
+    "    await asyncio.sleep(60)\n"
+    "asyncio.run(m())\n")
+POLL_TTY_ALONE = "import select\np = select.poll()\np.register(0, select.POLLIN)\np.poll()\n"
+
+
+class ReadersTest(unittest.TestCase):
+    def program(self, argv, session=False):
+        """``argv`` on a pty of its own (its controlling terminal with ``session``):
+        (pid, tty), once it sleeps."""
+        import fcntl
+        import termios
+        master, slave = os.openpty()
+        tty = os.ttyname(slave)
+
+        def leader():
+            os.setsid()
+            if session:
+                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave,
+                             preexec_fn=leader)
+        os.close(slave)
+        self.addCleanup(os.close, master)
+        self.addCleanup(p.wait)
+        self.addCleanup(p.kill)
+        wait_until(lambda: proc_stat(p.pid)[:1] == [b"S"] and
+                        tmuxsess._terminal_readers(p.pid, tty)[0] != "none"
+                        or self.seconds(p) > 1.5, 10, "the program to sleep")
+        return p.pid, tty
+
+    started = {}
+
+    def seconds(self, p):
+        return time.monotonic() - self.started.setdefault(p.pid, time.monotonic())
+
+    def verdicts(self, hide_calls=False, hide_sets=False):
+        """{name: verdict} for the programs, as the kernel shows them (or hides
+        the call, as Yama's ptrace_scope does; or hides the sets in memory)."""
+        from unittest import mock
+        real = tmuxsess._proc_read
+
+        def proc_read(path):
+            return None if hide_calls and path.endswith("/syscall") else real(path)
+        programs = {"cat": ["cat"],
+                    "select tty+socket": [sys.executable, "-c", SELECT_TTY_AND_SOCKET],
+                    "epoll tty+socket": [sys.executable, "-c", EPOLL_TTY_AND_SOCKET],
+                    "poll tty": [sys.executable, "-c", POLL_TTY_ALONE],
+                    "sleep": ["sleep", "60"]}
+        ptys = {name: self.program(argv) for name, argv in programs.items()}
+        with mock.patch.object(tmuxsess, "_proc_read", proc_read):
+            with mock.patch.object(tmuxsess._Reader, "_waited",
+                                   lambda *a: None) if hide_sets else contextlib.nullcontext():
+                return {name: tmuxsess._terminal_readers(pid, tty)[0]
+                        for name, (pid, tty) in ptys.items()}
+
+    def test_verdicts_from_the_call(self):
+        self.assertEqual(self.verdicts(), {
+            "cat": "plain", "select tty+socket": "multiplexed",
+            "epoll tty+socket": "multiplexed", "poll tty": "plain", "sleep": "none"})
+
+    def test_verdicts_when_the_call_is_hidden(self):
+        # Yama (ptrace_scope 1) hides /proc/PID/syscall and mem from a normal
+        # user, not wchan, fd or fdinfo: a read or poll with only the terminal
+        # open is plain; with a socket open too, the set it waits on is
+        # unknown; an epoll's set is in its fdinfo.
+        self.assertEqual(self.verdicts(hide_calls=True), {
+            "cat": "plain", "select tty+socket": "unknown",
+            "epoll tty+socket": "multiplexed", "poll tty": "plain", "sleep": "none"})
+
+    def test_verdicts_when_the_sets_in_memory_are_hidden(self):
+        self.assertEqual(self.verdicts(hide_sets=True), {
+            "cat": "plain", "select tty+socket": "unknown",
+            "epoll tty+socket": "unknown", "poll tty": "plain", "sleep": "none"})
+
+    def test_another_users_reader_is_unknown_to_a_normal_user(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to run a reader as another user")
+        pid, tty = self.program(["setpriv", "--reuid", "nobody", "--regid", "nogroup",
+                                 "--clear-groups", "cat"])
+        os.chmod(tty, 0o666)
+        r = subprocess.run(["setpriv", "--reuid", "daemon", "--regid", "daemon",
+                            "--clear-groups", SYSTEM_PYTHON, "-c",
+                            "import sys; sys.path.insert(0, %r); import tmuxsess; "
+                            "print(tmuxsess._terminal_readers(%d, %r)[0])"
+                            % (os.path.dirname(TOOL), pid, tty)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, timeout=30)
+        self.assertEqual(r.stdout.strip(), "unknown", r.stderr)
+        self.assertEqual(tmuxsess._terminal_readers(pid, tty)[0], "plain")  # root sees
+
+
+class AsksTest(unittest.TestCase):
+    COOKED = tmuxsess.Terminal("multiplexed", True, True, {}, {}, "")
+    RAW = tmuxsess.Terminal("multiplexed", False, False, {}, {}, "")
+    PASSWORD = tmuxsess.Terminal("unknown", True, False, {}, {}, "")
+
+    def test_what_asks_and_what_does_not(self):
+        asking = [b"Name? ", b"Password for user postgres: ", b"Sure? [y/N] ",
+                  b"Overwrite (yes/no) ", b"remote$ ", b"In [2]: ", b"--More--(45%)",
+                  b"Continue?\r\n", b"\x1b[?1049h\x1b[Hline 1\r\n:",
+                  b"Enter passphrase for key '/k': ", b"Press any key to continue"]
+        not_asking = [b"", b"hi\r\n", b"Results:\r\n", b"Downloading 45%",
+                      b"Password changed\r\n", b"\x1b[?1049h\x1b[?1049l", b"42\n"]
+        for tail in asking:
+            self.assertTrue(tmuxsess.asks(tail, self.RAW)[0], tail)
+        for tail in not_asking:
+            self.assertFalse(tmuxsess.asks(tail, self.RAW)[0], tail)
+        self.assertTrue(tmuxsess.asks(b"", self.PASSWORD)[0])  # echo off, line editing
+        self.assertFalse(tmuxsess.asks(b"", self.COOKED)[0])
+        self.assertTrue(tmuxsess.asks(b"", self.RAW, alternate=True)[0])
+        self.assertEqual(tmuxsess.asks(b"Name? ", self.RAW)[1], "Name?")
 
 
 class CanonicalDeliveryTest(TmuxTestCase):
@@ -5811,7 +6782,8 @@ class StressTest(TmuxTestCase):
 
 # Classes whose tests each drive programs for seconds: one process per test.
 SLOW_CLASSES = ("FullScreenTest", "WaitingForInputTest", "ReadmeExamplesTest",
-                "McpConcurrencyTest", "CorpusTest", "CanonicalDeliveryTest", "ConcurrencyTest")
+                "McpConcurrencyTest", "CorpusTest", "CanonicalDeliveryTest", "ConcurrencyTest",
+                "RelayTest", "NodeTest", "EventLoopTest", "OtherSessionTest", "ExactOrRefusedTest")
 # The longest of them (20-40 s each) start first, so that none is left to run alone.
 FIRST_CLASSES = ("ReadmeExamplesTest", "CorpusTest", "FullScreenTest")
 

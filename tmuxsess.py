@@ -1128,25 +1128,59 @@ def _escape_arg(arg: str) -> str:
 class Terminal(Record):
     """A pane's terminal as the kernel has it."""
 
-    waiting: Optional[bool]   # the foreground program blocks reading it; None: unknown
+    reads: str                # who reads it: "plain", "multiplexed", "unknown" or "none"
     canonical: Optional[bool]  # line editing by the terminal (ICANON)
     echo: Optional[bool]      # the terminal echoes what is typed (ECHO)
     flags: Dict[str, bool]    # ICANON, ECHO, IEXTEN, ISIG, ICRNL, IXON, ...
     chars: Dict[str, int]     # VEOF, VLNEXT, VINTR, ...: the byte, 0 when disabled
-    how: str                  # the facts that decided ``waiting``
+    how: str                  # the facts that decided ``reads``
+
+    @property
+    def waiting(self) -> Optional[bool]:
+        """The kernel's word alone: True a plain read of the terminal, False
+        nothing reads it; None: only the screen can tell (see ``asks``)."""
+        return True if self.reads == "plain" else False if self.reads == "none" else None
+
+    @property
+    def password(self) -> bool:
+        """Line editing without echo: how a password prompt sets the terminal."""
+        return self.canonical is True and self.echo is False
 
 
-# Terminal facts, Linux first: see Host.terminal. A program waiting for input
-# sleeps in a read of its terminal: read(2) on it, or select/poll/epoll with it
-# in the set. /proc/PID/syscall names the call (and, through /proc/PID/mem, the
-# set); where Yama's ptrace_scope hides that, wchan and the open fds still tell.
+# Terminal facts, Linux first: see Host.terminal and _terminal_readers.
 _MACHINE = os.uname().machine  # which syscall numbers _WAIT_CALLS holds
-_WAIT_CALLS = {
-    "x86_64": {0: "fd", 17: "fd", 19: "fd", 295: "fd", 7: "poll", 271: "poll",
-               23: "select", 270: "select", 232: "epoll", 281: "epoll", 441: "epoll"},
-    "aarch64": {63: "fd", 65: "fd", 67: "fd", 69: "fd", 73: "poll", 72: "select",
-                22: "epoll", 441: "epoll"},
+_WAIT_CALLS = {  # the calls a process waits for input in, by what their arguments say;
+    # "busy": a thread that sleeps here is busy with something else (a timer, a
+    # child, a socket, a blocked write): see _Reader.verdict
+    "x86_64": {0: "read", 17: "read", 19: "read", 295: "read", 327: "read",
+               7: "poll", 271: "poll", 23: "select", 270: "select",
+               232: "epoll", 281: "epoll", 441: "epoll",
+               35: "busy", 230: "busy", 61: "busy", 247: "busy", 42: "busy", 43: "busy",
+               288: "busy", 44: "busy", 45: "busy", 46: "busy", 47: "busy", 299: "busy",
+               1: "busy", 20: "busy"},
+    "aarch64": {63: "read", 65: "read", 67: "read", 69: "read", 286: "read",
+                73: "poll", 72: "select", 22: "epoll", 441: "epoll",
+                101: "busy", 115: "busy", 260: "busy", 95: "busy", 202: "busy", 242: "busy",
+                203: "busy", 206: "busy", 207: "busy", 211: "busy", 212: "busy",
+                243: "busy", 64: "busy", 66: "busy"},
 }
+# /proc/PID/stat from field 3 on, by proc(5)'s names.
+_STAT_FIELDS = (
+    "state", "ppid", "pgrp", "session", "tty_nr", "tpgid", "flags", "minflt", "cminflt",
+    "majflt", "cmajflt", "utime", "stime", "cutime", "cstime", "priority", "nice",
+    "num_threads", "itrealvalue", "starttime", "vsize", "rss", "rsslim", "startcode",
+    "endcode", "startstack", "kstkesp", "kstkeip", "signal", "blocked", "sigignore",
+    "sigcatch", "wchan", "nswap", "cnswap", "exit_signal", "processor", "rt_priority",
+    "policy", "delayacct_blkio_ticks", "guest_time", "cguest_time", "start_data",
+    "end_data", "start_brk", "arg_start", "arg_end", "env_start", "env_end", "exit_code")
+# Signals a person or the terminal sends: a signalfd for these alone wakes no
+# one who is not also waiting for the person (SIGCHLD, SIGALRM, ... do).
+_PERSON_SIGNALS = {signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
+                   signal.SIGCONT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
+                   signal.SIGWINCH}
+_READ_WCHANS = ("n_tty_read", "wait_woken")
+_POLL_WCHANS = ("poll_schedule_timeout", "do_select", "do_sys_poll", "core_sys_select")
+_EPOLL_WCHANS = ("do_epoll_wait", "ep_poll")
 _TTY_FLAGS = {"ICANON": "l", "ECHO": "l", "IEXTEN": "l", "ISIG": "l", "ICRNL": "i",
               "IGNCR": "i", "INLCR": "i", "ISTRIP": "i", "IXON": "i", "PARMRK": "i",
               "IUCLC": "i"}
@@ -1185,152 +1219,331 @@ def _proc_read(path: str) -> Optional[str]:
         return None
 
 
-def _proc_stat(pid: int) -> List[str]:
-    """/proc/PID/stat from field 3 on: [0] state, [2] pgrp, [4] tty, [5] tpgid,
-    [17] threads; [] when there is none."""
+def _proc_stat(pid: int) -> Dict[str, str]:
+    """/proc/PID/stat by field name (``_STAT_FIELDS``); {} when there is none."""
     text = _proc_read("/proc/%d/stat" % pid) or ""
-    return text[text.rfind(")") + 2:].split() if ")" in text else []
+    if ")" not in text:
+        return {}
+    return dict(zip(_STAT_FIELDS, text[text.rfind(")") + 2:].split()))
 
 
-def _foreground_reads(pane_pid: int, tty: str) -> Tuple[Optional[bool], str]:
-    """Whether the pane's foreground process group waits to read its terminal."""
-    fields = _proc_stat(pane_pid)
-    if len(fields) < 6 or int(fields[5]) <= 0:
-        return None, "no foreground group"
-    group = fields[5]
+# Who reads a pane's terminal. Every process under the pane's program that has
+# the terminal open is looked at, whatever its session or process group (a
+# reader under `su -c` or `setsid` is in a session of its own), and each of its
+# threads asleep in a call that waits for input is sorted by what can wake it:
+#   plain        read(2) of the terminal, or select/poll/epoll on the terminal
+#                and nothing else that can wake it (a disarmed timerfd, a
+#                signalfd for the signals a person sends, a file, /dev/null);
+#   multiplexed  select/poll/epoll on the terminal and on something else that
+#                can wake it: a socket (ssh), a pipe or eventfd (an event loop's
+#                self-pipe, a child's output), an armed timer, another terminal
+#                (a relay: script, tmux, docker exec -it), inotify, ...;
+#   unknown      the kernel does not say: another user's process, one that is
+#                not dumpable, a call Yama's ptrace_scope hides with no wchan
+#                and open fds to tell by, no /proc;
+#   none         nothing waits to read the terminal: it sleeps, computes,
+#                waits for a child, a pipe, a socket, or is stopped; or it is
+#                in the terminal's own session but not in its foreground group
+#                (the kernel stops such a reader: SIGTTIN).
+# A process of several threads is judged by all of them: one that reads the
+# terminal plainly while another is busy (runs, or waits on a socket, a pipe,
+# a timer, a child: a Go relay such as docker or kubectl exec reads the
+# terminal in one thread and the connection in another) is multiplexed.
+# The pane's verdict is the first of these that any process has. Only "plain"
+# is the kernel's word that the program waits for input; for "multiplexed" and
+# "unknown" the screen must say so (asks). Costs: a stat and a children read
+# per process; a syscall read per thread; fds, fdinfo and /proc/PID/mem only
+# for a process that waits in read, select, poll or epoll (see NOTES).
+_RANK = {"plain": 3, "multiplexed": 2, "unknown": 1, "none": 0, "busy": 0}
+
+
+def _terminal_readers(pane_pid: int, tty: str) -> Tuple[str, str]:
+    """Whether any process under the pane reads its terminal, and how (above):
+    (verdict, the facts that decided it)."""
     try:
         rdev = os.stat(tty).st_rdev
     except OSError:
-        rdev = -1
-    verdicts = [_reads_tty(pid, f, tty, rdev) for pid, f in _group(pane_pid, group)]
-    if any(v is True for v, _ in verdicts):
-        return True, next(how for v, how in verdicts if v)
-    if not verdicts or any(v is None for v, _ in verdicts):
-        return None, "; ".join(how for v, how in verdicts if v is None) or "no process"
-    return False, verdicts[0][1]
+        return "unknown", "the terminal %s cannot be looked at" % tty
+    best, facts, found = "none", [], False
+    for pid, fields in _descendants(pane_pid, rdev):
+        found = True
+        verdict, how = _Reader(pid, fields, tty, rdev).verdict()
+        if verdict != "none":
+            facts.append(how)
+        if _RANK[verdict] > _RANK[best]:
+            best = verdict
+        if best == "plain":
+            return best, how  # nothing outranks it
+    if not found:
+        return "unknown", "no process %d" % pane_pid
+    if not facts:
+        return best, "no process under pid %d waits on its terminal" % pane_pid
+    return best, "; ".join(facts[:6])
 
 
-def _group(root: int, group: str) -> List[Tuple[int, List[str]]]:
-    """The processes of a process group, found in the pane's process tree."""
-    found, stack, seen = [], [root, int(group)], set()
+def _descendants(root: int, rdev: int) -> Iterator[Tuple[int, Dict[str, str]]]:
+    """The pane's program and every process under it, with their stat: found
+    through /proc/PID/task/TID/children, which anyone may read; and the
+    terminal's foreground group's leader and the processes under it, should
+    it have left the pane's tree."""
+    stack, seen = [root], set()
     while stack:
         pid = stack.pop()
-        fields = [] if pid in seen else _proc_stat(pid)
+        fields = {} if pid in seen else _proc_stat(pid)
         seen.add(pid)
-        if len(fields) < 18:
+        if not fields:
             continue
-        if fields[2] == group:
-            found.append((pid, fields))
+        yield pid, fields
+        if pid == root and fields.get("tty_nr") == str(rdev) and fields.get(
+                "tpgid", "-1").isdigit() and int(fields["tpgid"]) not in (0, root):
+            stack.append(int(fields["tpgid"]))
         tasks = [str(pid)]
-        if int(fields[17]) > 1:
+        if int(fields.get("num_threads", "1")) > 1:
             with contextlib.suppress(OSError):
                 tasks = os.listdir("/proc/%d/task" % pid)
         for task in tasks:
             text = _proc_read("/proc/%d/task/%s/children" % (pid, task)) or ""
             stack.extend(int(c) for c in text.split())
-    return sorted(found)
 
 
-def _reads_tty(pid: int, fields: List[str], tty: str, rdev: int
-               ) -> Tuple[Optional[bool], str]:
-    """Whether one process sleeps reading the terminal; None if it cannot be told."""
-    if fields[0] != "S":
-        return False, "pid %d is %s" % (pid, fields[0])
-    fds, epolls, sockets = _open_fds(pid, tty, rdev, int(fields[4]))
-    if fds is None:
-        return None, "pid %d: its fds are not readable" % pid
-    if not fds:
-        return False, "pid %d has no terminal open" % pid
-    tasks = [pid]
-    if int(fields[17]) > 1:
-        with contextlib.suppress(OSError):
-            tasks = sorted(int(t) for t in os.listdir("/proc/%d/task" % pid))
-    said = [_task_reads(pid, task, fds, epolls, sockets) for task in tasks]
-    for value, how in said:
-        if value:
-            return True, how
-    return (None if any(v is None for v, _ in said) else False), said[0][1]
+class _Reader:
+    """One process: whether it waits to read the terminal (see _terminal_readers).
+    Its fds are read once, and only when a call it sleeps in needs them."""
 
+    def __init__(self, pid: int, stat: Dict[str, str], tty: str, rdev: int) -> None:
+        self.pid, self.stat, self.tty, self.rdev = pid, stat, tty, rdev
+        self._fds: Optional[Dict[int, str]] = None
+        self._ttys: Optional[List[int]] = None
+        self._listed = False
 
-def _open_fds(pid: int, tty: str, rdev: int, ctty: int
-              ) -> Tuple[Optional[List[int]], List[int], bool]:
-    """The fds that are the terminal (or /dev/tty, when it is the controlling
-    one), the epoll fds, whether a socket is open."""
-    try:
-        names = os.listdir("/proc/%d/fd" % pid)
-    except OSError:
-        return None, [], False
-    ttys, epolls, sockets = [], [], False
-    for name in names:
-        try:
-            target = os.readlink("/proc/%d/fd/%s" % (pid, name))
-        except OSError:
-            continue
-        if target == tty or (target == "/dev/tty" and ctty == rdev):
-            ttys.append(int(name))
-        elif target == "anon_inode:[eventpoll]":
-            epolls.append(int(name))
-        sockets = sockets or target.startswith("socket:")
-    return ttys, epolls, sockets
+    def verdict(self) -> Tuple[str, str]:
+        state = self.stat.get("state", "?")
+        if state in "ZXTtx":
+            return "none", "pid %d is %s" % (self.pid, state)
+        if self.stat.get("tty_nr") == str(self.rdev) and (
+                self.stat.get("pgrp") != self.stat.get("tpgid")):
+            return "none", "pid %d is in the background" % self.pid
+        tasks = [self.pid]
+        if int(self.stat.get("num_threads", "1")) > 1:
+            with contextlib.suppress(OSError):
+                tasks = sorted(int(t) for t in os.listdir("/proc/%d/task" % self.pid))
+        best: Tuple[str, str] = ("none", "pid %d waits on no terminal" % self.pid)
+        busy = ""
+        for task in tasks:
+            said = self._task(task)
+            if _RANK[said[0]] > _RANK[best[0]]:
+                best = said
+            busy = busy or (said[1] if said[0] == "busy" else "")
+        if best[0] == "plain" and busy:
+            return "multiplexed", "%s, while a thread of it is busy (%s)" % (best[1], busy)
+        return best
 
+    # -- what it has open ------------------------------------------------------
+    def fds(self) -> Optional[Dict[int, str]]:
+        """fd -> what it is (readlink); None when they cannot be read."""
+        if not self._listed:
+            self._listed = True
+            try:
+                names = os.listdir("/proc/%d/fd" % self.pid)
+            except OSError:
+                return None
+            self._fds = {}
+            for name in names:
+                with contextlib.suppress(OSError):
+                    self._fds[int(name)] = os.readlink("/proc/%d/fd/%s" % (self.pid, name))
+        return self._fds
 
-def _task_reads(pid: int, task: int, ttys: List[int], epolls: List[int], sockets: bool
-                ) -> Tuple[Optional[bool], str]:
-    base = "/proc/%d/task/%d/" % (pid, task)
-    words = (_proc_read(base + "syscall") or "").split()
-    calls = _WAIT_CALLS.get(_MACHINE, {})
-    if len(words) >= 3 and words[0].isdigit() and calls:
+    def is_tty(self, fd: int, target: str) -> bool:
+        """Whether an open file is the pane's terminal: by name, /dev/tty for a
+        process whose controlling terminal it is, or by device number for a
+        terminal named otherwise (another mount of /dev)."""
+        if target == self.tty:
+            return True
+        if target == "/dev/tty":
+            return self.stat.get("tty_nr") == str(self.rdev)
+        if target.startswith(("/dev/pts/", "/dev/tty", "/dev/console")) or (
+                "/pts/" in target):
+            try:
+                return os.stat("/proc/%d/fd/%d" % (self.pid, fd)).st_rdev == self.rdev
+            except OSError:
+                return False
+        return False
+
+    def ttys(self) -> List[int]:
+        if self._ttys is None:
+            self._ttys = [fd for fd, target in (self.fds() or {}).items()
+                          if self.is_tty(fd, target)]
+        return self._ttys
+
+    def source(self, fd: int) -> str:
+        """What else an fd in a wait's set is, if it can wake the waiter; "" if
+        it cannot (or is always ready, so the waiter would not sleep)."""
+        target = (self.fds() or {}).get(fd, "")
+        if fd in self.ttys():
+            return ""
+        if target.startswith("anon_inode:"):
+            return self._anon_source(fd, target[11:].strip("[]"))
+        for prefix, what in (("socket:", "socket"), ("pipe:", "pipe"),
+                             ("/dev/ptmx", "a terminal's master (a relay)"),
+                             ("/dev/pts/", "another terminal " + target),
+                             ("/dev/tty", "another terminal " + target)):
+            if target.startswith(prefix):
+                return what
+        if target in ("", "/dev/null", "/dev/zero", "/dev/full") or not target.startswith(
+                "/dev/"):
+            return ""  # gone, or a file: always ready
+        return target
+
+    def _anon_source(self, fd: int, kind: str) -> str:
+        info = _proc_read("/proc/%d/fdinfo/%d" % (self.pid, fd)) or ""
+        if kind == "timerfd":
+            armed = re.search(r"it_value:\s*\((\d+),\s*(\d+)\)", info)
+            return "" if armed and armed.groups() == ("0", "0") else "an armed timerfd"
+        if kind == "signalfd":
+            mask = re.search(r"sigmask:\s*([0-9a-f]+)", info)
+            bits = int(mask.group(1), 16) if mask else -1
+            wakes = [n for n in range(1, 65) if bits >> (n - 1) & 1
+                     and n not in _PERSON_SIGNALS]
+            return "a signalfd for signal %s" % wakes[0] if bits < 0 or wakes else ""
+        return kind  # eventfd, inotify, pidfd, io_uring, ...: another source
+
+    # -- what one thread waits in -----------------------------------------------
+    def _task(self, task: int) -> Tuple[str, str]:
+        base = "/proc/%d/task/%d/" % (self.pid, task)
+        words = (_proc_read(base + "syscall") or "").split()
+        calls = _WAIT_CALLS.get(_MACHINE, {})
+        if words[:1] == ["running"]:
+            return "busy", "pid %d runs" % self.pid
+        if len(words) < 4 or not words[0].lstrip("-").isdigit() or not calls:
+            return self._by_wchan(base)  # hidden (Yama, another user's), or no table
         kind = calls.get(int(words[0]))
-        if kind is None:
-            return False, "pid %d in syscall %s" % (pid, words[0])
-        waited = _waited_fds(pid, kind, int(words[1], 16), int(words[2], 16))
-        if waited is not None:
-            return bool(set(waited) & set(ttys)), "pid %d %s on %s" % (pid, kind, waited[:8])
-    wchan = (_proc_read(base + "wchan") or "").strip()
-    if wchan.startswith(("do_epoll_wait", "ep_poll")):
-        armed = [fd for ep in epolls for fd in _epoll_fds(pid, ep) or []]
-        return bool(set(armed) & set(ttys)), "pid %d epoll, wchan" % pid
-    if wchan.startswith(("wait_woken", "n_tty_read", "poll_schedule_timeout", "do_select",
-                         "do_sys_poll")):
-        # The set it waits on is hidden: with a socket open it may be that.
-        return (None if sockets else True), "pid %d wchan %s" % (pid, wchan)
-    return (None if wchan in ("", "0") else False), "pid %d wchan %r" % (pid, wchan)
+        if kind is None:  # futex, pause, ...: waits on its own threads or a signal
+            return "none", "pid %d in syscall %s" % (self.pid, words[0])
+        if kind == "busy":
+            return "busy", "pid %d in syscall %s" % (self.pid, words[0])
+        if self.fds() is None:
+            return "unknown", "pid %d: its fds are not readable" % self.pid
+        args = [int(w, 16) for w in words[1:6]]
+        if kind == "read":
+            if args[0] in self.ttys():
+                return "plain", "pid %d reads the terminal (fd %d)" % (self.pid, args[0])
+            source = self.source(args[0])
+            return ("busy" if source else "none"), "pid %d reads fd %d (%s)" % (
+                self.pid, args[0], source or "a file")
+        waited = self._waited(kind, args)
+        if waited is None:  # the set is in memory it may not read: what is open tells
+            return self._by_open_fds("%s, its set not readable" % kind)
+        return self._judge(kind, waited)
 
+    def _judge(self, kind: str, waited: List[Tuple[int, bool]]) -> Tuple[str, str]:
+        """A wait on ``waited``: (fd, for input) pairs, nested epolls flattened."""
+        ttys = set(self.ttys())
+        others = sorted({s for s in (self.source(fd) for fd, _ in waited if fd not in ttys)
+                         if s})
+        if not any(fd in ttys and inp for fd, inp in waited):
+            return ("busy" if others else "none"), "pid %d %s on %s" % (
+                self.pid, kind, ", ".join(others) or "nothing that wakes it")
+        if others:
+            return "multiplexed", "pid %d %s on the terminal and %s" % (
+                self.pid, kind, ", ".join(others))
+        return "plain", "pid %d %s on the terminal alone" % (self.pid, kind)
 
-def _waited_fds(pid: int, kind: str, arg0: int, arg1: int) -> Optional[List[int]]:
-    """The fds a blocked read, select, poll or epoll waits to read."""
-    if kind == "fd":
-        return [arg0]
-    if kind == "epoll":
-        return _epoll_fds(pid, arg0)
-    size = (arg0 + 63) // 64 * 8 if kind == "select" else 8 * arg1
-    if size <= 0 or size > 65536:
-        return []
-    try:
-        with open("/proc/%d/mem" % pid, "rb") as f:
-            f.seek(arg1 if kind == "select" else arg0)
-            raw = f.read(size)
-    except (OSError, ValueError, OverflowError):
-        return None
-    if kind == "select":
-        return [i for i in range(arg0) if i // 8 < len(raw) and raw[i // 8] >> (i % 8) & 1]
-    polled = [(int.from_bytes(raw[i:i + 4], "little", signed=True),
-               int.from_bytes(raw[i + 4:i + 6], "little")) for i in range(0, len(raw), 8)]
-    return [fd for fd, events in polled if fd >= 0 and events & 1]  # POLLIN
+    def _waited(self, kind: str, args: List[int]) -> Optional[List[Tuple[int, bool]]]:
+        """The fds a select, poll or epoll waits on, and whether for input."""
+        if kind == "epoll":
+            return self._epoll(args[0], 0)
+        try:
+            with open("/proc/%d/mem" % self.pid, "rb") as mem:
+                if kind == "poll":
+                    return self._poll_set(mem, args[0], args[1])
+                return self._select_set(mem, args)
+        except (OSError, ValueError, OverflowError):
+            return None
 
+    def _poll_set(self, mem: IO[bytes], at: int, count: int) -> List[Tuple[int, bool]]:
+        if count <= 0 or count > 8192:
+            return []
+        mem.seek(at)
+        raw = mem.read(8 * count)
+        out: List[Tuple[int, bool]] = []
+        for i in range(0, len(raw) - 7, 8):
+            fd = int.from_bytes(raw[i:i + 4], "little", signed=True)
+            events = int.from_bytes(raw[i + 4:i + 6], "little")
+            if fd >= 0 and events & 0x2007:  # POLLIN, POLLPRI, POLLOUT, POLLRDHUP
+                out.extend(self._expand(fd, bool(events & 3)))
+        return out
 
-def _epoll_fds(pid: int, epfd: int) -> Optional[List[int]]:
-    """The fds an epoll instance watches for input, from its fdinfo."""
-    text = _proc_read("/proc/%d/fdinfo/%d" % (pid, epfd))
-    if text is None:
-        return None
-    out = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 4 and parts[0] == "tfd:" and parts[2] == "events:" and (
-                int(parts[3], 16) & 1):  # EPOLLIN
-            out.append(int(parts[1]))
-    return out
+    def _select_set(self, mem: IO[bytes], args: List[int]) -> List[Tuple[int, bool]]:
+        count = args[0]
+        if count <= 0 or count > 65536:
+            return []
+        out: List[Tuple[int, bool]] = []
+        for which, at in enumerate(args[1:4]):  # readfds, writefds, exceptfds
+            if not at:
+                continue
+            mem.seek(at)
+            raw = mem.read((count + 63) // 64 * 8)
+            for fd in range(count):
+                if fd // 8 < len(raw) and raw[fd // 8] >> (fd % 8) & 1:
+                    out.extend(self._expand(fd, which == 0))
+        return out
+
+    def _expand(self, fd: int, for_input: bool) -> List[Tuple[int, bool]]:
+        """An fd of a set; an epoll fd in it stands for what it watches."""
+        if (self.fds() or {}).get(fd) == "anon_inode:[eventpoll]":
+            return self._epoll(fd, 1) or []
+        return [(fd, for_input)]
+
+    def _epoll(self, epfd: int, depth: int) -> Optional[List[Tuple[int, bool]]]:
+        """What an epoll instance watches (its fdinfo), nested ones flattened."""
+        text = _proc_read("/proc/%d/fdinfo/%d" % (self.pid, epfd))
+        if text is None:
+            return None
+        out: List[Tuple[int, bool]] = []
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) < 4 or parts[0] != "tfd:" or parts[2] != "events:":
+                continue
+            fd, events = int(parts[1]), int(parts[3], 16)
+            if not events & 0x2007:  # EPOLLIN, EPOLLPRI, EPOLLOUT, EPOLLRDHUP
+                continue
+            if (self.fds() or {}).get(fd) == "anon_inode:[eventpoll]" and depth < 4:
+                out.extend(self._epoll(fd, depth + 1) or [])
+            else:
+                out.append((fd, bool(events & 3)))
+        return out
+
+    # -- when the call is hidden ---------------------------------------------------
+    def _by_wchan(self, base: str) -> Tuple[str, str]:
+        """The call is hidden (Yama's ptrace_scope, another user's process): the
+        kernel function it sleeps in and its open fds tell what they can."""
+        wchan = (_proc_read(base + "wchan") or "").strip()
+        fds = self.fds()
+        if fds is None or wchan in ("", "0"):
+            return "unknown", "pid %d: its call is hidden%s" % (
+                self.pid, "" if fds is None else " (wchan %r)" % wchan)
+        if not self.ttys():
+            return "none", "pid %d has no terminal open" % self.pid
+        if wchan.startswith(_EPOLL_WCHANS):
+            waited = [pair for fd, t in fds.items() if t == "anon_inode:[eventpoll]"
+                      for pair in self._epoll(fd, 1) or []]
+            return self._judge("epoll (wchan)", waited)
+        if wchan.startswith(_READ_WCHANS + _POLL_WCHANS):
+            return self._by_open_fds("wchan %s" % wchan)
+        return "none", "pid %d sleeps in %s" % (self.pid, wchan)
+
+    def _by_open_fds(self, why: str) -> Tuple[str, str]:
+        """A wait whose set is hidden: plain if nothing it has open but the
+        terminal could wake it, else unknown."""
+        ttys = set(self.ttys())
+        others = sorted({s for s in (self.source(fd) for fd in (self.fds() or {})
+                                     if fd not in ttys) if s})
+        if not ttys:
+            return "none", "pid %d has no terminal open" % self.pid
+        if others:
+            return "unknown", "pid %d (%s) has the terminal and %s open" % (
+                self.pid, why, ", ".join(others))
+        return "plain", "pid %d (%s) has nothing but the terminal open" % (self.pid, why)
 
 
 # A terminal in canonical mode edits the line before the program reads it: it
@@ -1589,8 +1802,7 @@ class Host:
             return "gone"
         except PermissionError:
             return "running"
-        fields = _proc_stat(pid)
-        return "zombie" if fields and fields[0] in ("Z", "X") else "running"
+        return "zombie" if _proc_stat(pid).get("state") in ("Z", "X") else "running"
 
     def alive(self, pid: int) -> bool:
         return bool(pid) and self.process_state(pid) == "running"
@@ -1611,11 +1823,11 @@ class Host:
         when it missed the SIGCHLD); until then it reports neither. The zombie
         still holds its wait status in /proc (Linux).
         """
-        fields = _proc_stat(pid) if pid > 0 else []
-        if len(fields) < 50 or fields[0] != "Z":
+        fields = _proc_stat(pid) if pid > 0 else {}
+        if fields.get("state") != "Z" or "exit_code" not in fields:
             return None, None
         with contextlib.suppress(ValueError):
-            code = int(fields[49])  # field 52, exit_code, in waitpid(2) form
+            code = int(fields["exit_code"])  # in waitpid(2) form
             if os.WIFEXITED(code):
                 return os.WEXITSTATUS(code), None
             if os.WIFSIGNALED(code):
@@ -1675,19 +1887,22 @@ class Host:
     # -- terminals ---------------------------------------------------------------
     def terminal(self, pane: Pane, proc: bool = True) -> "Terminal":
         """What the kernel says of a pane's terminal: its modes (termios), and
-        (``proc``) whether the foreground program is blocked reading it (/proc,
-        Linux).
+        (``proc``) who of the processes under the pane's program reads it, and
+        how (``reads``: see _terminal_readers; /proc, Linux).
 
-        Where /proc cannot tell (macOS, another user's processes, a process
-        that is not dumpable, pids of another kernel's: ``pane.tmux_only``)
-        ``waiting`` is None and the modes are all there is.
+        Where /proc cannot tell (macOS, pids of another kernel's:
+        ``pane.tmux_only``) ``reads`` is "unknown" and the modes are all
+        there is; so it is for a reader whose process is another user's or
+        not dumpable, unless another reader is plain.
         """
         tty = pane.tty
         modes = _tty_modes(tty) if tty else None
-        waiting, how = (None, "no /proc") if not (self.proc and proc and not pane.tmux_only) else (
-            _foreground_reads(pane.pid, tty))
+        if not (self.proc and proc and not pane.tmux_only and tty):
+            reads, how = "unknown", "no /proc" if tty else "no terminal"
+        else:
+            reads, how = _terminal_readers(pane.pid, tty)
         flags, chars = modes if modes is not None else ({}, {})
-        return Terminal(waiting, flags.get("ICANON"), flags.get("ECHO"), flags, chars,
+        return Terminal(reads, flags.get("ICANON"), flags.get("ECHO"), flags, chars,
                         how if modes is not None else how + "; no termios")
 
     # -- transcripts -----------------------------------------------------------
@@ -2521,11 +2736,15 @@ ESCAPE_RE = (
     r"|\x1b[ -/]*[0-~]"                     # two-byte escapes, charsets
     r"|\x1b"                                # a lone escape
     r"|[\x00-\x07\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]")  # other controls
-MARK_RE = rb"\x1b\]133;([A-D])([^\x07\x1b]*)(?:\x07|\x1b\\)"
-CURSOR_RE = r"\x1b\[(\d*)([CK])"  # cursor forward, erase to end of line
-
-
 SGR_RE = r"\x1b\[[0-9;:]*m"  # colours and attributes
+MARK_RE = rb"\x1b\]133;([A-D])([^\x07\x1b]*)(?:\x07|\x1b\\)"
+# What moves the cursor or changes text already written, and what of it moves
+# between lines (or clears the screen): a text with none of the latter is
+# rendered line by line, and a line with none of the former as it is.
+MOVES_RE = r"[\r\b\t]|\x1b\[[0-9;]*[@A-HJKPXdf`]|\x1b[DEM]"
+ACROSS_RE = r"\x1b\[[0-9;]*[ABEFHJdf]|\x1b[DEM]"
+_TOKEN_RE = r"(" + ESCAPE_RE + r"|[\r\n\b\t])"
+_CONTROLS = "".join(chr(c) for c in range(32) if c not in (9, 10)) + "\x7f"
 
 
 def _strip_ansi(text: str, colours: bool = False) -> str:
@@ -2536,63 +2755,182 @@ def _strip_ansi(text: str, colours: bool = False) -> str:
 
 
 def render(text: str, colours: bool = False) -> str:
-    """Terminal output as a person reads it: escapes removed, ``\\r`` resolved.
+    """Terminal output as the screen shows it, as lines of text.
 
-    ``colours`` keeps colours and attributes (SGR sequences), ending each line
-    that has any with a reset so they never bleed into the next.
+    Carriage returns, backspaces, tabs, cursor moves within and across lines
+    (``\\e[A B C D E F G d H``), erasing lines and the screen (``\\e[K``, ``\\e[J``,
+    in all modes) and inserting and deleting characters are applied as tmux
+    applies them; other escapes show nothing. A line is unbounded: it never
+    wraps (as ``capture-pane -J`` joins it). Text the screen would lose stays:
+    lines scrolled or cleared away, lines above the one the text began on (it
+    is a fragment of a stream, begun anywhere on the screen). Lines nothing
+    moves over are returned as written, tabs and all.
+
+    ``colours`` keeps colours and attributes (SGR sequences) with the
+    characters they colour, ending each line that has any with a reset so they
+    never bleed into the next.
     """
     text = text.replace("\r\n", "\n")  # a terminal's line end: nothing to overlay
-    if "\r" not in text and "\b" not in text:
-        out = _strip_ansi(text, colours)
+    if not any(c in text for c in _CONTROLS):  # plain text (a few memchr, not a regex)
+        out = text
+    elif "\x1b" not in text and "\r" not in text and "\b" not in text:
+        out = re.sub(ESCAPE_RE, "", text)
+    elif re.search(ACROSS_RE, text):
+        out = _Screen(colours).feed(text).text()
     else:
-        out = "\n".join(_overlay(line, colours) for line in text.split("\n"))
+        out = "\n".join(_Screen(colours).feed(line).text() if re.search(MOVES_RE, line)
+                        else _strip_ansi(line, colours) for line in text.split("\n"))
     if colours and "\x1b[" in out:
         out = "\n".join(line + "\x1b[0m" if "\x1b[" in line and not line.endswith("\x1b[0m")
-                        else line
-                        for line in out.split("\n"))
+                        else line for line in out.split("\n"))
     return out
 
 
-def _overlay(line: str, colours: bool = False) -> str:
-    line = line.rstrip("\r")
-    if "\r" not in line and "\b" not in line:
-        return _strip_ansi(line, colours)
-    # Escapes are dropped, but moves are kept: readline redraws a line as "\r",
-    # a cursor-forward over the prompt, then the text. Kept colours go with
-    # the character that follows them.
-    cells: List[str] = []
-    col = i = 0
-    sgr = ""
-    while i < len(line):
-        ch = line[i]
-        m = re.compile(ESCAPE_RE).match(line, i) if ch < " " or ch == "\x7f" else None
-        if m and ch not in "\r\b":
-            if colours and re.fullmatch(SGR_RE, m.group(0)):
-                sgr += m.group(0)
-            col = _cursor_escape(m.group(0), cells, col)
-            i = m.end()
-            continue
-        if ch == "\r":
-            col = 0
-        elif ch == "\b":
-            col = max(0, col - 1)
+def _cells(text: str) -> "List[str]":
+    """Text as screen cells: a wide character takes two (the second ""), a
+    combining one joins the cell before it."""
+    if text.isascii():
+        return list(text)
+    import unicodedata
+    cells: "List[str]" = []
+    for ch in text:
+        if unicodedata.combining(ch) and cells:
+            cells[-1] += ch
         else:
-            if col >= len(cells):
-                cells.extend(" " * (col + 1 - len(cells)))
-            cells[col], sgr = sgr + ch, ""
-            col += 1
-        i += 1
-    return "".join(cells) + sgr
+            cells.append(ch)
+            if unicodedata.east_asian_width(ch) in ("W", "F"):
+                cells.append("")
+    return cells
 
 
-def _cursor_escape(escape: str, cells: List[str], col: int) -> int:
-    """Apply a cursor-forward or erase-to-end escape to a line; the new column."""
-    move = re.fullmatch(CURSOR_RE, escape)
-    if move and move.group(2) == "C":
-        return col + int(move.group(1) or 1)
-    if move and move.group(1) in ("", "0"):
-        del cells[col:]
-    return col
+class _Screen:
+    """A screen with no edges that output draws on, read back as lines.
+
+    Rows are numbered from the line the text begins on; the cursor may go
+    above it (the screen's rows there are not in the text, so what is written
+    there comes first). Where the screen's top is, the text does not say
+    until the program moves to an absolute row (``\\e[H``): that row counts
+    from below every line written so far, which drawing never overwrites.
+    """
+
+    def __init__(self, colours: bool) -> None:
+        self.colours = colours
+        self.rows: "Dict[int, List[str]]" = {}
+        self.y = self.x = 0
+        self.top: "Optional[int]" = None  # the screen's first row, once the output says
+        self.sgr = ""  # colours seen and not yet on a character
+
+    def feed(self, text: str) -> "_Screen":
+        for i, part in enumerate(re.split(_TOKEN_RE, text)):
+            if i % 2 == 0:
+                if part:
+                    self.put(_cells(part))
+            elif part == "\n":
+                self.y, self.x = self.y + 1, 0
+            elif part == "\r":
+                self.x = 0
+            elif part == "\b":
+                self.x = max(self.x - 1, 0)
+            elif part == "\t":
+                self.x = self.x // 8 * 8 + 8
+            elif part[:2] == "\x1b[" and part[-1] != "m" and part[2:3] not in "<=>?":
+                self.csi(part[2:-1], part[-1])
+            elif part in ("\x1bD", "\x1bE", "\x1bM"):  # index, next line, reverse index
+                self.move(-1 if part == "\x1bM" else 1)
+                self.x = 0 if part == "\x1bE" else self.x
+            elif self.colours and re.fullmatch(SGR_RE, part):
+                self.sgr += part
+        return self
+
+    def csi(self, params: str, final: str) -> None:
+        args = [min(int(p), 100000) if p.isdigit() else 0 for p in params.split(";")]
+        n = max(args[0], 1)  # a count of 0 or none is 1
+        if final in "ABEF":
+            self.move(-n if final in "AF" else n)
+            self.x = 0 if final in "EF" else self.x
+        elif final in "CD":
+            self.x = max(self.x + (n if final == "C" else -n), 0)
+        elif final in "G`":
+            self.x = n - 1
+        elif final in "Hfd":
+            if self.top is None:
+                self.top = max(self.rows, default=-1) + 1
+            self.y = self.top + n - 1
+            self.x = max(args[1], 1) - 1 if final != "d" and len(args) > 1 else (
+                self.x if final == "d" else 0)
+        elif final == "K" and args[0] <= 2:
+            self.erase(self.y, *((self.x, None), (0, self.x + 1), (0, None))[args[0]])
+        elif final == "J":
+            self.erase_screen(args[0])
+        elif final in "@PX":
+            row = self.row(self.y)
+            if final == "@":
+                row[self.x:self.x] = [" "] * n if self.x < len(row) else []
+            elif final == "P":
+                del row[self.x:self.x + n]
+            else:
+                self.erase(self.y, self.x, self.x + n)
+
+    def move(self, rows: int) -> None:
+        """The cursor down (or up): not above the screen's top, once known."""
+        top = self.top if self.top is not None and self.y >= self.top else self.y + rows
+        self.y = max(self.y + rows, top)
+
+    def row(self, y: int) -> "List[str]":
+        return self.rows.setdefault(y, [])
+
+    def put(self, cells: "List[str]") -> None:
+        row = self.row(self.y)
+        if self.colours and self.sgr:
+            cells[0], self.sgr = self.sgr + cells[0], ""
+        end = self.x + len(cells)
+        if len(row) < self.x:
+            row.extend(" " * (self.x - len(row)))
+        if 0 < self.x < len(row) and row[self.x] == "":  # the right half of a wide one
+            row[self.x - 1] = " "
+        if end < len(row) and row[end] == "":  # a half left alone: blank, or gone at the end
+            row[end:end + 1] = [" "] if end + 1 < len(row) else []
+        row[self.x:end] = cells
+        self.x = end
+
+    def erase(self, y: int, start: int, stop: "Optional[int]") -> None:
+        row = self.rows.get(y)
+        if row is None:
+            return
+        if stop is None or stop >= len(row):
+            del row[start:]  # cleared cells at a row's end are no text
+        else:
+            row[start:stop] = [" "] * (stop - start)
+
+    def erase_screen(self, how: int) -> None:
+        """\\e[J from the cursor on, \\e[1J up to it, \\e[2J all of it. As
+        tmux keeps a cleared screen's lines in its history, the text keeps
+        the lines \\e[2J clears: a new screen starts below them (the cursor
+        keeps its row on it). \\e[3J clears only the history: nothing here."""
+        if how == 0 and (self.y, self.x) == (self.top, 0):
+            how = 2  # the whole screen: tmux keeps its lines in the history
+        if how == 0:
+            self.erase(self.y, self.x, None)
+            for y in [y for y in self.rows if y > self.y]:
+                del self.rows[y]
+        elif how == 1:
+            top = self.top if self.top is not None else min(self.rows, default=0)
+            for y in range(top, self.y):
+                if y in self.rows:
+                    self.rows[y] = []
+            self.erase(self.y, 0, self.x + 1)
+        elif how == 2:
+            below = self.y - self.top if self.top is not None and self.y >= self.top else None
+            self.top = max(self.rows, default=-1) + 1
+            self.y = self.top + below if below is not None else max(self.y, self.top)
+
+    def text(self) -> str:
+        """The rows as lines, down to the cursor's."""
+        if not self.rows:
+            return "\n" * max(self.y, 0) + self.sgr  # only line ends
+        first, last = min(min(self.rows), 0), max(max(self.rows), self.y)
+        lines = ["".join(self.rows.get(y, ())) for y in range(first, last + 1)]
+        return "\n".join(lines) + self.sgr
 
 
 def _compile_prompt(prompt: str) -> "re.Pattern[str]":
@@ -2766,6 +3104,58 @@ def _unsent_text(tail: bytes, token: str) -> str:
 # screen, cursor positioning. Its text is where the cursor put it, which a
 # transcript read as lines cannot say: waits then look at the screen too.
 DRAWING_RE = rb"\x1b\[\?(?:1049|1047|47)h|\x1b\[[0-9;]*[HfdAB]"
+# The screen's word that a program asks, needed where the kernel's is not
+# enough (Terminal.reads "multiplexed" or "unknown": ssh, an event loop, another
+# user's process, no /proc). After ASKS_QUIET seconds without output, any of:
+# the terminal edits lines without echo (a password prompt); the program is in
+# the alternate screen (a full-screen program or pager: it waits for keys); the
+# output's last line is unfinished and ends like a question or a prompt ("? ",
+# ": ", "] ", "> ", "$ ", "# ", a pager's "(END)" or "--More--") or names a
+# secret, a yes/no choice or a key to press (QUESTION_RE, ASKING_RE); its last
+# finished line ends in "?" or offers a yes/no choice (ASKED_RE). Where the
+# output moves the cursor, the screen's line left of the cursor stands for the
+# unfinished line. Nothing else is: no output, output that ends a line, a line
+# that does not ask.
+ASKS_QUIET = 1.0
+QUESTION_RE = r"(?i)(?:[?:>\]$#]|\(END\)|--More--(?:\(\d+%\))?)\s*\Z"
+_YES_NO = r"[\[(]\s*y(?:es)?\s*/\s*n(?:o)?\s*[\])]"
+ASKING_RE = (r"(?i)\b(?:password|passphrase|passcode|PIN)\b|\bpress (?:any key|enter"
+             r"|return)\b|" + _YES_NO)
+ASKED_RE = r"(?i)\?\s*\Z|" + _YES_NO
+ALT_SCREEN_RE = rb"\x1b\[\?(?:1049|1047|47)([hl])"
+
+
+def asks(tail: bytes, term: "Terminal", alternate: bool = False,
+         look: Optional[Callable[[], Optional["Look"]]] = None) -> Tuple[str, str]:
+    """What the end of a program's output (``tail``) and its terminal say of a
+    question it asks: (why, the line that asks); ("", "") nothing.
+    ``alternate``: the pane was in the alternate screen before ``tail`` began.
+    ``look``: a look at the screen, taken only when the output draws (moves
+    the cursor: prompt_toolkit, a relayed full-screen program), where its
+    lines are not what the screen shows."""
+    if term.password:
+        return "the terminal reads a line without echo (a password prompt)", ""
+    switches = re.findall(ALT_SCREEN_RE, tail)
+    if (switches[-1] == b"h") if switches else alternate:
+        return "a full-screen program in the alternate screen", ""
+    lines = render(tail.decode("utf-8", "replace")).rstrip(" ").rsplit("\n", 2)
+    last = lines[-1].strip()
+    done = lines[-2].strip() if len(lines) > 1 and not last else ""
+    if last and (re.search(QUESTION_RE, last) or re.search(ASKING_RE, last)) or (
+            done and re.search(ASKED_RE, done)):
+        return "its last line asks", last or done
+    seen = look() if look is not None and re.search(DRAWING_RE, tail) else None
+    if seen is None:
+        return "", ""
+    if seen.alternate:
+        return "a full-screen program in the alternate screen", ""
+    row, col = int(seen.state.cursor_y or 0), int(seen.state.cursor_x or 0)
+    left = seen.rows[row][:col].strip() if row < len(seen.rows) else ""
+    if left and (re.search(QUESTION_RE, left) or re.search(ASKING_RE, left)):
+        return "the cursor's line asks", left
+    return "", ""
+
+
 # Bracketed paste asked for (h) or ended (l) by the program in the pane.
 BRACKETED_RE = rb"\x1b\[\?2004([hl])"
 # One look at the screen: its state, then its visible rows (-N: trailing
@@ -2859,6 +3249,14 @@ def _look_at(host: "Host", pane: Pane) -> Look:
     if look is None:
         raise TmuxError("tmux did not describe pane %s" % pane.label)
     return look
+
+
+def _look_or_none(host: "Host", pane: Pane) -> Optional[Look]:
+    """A look at the screen; None when tmux cannot give one."""
+    try:
+        return _look_at(host, pane)
+    except TmuxsessError:
+        return None
 
 
 def _look_of(pane: Pane, rows: str) -> Optional[Look]:
@@ -3056,6 +3454,7 @@ class _Follower:
         self.terminal: Optional[Terminal] = None  # the last look at it
         self.next_probe = 0.0
         self.suspected: Optional[float] = None  # when it first seemed to wait
+        self.asked = ""  # the line the screen's evidence that it asks found
         self.nap: Optional[_FileWatch] = None   # wakes a wait when the file grows
         self.fed = (0.0, 0.0)                   # when the last two reads got output
         self.lifeline = _Lifeline(host, pane, adopt)  # whether the program or server ended
@@ -3319,26 +3718,32 @@ class _Follower:
         return any(row.strip() for row in look.rows)
 
     def _waits_for_input(self, now: float, quiet_since: float) -> bool:
-        """Whether the program, quiet for a while, sleeps reading its terminal: the
-        kernel says so twice, with no output in between (its question may still
-        have been on its way the first time)."""
+        """Whether the program, quiet for a while, waits for input: twice, with
+        no output in between (its question may still have been on its way the
+        first time), the kernel says a process sleeps in a plain read of the
+        terminal, or (a multiplexed or unknown reader) the screen asks."""
         if (not self.watch.probe or self.start is None or now - quiet_since < 0.25
                 or now < self.next_probe or not self.pane.pid):
             return False
         self.next_probe = now + 0.25
         term = self.terminal = self.host.terminal(self.pane)
-        if term.waiting is None:
-            # No kernel to ask: a quiet program in the modes of a line editor, a
-            # full-screen program or a password prompt is taken to wait.
-            return now - quiet_since >= 1.0 and (term.canonical is False
-                                                 or term.echo is False)
-        if not term.waiting:
+        if term.reads == "none" or term.reads != "plain" and not (
+                now - quiet_since >= ASKS_QUIET and self.asks(term)[0]):
             self.suspected = None
             return False
         if self.suspected is not None and quiet_since <= self.suspected:
             return True
         self.suspected, self.next_probe = now, now + 0.05
         return False
+
+    def asks(self, term: Terminal) -> Tuple[str, str]:
+        """The screen's evidence that the program asks (see ``asks``); the
+        line that asks is kept for ``question``."""
+        start = self.start or 0
+        said = asks(bytes(self.buf[max(start, len(self.buf) - self.LOOKBACK):]), term,
+                    self.pane.alternate, lambda: _look_or_none(self.host, self.pane))
+        self.asked = said[1]
+        return said
 
     def found(self, reason: Ending) -> WaitResult:
         """What a pattern wait that ended for ``reason`` found."""
@@ -3350,8 +3755,9 @@ class _Follower:
 
     @property
     def question(self) -> str:
-        """The line the program asked its question on (the output's last line)."""
-        return self.output().rstrip("\n").rsplit("\n", 1)[-1].strip()
+        """The line the program asked its question on: the output's last line,
+        or the line the screen's evidence found (see ``asks``)."""
+        return self.asked or self.output().rstrip("\n").rsplit("\n", 1)[-1].strip()
 
     @property
     def echo_off(self) -> bool:
@@ -5269,6 +5675,7 @@ class _Exchange:
         lifeline = _Lifeline(self.host, pane)
         suspected: Optional[int] = None  # the transcript's size when it seemed to wait
         next_probe = began + 0.1  # the kernel is asked 20 times a second at most
+        grown = (-1, began)  # the transcript's size, and since when
         while True:
             tail = self.host.transcript_tail(pane.transcript)
             at = self._prompt(tail)
@@ -5281,10 +5688,12 @@ class _Exchange:
                 return ended
             if self._remaining() <= 0:
                 return "timeout"
-            if time.monotonic() >= next_probe and pane.pid and pane.tty:
-                next_probe = time.monotonic() + 0.05
+            now = time.monotonic()
+            if now >= next_probe and pane.pid and pane.tty:
+                next_probe = now + 0.05
                 size = self.host.transcript_size(pane.transcript)
-                if self.host.terminal(pane).waiting:
+                grown = grown if size == grown[0] else (size, now)
+                if self._asks(self.host.terminal(pane), tail, now - grown[1]):
                     if suspected == size:
                         return "input"
                     suspected = size
@@ -5294,6 +5703,14 @@ class _Exchange:
             # above); else polled, backing off.
             watch.wait(min(0.05 if watch.wakes else delay, max(self._remaining(), 0.001)))
             delay = min(delay * 2, 0.05)
+
+    def _asks(self, term: Terminal, tail: bytes, quiet: float) -> bool:
+        """Whether the program waits for input: the kernel's word (a plain read),
+        or for a multiplexed or unknown reader quiet for a while, the screen's."""
+        if term.reads in ("plain", "none"):
+            return term.reads == "plain"
+        return quiet >= ASKS_QUIET and bool(asks(tail, term, self.pane.alternate,
+                                                 lambda: _look_or_none(self.host, self.pane))[0])
 
     def run(self, units: List[str], path: str = "", answer: Optional[Terminal] = None,
             typed: bool = False) -> RunResult:
@@ -7785,9 +8202,6 @@ def script() -> NoReturn:
 
 
 
-if __name__ == "__main__":
-    script()
-
 # Started as ./tmuxsess.py, /bin/sh runs the docstring's first line: Python reads
 # this file and runs only what follows the mark below. It runs the module from
 # bytecode kept under the file's sha256, so an edited file runs at once and an
@@ -7836,3 +8250,7 @@ def _boot(source: bytes) -> None:
     sys.modules["tmuxsess"] = module
     exec(code, module.__dict__)
     module.script()
+
+
+if __name__ == "__main__" and "__file__" in globals():  # python3 tmuxsess.py
+    script()
