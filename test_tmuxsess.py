@@ -2728,7 +2728,7 @@ class NodeProfileTest(ProfileTestCase):
     def test_unfinished_block_is_reported(self):
         self.create("js", "--kind", "node")
         self.assert_unfinished("js", "function f() {")
-        self.ok("send", "-s", "js", "-c", "return 3 }", "-w", "undefined")
+        self.assertEqual(self.ok("run", "-s", "js", "--answer", "return 3 }").stdout, "")
         self.run_ok("js", "typeof f", "'function'\n")
 
 
@@ -2830,7 +2830,8 @@ class PdbProfileTest(ProfileTestCase):
 class KindTest(TmuxTestCase):
     def test_kind_names_a_profile(self):
         r = self.fails(1, "create", "-n", "x", "--kind", "cobol")
-        for kind in ("shell", "python", "gdb", "node", "psql", "sqlite", "command"):
+        for kind in ("shell", "zsh", "fish", "python", "ipython", "gdb", "node", "psql",
+                     "sqlite", "command"):
             self.assertIn(kind, r.stderr)
         self.fails(1, "create", "-n", "x", "--kind", "shell", "--cmd", "bash")
         self.fails(1, "create", "-n", "x", "--kind", "node", "--python", error=False)
@@ -2849,6 +2850,426 @@ class KindTest(TmuxTestCase):
         del reg["sessions"]["py"]["kind"]
         write_bytes(self.reg_path, json.dumps(reg).encode())
         self.assertEqual(self.ok("run", "-s", "py", "-c", "6 * 7").stdout, "42\n")
+
+
+# ===========================================================================
+# More kinds: zsh, fish and IPython with the user's own startup files;
+# sqlite3's status from its error log; node says what it logs
+# ===========================================================================
+
+# IPython may live in the virtualenv whose Python runs the suite.
+IPYTHON = shutil.which("ipython") or next(
+    (p for p in [os.path.join(os.path.dirname(sys.executable), "ipython")]
+     if os.access(p, os.X_OK)), None)
+OWN_MARK_RE = rb"\x1b\]133;([A-D])((?:;[^;\x07\x1b]*)*?);tmuxsess=[0-9a-f]+\x07"
+
+
+class KindsCase(ProfileTestCase):
+    """A HOME of the test's own, which the programs' startup files live in."""
+
+    def setUp(self):
+        super().setUp()
+        self.home = os.environ["HOME"]
+        for name in ("ZDOTDIR", "PYTHONSTARTUP", "IPYTHONDIR", "XDG_DATA_HOME"):
+            os.environ.pop(name, None)
+        if IPYTHON:
+            os.environ["PATH"] = os.path.dirname(IPYTHON) + os.pathsep + os.environ["PATH"]
+
+    def answer(self, name, text, rc=0):
+        r = self.cli("run", "-s", name, "--json", "--answer", text)
+        self.assertEqual(r.returncode, rc, r.stdout + r.stderr)
+        return json.loads(r.stdout)
+
+    def assert_waits(self, name, code, prompt="input"):
+        """The run is reported waiting at once, not as a timeout or a status."""
+        began = time.monotonic()
+        j = self.run_json(name, code, 123)
+        self.assertLess(time.monotonic() - began, 8)
+        self.assertEqual((j["waiting_for_input"], j["prompt"], j["exit_status"],
+                          j["timed_out"]), (True, prompt, None, False), j)
+        return j
+
+    def write(self, relative, text):
+        path = os.path.join(self.home, relative)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def transcript(self, name):
+        return read_bytes(self.registry()["sessions"][name]["transcript"])
+
+    def marks(self, name):
+        """The session's own marks, in order: b"A", b"A;k=c", b"D;0", ..."""
+        return [m.group(1) + m.group(2)
+                for m in re.finditer(OWN_MARK_RE, self.transcript(name))]
+
+    def home_files(self):
+        return sorted(os.path.relpath(os.path.join(root, f), self.home)
+                      for root, _dirs, files in os.walk(self.home) for f in files)
+
+    def screen(self, name, lines=5):
+        return self.ok("capture", "-s", name, "-n", lines).stdout
+
+
+ZSH_THEME = r"""
+# Like oh-my-zsh or powerlevel10k: hooks added after ours remake the prompt;
+# two lines and a right prompt.
+setopt PROMPT_SUBST
+autoload -Uz add-zsh-hook
+_theme_precmd() {
+    local s=$?
+    PROMPT=$'%F{blue}%n@%m %~%f\n${theme_char} '
+    theme_char="%(?.%F{green}.%F{red})❯%f"
+    RPROMPT="%F{yellow}[last $s]%f"
+}
+add-zsh-hook precmd _theme_precmd
+# The user's own hooks print what is no command's output.
+precmd() { print -n "user-precmd-text" }
+preexec() { print -n "user-preexec-text" }
+_user_line_init() { print -n "user-line-init-text" }
+zle -N zle-line-init _user_line_init
+# A clock that redraws the prompt every second.
+TMOUT=1
+TRAPALRM() { zle reset-prompt }
+HISTFILE=~/.zsh_history
+SAVEHIST=100
+setopt INC_APPEND_HISTORY
+THEME_LOADED=yes
+"""
+
+
+@unittest.skipUnless(shutil.which("zsh"), "zsh is not installed")
+class ZshKindTest(KindsCase):
+    def test_output_and_the_commands_own_exit_status(self):
+        rec = self.create("z", "--kind", "zsh")
+        self.assertEqual((rec["kind"], rec["type"]), ("zsh", "shell"))
+        self.run_ok("z", "echo hi; (exit 3)", "hi\n", 3)
+        self.run_ok("z", "printf abc", "abc")  # no newline added, no PROMPT_SP padding
+        self.run_ok("z", "fi", "zsh: parse error near `fi'\n", 1)  # nothing ran: zsh's $?
+        self.run_ok("z", "false", "", 1)
+        self.run_ok("z", "ech", "zsh: command not found: ech\n", 127)
+        self.run_ok("z", "", "", 127)  # an empty line: $? stays
+        self.run_ok("z", 'echo "a!b" $((6*7))', "a!b 42\n")  # no history expansion
+
+    def test_multi_line_blocks_run_whole(self):
+        self.create("z", "--kind", "zsh")
+        self.run_ok("z", "for i in 1 2; do\n  echo \"n $i\"\n\ndone\n"
+                         "cat <<EOF\nhere doc\n\tand a tab\nEOF\n"
+                         "# a comment line\n"
+                         "f() {\n  echo in f\n\n  return 4\n}\nf",
+                    "n 1\nn 2\nhere doc\n\tand a tab\nin f\n", 4)
+        self.run_ok("z", "f; echo $?", "in f\n4\n")  # the function was kept
+
+    def test_read_waits_and_is_answered(self):
+        self.create("z", "--kind", "zsh")
+        j = self.assert_waits("z", 'read "x?Name? "; echo "got $x"')
+        self.assertEqual((j["output"], j["question"]), ("Name? ", "Name?"))
+        j = self.answer("z", "Bob")
+        self.assertEqual((j["output"], j["exit_status"]), ("got Bob\n", 0))
+        j = self.assert_waits("z", 'read -s pw; echo "${#pw} chars"')
+        self.assertTrue(j["echo_off"])
+        j = self.answer("z", "secret")
+        self.assertEqual((j["output"], j["exit_status"]), ("6 chars\n", 0))
+
+    def test_unfinished_block_waits_at_the_continuation_prompt(self):
+        self.create("z", "--kind", "zsh")
+        self.assert_unfinished("z", "for i in 1 2; do")
+        j = self.answer("z", 'echo "i=$i"; done')
+        self.assertEqual((j["output"], j["exit_status"]), ("i=1\ni=2\n", 0))
+
+    def test_a_theme_that_rewrites_both_prompts_and_redraws(self):
+        self.write(".zshrc", ZSH_THEME)
+        self.create("z", "--kind", "zsh")
+        self.run_ok("z", "echo $THEME_LOADED; (exit 5)", "yes\n", 5)
+        self.redrawn("z")
+        self.run_ok("z", "printf 'x\\ny'", "x\ny")
+        self.run_ok("z", "for i in 1 2; do\n\n  echo $i\ndone", "1\n2\n")
+        self.redrawn("z")
+        self.run_ok("z", "print -r -- $RPROMPT", "%F{yellow}[last 0]%f\n")
+        marks = self.marks("z")
+        # One D per prompt, however often it was redrawn; A and B once each,
+        # after the user's zle-line-init.
+        prompts = marks.count(b"A")
+        self.assertEqual(sum(m.startswith(b"D;") for m in marks), prompts, marks)
+        self.assertEqual(marks.count(b"B"), prompts, marks)
+        self.assertEqual(marks.count(b"C"), 4, marks)
+        data = self.transcript("z")
+        self.assertGreater(data.count(b"user-line-init-text"), prompts - 1)
+        self.assertIn(b"user-precmd-text", data)  # the user's hooks ran, not as output
+        self.assertIn(b"user-preexec-text", data)
+
+    def redrawn(self, name):
+        """Wait until the theme's clock redrew the prompt at least once."""
+        size = len(self.transcript(name))
+        wait_until(lambda: len(self.transcript(name)) > size, 10, "a redraw")
+
+    def test_hooks_that_run_after_ours_and_unusual_options(self):
+        # A precmd hook after ours replaces zle-line-init (without calling the
+        # one before) and PROMPT_EOL_MARK at every prompt; options the marks'
+        # code must not trip on; no PROMPT_SP (the D mark then comes from precmd).
+        self.write(".zshrc", "setopt KSH_ARRAYS SH_WORD_SPLIT NO_UNSET\n"
+                             "late() { PROMPT_EOL_MARK=X; w() { : }; zle -N zle-line-init w;"
+                             " PROMPT='[%?]%# ' }\nprecmd_functions+=(late)\n")
+        self.create("z", "--kind", "zsh")
+        self.run_ok("z", "echo one; (exit 2)", "one\n", 2)
+        self.run_ok("z", "printf abc", "abc")
+        self.assertIn("[2]# printf abc", self.screen("z"))
+        self.run_ok("z", "unsetopt PROMPT_SP", "")
+        self.run_ok("z", "printf abc; false", "abc", 1)
+        self.run_ok("z", "echo two", "two\n")
+
+    def test_norc_reads_no_rc_file(self):
+        self.write(".zshrc", ZSH_THEME)
+        self.create("z", "--kind", "zsh", "--norc")
+        self.run_ok("z", "echo ${THEME_LOADED:-none} ${TMOUT:-none}", "none none\n")
+
+    def test_no_history_file_and_no_new_user_wizard(self):
+        self.create("z", "--kind", "zsh")  # an empty HOME: zsh-newuser-install would ask
+        self.run_ok("z", "echo ${HISTFILE:-unset}", "unset\n")
+        self.assertEqual(self.home_files(), [])
+        self.write(".zshrc", "HISTFILE=~/.zsh_history\nSAVEHIST=100\nsetopt INC_APPEND_HISTORY\n")
+        self.create("z2", "--kind", "zsh")
+        self.run_ok("z2", "echo one", "one\n")
+        self.ok("kill", "-s", "z2")
+        self.assertEqual(self.home_files(), [".zshrc"])
+
+    def test_users_zdotdir_is_honoured(self):
+        self.write("zconf/.zshenv", "ZSHENV_LOADED=1\n")
+        self.write("zconf/.zshrc", "ZSHRC_LOADED=1\nPROMPT='zd%# '\n")
+        os.environ["ZDOTDIR"] = os.path.join(self.home, "zconf")
+        self.create("z", "--kind", "zsh")
+        self.run_ok("z", 'echo $ZSHENV_LOADED $ZSHRC_LOADED "$ZDOTDIR"',
+                    "1 1 %s\n" % os.environ["ZDOTDIR"])
+
+
+FISH_THEME = r"""
+set -g fish_greeting "Welcome GREETING-TEXT"
+set -g fish_history myhistory
+function fish_prompt
+    set -l s $status
+    printf '%s %s\n[%s] ❯ ' (prompt_hostname) (prompt_pwd) $s
+end
+function fish_right_prompt
+    printf '(right %s)' $status
+end
+function fish_mode_prompt
+    printf '[mode] '
+end
+function theme_event --on-event fish_prompt
+    printf '\e]0;a title\a'
+end
+set -g THEME_LOADED yes
+"""
+
+
+@unittest.skipUnless(shutil.which("fish"), "fish is not installed")
+class FishKindTest(KindsCase):
+    def setUp(self):
+        super().setUp()
+        # fish's first start in a HOME makes completions from man pages in the
+        # background for seconds: it ran here before, as for any fish user.
+        self.write(".config/fish/fish_variables", "SETUVAR __fish_initialized:3400\n")
+        os.makedirs(os.path.join(self.home, ".local/share/fish/generated_completions"))
+
+    def test_output_and_the_commands_own_exit_status(self):
+        rec = self.create("f", "--kind", "fish")
+        self.assertEqual((rec["kind"], rec["type"]), ("fish", "shell"))
+        self.run_ok("f", "echo hi; false", "hi\n", 1)
+        self.run_ok("f", "printf abc", "abc")
+        self.run_ok("f", "echo $status", "0\n")
+        self.run_ok("f", "nosuch", "fish: Unknown command: nosuch\n", 127)
+        self.run_ok("f", "", "", 127)  # an empty line: $status stays
+
+    def test_multi_line_blocks_run_whole(self):
+        self.create("f", "--kind", "fish")
+        self.run_ok("f", "for i in 1 2\n  echo \"n $i\"\n\nend\n"
+                         "function g\n    echo in g\n\n    return 4\nend\ng",
+                    "n 1\nn 2\nin g\n", 4)
+        self.run_ok("f", "g; echo $status", "in g\n4\n")
+
+    def test_syntax_error_ends_the_run_with_fishs_status(self):
+        self.create("f", "--kind", "fish")
+        j = self.run_json("f", "end", 123)  # fish's 123, not "waiting": the JSON says
+        self.assertEqual((j["exit_status"], j["waiting_for_input"]), (123, False))
+        self.assertTrue(j["output"].startswith("fish: 'end' outside of a block\n"), j)
+        self.run_ok("f", "echo next", "next\n")  # the line did not stay behind
+
+    def test_read_waits_and_is_answered(self):
+        self.create("f", "--kind", "fish")
+        j = self.assert_waits("f", 'read -P "Name? " x; echo "got $x"')
+        self.assertEqual(j["question"], "Name?")
+        j = self.answer("f", "Bob")
+        self.assertEqual((j["output"], j["exit_status"]), ("got Bob\n", 0))
+
+    def test_unfinished_block_waits_at_the_continuation(self):
+        self.create("f", "--kind", "fish")
+        self.assert_waits("f", "for i in 1 2", "continuation")
+        j = self.answer("f", 'echo "i=$i"; end')
+        self.assertEqual((j["output"], j["exit_status"]), ("i=1\ni=2\n", 0))
+        self.run_ok("f", "echo after", "after\n")
+
+    def test_a_theme_with_its_own_prompts(self):
+        self.write(".config/fish/config.fish", FISH_THEME)
+        self.create("f", "--kind", "fish")
+        self.run_ok("f", "echo $THEME_LOADED; false", "yes\n", 1)
+        # The theme's prompt still sees the last status; the screen shows it.
+        self.run_ok("f", "echo x", "x\n")
+        screen = self.screen("f", 10)
+        self.assertIn("[1] ❯ echo x", screen)
+        self.assertIn("(right 1)", screen)
+        self.assertIn("[mode] ", screen)
+        # A prompt defined later (a theme switched in the session) is marked too.
+        self.run_ok("f", "function fish_prompt\n    printf 'NEW> '\nend", "")
+        self.run_ok("f", "echo after; false", "after\n", 1)
+        self.assertIn("NEW> echo after", self.screen("f"))
+        self.assertNotIn(b"GREETING-TEXT", self.transcript("f"))
+        self.ok("kill", "-s", "f")
+        self.assertEqual([p for p in self.home_files() if "history" in p], [])
+
+    def test_an_autoloaded_prompt_function(self):
+        self.write(".config/fish/functions/fish_prompt.fish",
+                   "function fish_prompt\n    printf 'auto> '\nend\n")
+        self.create("f", "--kind", "fish")
+        self.run_ok("f", "echo x", "x\n")
+        self.assertIn("auto> echo x", self.screen("f"))
+
+    def test_norc_reads_no_config(self):
+        self.write(".config/fish/config.fish", FISH_THEME)
+        self.create("f", "--kind", "fish", "--norc")
+        self.run_ok("f", 'echo "[$THEME_LOADED]"', "[]\n")
+
+
+IPYTHON_CONFIG = r"""
+from IPython.terminal.prompts import Prompts
+from pygments.token import Token
+
+
+class MyPrompts(Prompts):
+    def in_prompt_tokens(self):
+        return [(Token.Prompt, "mine[%d]>>> " % self.shell.execution_count)]
+
+
+c = get_config()
+c.TerminalInteractiveShell.prompts_class = MyPrompts
+c.TerminalInteractiveShell.simple_prompt = False
+c.InteractiveShell.colors = "linux"
+c.InteractiveShellApp.exec_lines = ["FROM_EXEC_LINES = 2"]
+"""
+
+
+@unittest.skipUnless(IPYTHON, "ipython is not installed")
+class IPythonKindTest(KindsCase):
+    def test_values_prints_and_raises(self):
+        rec = self.create("ip", "--kind", "ipython")
+        self.assertEqual((rec["kind"], rec["type"]), ("ipython", "python-repl"))
+        self.run_ok("ip", "6*7", "Out[1]: 42\n")
+        self.run_ok("ip", "print(42)", "42\n")
+        j = self.run_json("ip", "1/0", 1)
+        self.assertTrue(j["output"].rstrip().endswith("ZeroDivisionError: division by zero"), j)
+        self.assertNotIn("In [", j["output"])
+        self.assertIn("NameError", self.run_json("ip", "undefined_name", 1)["output"])
+        self.run_ok("ip", "x = 1", "")
+        self.run_ok("ip", "", "")  # nothing ran: no separator line, no status
+        # Typed, IPython would wait for more; as a file it says what is wrong.
+        self.assertIn("SyntaxError", self.run_json("ip", "def f(:", 1)["output"])
+
+    def test_a_block_with_blank_lines_is_one_cell(self):
+        self.create("ip", "--kind", "ipython")
+        self.run_ok("ip", "def f(x):\n    y = x + 1\n\n    return y * 2\n\n"
+                          "for i in range(2):\n\n    print(i)\n\nf(3)", "0\n1\nOut[1]: 8\n")
+        self.run_ok("ip", "len(In)", "Out[2]: 3\n")  # one cell each
+        self.run_ok("ip", "import sys\n\nprint(sys.version_info[0])", "3\n")
+        self.run_ok("ip", "if True:\n    print('one line unit')", "one line unit\n")
+        self.run_ok("ip", "if True: print('compound line')", "compound line\n")
+
+    def test_magics_shell_and_help(self):
+        self.create("ip", "--kind", "ipython")
+        self.assertIn("per loop", self.run_json("ip", "%timeit -n1 -r1 pass", 0)["output"])
+        self.run_ok("ip", "!echo from a shell", "from a shell\n")
+        self.run_ok("ip", "w = 1\n%alias_magic -l t timeit\n\nprint(w + 1)",
+                    "Created `%t` as an alias for `%timeit`.\n2\n")
+        j = self.run_json("ip", "v = 5\nv?", 0)
+        self.assertIn("Type:", j["output"])
+        self.assertIn("int", j["output"])
+
+    def test_input_waits_and_is_answered(self):
+        self.create("ip", "--kind", "ipython")
+        j = self.assert_waits("ip", "name = input('Name? ')\nprint('hi', name)")
+        self.assertEqual((j["output"], j["question"]), ("Name? ", "Name?"))
+        j = self.answer("ip", "Ann")
+        self.assertEqual((j["output"], j["exit_status"]), ("hi Ann\n", 0))
+
+    def test_breakpoint_and_debug_stop_at_the_debugger(self):
+        self.create("ip", "--kind", "ipython")
+        j = self.assert_waits(
+            "ip", "def g():\n    a = 41\n    breakpoint()\n    return a + 1\n\ng()", "pdb")
+        self.assertIn("-> return a + 1", j["output"])
+        self.assertEqual(self.run_json("ip", "p a", 123)["output"], "41\n")
+        self.run_ok("ip", "c", "Out[1]: 42\n")
+        self.run_json("ip", "def h():\n    return 1 / 0\n\nh()", 1)
+        self.assertIn("1 / 0", self.assert_waits("ip", "%debug", "pdb")["output"])
+        self.run_ok("ip", "q", "")
+        self.run_ok("ip", "print('after')", "after\n")
+
+    def test_users_config_and_startup_files(self):
+        self.write(".ipython/profile_default/ipython_config.py", IPYTHON_CONFIG)
+        self.write(".ipython/profile_default/startup/00-mine.py",
+                   "FROM_STARTUP = 7\nprint('startup ran')\n")
+        os.environ["PYTHONSTARTUP"] = self.write("pythonstartup.py", "FROM_PYTHONSTARTUP = 3\n")
+        self.create("ip", "--kind", "ipython")
+        self.run_ok("ip", "FROM_STARTUP, FROM_EXEC_LINES, FROM_PYTHONSTARTUP",
+                    "Out[1]: (7, 2, 3)\n")
+        j = self.run_json("ip", "raise ValueError('v')", 1)
+        self.assertNotIn("\x1b[", j["output"])  # no colours, whatever the config says
+        self.assertIn("mine[3]>>>", self.screen("ip", 3))
+        # A cell that sets new prompts: the next prompt has marks as well.
+        self.run_ok("ip", "from IPython.terminal.prompts import ClassicPrompts\n"
+                          "get_ipython().prompts = ClassicPrompts(get_ipython())", "")
+        self.run_ok("ip", "print('classic')", "classic\n")
+        self.assertIn(">>> print('classic')", self.screen("ip", 4))
+        self.ok("kill", "-s", "ip")
+        self.assertEqual([p for p in self.home_files() if "history" in p], [])
+
+    def test_norc_reads_no_config_nor_startup_file(self):
+        self.write(".ipython/profile_default/startup/00-mine.py", "FROM_STARTUP = 7\n")
+        self.create("ip", "--kind", "ipython", "--norc")
+        self.run_ok("ip", "print('FROM_STARTUP' in dir())", "False\n")
+
+
+@unittest.skipUnless(shutil.which("sqlite3"), "sqlite3 is not installed")
+class SqliteStatusTest(KindsCase):
+    def test_status_comes_from_sqlite_not_from_text(self):
+        db = os.path.join(self.tmp, "app.db")
+        self.create("db", "--kind", "sqlite", "--cmd", "sqlite3 " + shlex.quote(db))
+        self.run_ok("db", "select 'Error: only data';", "Error: only data\n")
+        self.run_ok("db", "select 'Parse error: only data';", "Parse error: only data\n")
+        self.run_ok("db", "select * from nope;", "Parse error: no such table: nope\n", 1)
+        self.run_ok("db", "create table t(a primary key); insert into t values (1);", "")
+        self.run_ok("db", "insert into t values (1);",
+                    "Runtime error: UNIQUE constraint failed: t.a (19)\n", 1)
+        # An automatic index is a warning sqlite logs, not an error.
+        self.run_ok("db", "create table u(x); create table v(y);\n"
+                          "select * from u, v where u.x = v.y;", "")
+        csv = os.path.join(self.tmp, "x.csv")
+        with open(csv, "w") as f:
+            f.write("a,b\n1,2\n")
+        # .import asks whether the table exists (a logged error) before it makes it.
+        self.run_ok("db", ".import --csv %s newt\nselect count(*) from newt;" % csv, "1\n")
+        self.assertEqual(self.run_json("db", ".import --csv /nonexistent.csv t", 1)
+                         ["exit_status"], 1)
+        self.ok("kill", "-s", "db")
+        self.assertEqual(os.listdir(os.path.join(self.state, "transcripts")), [])
+
+
+@unittest.skipUnless(shutil.which("node"), "node is not installed")
+class NodeValuesTest(KindsCase):
+    def test_console_log_says_only_what_it_logs(self):
+        self.create("js", "--kind", "node")
+        self.run_ok("js", "console.log(42)", "42\n")
+        self.run_ok("js", "const a = 1\n\nconsole.log(a + 1)", "2\n")
+        self.run_ok("js", "6 * 7", "42\n")
+        self.run_ok("js", "null", "null\n")
 
 
 # ===========================================================================
@@ -6783,7 +7204,8 @@ class StressTest(TmuxTestCase):
 # Classes whose tests each drive programs for seconds: one process per test.
 SLOW_CLASSES = ("FullScreenTest", "WaitingForInputTest", "ReadmeExamplesTest",
                 "McpConcurrencyTest", "CorpusTest", "CanonicalDeliveryTest", "ConcurrencyTest",
-                "RelayTest", "NodeTest", "EventLoopTest", "OtherSessionTest", "ExactOrRefusedTest")
+                "RelayTest", "NodeTest", "EventLoopTest", "OtherSessionTest", "ExactOrRefusedTest",
+                "ZshKindTest", "FishKindTest", "IPythonKindTest")
 # The longest of them (20-40 s each) start first, so that none is left to run alone.
 FIRST_CLASSES = ("ReadmeExamplesTest", "CorpusTest", "FullScreenTest")
 

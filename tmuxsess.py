@@ -30,12 +30,15 @@ how its prompts are marked, how code is cut into units, what its
 continuation prompt is. ``create --kind KIND`` picks one:
 
     shell   bash; a command's own exit status
+    zsh     zsh (the user's rc files, themes); a command's own exit status
+    fish    fish (the user's config, prompts); a command's own exit status
     python  python3 REPL; status 1 if it raised; breakpoint() goes to pdb
+    ipython IPython; status 1 if a cell raised; blocks are one cell
     pdb     the debugger inside a python session, at (Pdb)
     gdb     gdb, quiet, no pagination
     node    node REPL; status 1 if it threw
     psql    psql; status from its ERROR variable
-    sqlite  sqlite3; status 1 for an SQL error
+    sqlite  sqlite3; status 1 for an error sqlite3 logged
     command any other program (--cmd); run needs --prompt REGEX
 
 How it stays exact where shell snippets guess:
@@ -2157,7 +2160,8 @@ delete process.env.TMUXSESS_TOKEN;
 let failed = 0;
 const r = repl.start({
   // No prompt yet: the constructor shows the first one before the marks exist.
-  prompt: '', useGlobal: true, ignoreUndefined: false, breakEvalOnSigint: true,
+  // ignoreUndefined: console.log(42) says 42, not 42 and "undefined".
+  prompt: '', useGlobal: true, ignoreUndefined: true, breakEvalOnSigint: true,
   // No eager-evaluation preview under the line, no colours: plain text output.
   preview: false, useColors: false, terminal: true,
 });
@@ -2199,7 +2203,10 @@ r.defineCommand('tmuxsess_unit', {
         return;
       }
       if (!this.underscoreAssigned) this.last = ret;
-      this.output.write(this.writer(ret) + '\n');
+      // As the REPL itself: no "undefined" echo (console.log's value).
+      if (ret !== undefined || !this.ignoreUndefined) {
+        this.output.write(this.writer(ret) + '\n');
+      }
       this.displayPrompt();
     });
   },
@@ -2235,8 +2242,344 @@ set emacs-mode-string "\1\e]133;A;tmuxsess={token}\a\2"
 $endif
 """
 
-# sqlite3 says nothing of how a statement went but its error lines.
-SQLITE_ERROR = r"^(?:(?:Parse|Runtime) error(?: near line \d+)?: |Error: )"
+ZSH_ENV = r"""# Written by tmuxsess: invisible OSC 133 marks from zsh's own hooks. D;STATUS
+# as a prompt begins (its PROMPT_EOL_MARK, so before PROMPT_SP's padding; else
+# precmd), A and B once zle has drawn the prompt, both sides (zle-line-init), C
+# as a command starts (preexec). Each mark carries the session's token: marks
+# that programs print are not ours. None is in PS1: a theme may set it at will.
+# zsh reads this file as $ZDOTDIR/.zshenv. The user's ZDOTDIR comes back at
+# once, so zsh then reads the user's own .zshrc, from $ZDOTDIR or ~, as usual.
+if [[ -n $TMUXSESS_ZDOTDIR ]]; then
+    export ZDOTDIR=$TMUXSESS_ZDOTDIR
+else
+    unset ZDOTDIR
+fi
+typeset -g __tmuxsess_id=";tmuxsess=$TMUXSESS_TOKEN"
+unset TMUXSESS_ZDOTDIR TMUXSESS_TOKEN
+if [[ -n $TMUXSESS_NORC ]]; then
+    unset TMUXSESS_NORC
+    setopt NO_RCS  # no other startup file: ~/.zshenv, /etc/zsh/zshrc, ~/.zshrc
+elif [[ -f ${ZDOTDIR:-$HOME}/.zshenv ]]; then
+    source ${ZDOTDIR:-$HOME}/.zshenv
+fi
+# The D mark as a prompt sequence: %? is the status of the last command.
+typeset -g __tmuxsess_d="%{"$'\e]133;D;%?'"$__tmuxsess_id"$'\a'"%}"
+typeset -g __tmuxsess_c="%{"$'\e]133;A;k=c'"$__tmuxsess_id"$'\a'"%}"
+typeset -g __tmuxsess_eol=""  # the PROMPT_EOL_MARK that carries the D mark
+typeset -gi __tmuxsess_set=0
+# The hooks run with zsh's own options (emulate -L), whatever the user's are.
+__tmuxsess_mark() {  # to the terminal itself, whatever stdout is (instant prompts)
+    emulate -L zsh
+    local m out=
+    for m; do out+=$'\e]133;'$m$__tmuxsess_id$'\a'; done
+    builtin print -rn -- $out 2>/dev/null >/dev/tty
+}
+# First of the precmd hooks (rc files append theirs; zsh gives each hook the
+# last command's $?): the D mark, unless PROMPT_EOL_MARK printed it.
+__tmuxsess_precmd() {
+    local s=$?
+    (( __tmuxsess_set )) || __tmuxsess_setup
+    __tmuxsess_first $s
+}
+__tmuxsess_first() {
+    emulate -L zsh
+    if [[ -z $__tmuxsess_eol || ${PROMPT_EOL_MARK-} != "$__tmuxsess_eol" ]] ||
+            [[ ! -o promptsp || ! -o promptcr ]]; then
+        __tmuxsess_mark "D;$1"  # PROMPT_SP printed no D mark this time
+    fi
+    # After every precmd hook: zsh/sched runs what is due just before the
+    # prompt. (Else last in the list: zsh runs a copy, so from the next prompt.)
+    if (( __tmuxsess_sched )); then
+        sched +0 __tmuxsess_last $1
+    else
+        precmd_functions=(${precmd_functions:#__tmuxsess_last} __tmuxsess_last)
+    fi
+}
+# What themes and plugins set in their precmd hooks stays marked.
+__tmuxsess_last() {
+    emulate -L zsh
+    # The D mark ends the output before zsh pads a partial last line
+    # (PROMPT_SP): in front of the user's own end-of-line mark.
+    local user=${PROMPT_EOL_MARK-%B%S%#%s%b}
+    PROMPT_EOL_MARK=$__tmuxsess_d${user#"$__tmuxsess_d"}
+    __tmuxsess_eol=$PROMPT_EOL_MARK
+    # A continuation prompt is marked before its text (and again once drawn).
+    PS2=$__tmuxsess_c${PS2#"$__tmuxsess_c"}
+    # C last: what other preexec hooks print is not the command's output.
+    preexec_functions=(${preexec_functions:#__tmuxsess_preexec} __tmuxsess_preexec)
+    # A and B come after the user's own zle-line-init (a theme's too).
+    [[ ${widgets[zle-line-init]-} == user:__tmuxsess_line_init ]] || __tmuxsess_hook
+    return ${1:-0}  # the status the prompt shows (%?)
+}
+__tmuxsess_preexec() { __tmuxsess_mark C; }
+__tmuxsess_line_init() {
+    # Called again by a widget it calls (a hook dispatcher that took it in): no more.
+    emulate -L zsh
+    (( __tmuxsess_busy )) && return 0
+    local -i __tmuxsess_busy=1 ret=0
+    if (( ${+widgets[__tmuxsess_user_line_init]} )); then
+        zle __tmuxsess_user_line_init -- "$@"
+        ret=$?
+    fi
+    case $CONTEXT in
+        start) __tmuxsess_mark A B ;;
+        cont) __tmuxsess_mark "A;k=c" ;;
+    esac
+    return ret
+}
+__tmuxsess_hook() {
+    emulate -L zsh
+    if (( ${+widgets[zle-line-init]} )); then
+        zle -A zle-line-init __tmuxsess_user_line_init
+    elif (( ${+widgets[__tmuxsess_user_line_init]} )); then
+        zle -D __tmuxsess_user_line_init
+    fi
+    zle -N zle-line-init __tmuxsess_line_init
+}
+# Once, after the rc files: what exact runs need, whatever they set.
+__tmuxsess_setup() {
+    __tmuxsess_set=1
+    unset HISTFILE                # no history written to the user's files
+    setopt NO_BANG_HIST           # "a!b" means a!b
+    setopt INTERACTIVE_COMMENTS   # "# note" lines in a block are comments
+    # A pasted block goes in whole (zsh 5.1+), and runs as one.
+    (( ${+zle_bracketed_paste} )) || zle_bracketed_paste=($'\e[?2004h' $'\e[?2004l')
+}
+typeset -gi __tmuxsess_sched=0
+zmodload zsh/sched 2>/dev/null && __tmuxsess_sched=1
+precmd_functions=(__tmuxsess_precmd $precmd_functions)
+(( __tmuxsess_sched )) || precmd_functions+=(__tmuxsess_last)
+"""
+
+FISH_INIT = r"""# Written by tmuxsess: invisible OSC 133 marks from fish's own events and prompt
+# functions: C as a command starts (fish_preexec), D;STATUS as it ends
+# (fish_postexec; at the next prompt when no command ran), A and B at the end
+# of the left prompt, and again at the end of the right prompt, which fish
+# draws last (but not at all when it shows nothing).
+# Each mark carries the session's token: marks that programs print are not ours.
+# fish runs this file after the user's config (--init-command).
+set -g __tmuxsess_id ";tmuxsess=$TMUXSESS_TOKEN"
+set -e TMUXSESS_TOKEN
+set -e TMUXSESS_FISH_INIT
+set -e TMUXSESS_NORC
+set -g __tmuxsess_ended 0
+# No greeting, and no history written to the user's files.
+function fish_greeting
+end
+set -g fish_history ''
+
+function __tmuxsess_preexec --on-event fish_preexec
+    printf '\e]133;C%s\a' $__tmuxsess_id
+end
+
+function __tmuxsess_postexec --on-event fish_postexec
+    printf '\e]133;D;%s%s\a' $status $__tmuxsess_id
+    set -g __tmuxsess_ended 1
+end
+
+function __tmuxsess_prompt --on-event fish_prompt
+    set -l s $status  # still the last command's
+    test $__tmuxsess_ended = 1; or printf '\e]133;D;%s%s\a' $s $__tmuxsess_id
+    set -g __tmuxsess_ended 0
+    # The prompt functions in use get the marks, whoever defined them and when
+    # (a theme that defines them anew is wrapped again before its next prompt).
+    if not string match -q '*__tmuxsess_left_prompt*' -- (functions fish_prompt 2>/dev/null)
+        functions -e __tmuxsess_left_prompt
+        functions -q fish_prompt; and functions -c fish_prompt __tmuxsess_left_prompt
+        or function __tmuxsess_left_prompt
+        end
+        function fish_prompt
+            __tmuxsess_left_prompt $argv
+            printf '\e]133;A%s\a\e]133;B%s\a' $__tmuxsess_id $__tmuxsess_id
+        end
+    end
+    if not string match -q '*__tmuxsess_right_prompt*' -- (functions fish_right_prompt 2>/dev/null)
+        functions -e __tmuxsess_right_prompt
+        functions -q fish_right_prompt; and functions -c fish_right_prompt __tmuxsess_right_prompt
+        or function __tmuxsess_right_prompt
+        end
+        function fish_right_prompt
+            __tmuxsess_right_prompt $argv
+            printf '\e]133;A%s\a\e]133;B%s\a' $__tmuxsess_id $__tmuxsess_id
+        end
+    end
+    # Enter on an unfinished command line (fish has no continuation prompt)
+    # says so, unless the user bound Enter to something else.
+    for mode in default insert
+        bind -M $mode --user \r >/dev/null 2>&1
+        or bind -M $mode \r __tmuxsess_enter
+    end
+end
+
+function __tmuxsess_enter
+    set -l s $status  # kept: an empty line leaves it as it was
+    set -l line (commandline | string collect)
+    if test -n "$line"
+        commandline --is-valid
+        switch $status
+            case 2  # unfinished: Enter starts a new line of it
+                printf '\e]133;A;k=c%s\a' $__tmuxsess_id
+            case 1  # a syntax error: fish would keep the line and run nothing;
+                # eval says what fish would, and ends with status 123
+                set -g __tmuxsess_line $line
+                commandline -r 'eval $__tmuxsess_line'
+        end
+    end
+    commandline -f execute
+    return $s
+end
+"""
+
+IPYTHON_STARTUP = r'''# Written by tmuxsess: IPython (--simple-prompt) whose prompts carry OSC 133
+# marks: A and B around In [N]:, A;k=c before ...:, A;k=pdb and B around the
+# debuggers' prompts (pdb, ipdb); D;STATUS, 1 if a cell raised, as each cell
+# ends (post_run_cell; D;0 in the prompt when no cell ran). It runs last (-c):
+# after the user's config, startup files and exec_lines, whose prompts it
+# keeps and marks.
+def _tmuxsess_setup():
+    import os
+    import re
+    import sys
+    from IPython import get_ipython
+    from IPython.terminal.prompts import Prompts
+    from pygments.token import Token
+
+    shell = get_ipython()
+    # Each mark carries the session's token: marks that programs print are not ours.
+    tag = ";tmuxsess=" + os.environ.pop("TMUXSESS_TOKEN", "")
+    norc = os.environ.pop("TMUXSESS_NORC", "")
+
+    def mark(what):
+        # \001 \002: invisible to readline, should anything load it
+        return "\001\033]133;%s%s\007\002" % (what, tag)
+
+    # The D mark ends a cell's output as the cell ends; the separator IPython
+    # prints before each prompt (separate_in) comes after it, in the prompt.
+    state = {"ended": False, "separator": shell.separate_in}
+    shell.separate_in = ""
+
+    def write(text):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        out = sys.__stdout__
+        out.write(text)
+        out.flush()
+
+    class Marked(Prompts):
+        """The prompts in use, with marks."""
+
+        def __init__(self, inner):
+            super().__init__(shell)
+            self.inner = inner
+
+        def in_prompt_tokens(self, *args, **kwargs):
+            # No cell ran since the last prompt (an empty line, Ctrl-C): D;0 here.
+            ended = "" if state["ended"] else mark("D;0")
+            state["ended"] = False
+            return ([(Token.ZeroWidthEscape, ended), (Token.Prompt, state["separator"]),
+                     (Token.ZeroWidthEscape, mark("A"))]
+                    + list(self.inner.in_prompt_tokens(*args, **kwargs))
+                    + [(Token.ZeroWidthEscape, mark("B"))])
+
+        def continuation_prompt_tokens(self, *args, **kwargs):
+            return ([(Token.ZeroWidthEscape, mark("A;k=c"))]
+                    + list(self.inner.continuation_prompt_tokens(*args, **kwargs)))
+
+        def rewrite_prompt_tokens(self, *args, **kwargs):
+            return self.inner.rewrite_prompt_tokens(*args, **kwargs)
+
+        def out_prompt_tokens(self, *args, **kwargs):
+            return self.inner.out_prompt_tokens(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    def marked():
+        if not isinstance(shell.prompts, Marked):
+            shell.prompts = Marked(shell.prompts)
+        if shell.separate_in:
+            state["separator"], shell.separate_in = shell.separate_in, ""
+
+    def ended(result):
+        failed = int(bool(result.error_before_exec or result.error_in_exec))
+        write("\033]133;D;%d%s\007" % (failed, tag))
+        state["ended"] = True
+        marked()  # prompts (and a separator) a cell set get their marks too
+
+    # First of its kind: what later hooks print is not the cell's output.
+    shell.events.callbacks["post_run_cell"].insert(0, ended)
+    marked()
+
+    # A block of several lines goes in as one line naming a private file that
+    # holds it; this turns that line back into the block, which then runs as
+    # ONE cell (blank lines, magics, !commands and ? help as typed).
+    unit = re.compile(r"__tmuxsess_cell__\((.+)\)\s*\Z")
+
+    def cell_from_file(lines):
+        found = unit.match(lines[0]) if len(lines) == 1 else None
+        if found is None:
+            return lines
+        import ast
+        with open(ast.literal_eval(found.group(1)), encoding="utf-8",
+                  errors="surrogateescape") as f:
+            code = f.read()
+        if not code.endswith("\n"):
+            code += "\n"
+        return code.splitlines(True)
+    cell_from_file.has_side_effects = True  # a line it asks check_complete about is one
+    shell.input_transformers_cleanup.insert(0, cell_from_file)
+
+    # The debuggers' prompts, pdb's "(Pdb) " and IPython's "ipdb> ", get marks
+    # whenever a debugger is made (breakpoint(), %debug, %pdb).
+    import pdb
+
+    def get_prompt(self):
+        text = self.__dict__.get("_tmuxsess_prompt", "(Pdb) ")
+        if text in ("(Pdb) ", "ipdb> "):
+            return mark("A;k=pdb") + text + mark("B")
+        return text
+
+    def set_prompt(self, text):
+        self.__dict__["_tmuxsess_prompt"] = text
+
+    pdb.Pdb.prompt = property(get_prompt, set_prompt)
+
+    # The user's PYTHONSTARTUP, which IPython runs only without -c.
+    path = os.environ.get("PYTHONSTARTUP", "")
+    if path and not norc and os.path.isfile(path):
+        shell.safe_execfile(path, shell.user_ns)
+
+
+_tmuxsess_setup()
+'''
+
+# IPython runs it with -c, after everything else it runs at start-up.
+IPYTHON_RUN = ("exec(compile(open(__import__('os').environ.pop('TMUXSESS_IPYTHON_INIT'), "
+               "encoding='utf-8').read(), '<tmuxsess>', 'exec'), {'__name__': 'tmuxsess'})")
+
+# sqlite3's own word on errors is its library's error log (.log FILE): a line
+# "(CODE) message" for every error, also those of SQL a dot-command runs. Not
+# errors: notices (27) and warnings (28: an automatic index), a schema change
+# the library retried (17), and the question .import asks before it creates a
+# table (does it exist?).
+SQLITE_NOT_FAILED = (0, 17, 27, 28)
+SQLITE_PROBE = r'no such table: \S+ in "SELECT \* FROM (?:"(?:[^"]|"")*"\.)?"(?:[^"]|"")*""\Z'
+# What the shell itself says of a dot-command that failed (.import of a missing
+# file, an unknown command): it logs nothing, and says so only in these words,
+# which count only in code that holds a dot-command.
+SQLITE_DOT_ERROR = r"^(?:Error|ERROR|error): "
+
+
+def _sqlite_failed(logged: str) -> bool:
+    """Whether what sqlite3 wrote to its error log during a unit holds an error."""
+    for m in re.finditer(r"^\((\d+)\) (.*)$", logged, re.MULTILINE):
+        if int(m.group(1)) & 0xFF not in SQLITE_NOT_FAILED and not re.match(
+                SQLITE_PROBE, m.group(2)):
+            return True
+    return False
 
 
 def python_unit(code: str) -> str:
@@ -2275,6 +2618,22 @@ def _python_line_is_complete(code: str) -> bool:
             return codeop.compile_command(code, "<stdin>", "single") is not None
         except (SyntaxError, ValueError, OverflowError):
             return True  # let the REPL show the error itself
+
+
+def _ipython_takes_line(line: str) -> bool:
+    """Whether IPython surely runs a line as typed, at once: one complete Python
+    statement, short enough for a line-editing terminal. Anything else (a magic,
+    a !command, help?, what IPython may take as unfinished) goes as a file."""
+    import codeop
+    import warnings
+    if len(line.encode("utf-8", "surrogateescape")) >= 1024:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return codeop.compile_command(line, "<stdin>", "single") is not None
+        except (SyntaxError, ValueError, OverflowError):
+            return False
 
 
 def _sql_quoted(path: str) -> str:
@@ -2326,14 +2685,25 @@ class Profile(Record):
     # goes in as TMUXSESS_<NAME> (a user's PYTHONSTARTUP runs first).
     chained: Tuple[str, ...] = ()
     commands: str = ""                # its program's name as tmux shows it (a regex)
+    norc_args: Tuple[str, ...] = ()   # options it adds for create --norc
+    takes_line: Optional[Callable[[str], bool]] = None  # cut "file": a single line
+    #                                   it takes as typed (else it goes as a file)
+    error_log: bool = False           # it logs errors to a file ({error_log} in args)
+    logged_failure: Optional[Callable[[str], bool]] = None  # what it logged in a
+    #                                   unit says the unit failed
+    failure_when: str = ""            # ``failure`` counts only in code this regex finds
 
     def argv(self, command: Optional[str], env: Dict[str, str], startup: str,
-             token: str, inherited: Optional[Dict[str, str]] = None) -> List[str]:
+             token: str, inherited: Optional[Dict[str, str]] = None,
+             error_log: str = "") -> List[str]:
         """The argument list the pane runs (always several words: tmux then skips
         ``sh -c``); ``command`` is a --cmd command line, run by $SHELL; ``env``
-        the variables set for it, ``inherited`` the ones it gets from the caller."""
+        the variables set for it, ``inherited`` the ones it gets from the caller;
+        ``error_log`` the file it logs its errors to."""
         def fill(text: str) -> str:
-            return text.replace("{startup}", startup).replace("{token}", token)
+            return (text.replace("{startup}", startup).replace("{token}", token)
+                    .replace("{startup_dir}", os.path.dirname(startup))
+                    .replace("{error_log}", self.quote(error_log)))
         words = ["env", "TMUXSESS_TOKEN=" + token]
         for name in self.chained:
             value = env.get(name, (inherited or {}).get(name, ""))
@@ -2342,6 +2712,8 @@ class Profile(Record):
         words += ["%s=%s" % (k, fill(v)) for k, v in self.env]
         words += ["%s=%s" % kv for kv in env.items() if kv[0] not in self.chained]
         extra = [fill(a) for a in self.args]
+        if env.get("TMUXSESS_NORC"):
+            extra += [fill(a) for a in self.norc_args]
         if command is None:
             return words + [fill(a) for a in self.program] + extra
         shell = os.environ.get("SHELL") or "/bin/sh"
@@ -2362,14 +2734,19 @@ class Profile(Record):
         """Whether ``code`` goes in as a private file (``block``): several lines,
         or a line with characters line editing would act on (a tab completes)."""
         line = code.rstrip("\n")
-        return self.cut == "file" and ("\n" in line or not line.isprintable())
+        return self.cut == "file" and ("\n" in line or not line.isprintable() or (
+            self.takes_line is not None and not self.takes_line(line)))
 
-    def unit_status(self, status: Optional[int], output: str, path: str = ""
-                    ) -> Optional[int]:
-        """A unit's status from its end mark, its error lines, or none."""
+    def unit_status(self, status: Optional[int], output: str, path: str = "",
+                    logged: str = "", code: str = "") -> Optional[int]:
+        """A unit's status from what it logged (``logged``: what its error log
+        gained meanwhile), its end mark, its error lines, or none."""
+        if self.logged_failure is not None and self.logged_failure(logged):
+            return 1
         failure = self.failure.replace("{path}", re.escape(path))
-        if failure and (path or failure == self.failure) and re.search(
-                failure, output, re.MULTILINE):
+        if failure and (path or failure == self.failure) and (
+                not self.failure_when or re.search(self.failure_when, code, re.MULTILINE)
+        ) and re.search(failure, output, re.MULTILINE):
             return 1
         if status is None and self.status:
             return 0  # psql before its first query; sqlite3, which has no end mark
@@ -2395,12 +2772,30 @@ PROFILES: Dict[str, Profile] = {p.name: p for p in [
             program=("bash", "--noprofile", "--rcfile", "{startup}", "-i"),
             startup=BASH_RC, startup_name="bashrc", marked=True, status=True,
             command_mark=True, cut="whole", continuation=("c",), takes_command=False),
+    Profile("zsh", "shell", "zsh; a command's own exit status",
+            program=("zsh", "-i"), env=(("ZDOTDIR", "{startup_dir}"),), startup=ZSH_ENV,
+            startup_name=".zshenv", marked=True, status=True, command_mark=True,
+            cut="whole", continuation=("c",), chained=("ZDOTDIR",)),
+    Profile("fish", "shell", "fish; a command's own exit status",
+            program=("fish",), args=("--init-command", 'source "$TMUXSESS_FISH_INIT"'),
+            env=(("TMUXSESS_FISH_INIT", "{startup}"),), startup=FISH_INIT,
+            startup_name="init.fish", marked=True, status=True, command_mark=True,
+            cut="whole", continuation=("c",), norc_args=("--no-config",)),
     Profile("python", "python-repl", "python3 REPL; status 1 if it raised",
             program=("python3", "-q"),
             env=(("PYTHON_BASIC_REPL", "1"), ("PYTHONSTARTUP", "{startup}")),
             startup=PYTHON_STARTUP, startup_name="python_startup.py", marked=True,
             status=True, cut="wrap", wrap=_python_line, continuation=("s",),
             debuggers=("pdb",), chained=("PYTHONSTARTUP",), commands=r"python[0-9.]*"),
+    Profile("ipython", "python-repl", "IPython; status 1 if a cell raised",
+            program=("ipython",),
+            args=("--simple-prompt", "--no-banner", "--no-confirm-exit", "--colors=nocolor",
+                  "--HistoryManager.hist_file=:memory:", "-i", "-c", IPYTHON_RUN),
+            env=(("TMUXSESS_IPYTHON_INIT", "{startup}"),), startup=IPYTHON_STARTUP,
+            startup_name="ipython_startup.py", marked=True, status=True, cut="file",
+            block="__tmuxsess_cell__({path})", block_suffix=".py", quote=repr,
+            continuation=("c",), debuggers=("pdb",), takes_line=_ipython_takes_line,
+            norc_args=("--quick", "--ipython-dir={startup_dir}")),
     Profile("pdb", "debugger", "the debugger inside a python session, at (Pdb)",
             marked=True, cut="wrap", wrap=_pdb_line, nested=True),
     Profile("gdb", "debugger", "gdb, quiet, no pagination, no confirmations",
@@ -2421,12 +2816,13 @@ PROFILES: Dict[str, Profile] = {p.name: p for p in [
             # ERROR is only set by SQL: a unit of meta-commands must not show the last one's
             prefix="\\set ERROR false \\\\ ", continuation=("c",),
             failure=r"^psql:{path}:\d+: (?:ERROR|FATAL|PANIC|error): "),
-    Profile("sqlite", "command", "sqlite3; status 1 for an SQL error",
-            program=("sqlite3",), args=("-init", "/dev/null"),
+    Profile("sqlite", "command", "sqlite3; status 1 for an error sqlite3 logged",
+            program=("sqlite3",), args=("-init", "/dev/null", "-cmd", ".log {error_log}"),
             env=(("INPUTRC", "{startup}"),), startup=SQLITE_INPUTRC,
             startup_name="inputrc", marked=True, status=True, cut="file",
             block=".read {path}", block_suffix=".sql", quote=_c_quoted, continuation=("c",),
-            continuation_text="   ...> ", failure=SQLITE_ERROR),
+            continuation_text="   ...> ", error_log=True, logged_failure=_sqlite_failed,
+            failure=SQLITE_DOT_ERROR, failure_when=r"^[ \t]*\."),
     Profile("command", "command", "any program (--cmd); run needs --prompt REGEX"),
 ]}
 
@@ -2434,7 +2830,7 @@ PROFILES: Dict[str, Profile] = {p.name: p for p in [
 _KIND_OF_TYPE = {"shell": "shell", "python-repl": "python", "debugger": "gdb",
                  "command": "command"}
 KIND_ALIASES = dict(_KIND_OF_TYPE, bash="shell", python3="python", sqlite3="sqlite",
-                    nodejs="node", postgres="psql")
+                    nodejs="node", postgres="psql", ipython3="ipython")
 
 
 def profile_of_command(command: str) -> Profile:
@@ -3507,10 +3903,14 @@ class _Follower:
             if mark.kind == b"D" or (mark.kind == b"A" and mark.prompt):
                 # Nothing ran: an empty line, a comment, a syntax error, or an
                 # unfinished line at the continuation prompt. bash (5.1+) ends
-                # bracketed paste as it takes the line; what follows is what it
-                # said about the line.
+                # bracketed paste as it takes the line, zsh just before its
+                # newline; what follows is what it said about the line.
                 taken = self.buf.find(b"\x1b[?2004l", 0, mark.match.start())
-                self.start = taken + 8 if taken >= 0 else mark.match.start()
+                if taken < 0:
+                    self.start = mark.match.start()
+                else:
+                    line_end = re.compile(rb"\r*\n").match(self.buf, taken + 8)
+                    self.start = line_end.end() if line_end else taken + 8
                 return
 
     def _skip_echo(self) -> None:
@@ -3883,9 +4283,10 @@ class PaneFiles:
     """The state dir's layout: the single home of every file the tool keeps
     beside the registry.
 
-    ``transcripts/`` a session's transcript (NAME.ID.log) and its own startup
-    file (.init); ``init/`` startup files sessions share; ``locks/`` per pane
-    the run lock (.lock) and the note of the last text sent (.sent);
+    ``transcripts/`` a session's transcript (NAME.ID.log), its own startup
+    file (.init) and its program's error log (.errors); ``init/`` startup
+    files sessions share; ``locks/`` per pane the run lock (.lock) and the
+    note of the last text sent (.sent);
     ``screens/`` per pane how the screen looked at the last send; ``tmp/``
     the files a run's blocks are read from.
     """
@@ -3923,6 +4324,11 @@ class PaneFiles:
             return _write_private(os.path.join(self.dir("init"), profile.startup_name),
                                   profile.startup)
         return ""
+
+    @staticmethod
+    def error_log(transcript: str) -> str:
+        """Where a session's program logs its errors (sqlite3's .log)."""
+        return transcript + ".errors"
 
     @contextlib.contextmanager
     def following(self, pane: "Pane") -> Iterator[bool]:
@@ -4053,8 +4459,8 @@ class PaneFiles:
         # delete anything else.
         if transcript and os.path.dirname(os.path.abspath(transcript)) == os.path.join(
                 self.settings.state_dir, "transcripts"):
-            self.host.remove_transcript(transcript)
-            self.host.remove_transcript(transcript + ".init")
+            for path in (transcript, transcript + ".init", self.error_log(transcript)):
+                self.host.remove_transcript(path)
         if pane_id:
             key = self.key(server, pane_id)
             for dir, suffix in (("locks", ".lock"), ("locks", ".sent"), ("screens", "")):
@@ -4322,6 +4728,9 @@ class Starter:
         # (Never in a command line that starts a server: the server keeps that
         # command line, which anyone on the machine may read.)
         caller = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+        # Private from the start: made before the program opens it.
+        error_log = (_write_private(self.files.error_log(transcript), "")
+                     if profile.error_log else "")
         inherited = ["-e%s=%s" % kv for kv in caller.items()] if inherit == "e" else []
         # Pagers wait for a key nobody presses: agents read output, not screens.
         env = {**(caller if inherit == "env" else {}), "PAGER": "cat", "GIT_PAGER": "cat",
@@ -4338,7 +4747,7 @@ class Starter:
             ["new-session", "-d", "-s", name, "-n", window, "-x", str(PANE_WIDTH),
              "-y", str(PANE_HEIGHT), "-P", "-F", PANE_FORMAT] + inherited
             + (["-c", os.path.abspath(cwd)] if cwd else []) + ["--"]
-            + profile.argv(command, env, startup, token, caller),
+            + profile.argv(command, env, startup, token, caller, error_log),
             ["set-option", "-w", "-t", target, "remain-on-exit", "on"],
             ["pipe-pane", "-O", "-t", target, self.host.pipe_command(transcript)],
         ] + [["set-option", "-t", target, key, value] for key, value in options]
@@ -5713,24 +6122,37 @@ class _Exchange:
                                                  lambda: _look_or_none(self.host, self.pane))[0])
 
     def run(self, units: List[str], path: str = "", answer: Optional[Terminal] = None,
-            typed: bool = False) -> RunResult:
-        """Type the units; ``path`` is the file a ``block`` unit reads."""
+            typed: bool = False, finishing: bool = False, code: str = "") -> RunResult:
+        """Type the units of ``code``; ``path`` is the file a ``block`` unit
+        reads; ``finishing``: the answer ends an unfinished command."""
         outputs: List[str] = []
         truncated = lossy = False
         f: Optional[_Follower] = None
         reason: Ending = "done"
+        log = self.files.error_log(self.pane.transcript) if self.pane.profile.error_log else ""
+        since = self.host.transcript_size(log) if log else 0
         for unit in units:
-            f, reason = self._one(unit, answer, typed)
+            f, reason = self._one(unit, answer, typed, finishing)
             outputs.append(f.output())
             truncated, lossy = truncated or f.truncated, lossy or f.lossy
             if reason != "done":
                 break
-        result = self._result(f, reason, "".join(outputs), path)
+        result = self._result(f, reason, "".join(outputs), path,
+                              self._logged(log, since), code)
         result.truncated, result.lossy = truncated, lossy
         return result
 
-    def _result(self, f: Optional[_Follower], reason: "Ending", output: str, path: str
-                ) -> RunResult:
+    def _logged(self, log: str, since: int) -> str:
+        """What the program wrote to its error log from offset ``since`` on."""
+        if not log or self.host.transcript_size(log) <= since:
+            return ""
+        with contextlib.suppress(OSError, TmuxsessError), self.host.open_transcript(log) as f:
+            f.seek(since)
+            return f.read(1 << 20).decode("utf-8", "replace")
+        return ""
+
+    def _result(self, f: Optional[_Follower], reason: "Ending", output: str, path: str,
+                logged: str = "", code: str = "") -> RunResult:
         """How the run ended, from how its last unit did."""
         if f is not None and reason in ("input", "prompt"):
             return self._asked(f, output)
@@ -5741,7 +6163,8 @@ class _Exchange:
             status = f.status if f is not None else None
             # A prompt known by regex says nothing of how a command went.
             known = not waiting and self.prompt_re is None
-            return RunResult(output, self.profile.unit_status(status, output, path)
+            return RunResult(output, self.profile.unit_status(status, output, path,
+                                                              logged, code)
                              if known else None, waiting_for_input=waiting,
                              prompt=("continuation" if reason == "continuation" else
                                      f.ended_at if f is not None else ""))
@@ -5786,17 +6209,24 @@ class _Exchange:
         # A full-screen program (vim, less) takes an answer as keys, as a person
         # types it: pasted, ":wq" would land in the text being edited.
         typed = term.canonical is False and _look_at(self.host, pane).alternate
-        return self.run([text], answer=term, typed=typed)
+        # No command runs (its last C mark was followed by a D): the answer ends
+        # an unfinished one, whose output starts at the shell's C mark.
+        last = next((m for m in _last_marks(self.host.transcript_tail(pane.transcript),
+                                            pane.token) if m.kind in (b"C", b"D")), None)
+        return self.run([text], answer=term, typed=typed, code=text,
+                        finishing=last is None or last.kind == b"D")
 
-    def _one(self, unit: str, answer: Optional[Terminal] = None, typed: bool = False
-             ) -> Tuple[_Follower, Ending]:
+    def _one(self, unit: str, answer: Optional[Terminal] = None, typed: bool = False,
+             finishing: bool = False) -> Tuple[_Follower, Ending]:
         """One line (or pasted block) in, its output followed to the next prompt.
         ``answer``: the unit answers a question, at a terminal in that state;
-        ``typed``: as keys, not pasted."""
+        ``typed``: as keys, not pasted; ``finishing``: it ends an unfinished
+        command (which starts with a C mark)."""
         pane, base = self.pane, self.pane.profile
         payload = _check_text(unit)
         offset = self.host.transcript_size(pane.transcript)
-        cmark = self.prompt_re is None and self.profile.command_mark and answer is None
+        cmark = self.prompt_re is None and self.profile.command_mark and (
+            answer is None or finishing)
         lines = 1 if cmark else payload.count(b"\n") + 1
         stream, bracketed = payload, True
         if answer is not None and answer.canonical:
@@ -5899,7 +6329,7 @@ class Runner:
                     return early
                 with self.files.block_file(exchange.profile, code) as path:
                     units = exchange.profile.units(code, path, by_lines=prompt_re is not None)
-                    result = exchange.run(units, path)
+                    result = exchange.run(units, path, code=code)
         result.elapsed = round(time.monotonic() - began, 3)
         return result
 
@@ -5952,8 +6382,9 @@ class Engine:
         with it). The program gets this process's environment, then ``env``,
         in ``cwd``. Returns once the program shows its first prompt (unless
         ``wait`` is false; at most ``ready_timeout`` seconds), so input sent
-        right after is never typed into a program still starting. ``norc``: a
-        shell reads no rc file. ``socket``: a tmux server other than the
+        right after is never typed into a program still starting. ``norc``: the
+        program reads no user startup files (~/.bashrc, ~/.zshrc, config.fish,
+        IPython's config). ``socket``: a tmux server other than the
         tool's own; ``register``: whether the registry knows it.
         """
         return self.starter.create(name, kind, command, prompt, socket, window, cwd, env,
@@ -6211,7 +6642,8 @@ OPERATIONS: Tuple[Operation, ...] = (
         Param("window", "text", "the window's name", ("-w", "--window"), "NAME", mcp=False),
         Param("cwd", "path", "the working directory", ("-c", "--cwd"), "DIR"),
         Param("env", "env", "environment variables for the program", ("-e", "--env"), "K=V"),
-        Param("norc", "flag", "a shell reads no rc file (~/.bashrc and the like)",
+        Param("norc", "flag", "the program reads no user startup files (bash: ~/.bashrc, "
+              "zsh: ~/.zshrc, fish: config.fish, ipython: its config and startup files)",
               ("--norc",)),
         Param("register", "flag", "add it to the registry", mcp=False,
               switches=((("--no-register",), False, "do not add it to the registry"),)),
@@ -6728,7 +7160,8 @@ MCP_SESSION_OUT = {
     "created_at": _T("string", "UTC creation time"),
     "last_active": _T("string", "UTC time of the last send or run"),
     "type": _T("string", "shell, python-repl, debugger or command"),
-    "kind": _T("string", "the profile: shell, python, gdb, node, psql, sqlite or command"),
+    "kind": _T("string", "the profile: %s" % ", ".join(
+        n for n, p in PROFILES.items() if not p.nested)),
     "alternate_screen": _T(["boolean", "null"], "a full-screen program is showing"),
     "cursor_x": _T(_INT_OR_NULL, ""), "cursor_y": _T(_INT_OR_NULL, ""),
     "current_command": _T(["string", "null"], "what runs in the pane now")}
@@ -6747,7 +7180,8 @@ MCP_WAIT_OUT = {
 MCP_TOOLS: Tuple[McpTool, ...] = (
     McpTool(
         operation("create_session"), "Start a program in a new tmux session",
-        "Start a shell, Python REPL, gdb, node, psql, sqlite or any command in a new detached "
+        "Start a shell (bash, zsh, fish), a Python or IPython REPL, gdb, node, psql, sqlite or "
+        "any command in a new detached "
         "tmux session (200x50, its output kept in a transcript) and register it. Returns once "
         "the program shows its first prompt, so run/send right after is safe. Use the "
         "session name with every other tool; the attach command lets a person watch.",
