@@ -2861,6 +2861,9 @@ class KindTest(TmuxTestCase):
 IPYTHON = shutil.which("ipython") or next(
     (p for p in [os.path.join(os.path.dirname(sys.executable), "ipython")]
      if os.access(p, os.X_OK)), None)
+# Where the programs the README drives are found: PATH, and IPython's venv.
+PROGRAMS_PATH = os.pathsep.join(([os.path.dirname(IPYTHON)] if IPYTHON else [])
+                                + [os.environ.get("PATH", "/usr/bin:/bin")])
 OWN_MARK_RE = rb"\x1b\]133;([A-D])((?:;[^;\x07\x1b]*)*?);tmuxsess=[0-9a-f]+\x07"
 
 
@@ -2872,8 +2875,7 @@ class KindsCase(ProfileTestCase):
         self.home = os.environ["HOME"]
         for name in ("ZDOTDIR", "PYTHONSTARTUP", "IPYTHONDIR", "XDG_DATA_HOME"):
             os.environ.pop(name, None)
-        if IPYTHON:
-            os.environ["PATH"] = os.path.dirname(IPYTHON) + os.pathsep + os.environ["PATH"]
+        os.environ["PATH"] = PROGRAMS_PATH
 
     def answer(self, name, text, rc=0):
         r = self.cli("run", "-s", name, "--json", "--answer", text)
@@ -6004,7 +6006,7 @@ def sandbox(parent, name):
     shutil.copy(TOOL, os.path.join(root, "tmuxsess.py"))
     env = dict(os.environ, TMUXSESS_STATE_DIR=os.path.join(root, "state"),
                CLAUDE_TMUX_SOCKET_DIR=os.path.join(root, "sock"), TMPDIR=root,
-               TMUX_TMPDIR=root, PATH=os.environ.get("PATH", "/usr/bin:/bin"))
+               TMUX_TMPDIR=root, PATH=PROGRAMS_PATH)
     return root, env
 
 
@@ -6022,7 +6024,7 @@ class ReadmeExamplesTest(TmuxTestCase):
             blocks = fenced_blocks(f.read())
         sections = {}
         for section, code, needs in blocks:
-            missing = [n for n in needs if not shutil.which(n)]
+            missing = [n for n in needs if not shutil.which(n, path=PROGRAMS_PATH)]
             if missing:  # a recipe for a program this machine lacks
                 with self.subTest(section=section, needs=missing):
                     self.skipTest("%s not installed" % " ".join(missing))
