@@ -623,6 +623,7 @@ class RenderTest(unittest.TestCase):
                                                                                   (3, "c")))
         self.r(progress, "step 3/3\nfile c\n")  # no stale lines
         self.r("ab\x1b[3Cx\n", "ab   x\n")
+        self.r("tab\tX\x1b[?2004l\r", "tab\tX")  # a return at a line's end moves over nothing
         self.r("abcdef\x1b[3GX\n", "abXdef\n")
         self.r("one\ntwo\n\x1b[2Fzz\n", "zze\ntwo")  # the cursor ends on "two"
         self.r("abcdef\x1b[3D\x1b[1K\n", "    ef\n")
@@ -3481,6 +3482,10 @@ class ExactOrRefusedTest(ProfileTestCase):
             j = json.loads(self.ok("run", "-s", "sh", "--prompt", r"^nest\$ $", "-c", code,
                                    "--json").stdout)
             self.assertEqual((j["output"], j["exit_status"]), ("", None))
+        # Without --prompt, a run is refused with the way to name that prompt.
+        r = self.fails(126, "run", "-s", "sh", "-c", "true")
+        self.assertIn("'nest$' looks like a prompt", r.stderr)
+        self.assertIn("--prompt", r.stderr)
         self.ok("send", "-s", "sh", "-c", "exit")
         self.run_ok("sh", "false", "", 1)  # the tool's own shell again: its own status
 
@@ -6154,6 +6159,7 @@ class HelpTest(TmuxTestCase):
                                       for o in action.option_strings)
                     block = text[text.index("\n  " + flags) + 1:].split("\n  -", 1)[0]
                     self.assertIn("default", block, (sub.prog, flags))
+                    self.assertNotIn("e+", block, "a default as a person writes it")
 
     def test_bad_arguments_are_one_line_errors_before_tmux_is_called(self):
         env, calls = self.logging_tmux()

@@ -3137,7 +3137,7 @@ MARK_RE = rb"\x1b\]133;([A-D])([^\x07\x1b]*)(?:\x07|\x1b\\)"
 # What moves the cursor or changes text already written, and what of it moves
 # between lines (or clears the screen): a text with none of the latter is
 # rendered line by line, and a line with none of the former as it is.
-MOVES_RE = r"[\r\b\t]|\x1b\[[0-9;]*[@A-HJKPXdf`]|\x1b[DEM]"
+MOVES_RE = r"[\r\b]|\x1b\[[0-9;]*[@A-HJKPXdf`]|\x1b[DEM]"
 ACROSS_RE = r"\x1b\[[0-9;]*[ABEFHJdf]|\x1b[DEM]"
 _TOKEN_RE = r"(" + ESCAPE_RE + r"|[\r\n\b\t])"
 _CONTROLS = "".join(chr(c) for c in range(32) if c not in (9, 10)) + "\x7f"
@@ -3166,7 +3166,8 @@ def render(text: str, colours: bool = False) -> str:
     characters they colour, ending each line that has any with a reset so they
     never bleed into the next.
     """
-    text = text.replace("\r\n", "\n")  # a terminal's line end: nothing to overlay
+    if "\r" in text:  # a return that nothing follows on its line moves over nothing
+        text = re.sub(r"\r+(?=\n|\Z)", "", text)
     if not any(c in text for c in _CONTROLS):  # plain text (a few memchr, not a regex)
         out = text
     elif "\x1b" not in text and "\r" not in text and "\b" not in text:
@@ -6033,6 +6034,13 @@ class _Exchange:
             if ready == "input":
                 question = render(tail.decode("utf-8", "replace")).rstrip("\n").rsplit(
                     "\n", 1)[-1].strip()
+                if question[-1:] in ("$", "#", "%", ">"):  # a shell's, or a REPL's
+                    raise BusyError("%s waits for input at %r, which is not the prompt it "
+                                    "knows; nothing was sent" % (pane.label, question),
+                                    "%r looks like a prompt (exec, ssh, su, a new prompt): "
+                                    "give {prompt}, a regex matching it" % question,
+                                    [Action("send", "or leave it", {"keys": ["C-d"]})],
+                                    pane.where)
                 raise BusyError("%s waits for input%s, not at its prompt; nothing was sent"
                                 % (pane.label, ": %r" % question if question else ""),
                                 actions=_answer_or_abandon(), target=pane.where)
@@ -6984,7 +6992,7 @@ def _mcp_schema(param: Param, default: Any) -> Dict[str, Any]:
 
 def _mcp_words(text: str) -> str:
     """Text with its {parameter} names as the arguments they are."""
-    return re.sub(r"\{(\w+)\}", r"\1", text)
+    return re.sub(r"\{(\w+)\}", r"the \1 argument", text)
 
 
 def _mcp_call_text(action: Action, where: Dict[str, str]) -> str:
@@ -8472,8 +8480,8 @@ _ARGPARSE_KINDS: Dict[str, Dict[str, Any]] = {
 
 def _add_param(p: argparse.ArgumentParser, param: Param, default: Any) -> None:
     group: Any = p.add_mutually_exclusive_group() if param.switches else p
-    shown = " (default %g)" % default if param.kind in ("int", "seconds") and (
-        default is not None) else ""
+    shown = " (default %s)" % ("%g" % default if param.kind == "seconds" else default) if (
+        param.kind in ("int", "seconds") and default is not None) else ""
     if param.flags:
         how = dict(_ARGPARSE_KINDS.get(param.kind, {}))
         if param.kind == "choice":
