@@ -760,9 +760,13 @@ class ArgumentsTest(unittest.TestCase):
         self.assertEqual(err.getvalue(), "tmuxsess: error: py is busy; -T ran out\n"
                          "hint: raise -T; interrupt it: t.py send -s py -k C-c; "
                          "answer it: t.py run -s py --answer TEXT\n")
-        self.assertEqual(tmuxsess._mcp_error_text(e), "tmuxsess: error: py is busy; timeout ran "
-                         'out\nhint: raise timeout; interrupt it: send {"session": "py", '
-                         '"keys": ["C-c"]}; answer it: run {"session": "py", "answer": "TEXT"}')
+        self.assertEqual(tmuxsess._mcp_error_text(e), "tmuxsess: error: py is busy; the timeout "
+                         'argument ran out\nhint: raise the timeout argument; interrupt it: '
+                         'send {"session": "py", "keys": ["C-c"]}; answer it: run {"session": '
+                         '"py", "answer": "TEXT"}')
+        # From a server on another machine, the calls name it.
+        self.assertIn('send {"host": "box", "session": "py", "keys": ["C-c"]}',
+                      tmuxsess._mcp_error_text(e, "box"))
 
 
 class OperationTableTest(unittest.TestCase):
@@ -796,8 +800,9 @@ class OperationTableTest(unittest.TestCase):
                 self.assertTrue(set(param.flags) <= flags, (op.name, param.name))
             if op.tool:
                 tool = next(t for t in tmuxsess.MCP_TOOLS if t.name == op.tool)
-                self.assertEqual(set(tool.properties(True)),
+                self.assertEqual(set(tool.properties(True, ["box"])),
                                  {p.name for p in op.all_params if p.mcp}, op.tool)
+                self.assertNotIn("host", tool.properties(True))  # only with hosts to reach
         # A default is written once, and both say it.
         run = next(t for t in tmuxsess.MCP_TOOLS if t.name == "run")
         self.assertIn("(default 30)", run.properties(False)["timeout"]["description"])
@@ -943,7 +948,11 @@ class CodeShapeTest(unittest.TestCase):
 
     def test_processes_only_in_the_transport(self):
         host = self.top("Host")
-        inside = range(host.lineno, host.end_lineno + 1)
+        # The transports: this machine's (Host), and the section that takes a
+        # command to another one (it runs alone, before the module loads).
+        lines = self.source.split("\n")
+        relay = range(lines.index("#: remote") + 1, lines.index("#: boot") + 1)
+        inside = set(range(host.lineno, host.end_lineno + 1)) | set(relay)
         outside = [(line, what) for line, what in self.spawning_uses(self.tree)
                    if line not in inside and not isinstance(next(
                        (n for n in self.tree.body if n.lineno <= line <= n.end_lineno), None),

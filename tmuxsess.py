@@ -710,8 +710,8 @@ class TmuxsessError(Exception):
         self.target = dict(target or {})
 
     def as_dict(self) -> Dict[str, Any]:
-        """The failure as data: what --json prints and a remote side reads."""
-        return {"error": self.message, "hint": self.hint, "kind": self.kind,
+        """The failure as data (``failure`` in what --json prints)."""
+        return {"kind": self.kind, "message": self.message, "hint": self.hint,
                 "actions": [a.as_dict() for a in self.actions], "target": self.target}
 
 
@@ -1957,6 +1957,36 @@ class Host:
     def pipe_command(self, path: str) -> str:
         """The shell command ``pipe-pane`` runs to append a pane's output to ``path``."""
         return "exec cat >> " + _quote(path)
+
+    # -- another machine ---------------------------------------------------------
+    @staticmethod
+    def there(host: str, args: List[str], data: bytes, cancel: "threading.Event",
+              heard: Callable[[bytes], None]) -> str:
+        """Run this tool's command ``args`` on ``host`` (``--host HOST``, see
+        relay_main) with ``data`` as its input: each line it prints to
+        ``heard``, as it comes; what it said on stderr. A cancel interrupts it."""
+        import tempfile
+        argv = [sys.executable, os.path.abspath(__file__), "--host", host] + args
+        env = {k: v for k, v in os.environ.items() if k not in ("TMUXSESS_HOST", "TMUXSESS_VIA")}
+        with tempfile.TemporaryFile() as said, subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=said,
+                env=env) as p:
+            done = threading.Event()
+
+            def interrupt() -> None:
+                while not done.is_set():
+                    if cancel.wait(0.1):
+                        p.send_signal(signal.SIGINT)
+                        return
+            threading.Thread(target=interrupt, daemon=True).start()
+            assert p.stdin is not None and p.stdout is not None
+            p.stdin.write(data)
+            p.stdin.close()
+            for line in p.stdout:
+                heard(line)
+            done.set()
+            said.seek(0)
+            return said.read().decode("utf-8", "replace").strip()
 
     # -- handing over the terminal ---------------------------------------------
     def attach(self, argv: List[str]) -> NoReturn:
@@ -6004,6 +6034,26 @@ class _Exchange:
     def _remaining(self) -> float:
         return self.deadline - time.monotonic()
 
+    def _not_at_prompt(self, why: str, tail: bytes) -> BusyError:
+        """Why nothing is typed: the program asks (``input``), or is busy."""
+        pane = self.pane
+        if why == "timeout":
+            return BusyError("%s is not at its prompt (busy, or waiting for input); nothing "
+                             "was sent" % pane.label, "if its prompt changed, give {prompt}",
+                             [Action("wait", "let it finish", {"pattern": "PATTERN"}),
+                              Action("send", "interrupt it", {"keys": ["C-c"]})], pane.where)
+        question = render(tail.decode("utf-8", "replace")).rstrip("\n").rsplit(
+            "\n", 1)[-1].strip()
+        if question[-1:] in ("$", "#", "%", ">"):  # a shell's, or a REPL's
+            return BusyError("%s waits for input at %r, which is not the prompt it knows; "
+                             "nothing was sent" % (pane.label, question),
+                             "%r looks like a prompt (exec, ssh, su, a new prompt): give "
+                             "{prompt}, a regex matching it" % question,
+                             [Action("send", "or leave it", {"keys": ["C-d"]})], pane.where)
+        return BusyError("%s waits for input%s, not at its prompt; nothing was sent" % (
+            pane.label, ": %r" % question if question else ""),
+            actions=_answer_or_abandon(), target=pane.where)
+
     def ready(self) -> Optional[RunResult]:
         """Check that the program waits at a prompt that takes a unit; None when
         it does, a result when it died first. Raises BusyError otherwise."""
@@ -6031,25 +6081,8 @@ class _Exchange:
                             actions=_answer_or_abandon(finish=True), target=pane.where)
         if at is None:
             ready = self._await_prompt()
-            if ready == "input":
-                question = render(tail.decode("utf-8", "replace")).rstrip("\n").rsplit(
-                    "\n", 1)[-1].strip()
-                if question[-1:] in ("$", "#", "%", ">"):  # a shell's, or a REPL's
-                    raise BusyError("%s waits for input at %r, which is not the prompt it "
-                                    "knows; nothing was sent" % (pane.label, question),
-                                    "%r looks like a prompt (exec, ssh, su, a new prompt): "
-                                    "give {prompt}, a regex matching it" % question,
-                                    [Action("send", "or leave it", {"keys": ["C-d"]})],
-                                    pane.where)
-                raise BusyError("%s waits for input%s, not at its prompt; nothing was sent"
-                                % (pane.label, ": %r" % question if question else ""),
-                                actions=_answer_or_abandon(), target=pane.where)
-            if ready == "timeout":
-                raise BusyError("%s is not at its prompt (busy, or waiting for input); "
-                                "nothing was sent" % pane.label,
-                                "if its prompt changed, give {prompt}",
-                                [Action("wait", "let it finish", {"pattern": "PATTERN"}),
-                                 Action("send", "interrupt it", {"keys": ["C-c"]})], pane.where)
+            if ready in ("input", "timeout"):
+                raise self._not_at_prompt(ready, tail)
             if ready != "done":
                 return RunResult("", self.host.ended(pane)[1], pane_died=True,
                                  server_gone=ready == "server")
@@ -6598,7 +6631,8 @@ class Operation(Record):
 
     @property
     def all_params(self) -> Tuple[Param, ...]:
-        return self.params + (TARGET_PARAMS if self.targets else ())
+        return self.params + (TARGET_PARAMS if self.targets else ()) + (
+            (HOST,) if self.tool else ())
 
     def defaults(self) -> Dict[str, Any]:
         """The Engine method's defaults, by keyword: the one place they live."""
@@ -6622,6 +6656,10 @@ TARGET_PARAMS = (
           ("-t", "--target"), "TARGET", foreign=True),
 )
 JSON = Param("json", "flag", "machine-readable output", ("--json",), mcp=False, engine=False)
+# The machine the session is on. The command line spells it before the
+# subcommand (--host, for every command: see relay_main); MCP, per call.
+HOST = Param("host", "text", "the machine the session is on, one this server was started "
+             "for (mcp --host NAME); without it, this one", engine=False)
 WAITING = (
     Param("fixed", "flag", "the pattern is a fixed string, not a regular expression",
           ("-F", "--fixed")),
@@ -6932,22 +6970,30 @@ class McpTool(Record):
     def read_only(self) -> bool:
         return not self.op.changes
 
-    def params(self, allow_foreign: bool) -> List[Param]:
+    def params(self, allow_foreign: bool, hosts: Sequence[str] = ()) -> List[Param]:
         """The parameters MCP offers: the table's, less the command line's own,
-        less those that name foreign servers unless allowed."""
-        return [p for p in self.op.all_params
-                if p.mcp and (allow_foreign or not p.foreign)]
+        less those that name foreign servers unless allowed, less host unless
+        the server reaches other machines."""
+        return [p for p in self.op.all_params if p.mcp and (allow_foreign or not p.foreign)
+                and (hosts or p is not HOST)]
 
-    def properties(self, allow_foreign: bool) -> Dict[str, Dict[str, Any]]:
+    def properties(self, allow_foreign: bool, hosts: Sequence[str] = ()
+                   ) -> Dict[str, Dict[str, Any]]:
         defaults = self.op.defaults()
-        return {p.name: _mcp_schema(p, defaults.get(p.name)) for p in self.params(allow_foreign)}
+        found = {p.name: _mcp_schema(p, defaults.get(p.name))
+                 for p in self.params(allow_foreign, hosts)}
+        if hosts:
+            found["host"]["enum"] = list(hosts)
+        return found
 
     def required_args(self, allow_foreign: bool) -> List[str]:
         return [p.name for p in self.op.params if p.required] + (
             ["session"] if self.op.targets and not allow_foreign else [])
 
-    def definition(self, version: str, allow_foreign: bool) -> Dict[str, Any]:
-        schema: Dict[str, Any] = {"type": "object", "properties": self.properties(allow_foreign),
+    def definition(self, version: str, allow_foreign: bool, hosts: Sequence[str] = ()
+                   ) -> Dict[str, Any]:
+        schema: Dict[str, Any] = {"type": "object",
+                                  "properties": self.properties(allow_foreign, hosts),
                                   "additionalProperties": False}
         if self.required_args(allow_foreign):
             schema["required"] = self.required_args(allow_foreign)
@@ -6995,20 +7041,22 @@ def _mcp_words(text: str) -> str:
     return re.sub(r"\{(\w+)\}", r"the \1 argument", text)
 
 
-def _mcp_call_text(action: Action, where: Dict[str, str]) -> str:
+def _mcp_call_text(action: Action, where: Dict[str, str], host: str = "") -> str:
     """An action as the tool call that takes it: ``send {"session": "py", ...}``;
-    "" for an operation MCP does not offer."""
+    "" for an operation MCP does not offer. ``host``: the machine the client
+    calls this one."""
     op = operation(action.op)
     if not op.tool:
         return ""
-    args = dict(where if action.on_target else {}, **action.args)
+    args = dict({"host": host} if host else {}, **dict(where if action.on_target else {},
+                                                       **action.args))
     return "%s %s" % (op.tool, json.dumps({k: v for k, v in args.items() if op.param(k)},
                                           ensure_ascii=False))
 
 
-def _mcp_error_text(e: TmuxsessError) -> str:
+def _mcp_error_text(e: TmuxsessError, host: str = "") -> str:
     """An error as MCP says it: what happened, then what to do, as tool calls."""
-    steps = [_mcp_words(e.hint)] + ["%s: %s" % (x.why, _mcp_call_text(x, e.target))
+    steps = [_mcp_words(e.hint)] + ["%s: %s" % (x.why, _mcp_call_text(x, e.target, host))
                                     for x in e.actions if _mcp_call_text(x, e.target)]
     hint = "; ".join(s for s in steps if s)
     return "tmuxsess: error: " + _mcp_words(e.message) + ("\nhint: " + hint if hint else "")
@@ -7357,12 +7405,16 @@ def _mcp_check_value(tool: str, key: str, schema: Dict[str, Any], value: Any) ->
             value), schema["description"])
 
 
-def mcp_check_args(tool: McpTool, args: Dict[str, Any], allow_foreign: bool
-                   ) -> Dict[str, Any]:
+def mcp_check_args(tool: McpTool, args: Dict[str, Any], allow_foreign: bool,
+                   hosts: Sequence[str] = ()) -> Dict[str, Any]:
     """The arguments checked against the tool's input schema (nulls taken as absent)."""
-    props = tool.properties(allow_foreign)
+    props = tool.properties(allow_foreign, hosts)
     args = {k: v for k, v in args.items() if v is not None}
     for key in args:
+        if key == "host" and not hosts:
+            raise UsageError("%s: argument host is refused: this server reaches no other "
+                             "machine" % tool.name, "a server started with mcp --host NAME "
+                             "reaches NAME")
         if key in MCP_FOREIGN_ARGS and key not in props:
             raise UsageError(
                 "%s: argument %s is refused: this server acts only on sessions in its own "
@@ -7411,12 +7463,50 @@ class _McpCall:
 
     def tool_result(self) -> Dict[str, Any]:
         try:
-            args = mcp_check_args(self.tool, self.args, self.server.allow_foreign)
+            args = mcp_check_args(self.tool, self.args, self.server.allow_foreign,
+                                  self.server.hosts)
+            host = args.pop("host", self.server.default_host)
+            if host:
+                return self.elsewhere(host, args)
             structured, problem = self.tool.call(self, args)
         except TmuxsessError as e:
-            return self.content([_mcp_error_text(e)], None, True)
-        texts = [_mcp_json_text(structured)] + ([_mcp_error_text(problem)] if problem else [])
+            return self.content([_mcp_error_text(e, self.server.host_name)], None, True)
+        texts = [_mcp_json_text(structured)] + (
+            [_mcp_error_text(problem, self.server.host_name)] if problem else [])
         return self.content(texts, structured, problem is not None)
+
+    def elsewhere(self, host: str, args: Dict[str, Any]) -> Dict[str, Any]:
+        """The call answered on ``host`` by an MCP server of this same file,
+        started there for it alone (``--host HOST mcp --finish``): its result,
+        as it is; its progress, passed on. A cancel interrupts it there."""
+        call: Dict[str, Any] = {"name": self.tool.name, "arguments": args}
+        if self.token is not None:
+            call["_meta"] = {"progressToken": 1}
+        asks = [{"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                    "protocolVersion": self.version, "capabilities": {},
+                    "clientInfo": {"name": "tmuxsess", "version": __version__}}},
+                {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call}]
+        answer: Any = None
+
+        def heard(line: bytes) -> None:
+            nonlocal answer
+            with contextlib.suppress(ValueError, AttributeError):
+                msg = json.loads(line)
+                if msg.get("method") == "notifications/progress":
+                    self.progress(str(msg.get("params", {}).get("message", "")))
+                elif msg.get("id") == 1:
+                    answer = msg
+        error = self.server.engine.host.there(
+            host, ["mcp", "--finish", "--host-name", host] + (
+                ["--allow-foreign"] if self.server.allow_foreign else []),
+            "".join(json.dumps(m) + "\n" for m in asks).encode(), self.cancel, heard)
+        if isinstance(answer, dict) and isinstance(answer.get("result"), dict):
+            return dict(answer["result"])
+        if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+            raise _McpRpcError(answer["error"].get("code", MCP_INTERNAL_ERROR),
+                               str(answer["error"].get("message", "")))
+        return self.content([error or "tmuxsess: error: no answer from %s" % host], None, True)
 
     def content(self, texts: List[str], structured: Optional[Mapping[str, Any]],
                 is_error: bool) -> Dict[str, Any]:
@@ -7508,9 +7598,15 @@ class _McpServer:
     """State of one stdio connection: the legacy version, calls in flight, output lock."""
 
     def __init__(self, engine: "Engine", stdin: "IO[Any]", stdout: "IO[Any]",
-                 allow_foreign: bool, read_only: bool, page_size: int) -> None:
+                 allow_foreign: bool, read_only: bool, page_size: int,
+                 hosts: Sequence[str] = (), finish: bool = False) -> None:
         self.engine, self.stdin, self.stdout = engine, stdin, stdout
         self.allow_foreign, self.read_only, self.page_size = allow_foreign, read_only, page_size
+        # The machines it reaches; a call names one, or goes to the first when
+        # the server was started with --host before mcp (default_host).
+        self.hosts, self.default_host = tuple(hosts), ""
+        self.host_name = ""  # what its client calls this machine (in the calls it suggests)
+        self.answer_all = finish  # at the end of input, answer what is in flight
         self.socket_dir = os.path.abspath(engine.settings.socket_dir)
         self.tools = [t for t in MCP_TOOLS if t.read_only or not read_only]
         self.version = ""  # negotiated by initialize (legacy era)
@@ -7713,8 +7809,8 @@ class _McpServer:
                                    % json.dumps(cursor)[:60])
             start = int(digits)
         page = self.tools[start:start + self.page_size]
-        result: Dict[str, Any] = {"tools": [t.definition(version, self.allow_foreign)
-                                            for t in page]}
+        result: Dict[str, Any] = {"tools": [
+            t.definition(version, self.allow_foreign, self.hosts) for t in page]}
         if start + self.page_size < len(self.tools):
             result["nextCursor"] = "tools:%d" % (start + self.page_size)
         if version in MCP_MODERN_VERSIONS:
@@ -7758,12 +7854,16 @@ class _McpServer:
             return self.notices.pop(session, "") if isinstance(session, str) else ""
 
     def shutdown(self, grace: float = 3.0) -> None:
-        """End of input: cancel what is in flight, give it a moment, send nothing more."""
+        """End of input: cancel what is in flight, give it a moment, send nothing
+        more (with ``finish``: answer it all first)."""
         with self.lock:
-            calls = list(self.calls.values())
+            calls: List[_McpCall] = [] if self.answer_all else list(self.calls.values())
             for call in calls:
                 call.cancelled = True
             threads = list(self.threads)
+        if self.answer_all:
+            for thread in threads:
+                thread.join()
         for call in calls:
             call.cancel.set()
         deadline = time.monotonic() + grace
@@ -7774,14 +7874,21 @@ class _McpServer:
 
 
 def serve_mcp(engine: "Engine", stdin: "IO[Any]", stdout: "IO[Any]",
-              allow_foreign: bool = False, read_only: bool = False, page_size: int = 100
-              ) -> int:
+              allow_foreign: bool = False, read_only: bool = False, page_size: int = 100,
+              hosts: Sequence[str] = (), default_host: str = "", finish: bool = False,
+              host_name: str = "") -> int:
     """Serve MCP on ``stdin``/``stdout`` (binary or text streams) until end of input.
 
     Requests are answered concurrently (a thread per tools/call); replies are
-    written whole, one line each. Returns 0 once input ends.
+    written whole, one line each. Returns 0 once input ends (with ``finish``,
+    once every request is answered). ``hosts``: the other machines its tools
+    reach (``host``); ``default_host``: the one a call that names none goes to;
+    ``host_name``: what its client calls this machine.
     """
-    server = _McpServer(engine, stdin, stdout, allow_foreign, read_only, max(1, page_size))
+    server = _McpServer(engine, stdin, stdout, allow_foreign, read_only, max(1, page_size),
+                        tuple(dict.fromkeys(([default_host] if default_host else [])
+                                            + list(hosts))), finish)
+    server.default_host, server.host_name = default_host, host_name
     return server.serve()
 
 
@@ -7919,6 +8026,12 @@ MCP_PARAMS = (
           "(socket, socket_name and target arguments)", ("--allow-foreign",)),
     Param("read_only", "flag", "offer only the tools that change nothing: list_sessions, "
           "session_health, capture, wait_for_text", ("--read-only",)),
+    Param("hosts", "list", "a machine its tools reach through ssh, as --host names one "
+          "(repeat): each tool then takes host", ("--host",), "HOST"),
+    Param("finish", "flag", "at the end of input, answer every request first (for input "
+          "that is all there: a script, or --host HOST mcp --finish)", ("--finish",)),
+    Param("host_name", "text", "what the client calls this machine: the tool calls its "
+          "hints suggest name it as host", ("--host-name",), "HOST"),
 )
 
 
@@ -8129,7 +8242,9 @@ def _table(rows: Sequence[Sequence[str]]) -> None:
 
 
 def _me() -> str:
-    return _quote(sys.argv[0]) if sys.argv and sys.argv[0] else "tmuxsess.py"
+    """How the user calls the tool, for hints (on the far side: as they call it here)."""
+    return os.environ.get("TMUXSESS_ME") or (
+        _quote(sys.argv[0]) if sys.argv and sys.argv[0] else "tmuxsess.py")
 
 
 def _where(a: argparse.Namespace) -> Dict[str, str]:
@@ -8407,7 +8522,8 @@ def cmd_mcp(engine: Engine, a: argparse.Namespace, args: Dict[str, Any]) -> int:
     sys.stdout = sys.stderr  # a stray print must never corrupt the protocol stream
     try:
         return serve_mcp(engine, sys.stdin.buffer, saved.buffer, allow_foreign=a.allow_foreign,
-                         read_only=a.read_only)
+                         read_only=a.read_only, hosts=a.hosts or (), default_host=a.far,
+                         finish=a.finish, host_name=a.host_name or "")
     finally:
         sys.stdout = saved
 
@@ -8475,7 +8591,7 @@ def _add_params(p: argparse.ArgumentParser, op: Operation) -> None:
 # How argparse takes each kind of parameter (text and paths as they are).
 _ARGPARSE_KINDS: Dict[str, Dict[str, Any]] = {
     "flag": {"action": "store_true"}, "int": {"type": int}, "seconds": {"type": float},
-    "keys": {"nargs": "+"}, "env": {"action": "append"}}
+    "keys": {"nargs": "+"}, "env": {"action": "append"}, "list": {"action": "append"}}
 
 
 def _add_param(p: argparse.ArgumentParser, param: Param, default: Any) -> None:
@@ -8508,6 +8624,12 @@ def build_parser(only: str = "") -> argparse.ArgumentParser:
     parser = _parser_class()(prog="tmuxsess.py", formatter_class=_formatter,
                              description=(__doc__ or "").split("\n\n")[0].split("\n")[-1])
     parser.add_argument("--version", action="version", version="tmuxsess " + __version__)
+    # Taken before parsing (relay_options): here to be shown.
+    parser.add_argument("--host", metavar="HOST", help="run the command on HOST through ssh: "
+                        "[ssh://][USER@]HOST[:PORT] (also $TMUXSESS_HOST)")
+    parser.add_argument("--via", metavar="PREFIX", help="run the command through a command "
+                        "that runs its arguments elsewhere: 'docker exec -i NAME' (also "
+                        "$TMUXSESS_VIA)")
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
     for c in chosen:
         help, examples = CLI_HELP[c.name]
@@ -8520,21 +8642,22 @@ def build_parser(only: str = "") -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """The command line: run one subcommand; its exit code."""
+    """The command line: run one subcommand, here or on the far side; its exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    name = next((x for x in argv if not x.startswith("-")), "")
+    host, via, words = relay_options(argv)
+    name = next((x for x in words if not x.startswith("-")), "")
     if sys.stderr is None:  # started with 2>&-: the user wants no diagnostics
         sys.stderr = open(os.devnull, "w")
     if sys.stdout is None:  # started with >&-: nowhere to print results, so do nothing
         _error(UsageError("standard output is closed; nothing was done",
                           "discard it instead: >/dev/null"))
         return _usage_code(name)
-    if not argv:
+    if not words:
         sys.stdout.write(OVERVIEW)
         return 0
     parser = build_parser(name)
     try:
-        words, held = _dash_values(parser, argv)
+        words, held = _dash_values(parser, words)
         a, extra = parser.parse_known_args(words)
         if extra:  # argparse would blame the top parser: point at the subcommand's help
             getattr(a, "parser_", parser).error("unrecognized arguments: " + " ".join(extra))
@@ -8549,12 +8672,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not getattr(a, "op", None):
         sys.stdout.write(OVERVIEW)
         return 1
-    return _dispatch(a)
+    a.far, a.via = host or via, via
+    return _dispatch(a, argv)
 
 
-def _dispatch(a: argparse.Namespace) -> int:
+def _dispatch(a: argparse.Namespace, argv: List[str]) -> int:
     op: Operation = a.op
     try:
+        # A server for a client runs here (it reaches a --host through its
+        # tools); every other command runs there, with what it reads here.
+        if a.far and (op.name != "mcp" or a.finish):
+            reads = op.name == "mcp" or getattr(a, "file", None) == "-"
+            with open(__file__, "rb") as f:
+                source = f.read()
+            return relay_main(argv, source, _read_file("-").encode("utf-8", "surrogateescape")
+                              if reads else b"")
+        if a.via and op.name == "mcp":
+            raise UsageError("an MCP server reaches other machines by ssh host: mcp --host "
+                             "NAME", "--via runs one command there: --via PREFIX mcp --finish")
         return HANDLERS[op.name](Engine(), a, _engine_args(op, a))
     except TmuxsessError as e:
         _error(e, op)
@@ -8572,11 +8707,11 @@ def _dispatch(a: argparse.Namespace) -> int:
 
 def _json_error(e: TmuxsessError, code: int, op: Optional[Operation] = None) -> None:
     """With --json, a failure is JSON on stdout too: a caller parsing it gets an
-    answer, with the hint as the command line words it and the data behind it."""
-    data = e.as_dict()
-    data.update(error=_words(e.message, op), hint="; ".join(filter(None, [
+    answer, worded as the command line words it, and the failure as data."""
+    data = {"error": _words(e.message, op), "hint": "; ".join(filter(None, [
         _words(e.hint, op)] + ["%s: %s" % (x.why, _command_line(x, e.target))
-                               for x in e.actions])), exit_code=code)
+                               for x in e.actions])), "exit_code": code,
+            "failure": e.as_dict()}
     with contextlib.suppress(OSError, ValueError):
         _print_json(data)
 
@@ -8643,6 +8778,515 @@ def script() -> NoReturn:
         sys.exit(130)
 
 
+#: remote
+# ---------------------------------------------------------------------------
+# Sessions on other machines: the tool runs itself where tmux is
+# ---------------------------------------------------------------------------
+# ``--host HOST`` (through ssh) and ``--via PREFIX`` (docker exec -i C, kubectl
+# exec -i POD --, sudo -u USER) run the command with this same file on the far
+# side, where tmux, /proc and the transcripts are local, so every promise holds
+# there as here. One ssh call per command: python3 there reads a bootstrap on
+# its stdin (nothing of the user's is on any command line), which runs the copy
+# of this file kept in the far side's cache under its sha256, or asks for it.
+#
+# This section is all a remote command loads here: _boot takes it alone, before
+# the module (whose load would cost a local run's time again). So it imports
+# only modules built into the interpreter, and uses nothing above it.
+
+RELAY_EXIT = 69  # the far side could not be used (sysexits' EX_UNAVAILABLE)
+RELAY_GRACE = 5.0  # after a Ctrl-C, how long the far side has to end the command
+RELAY_PERSIST = 300  # how long our shared ssh connection outlives its last use
+
+# The far side's command line: read a length, then that much Python, and run
+# it. No quote, backslash, "$" or "!": it reads the same to every login shell.
+RELAY_STAGE1 = "import sys;i=sys.stdin.buffer;exec(i.read(int(i.readline())))"
+
+# What it runs (Python 3.4 syntax until the version check, so that an old
+# python3 can say what it is). Lines it prints start with the call's nonce: a
+# login shell's own chatter before them is dropped. After its bootstrap it
+# reads the command's standard input (for --file -), and the file when it has
+# no copy of this version; after that, any byte from us is Ctrl-C, and the end
+# of its input means we are gone: either way the command is interrupted.
+RELAY_BOOTSTRAP = r'''
+import os, sys
+
+def _write(fd, data):
+    while data:
+        data = data[os.write(fd, data):]
+
+def _sha(data):
+    for name in ("_sha256", "_sha2", "hashlib"):
+        try:
+            return __import__(name).sha256(data).hexdigest()
+        except ImportError:
+            pass
+
+def _tmux_missing(args):
+    if "--help" in args or "-h" in args or "--version" in args or "skill" in args[:1]:
+        return ""
+    tmux = os.environ.get("TMUXSESS_TMUX") or "tmux"
+    path = os.environ.get("PATH", os.defpath).split(os.pathsep)
+    if any(os.access(os.path.join(d, tmux), os.X_OK) for d in path):
+        return ""
+    return "%s (PATH=%s)" % (tmux, os.pathsep.join(path))
+
+def _cached(sha, say):
+    """This version's copy from the private cache, checked; else from us."""
+    import stat
+    env = os.environ
+    cache = os.path.abspath(env.get("TMUXSESS_CACHE_DIR") or os.path.join(
+        env.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tmuxsess"))
+    path = os.path.join(cache, "tmuxsess-%s.py" % sha)
+    try:
+        os.makedirs(cache, 0o700, exist_ok=True)
+        st = os.lstat(cache)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            return say("cache %s is not a private dir of this user's" % cache)
+        with open(path, "rb") as f:
+            source = f.read()
+        if _sha(source) == sha:
+            return path, source  # checked, and these very bytes run
+    except OSError as e:
+        if not isinstance(e, FileNotFoundError):
+            return say("cache %s: %s" % (cache, e.strerror))
+    say("miss")
+    source = i.read(int(i.readline()))
+    if _sha(source) != sha:
+        return say("badcopy")
+    tmp = "%s.%d" % (path, os.getpid())
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            _write(fd, source)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as e:
+        return say("cache %s: %s" % (cache, e.strerror))
+    return path, source
+
+def _command(path, source, args, me, data):
+    """In the forked child: the command, as ./tmuxsess.py ARGS runs it here."""
+    import io, signal
+    code = 1
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for name in ("TMUXSESS_HOST", "TMUXSESS_VIA"):  # never a hop further
+            os.environ.pop(name, None)
+        os.environ["TMUXSESS_ME"] = me  # how the user calls it, for hints
+        null = os.open(os.devnull, os.O_RDONLY)  # our input is not the command's
+        os.dup2(null, 0)
+        sys.stdin = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
+        sys.argv = ["-c", path] + args
+        scope = {"__name__": "__main__", "sys": sys}
+        exec(compile(source[source.rindex(b"#: boot\n"):], path, "exec"), scope)
+        scope["_boot"](source)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+    except KeyboardInterrupt:
+        code = 130
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            code = 120
+    os._exit(code & 0xFF)
+
+def _relayed(nonce, sha, args, me):
+    tag = b"\0tmuxsess " + nonce.encode()
+    say = lambda word: _write(1, tag + b" " + word.encode("utf-8", "replace") + b"\n")
+    _write(2, tag + b"\n")  # what ssh or a login shell said came before this
+    if sys.version_info < (3, 8):
+        return say("python " + sys.version.split()[0])
+    data = i.read(int(i.readline()))
+    missing = _tmux_missing(args)
+    if missing:
+        return say("notmux " + missing)
+    found = _cached(sha, say)
+    if not found:
+        return
+    say("ok")
+    import signal, threading, time
+    pid = os.fork()
+    if pid == 0:
+        _command(found[0], found[1], args, me, data)
+    ended = []
+
+    def interrupt(*_):
+        for sig, grace in ((signal.SIGINT, 3.0), (signal.SIGTERM, 2.0), (signal.SIGKILL, 0)):
+            if ended:
+                return
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                return
+            time.sleep(grace)
+
+    def watch():
+        i.read(1)  # a byte: Ctrl-C; nothing: we are gone
+        interrupt()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda n, f: os.kill(pid, n))
+    threading.Thread(target=watch, daemon=True).start()
+    while True:
+        try:
+            status = os.waitpid(pid, 0)[1]
+            break
+        except InterruptedError:
+            pass
+    ended.append(True)
+    code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    say("exit %d" % code)
+    os._exit(code)
+'''
+
+
+class RelayError(Exception):
+    """The far side could not be used. ``kind``: usage (a bad --host or
+    --via, nothing tried), unreachable (nothing ran there), far-side
+    (python3, tmux or the cache missing there; nothing ran), lost (the
+    connection ended while the command ran: it may have done its work)."""
+
+    def __init__(self, message: str, hint: str = "", kind: str = "unreachable") -> None:
+        super().__init__(message)
+        self.message, self.hint, self.kind = message, hint, kind
+
+
+def relay_main(argv: "List[str]", source: bytes, data: bytes = b"") -> int:
+    """``tmuxsess.py (--host HOST | --via PREFIX) COMMAND ...``: the command
+    run on the far side with ``source`` (this file); its exit status. ``data``
+    is its standard input (what ``--file -`` reads here)."""
+    host, via, args = relay_options(argv)
+    try:
+        if via:
+            where, words, shell = via, _split_words(via, "--via"), False
+            me = "%s --via %s" % (_word(sys.argv[0]), _word(via))
+        else:
+            where, words, shell = host, ssh_command(host), True
+            me = "%s --host %s" % (_word(sys.argv[0]), _word(host))
+        return _relay(where, words, shell, args, source, data, me)
+    except RelayError as e:
+        code = 1 if e.kind == "usage" else RELAY_EXIT
+        sys.stderr.write("tmuxsess: error: %s\n%s" % (e.message, "hint: %s\n" % e.hint
+                                                       if e.hint else ""))
+        if "--json" in args or "--format=json" in args:  # as the tool's own failures
+            import json
+            failure = {"kind": e.kind, "message": e.message, "hint": e.hint}
+            sys.stdout.write(json.dumps({"error": e.message, "hint": e.hint,
+                                         "exit_code": code, "failure": failure}, indent=2)
+                             + "\n")
+        return code
+
+
+def relay_options(argv: "List[str]") -> "Tuple[str, str, List[str]]":
+    """The host (--host, or $TMUXSESS_HOST), the prefix (--via, or
+    $TMUXSESS_VIA) and the command's own words. The options come before the
+    command; the last one given wins."""
+    host = os.environ.get("TMUXSESS_HOST", "")
+    via = "" if host else os.environ.get("TMUXSESS_VIA", "")
+    args = list(argv)
+    while args and args[0].split("=")[0] in ("--host", "--via"):
+        name, eq, value = args.pop(0).partition("=")
+        if not eq:
+            value = args.pop(0) if args else ""
+        host, via = (value, "") if name == "--host" else ("", value)
+    return host, via, args
+
+
+def relay_at_once(argv: "List[str]") -> bool:
+    """Whether the command goes to the far side without the module loaded here:
+    every one but those whose standard input the command line's own parser
+    reads here first (``--file``, ``mcp``)."""
+    host, via, args = relay_options(argv)
+    return bool(host or via) and "mcp" not in args and not any(
+        w == "--file" or w.startswith("--file=") for w in args)
+
+
+def ssh_command(host: str) -> "List[str]":
+    """The ssh command that reaches ``[ssh://][USER@]HOST[:PORT]``: $TMUXSESS_SSH
+    (split as a shell would, like GIT_SSH_COMMAND; default ssh), options that
+    share one connection across calls unless the user's config shares one
+    already, and the host. The user's config, agent, keys and known hosts apply."""
+    spec = host[6:].rstrip("/") if host[:6].lower() == "ssh://" else host
+    user, at, spec = spec.rpartition("@")
+    name, port = spec, ""
+    if spec.startswith("[") and "]" in spec:  # [IPv6] or [IPv6]:PORT
+        name, _, port = spec[1:].partition("]")
+        if port and not port.startswith(":"):
+            name = ""
+        port = port[1:]
+    elif spec.count(":") == 1:
+        name, _, port = spec.partition(":")
+    if (not name or name[0] == "-" or any(not (c.isalnum() or c in "_.:%-") for c in name)
+            or at and (not user or user[0] == "-" or not user.isprintable() or " " in user)
+            or port and not (port.isdigit() and 0 < int(port) < 65536)):
+        raise RelayError("bad host %r" % host, "write [ssh://][USER@]HOST[:PORT]", "usage")
+    where = (["-p", port] if port else []) + (["-l", user] if at else []) + [name]
+    words = _split_words(os.environ.get("TMUXSESS_SSH") or "ssh", "TMUXSESS_SSH")
+    return words + _sharing(words, where) + ["-T"] + where
+
+
+def _sharing(words: "List[str]", where: "List[str]") -> "List[str]":
+    """Options for one shared connection of ours (its socket in a private dir
+    beside the tool's tmux sockets), or none when the user's config shares one
+    (``ssh -G`` shows a ControlPath) or the command is no OpenSSH."""
+    base = os.environ.get("CLAUDE_TMUX_SOCKET_DIR") or os.path.join(
+        os.environ.get("TMPDIR") or "/tmp", "claude-tmux-%d" % os.geteuid())
+    sockets = os.path.join(base, "ssh")
+    for path in (base, sockets):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            st = os.lstat(path)
+            if not os.path.isdir(path) or st.st_uid != os.geteuid() or st.st_mode & 0o077 or (
+                    os.path.islink(path)):
+                raise RelayError("refusing %s for ssh's sockets: not a private dir of this "
+                                 "user's" % path, "remove it, or set CLAUDE_TMUX_SOCKET_DIR",
+                                 "usage")
+    # Short: a socket's path holds about 104 bytes, and ssh adds 17 to it.
+    socket = os.path.join(sockets, _sha256_hex(repr((words, where)).encode())[:16])
+    ours = ["-o", "ControlMaster=auto", "-o", "ControlPath=" + socket,
+            "-o", "ControlPersist=%d" % RELAY_PERSIST]
+    if os.path.exists(socket):
+        return ours  # ours is up: asked before
+    status, said, _ = _spawned(words + ["-G"] + where)
+    config = dict(line.partition(" ")[::2] for line in said.decode(errors="replace").split("\n"))
+    if status != 0 or (config.get("controlpath", "none") != "none"
+                       and config.get("controlmaster") not in ("false", "no")):
+        return []
+    # A master of ours: it notices a dead peer, and gives up connecting in time.
+    if config.get("connecttimeout", "none") == "none":
+        ours += ["-o", "ConnectTimeout=15"]
+    if config.get("serveraliveinterval", "0") == "0":
+        ours += ["-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3"]
+    return ours
+
+
+def _relay(where: str, words: "List[str]", shell: bool, args: "List[str]", source: bytes,
+           data: bytes, me: str) -> int:
+    """Run the bootstrap through ``words``; pass the command's output on; its status."""
+    import _signal  # type: ignore[import-not-found,unused-ignore]  # signal: 5 ms of imports
+    nonce = os.urandom(16).hex()
+    stage2 = (RELAY_BOOTSTRAP + "\nsys.exit(_relayed(%s, %s, %s, %s))\n" % (
+        ascii(nonce), ascii(_sha256_hex(source)), ascii(args), ascii(me))).encode()
+    python = [os.environ.get("TMUXSESS_REMOTE_PYTHON") or "python3", "-I", "-S", "-c",
+              RELAY_STAGE1]
+    command = words + (["exec " + " ".join(_word(w) for w in python)] if shell else python)
+    relayed = _Relayed(b"\0tmuxsess " + nonce.encode(), source)
+    handlers = {s: _signal.signal(s, lambda n, f: relayed.signals.append(n))
+                for s in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)}
+    handlers[_signal.SIGPIPE] = _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    old_wake = _signal.set_wakeup_fd(wake_w)
+    pid, relayed.to_far, out, err = _spawn(command, where)
+    try:
+        relayed.send(b"%d\n%s%d\n%s" % (len(stage2), stage2, len(data), data))
+        relayed.follow(pid, out, err, wake_r)
+        code = _exit_status(os.waitpid(pid, 0)[1])
+        pid = 0
+    finally:
+        _signal.set_wakeup_fd(old_wake)
+        for sig, handler in handlers.items():
+            _signal.signal(sig, handler)
+        if pid:  # left early: nothing of ours runs on
+            os.kill(pid, _signal.SIGKILL)
+            os.waitpid(pid, 0)
+        for fd in (wake_r, wake_w, relayed.to_far, out, err):
+            os.close(fd)
+    return relayed.status_or_raise(where, shell, code)
+
+
+class _Relayed:
+    """One relayed command, as its output comes: the bootstrap's word first (a
+    login shell's chatter before it is dropped), then the command's output,
+    passed on but for the bootstrap's last line, which says how it ended.
+    On stderr, what ssh said before the bootstrap's mark is kept for an error."""
+
+    def __init__(self, tag: bytes, source: bytes) -> None:
+        self.tag, self.source, self.to_far = tag, source, -1
+        self.status, self.head, self.trailer = "", b"", b""
+        self.said: "Optional[bytes]" = b""  # None once the bootstrap's mark came
+        self.signals: "List[int]" = []
+
+    def send(self, data: bytes) -> None:
+        """To the far side; one that stopped reading has ended (its status says why)."""
+        try:
+            _write_all(self.to_far, data)
+        except OSError:
+            pass
+
+    def follow(self, pid: int, out: int, err: int, wake: int) -> None:
+        import select
+        import time
+        streams, deadline, seen = [out, err], None, 0
+        while streams:
+            if len(self.signals) > seen:  # Ctrl-C: the far side interrupts the command
+                seen = len(self.signals)
+                self.send(b"I")
+                grace = RELAY_GRACE if seen == 1 and self.status else 0
+                deadline = time.monotonic() + grace
+            if deadline is not None and time.monotonic() >= deadline:
+                os.kill(pid, 9)  # our end closes: the command ends there too
+                deadline = None
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            for fd in select.select(streams + [wake], [], [], wait)[0]:
+                chunk = os.read(fd, 65536)
+                if fd != wake and not chunk:
+                    streams.remove(fd)
+                elif fd == err:
+                    self.stderr(chunk)
+                elif fd == out:
+                    self.stdout(chunk)
+
+    def stderr(self, chunk: bytes) -> None:
+        if self.said is None:
+            _write_all(2, chunk)
+            return
+        self.said += chunk
+        if self.tag + b"\n" in self.said:  # what came before it is ssh's: shown as is
+            before, _, after = self.said.partition(self.tag + b"\n")
+            _write_all(2, before + after)
+            self.said = None
+
+    def stdout(self, chunk: bytes) -> None:
+        end = self.tag + b" exit "
+        if self.status == "ok":
+            self.trailer = _pass_on(self.trailer + chunk, end)
+            return
+        self.head += chunk
+        while self.tag + b" " in self.head and b"\n" in self.head.split(self.tag + b" ", 1)[1]:
+            word, _, self.head = self.head.split(self.tag + b" ", 1)[1].partition(b"\n")
+            self.status = word.decode(errors="replace")
+            if self.status == "miss":  # no copy of this version there: it gets one
+                self.send(b"%d\n%s" % (len(self.source), self.source))
+        if self.status == "ok":
+            self.trailer = _pass_on(self.head, end)
+            if self.signals:  # a Ctrl-C before it started
+                self.send(b"I")
+
+    def status_or_raise(self, where: str, shell: bool, code: int) -> int:
+        """The command's exit status, as the far side said; else why it has none."""
+        end = self.tag + b" exit "
+        if self.trailer.startswith(end) and self.trailer.endswith(b"\n"):
+            return int(self.trailer[len(end):-1])
+        _write_all(1, self.trailer)
+        if self.signals:
+            return 130
+        last = (self.said or b"").decode(errors="replace").strip().split("\n")[-1].strip()
+        raise _refused(where, shell, self.status, code, last)
+
+
+def _refused(where: str, shell: bool, status: str, code: int, last: str) -> RelayError:
+    """Why the far side ran nothing (or was lost), in one line."""
+    word, _, rest = status.partition(" ")
+    if word == "ok":
+        return RelayError("lost the connection to %s while the command ran: it may have "
+                          "done its work" % where, last, "lost")
+    if word == "python":
+        return RelayError("%s has Python %s: tmuxsess needs python3 3.8 or newer" % (
+            where, rest), "set TMUXSESS_REMOTE_PYTHON to a newer one", "far-side")
+    if word == "notmux":
+        return RelayError("tmux not found on %s: looked for %s" % (where, rest),
+                          "install tmux 3.0 or newer there, or set TMUXSESS_TMUX there",
+                          "far-side")
+    if word in ("cache", "badcopy"):
+        return RelayError("cannot keep tmuxsess on %s: %s" % (where, rest or "the copy "
+                                                              "arrived damaged"),
+                          "set TMUXSESS_CACHE_DIR there to a private dir", "far-side")
+    if code == 127 and status == "":
+        return RelayError("python3 not found on %s (%s)" % (where, last or "exit status 127"),
+                          "install python3 (3.8 or newer) there, or set "
+                          "TMUXSESS_REMOTE_PYTHON to one", "far-side")
+    if shell and code == 255:
+        return RelayError("cannot reach %s: %s" % (where, last or "ssh failed"),
+                          "nothing was run there", "unreachable")
+    return RelayError("could not start tmuxsess on %s (exit status %d)%s" % (
+        where, code, ": " + last if last else ""), "nothing was run there", "unreachable")
+
+
+def _pass_on(data: bytes, end: bytes) -> bytes:
+    """Write ``data`` to stdout but what may be the start of the bootstrap's
+    last line (``end``, then the status); return what is held back."""
+    at = data.find(end)
+    if at < 0:  # the longest tail that could still become ``end``
+        at = next((len(data) - n for n in range(min(len(end), len(data)), 0, -1)
+                   if end.startswith(data[-n:])), len(data))
+    _write_all(1, data[:at])
+    return data[at:]
+
+
+def _spawn(argv: "List[str]", where: str) -> "Tuple[int, int, int, int]":
+    """Start ``argv`` on three pipes (pid, and our ends: its stdin, stdout,
+    stderr), with SIGINT ignored: ssh keeps a SIGINT it finds ignored, so a
+    Ctrl-C reaches the far side as a byte from us, and the command there ends
+    as it would here. posix_spawn: subprocess costs 12 ms of imports."""
+    import _signal
+    pipes = [os.pipe() for _ in range(3)]
+    previous = _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+    try:
+        pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=[
+            (os.POSIX_SPAWN_DUP2, pipes[0][0], 0), (os.POSIX_SPAWN_DUP2, pipes[1][1], 1),
+            (os.POSIX_SPAWN_DUP2, pipes[2][1], 2)])
+    except OSError as e:
+        raise RelayError("cannot run %s to reach %s: %s" % (argv[0], where, e.strerror),
+                         "set TMUXSESS_SSH to an ssh command, or check --via", "unreachable")
+    finally:
+        _signal.signal(_signal.SIGINT, previous)
+        for fd in (pipes[0][0], pipes[1][1], pipes[2][1]):
+            os.close(fd)
+    return pid, pipes[0][1], pipes[1][0], pipes[2][0]
+
+
+def _spawned(argv: "List[str]") -> "Tuple[int, bytes, bytes]":
+    """Run ``argv`` to its end: its exit status, stdout and stderr (short ones)."""
+    try:
+        pid, to, out, err = _spawn(argv, argv[0])
+    except RelayError:
+        return 127, b"", b""
+    os.close(to)
+    said = [b"", b""]
+    for n, fd in enumerate((out, err)):
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            said[n] += chunk
+        os.close(fd)
+    return _exit_status(os.waitpid(pid, 0)[1]), said[0], said[1]
+
+
+def _exit_status(raw: int) -> int:
+    """A wait status as a shell shows it (os.waitstatus_to_exitcode is 3.9+)."""
+    return os.WEXITSTATUS(raw) if os.WIFEXITED(raw) else 128 + os.WTERMSIG(raw)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _split_words(text: str, what: str) -> "List[str]":
+    """Words as a shell splits them (quotes, backslashes; no expansions)."""
+    words = text.split()
+    if any(c in text for c in "'\"\\"):
+        import shlex
+        try:
+            words = shlex.split(text)
+        except ValueError as e:
+            raise RelayError("cannot split %s %r: %s" % (what, text, e), "", "usage")
+    if not words:
+        raise RelayError("%s is empty" % what, "", "usage")
+    return words
+
+
+def _word(text: str) -> str:
+    """A word for a POSIX shell, quoted only if it must be."""
+    if text and all(c.isalnum() or c in "@%+=:,./_-" for c in text):
+        return text
+    return "'%s'" % text.replace("'", "'\"'\"'")
+
 
 # Started as ./tmuxsess.py, /bin/sh runs the docstring's first line: Python reads
 # this file and runs only what follows the mark below. It runs the module from
@@ -8662,36 +9306,52 @@ def _sha256_hex(data: bytes) -> str:
 
 
 def _boot(source: bytes) -> None:
-    import marshal
     import os
     sys.argv.pop(0)  # "-c": argv[0] is now the path the tool was started by
-    import _signal  # type: ignore  # as the module does while loading
+    import _signal  # type: ignore[import-not-found,unused-ignore]  # signal: 5 ms of imports
     _signal.signal(_signal.SIGINT, lambda *_: os._exit(130))
     tool = os.path.realpath(sys.argv[0])
-    cache = os.path.abspath(os.environ.get("TMUXSESS_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tmuxsess"))
-    digest = _sha256_hex(source + sys.version.encode())
-    path = os.path.join(cache, "tmuxsess-%s.pyc" % digest[:32])
-    try:
-        with open(path, "rb") as f:
-            code = marshal.loads(f.read())
-    except (OSError, ValueError, EOFError, TypeError):
-        code = compile(source, tool, "exec", dont_inherit=True)
-        try:
-            os.makedirs(cache, 0o700, exist_ok=True)
-            st = os.lstat(cache)
-            if os.path.isdir(cache) and st.st_uid == os.geteuid() and not st.st_mode & 0o022:
-                tmp = "%s.%d" % (path, os.getpid())
-                with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
-                    f.write(marshal.dumps(code))
-                os.replace(tmp, path)
-        except OSError:
-            pass  # not cached: compiled again next time
+    if os.environ.get("TMUXSESS_HOST") or os.environ.get("TMUXSESS_VIA") or any(
+            w.startswith(("--host", "--via")) for w in sys.argv[1:]):
+        # A command for another machine needs only the section that relays it.
+        start, end = source.index(b"\n#: remote\n"), source.rindex(b"\n#: boot\n")
+        relay: "Dict[str, Any]" = {"os": os, "sys": sys, "_sha256_hex": _sha256_hex}
+        exec(_compiled(b"\n" * source.count(b"\n", 0, start) + source[start:end], tool),
+             relay)
+        if relay["relay_at_once"](sys.argv[1:]):
+            sys.exit(relay["relay_main"](sys.argv[1:], source))
     module = type(sys)("tmuxsess")
     module.__file__ = tool
     sys.modules["tmuxsess"] = module
-    exec(code, module.__dict__)
+    exec(_compiled(source, tool), module.__dict__)
     module.script()
+
+
+def _compiled(source: bytes, path: str) -> "Any":
+    """The code of ``source``, from bytecode kept under its sha256 (compiled
+    and kept the first time)."""
+    import marshal
+    import os
+    cache = os.path.abspath(os.environ.get("TMUXSESS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tmuxsess"))
+    digest = _sha256_hex(source + sys.version.encode())
+    cached = os.path.join(cache, "tmuxsess-%s.pyc" % digest[:32])
+    try:
+        with open(cached, "rb") as f:
+            return marshal.loads(f.read())
+    except (OSError, ValueError, EOFError, TypeError):
+        code = compile(source, path, "exec", dont_inherit=True)
+    try:
+        os.makedirs(cache, 0o700, exist_ok=True)
+        st = os.lstat(cache)
+        if os.path.isdir(cache) and st.st_uid == os.geteuid() and not st.st_mode & 0o022:
+            tmp = "%s.%d" % (cached, os.getpid())
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+                f.write(marshal.dumps(code))
+            os.replace(tmp, cached)
+    except OSError:
+        pass  # not cached: compiled again next time
+    return code
 
 
 if __name__ == "__main__" and "__file__" in globals():  # python3 tmuxsess.py
