@@ -2579,7 +2579,7 @@ class SshServer:
                 "PermitRootLogin prohibit-password", "AllowUsers %s" % self.user,
                 "X11Forwarding no", "AllowTcpForwarding no", "PrintMotd no",
                 "PrintLastLog no", "UseDNS no", "MaxSessions 64", "MaxStartups 64:30:128",
-                "LogLevel ERROR",
+                "LogLevel INFO",  # a login says "Accepted publickey": connections are counted
                 "AcceptEnv TMUXSESS_* CLAUDE_TMUX_SOCKET_DIR TMUX_TMPDIR XDG_* LANG LC_*",
                 "SetEnv %s" % home,
                 "Match LocalPort %d" % self.ports["far-notmux"],
@@ -2645,6 +2645,9 @@ class SshServer:
             os.path.join(os.path.dirname(config), "locked"))) if locked else ""
         return "ssh -F %s%s remote %s" % (shlex.quote(config), extra,
                                           shlex.quote(self.path("remote-shell")))
+
+    def log(self):
+        return read_bytes(self.path("sshd.log")).decode("utf-8", "replace")
 
     def far_processes(self, needle):
         """The far side's processes (sshd's descendants) whose command line holds
@@ -3282,6 +3285,413 @@ class NodeValuesTest(KindsCase):
         self.run_ok("js", "const a = 1\n\nconsole.log(a + 1)", "2\n")
         self.run_ok("js", "6 * 7", "42\n")
         self.run_ok("js", "null", "null\n")
+
+
+# ===========================================================================
+# Sessions on other machines: --host over a real sshd on 127.0.0.1, --via
+# ===========================================================================
+
+RELAY_EXIT = tmuxsess.RELAY_EXIT
+STAGE1 = tmuxsess.RELAY_STAGE1.encode()
+
+
+def processes_naming(needle):
+    """Pids (not ours) whose command line holds ``needle``."""
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()
+            and needle in read_cmdline(int(p))]
+
+
+class RemoteCase(TmuxTestCase):
+    """A real sshd on 127.0.0.1 with a far side of its own (SshServer). The tool
+    runs as a user runs it: the executable, with the server's ssh config."""
+
+    def setUp(self):
+        super().setUp()
+        self.server = SshServer()
+        reason = self.server.skip_reason()
+        if reason:
+            self.skipTest(reason)
+        self.server.start()
+        self.addCleanup(self.nothing_left, self.server.dir)
+        self.addCleanup(self.server.stop)
+        self.far_env = self.server.local_env()
+
+    def nothing_left(self, top):
+        self.assertFalse(os.path.exists(top), "temp dir left behind")
+        self.assertEqual(processes_naming(top.encode()), [], "processes left behind")
+
+    def argv(self, *args, host="far", via=""):
+        where = ["--via", via] if via else ["--host", host] if host else []
+        return [TOOL] + where + [str(a) for a in args]
+
+    def far(self, *args, host="far", via="", input=b"", env=None, timeout=60):
+        return subprocess.run(self.argv(*args, host=host, via=via), input=input,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=env or self.far_env, timeout=timeout)
+
+    def far_ok(self, *args, **kw):
+        r = self.far(*args, **kw)
+        self.assertEqual(r.returncode, 0, r)
+        return r
+
+    def far_registry(self):
+        path = os.path.join(self.server.far["TMUXSESS_STATE_DIR"], ".sessions.json")
+        return json.loads(read_bytes(path))["sessions"]
+
+    def one_error_line(self, r, *words):
+        err = r.stderr.decode()
+        lines = err.splitlines()
+        self.assertNotIn("Traceback", err)
+        self.assertTrue(lines and lines[0].startswith("tmuxsess: error: "), err)
+        self.assertTrue(len(lines) == 1 or (len(lines) == 2 and lines[1].startswith("hint: ")),
+                        err)
+        for word in words:
+            self.assertIn(word, lines[0])
+        return lines[0]
+
+    def via_far(self):
+        """A --via prefix that runs its arguments with the far side's places."""
+        return "env %s sh -c 'exec \"$@\"' sh" % " ".join(
+            "%s=%s" % kv for kv in self.server.far.items())
+
+
+class FarSideTest(RemoteCase):
+    def test_create_run_list_kill_cleanup_there_and_only_there(self):
+        made = json.loads(self.far_ok("create", "-n", "py", "--python").stdout)
+        self.assertTrue(made["socket"].startswith(self.server.far["CLAUDE_TMUX_SOCKET_DIR"]))
+        self.assertEqual(self.far_ok("run", "-s", "py", "-c", "print(6*7)").stdout, b"42\n")
+        self.far_ok("create", "-n", "sh")
+        listed = json.loads(self.far_ok("list", "--json").stdout)
+        self.assertEqual(sorted(s["name"] for s in listed["sessions"]), ["py", "sh"])
+        self.assertEqual(self.ok("list", "--json", exe=True).stdout.count('"name"'), 0)
+        self.far_ok("kill", "-s", "py")
+        self.assertEqual(list(self.far_registry()), ["sh"])
+        self.far_ok("cleanup", "--all")
+        self.assertEqual(self.far_registry(), {})
+        # The far side's home got nothing: the tool keeps to its own places there.
+        self.assertEqual(os.listdir(self.server.far["HOME"]), [])
+
+    def test_exit_statuses_output_and_errors_pass_through_exactly(self):
+        self.far_ok("create", "-n", "sh")
+        for status in (0, 1, 3, 69, 124, 255):
+            r = self.far("run", "-s", "sh", "-c", "(exit %d)" % status)
+            self.assertEqual((r.returncode, r.stderr), (status, b""), r)
+        text = "tab\there 'q' \"dq\" \\back $HOME é ✓ 日本\nline 2"
+        r = self.far_ok("run", "-s", "sh", "-c", "printf '%%s\\n' %s" % shlex.quote(text))
+        self.assertEqual(r.stdout.decode(), text + "\n")
+        r = self.far_ok("run", "-s", "sh", "-c", "head -c 300000 /dev/zero | tr '\\0' x; echo")
+        self.assertEqual(r.stdout, b"x" * 300000 + b"\n")
+        r = self.far("run", "-s", "nosuch", "-c", "1", "--json")  # the tool's own error there
+        self.assertEqual(r.returncode, 126)
+        self.one_error_line(r, "nosuch")
+        self.assertIn("--host far list", r.stderr.decode())  # its hints say how to get there
+        self.assertEqual(json.loads(r.stdout)["failure"]["kind"], "target")
+
+    def test_waiting_for_input_and_the_answer(self):
+        self.far_ok("create", "-n", "py", "--python")
+        r = self.far("run", "-s", "py", "--json", "-c", "print('hi ' + input('name? '))")
+        self.assertEqual(r.returncode, 123, r)
+        self.assertEqual(json.loads(r.stdout)["question"], "name?")
+        self.assertEqual(self.far_ok("run", "-s", "py", "--answer", "Bob").stdout, b"hi Bob\n")
+
+    def test_file_dash_is_the_local_stdin_and_nothing_else_reads_it(self):
+        self.far_ok("create", "-n", "py", "--python")
+        code = "s = %r\nfor i in range(3):\n    print(i, len(s))\n" % ("é✓" * 30000)
+        r = self.far_ok("run", "-s", "py", "--file", "-", input=code.encode())
+        self.assertEqual(r.stdout, b"0 60000\n1 60000\n2 60000\n")
+        r = self.far_ok("run", "-s", "py", "--file=-", input=b"print('eq form')\n")
+        self.assertEqual(r.stdout, b"eq form\n")
+        read, write = os.pipe()  # a call in a `while read` loop leaves the loop's input
+        os.write(write, b"still here\n")
+        os.close(write)
+        try:
+            r = subprocess.run(self.argv("run", "-s", "py", "-c", "1"), stdin=read,
+                               stdout=subprocess.PIPE, env=self.far_env, timeout=60)
+            self.assertEqual((r.stdout, os.read(read, 100)), (b"1\n", b"still here\n"))
+        finally:
+            os.close(read)
+        r = subprocess.run(self.argv("run", "-s", "py", "--file", "-"), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.far_env,
+                           timeout=60, preexec_fn=lambda: os.close(0))
+        self.assertNotEqual(r.returncode, RELAY_EXIT, r)
+        self.assertIn(b"standard input is closed", r.stderr)
+
+    def test_the_host_from_the_environment_and_as_a_url(self):
+        r = self.far("list", "--json", host="", env=dict(self.far_env, TMUXSESS_HOST="far"))
+        self.assertEqual((r.returncode, json.loads(r.stdout)["total"]), (0, 0), r)
+        url = "ssh://%s@far:%d" % (self.server.user, self.server.ports["far"])
+        self.assertEqual(self.far("list", host=url).returncode, 0)
+
+    def test_no_secret_on_any_command_line(self):
+        self.far_ok("create", "-n", "sh")
+        secret = "SECRET-%s" % os.urandom(4).hex()
+        p = subprocess.Popen(self.argv("run", "-s", "sh", "-c", "sleep 2 # " + secret),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.far_env)
+        self.addCleanup(self._reap, p)
+        wait_until(lambda: len(self.server.far_processes(STAGE1)) >= 2, 20, "the far side")
+        # Only the command the user typed holds it: not ssh, nor anything there.
+        seen = set()
+        while p.poll() is None:
+            seen.update(processes_naming(secret.encode()))
+        self.assertEqual(seen - {p.pid}, set())
+        self.assertEqual(p.returncode, 0)
+
+
+class FarCopyTest(RemoteCase):
+    def copies(self):
+        cache = self.server.far["TMUXSESS_CACHE_DIR"]
+        return sorted(n for n in os.listdir(cache) if n.endswith(".py"))
+
+    def test_copied_once_by_sha256_private_and_checked_before_it_runs(self):
+        version = b"tmuxsess %s\n" % tmuxsess.__version__.encode()
+        self.assertEqual(self.far_ok("--version").stdout, version)
+        sha = tmuxsess._sha256_hex(read_bytes(TOOL))
+        self.assertEqual(self.copies(), ["tmuxsess-%s.py" % sha])
+        cache = self.server.far["TMUXSESS_CACHE_DIR"]
+        path = os.path.join(cache, self.copies()[0])
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        self.assertEqual(stat.S_IMODE(os.stat(cache).st_mode), 0o700)
+        mtime = os.stat(path).st_mtime_ns
+        self.far_ok("--version")
+        self.assertEqual(os.stat(path).st_mtime_ns, mtime)  # not sent again
+        # A copy changed there never runs: this version is sent again in its place.
+        good = read_bytes(path)
+        write_bytes(path, good.replace(b'__version__ = "', b'__version__ = "6.6.6-bad'))
+        self.assertEqual(self.far_ok("--version").stdout, version)
+        self.assertEqual(read_bytes(path), good)
+        self.assertEqual([n for n in os.listdir(cache) if ".py." in n], [])  # no temp files
+
+    def test_a_changed_local_file_reaches_the_far_side_on_its_next_call(self):
+        self.far_ok("--version")
+        changed = os.path.join(self.tmp, "tmuxsess.py")
+        write_bytes(changed, read_bytes(TOOL).replace(b'__version__ = "', b'__version__ = "9.'))
+        os.chmod(changed, 0o755)
+        r = subprocess.run([changed, "--host", "far", "--version"], stdout=subprocess.PIPE,
+                           env=self.far_env, timeout=60)
+        self.assertEqual(r.stdout, b"tmuxsess 9.%s\n" % tmuxsess.__version__.encode())
+        self.assertEqual(len(self.copies()), 2)
+
+
+class FarFailureTest(RemoteCase):
+    def test_an_unreachable_host_is_one_line_and_its_own_code(self):
+        began = time.monotonic()
+        r = self.far("list", host="far-down")
+        self.assertLess(time.monotonic() - began, 5.0)  # the config's ConnectTimeout
+        self.assertEqual((r.returncode, r.stdout), (RELAY_EXIT, b""), r)
+        self.assertIn("Connection refused", self.one_error_line(r, "cannot reach far-down"))
+        failure = json.loads(self.far("list", "--json", host="far-down").stdout)["failure"]
+        self.assertEqual(failure["kind"], "unreachable")
+
+    def test_host_keys_stay_checked_as_the_user_set_it(self):
+        r = self.far("list", host="far-badkey")
+        self.assertEqual(r.returncode, RELAY_EXIT, r)
+        self.one_error_line(r, "far-badkey", "Host key verification failed")
+
+    def test_a_far_side_without_tmux_or_python3(self):
+        r = self.far("list", host="far-notmux")
+        self.assertEqual(r.returncode, RELAY_EXIT, r)
+        self.one_error_line(r, "tmux not found on far-notmux")
+        self.assertEqual(os.listdir(self.server.far["TMUXSESS_CACHE_DIR"]), [])  # nothing sent
+        r = self.far("list", host="far-nopython")
+        self.assertEqual(r.returncode, RELAY_EXIT, r)
+        self.one_error_line(r, "python3 not found on far-nopython")
+
+    def test_bad_hosts_are_refused_before_ssh_runs(self):
+        for spec in ("-oProxyCommand=touch /tmp/x", "box:0", "box:99999", "box:abc",
+                     "me @box", "a b", "[::1]x"):
+            r = self.far("list", host=spec)
+            self.assertEqual(r.returncode, 1, (spec, r))
+            self.one_error_line(r, "bad host")
+
+    def test_a_login_shell_that_prints_does_not_touch_the_output(self):
+        write_bytes(os.path.join(self.server.far["HOME"], ".bashrc"), b"echo NOISE\n")
+        self.assertEqual(json.loads(self.far_ok("list", "--json").stdout)["total"], 0)
+
+
+class FarConnectionTest(RemoteCase):
+    def test_one_shared_connection_in_a_private_dir(self):
+        for _ in range(4):
+            self.far_ok("list")
+        self.assertEqual(self.server.log().count("Accepted publickey"), 1)
+        sockets = os.path.join(self.server.path("local", "sock"), "ssh")
+        self.assertEqual(stat.S_IMODE(os.stat(sockets).st_mode), 0o700)
+        self.assertEqual(len([n for n in os.listdir(sockets)
+                              if stat.S_ISSOCK(os.stat(os.path.join(sockets, n)).st_mode)]), 1)
+
+    def test_a_config_that_shares_connections_is_used_as_it_is(self):
+        mine = self.server.path("local", "cm-%C")
+        config = read_bytes(self.server.ssh_config).decode()
+        write_bytes(self.server.ssh_config, ("Host far\n  ControlMaster auto\n  ControlPath %s\n"
+                                             "  ControlPersist 60\n%s" % (mine, config)).encode())
+        self.far_ok("list")
+        self.far_ok("list")
+        self.assertEqual(self.server.log().count("Accepted publickey"), 1)
+        self.assertTrue([n for n in os.listdir(self.server.path("local")) if n.startswith("cm-")])
+        self.assertEqual(os.listdir(os.path.join(self.server.path("local", "sock"), "ssh")), [])
+
+
+class FarViaTest(RemoteCase):
+    def test_via_a_prefix_that_runs_its_arguments(self):
+        via = self.via_far()
+        self.far_ok("create", "-n", "py", "--python", via=via)
+        self.assertEqual(self.far_ok("run", "-s", "py", "--file", "-", via=via,
+                                     input=b"print(6*7)\n").stdout, b"42\n")
+        self.assertEqual(self.far("run", "-s", "py", "-c", "1/0", via=via).returncode, 1)
+        self.assertEqual(list(self.far_registry()), ["py"])
+        r = self.far("list", via="false")
+        self.assertEqual(r.returncode, RELAY_EXIT, r)
+        self.one_error_line(r, "could not start tmuxsess on false")
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"), "needs root and setpriv")
+    def test_via_another_user_with_places_of_its_own(self):
+        base = self.server.path("nobody")
+        os.mkdir(base, 0o711)
+        os.chmod(self.server.dir, 0o711)  # nobody may pass through to its own dir
+        places = {}
+        for name in ("home", "state", "sock", "tmux", "cache"):
+            places[name] = os.path.join(base, name)
+            os.mkdir(places[name], 0o700)
+            os.chown(places[name], 65534, 65534)
+        via = ("setpriv --reuid=65534 --regid=65534 --clear-groups env -i PATH=/usr/bin:/bin "
+               "HOME={home} TMUXSESS_STATE_DIR={state} CLAUDE_TMUX_SOCKET_DIR={sock} "
+               "TMUX_TMPDIR={tmux} TMUXSESS_CACHE_DIR={cache}").format(**places)
+        self.far_ok("create", "-n", "sh", via=via)
+        self.assertEqual(self.far_ok("run", "-s", "sh", "-c", "id -u", via=via).stdout,
+                         b"65534\n")
+        self.assertEqual(os.stat(os.path.join(places["state"], ".sessions.json")).st_uid, 65534)
+        self.far_ok("kill", "-s", "sh", via=via)
+
+
+class FarInterruptTest(RemoteCase):
+    """Ctrl-C is SIGINT to the terminal's whole foreground group: the tool's and ssh's."""
+
+    def long_run(self, via="", env=None):
+        self.far_ok("create", "-n", "py", "--python", via=via, env=env)
+        p = subprocess.Popen(self.argv("run", "-s", "py", "-T", "60", "-c",
+                                       "import time; time.sleep(30)", via=via),
+                             env=env or self.far_env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, start_new_session=True)
+        self.addCleanup(self._reap, p)
+        wait_until(lambda: len(self.running(via)) >= 2, 20, "the bootstrap and the tool there")
+        wait_until(lambda: b"time.sleep(30)" in self.screen(via, env), 10, "the run to start")
+        return p
+
+    def running(self, via):
+        return processes_naming(STAGE1) if via else self.server.far_processes(STAGE1)
+
+    def screen(self, via, env):
+        return self.far("capture", "-s", "py", via=via, env=env).stdout
+
+    def ends_and_the_session_lives_on(self, p, via="", env=None, signal_=signal.SIGINT):
+        if signal_ == signal.SIGINT:
+            os.killpg(p.pid, signal.SIGINT)
+            out, err = p.communicate(timeout=10)
+            self.assertEqual(p.returncode, 130, err)
+            self.assertNotIn(b"Traceback", err)
+        else:
+            os.kill(p.pid, signal_)  # only us: ssh sees its input end
+            p.communicate(timeout=10)
+        wait_until(lambda: not self.running(via), 5, "nothing left running there")
+        self.far_ok("send", "-s", "py", "-k", "C-c", via=via, env=env)
+        wait_until(lambda: self.far("run", "-s", "py", "-c", "print('after')", via=via,
+                                    env=env).stdout == b"after\n", 10, "the session back")
+
+    def test_ctrl_c_on_the_shared_connection(self):
+        self.ends_and_the_session_lives_on(self.long_run())
+
+    def test_ctrl_c_on_a_connection_of_its_own(self):
+        env = dict(self.far_env, TMUXSESS_SSH=self.far_env["TMUXSESS_SSH"]
+                   + " -o ControlMaster=no -o ControlPath=none")
+        self.ends_and_the_session_lives_on(self.long_run(env=env), env=env)
+
+    def test_ctrl_c_via_a_prefix(self):
+        via = self.via_far()
+        self.ends_and_the_session_lives_on(self.long_run(via=via), via=via)
+
+    def test_a_killed_local_side_leaves_nothing_running_there(self):
+        self.ends_and_the_session_lives_on(self.long_run(), signal_=signal.SIGKILL)
+
+
+class FarMcpTest(RemoteCase):
+    def server_for(self, *hosts):
+        argv = [TOOL, "mcp"] + [w for h in hosts for w in ("--host", h)]
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=self.far_env)
+        self.addCleanup(McpTestCase._stop, self, proc)
+        client = Client(proc)
+        client.rpc("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                                  "clientInfo": {"name": "test", "version": "0"}})
+        client.notify("notifications/initialized")
+        return client
+
+    def text(self, result):
+        return "\n".join(item["text"] for item in result["content"])
+
+    def test_tools_take_the_hosts_it_was_started_for(self):
+        client = self.server_for("far", "far-down")
+        run = next(t for t in client.rpc("tools/list")["result"]["tools"] if t["name"] == "run")
+        self.assertEqual(run["inputSchema"]["properties"]["host"]["enum"], ["far", "far-down"])
+        made = client.call("create_session", {"name": "py", "kind": "python", "host": "far"})
+        self.assertFalse(made["isError"], made)
+        self.assertEqual(list(self.far_registry()), ["py"])
+        r = client.call("run", {"session": "py", "code": "print(6*7)", "host": "far"})
+        self.assertEqual(r["structuredContent"]["output"], "42\n")
+        r = client.call("run", {"session": "py", "code": "input('n? ')", "host": "far"})
+        self.assertTrue(r["isError"])
+        self.assertIn('run {"host": "far", "session": "py", "answer": "TEXT"}', self.text(r))
+        r = client.call("list_sessions", {"host": "far-down"})
+        self.assertTrue(r["isError"])
+        self.assertIn("cannot reach far-down", self.text(r))
+        r = client.call("list_sessions", {"host": "elsewhere"})
+        self.assertTrue(r["isError"])
+        self.assertIn("far, far-down", self.text(r))
+        # Without host: this machine's sessions (none here).
+        self.assertEqual(client.call("list_sessions")["structuredContent"]["total"], 0)
+
+    def test_a_slow_call_on_one_host_holds_up_none_on_another(self):
+        client = self.server_for("far")
+        client.call("create_session", {"name": "py", "kind": "python", "host": "far"})
+        slow = client.request("tools/call", {"name": "run", "arguments": {
+            "session": "py", "code": "import time; time.sleep(3)", "host": "far"}})
+        began = time.monotonic()
+        self.assertFalse(client.call("list_sessions")["isError"])
+        self.assertLess(time.monotonic() - began, 2.5)
+        self.assertFalse(client.has_response(slow))
+        self.assertFalse(client.response(slow)["result"]["isError"])
+
+    def test_a_server_without_hosts_refuses_host(self):
+        client = self.server_for()
+        run = next(t for t in client.rpc("tools/list")["result"]["tools"] if t["name"] == "run")
+        self.assertNotIn("host", run["inputSchema"]["properties"])
+        r = client.call("list_sessions", {"host": "far"})
+        self.assertTrue(r["isError"])
+        self.assertIn("reaches no other machine", self.text(r))
+
+
+class RelayPureTest(unittest.TestCase):
+    """The relay's pure parts, without ssh."""
+
+    def test_options_before_the_command_and_from_the_environment(self):
+        with mock.patch.dict(os.environ, {"TMUXSESS_HOST": "", "TMUXSESS_VIA": ""}):
+            self.assertEqual(tmuxsess.relay_options(["--host", "a", "run", "--host", "x"]),
+                             ("a", "", ["run", "--host", "x"]))
+            self.assertEqual(tmuxsess.relay_options(["--via=docker exec -i c", "list"]),
+                             ("", "docker exec -i c", ["list"]))
+            self.assertTrue(tmuxsess.relay_at_once(["--host", "a", "run", "-c", "1"]))
+            self.assertFalse(tmuxsess.relay_at_once(["--host", "a", "run", "--file", "-"]))
+            self.assertFalse(tmuxsess.relay_at_once(["run", "-c", "1"]))
+        with mock.patch.dict(os.environ, {"TMUXSESS_HOST": "env-box"}):
+            self.assertEqual(tmuxsess.relay_options(["list"]), ("env-box", "", ["list"]))
+
+    def test_the_last_line_is_held_back_across_chunks(self):
+        end = b"\0tmuxsess abc exit "
+        data = b"out\0tmu" + b"x\n" + end + b"7\n"
+        out = io.BytesIO()
+        with mock.patch.object(tmuxsess, "_write_all", lambda fd, b: out.write(b)):
+            held = b""
+            for i in range(0, len(data), 3):
+                held = tmuxsess._pass_on(held + data[i:i + 3], end)
+        self.assertEqual((out.getvalue(), held), (b"out\0tmux\n", end + b"7\n"))
 
 
 # ===========================================================================
@@ -7222,7 +7632,9 @@ class StressTest(TmuxTestCase):
 SLOW_CLASSES = ("FullScreenTest", "WaitingForInputTest", "ReadmeExamplesTest",
                 "McpConcurrencyTest", "CorpusTest", "CanonicalDeliveryTest", "ConcurrencyTest",
                 "RelayTest", "NodeTest", "EventLoopTest", "OtherSessionTest", "ExactOrRefusedTest",
-                "ZshKindTest", "FishKindTest", "IPythonKindTest")
+                "ZshKindTest", "FishKindTest", "IPythonKindTest", "FarSideTest", "FarCopyTest",
+                "FarFailureTest", "FarConnectionTest", "FarViaTest", "FarInterruptTest",
+                "FarMcpTest")
 # The longest of them (20-40 s each) start first, so that none is left to run alone.
 FIRST_CLASSES = ("ReadmeExamplesTest", "CorpusTest", "FullScreenTest")
 

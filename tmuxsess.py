@@ -5807,10 +5807,9 @@ def _delivery_steps(pane: Pane, payload: Optional[bytes], keys: Sequence[str], e
     elif payload:
         # -r: newlines go in as typed (LF), not rewritten; -p: bracketed paste
         # when the program asked for it; -d: the buffer is gone afterwards.
-        # A short text goes in the command itself; a longer one on stdin
-        # (a tmux command is at most 16 KiB).
-        load = [["set-buffer", "-b", buffer, "--", payload.decode("utf-8", "surrogateescape")]
-                if len(payload) <= TYPE_PIECE else ["load-buffer", "-b", buffer, "-"]]
+        # The text goes in on stdin, never on a command line (which anyone on
+        # the machine may read while tmux runs: `run -c 'export TOKEN=...'`).
+        load = [["load-buffer", "-b", buffer, "-"]]
         calls[-1].append(["paste-buffer", "-d", "-r"] + (["-p"] if bracketed else [])
                          + ["-b", buffer, "-t", target])
     steps = calls[-1]
