@@ -26,6 +26,11 @@ rotating order) so machine noise hits every row alike:
                   ``./tmuxsess.py --version`` (start-up plus import)
   l1, l30        ``tmuxsess.py list`` with 1 and with 30 registered sessions
                   (one tmux call per socket, so about the same)
+  r  remote run   ``./tmuxsess.py --host far run -c 'print(i)'`` against a real
+                  sshd on 127.0.0.1 (the test suite's SshServer), on the shared
+                  connection the tool keeps
+  s  ssh          one bare ``ssh far true`` with the same options, on that
+                  same connection: with ``a``, the floor a remote run builds on
 
 Then 1,000 sequential API runs in one session, each of which must return
 exactly its own output. Everything lives in a
@@ -53,6 +58,7 @@ TOOL = os.path.join(HERE, "tmuxsess.py")
 PY = sys.executable
 SYSTEM_PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else PY
 PATH_PY = shutil.which("python3") or PY
+SshServer = None  # the test suite's, imported in main()
 
 
 def percentile(values, q):
@@ -88,7 +94,7 @@ def machine_line():
         platform.machine(), load)
 
 
-def bench(rounds, runs):
+def bench(rounds, runs, far):
     import tmuxsess
 
     env = dict(os.environ)
@@ -135,7 +141,7 @@ def bench(rounds, runs):
             r = engine.run("x = input('go? ')", session="bench")
             elapsed = time.perf_counter() - t0
             mismatches["w"] += not r.waiting_for_input or r.question != "go?"
-            engine.run("y", session="bench", answer=True)
+            engine.run(answer="y", session="bench")
             return elapsed
         return sample
 
@@ -156,6 +162,24 @@ def bench(rounds, runs):
             mismatches[key] += r.output != "%d\n" % i or r.exit_status != 0
             return elapsed
         return sample
+
+    far_env = dict(far.local_env(), TMUXSESS_PYTHON=SYSTEM_PY) if far else {}
+
+    def remote_run(i):
+        elapsed, out = timed([TOOL, "--host", "far", "run", "-s", "bench", "-c",
+                              "print(%d)" % i], far_env)
+        mismatches["r"] += out != "%d\n" % i
+        return elapsed
+    if far:
+        timed([TOOL, "--host", "far", "create", "-n", "bench", "--python"], far_env)
+        with_env = dict(os.environ)
+        os.environ.update(far_env)
+        try:  # the very ssh words and shared connection the tool uses
+            ssh = tmuxsess.ssh_command("far") + ["true"]
+        finally:
+            os.environ.clear()
+            os.environ.update(with_env)
+    mismatches["r"] = 0
 
     samples = {
         "a": ("CLI ./tmuxsess.py run, system python", cli([TOOL], sys_env)),
@@ -179,6 +203,10 @@ def bench(rounds, runs):
         "l30": ("tmuxsess.py list, 30 sessions",
                 lambda i: timed([TOOL, "list"], dict(env30, TMUXSESS_PYTHON=SYSTEM_PY))[0]),
     }
+    if far:
+        samples["r"] = ("remote ./tmuxsess.py --host far run", remote_run)
+        samples["s"] = ("one bare ssh far true, shared connection",
+                        lambda i: timed(ssh, far_env)[0])
     times = {k: [] for k in samples}
     keys = list(samples)
     for k in keys:  # warm up caches once; not counted
@@ -201,9 +229,15 @@ def bench(rounds, runs):
           % (med["n"] * 1000))
     print("ratio l30/l1 (list, 30 / 1 sessions):        %.2f" % (med["l30"] / med["l1"]))
     print("ratio m/a (MCP run tool call / CLI run):     %.2f" % (med["m"] / med["a"]))
+    if far:
+        print("ratio r/(s+a) (remote run / ssh + CLI run):   %.2f   (goal <= 1.5)"
+              % (med["r"] / (med["s"] + med["a"])))
+    else:
+        print("remote run: not measured (%s)" % SshServer().skip_reason())
     print("waiting for input reported after, median:    %.0f ms" % (med["w"] * 1000))
-    print("output mismatches: CLI %d, API %d, MCP %d, waiting %d"
-          % (mismatches["a"], mismatches["b"], mismatches["m"], mismatches["w"]))
+    print("output mismatches: CLI %d, API %d, MCP %d, waiting %d, remote %d"
+          % (mismatches["a"], mismatches["b"], mismatches["m"], mismatches["w"],
+             mismatches["r"]))
     print()
     print("%-3s %-44s %8s %8s %8s %8s" % ("", "ms over %d rounds" % rounds, "min",
                                           "median", "p90", "max"))
@@ -290,19 +324,25 @@ def main():
         os.environ.pop(name, None)
     os.mkdir(os.environ["TMUX_TMPDIR"], 0o700)
     sys.path.insert(0, HERE)
-    from test_tmuxsess import kill_servers  # the suite's cleanup: every server under tmp
+    global SshServer
+    # The suite's cleanup (every server under tmp) and its sshd on 127.0.0.1.
+    from test_tmuxsess import SshServer, kill_servers
+    far = SshServer()
 
     def terminate(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, terminate)
     try:
-        return bench(a.rounds, a.runs)
+        if not far.skip_reason():
+            far.start()
+        return bench(a.rounds, a.runs, far if far.dir else None)
     except KeyboardInterrupt:
         print("\ninterrupted; cleaning up", file=sys.stderr)
         return 130
     finally:
         # Ctrl-C during cleanup must not leave a server behind either.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        far.stop()
         kill_servers(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
 

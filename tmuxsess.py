@@ -4093,10 +4093,11 @@ class _Follower:
     def _nap(self, delay: float, longest: float) -> None:
         """Wait for output: ``delay`` polling, or until the transcript is written
         to (``longest`` at most) once a watch on it is set up. The watch is set
-        up on the first nap longer than a millisecond or two (a quick answer
-        needs none); the file is read again before waiting on it."""
+        up on the first nap, or in a process's first wait on the first longer
+        than a millisecond or two (a quick answer needs no ctypes loaded); the
+        file is read again before waiting on it."""
         if self.nap is None:
-            if delay < 0.002:
+            if delay < 0.002 and _Inotify.libc is None:  # ctypes not loaded yet: costs more
                 time.sleep(delay)
                 return
             self.nap = self.host.watch_transcript(self.pane.transcript)
