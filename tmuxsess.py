@@ -14,6 +14,7 @@ exactly what it said, check its health, clean it up::
     tmuxsess.py capture -s calc -n 20
     tmuxsess.py attach -s calc                   # watch it yourself
     tmuxsess.py kill -s calc
+    tmuxsess.py --host box run -s calc -c '6*7'  # on box, through ssh: the same file there
 
 The same operations are methods of an :class:`Engine`, which holds the
 settings (state dir, socket dir, tmux binary, lock timeout); the module's
@@ -61,7 +62,9 @@ terminal question, transcript file); the program profiles (``PROFILES``);
 the registry; reading output; the engine's parts (``Engine`` is a thin front
 over them); the table of operations (``OPERATIONS``), from which both front
 ends, MCP and the command line, are built and in whose terms each words its
-errors. No process of the tool's own outlives a command.
+errors; the section that takes a command to another machine (``relay_main``,
+loaded alone for it); the start (``_boot``). No process of the tool's own
+outlives a command.
 
 Requires tmux 3.0 or newer and Python 3.8 or newer; standard library only.
 """
@@ -120,6 +123,7 @@ __all__ = [
     "PaneDeadError", "BusyError",
     # helpers
     "parse_duration", "validate_name", "render", "python_unit", "serve_mcp", "main",
+    "relay_main", "RelayError",
 ]
 
 if __name__ == "__main__":
@@ -6924,8 +6928,10 @@ MCP_PROGRESS_TAIL = 4000  # characters of output so far in a progress message
 MCP_CAPTURE_MAX = 1 << 20  # characters a capture returns at most
 
 MCP_INSTRUCTIONS = """\
-Drives interactive terminal programs (bash, Python, gdb, node, psql, sqlite, any
-command) in tmux sessions and reads exactly what they print. Typical flow:
+Drives interactive terminal programs (bash, zsh, fish, Python, IPython, gdb, node,
+psql, sqlite, any command) in tmux sessions and reads exactly what they print. A
+program that waits for input is reported at once; answer it with run's answer.
+Typical flow:
 create_session -> run (code in, exact output and exit status out) -> kill_session.
 For programs without a known prompt use send (text or keys) and wait_for_text;
 capture reads the screen or the whole transcript. A run that takes long can be
@@ -8069,8 +8075,9 @@ Sessions outlive the server: list_sessions and the command line see them.
 SKILL_MD = """\
 ---
 name: tmuxsess
-description: Drive interactive terminal programs (Python REPL and pdb, gdb, bash, node, \
-psql, sqlite3, git add -p) in tmux sessions that persist between commands. Use it when work \
+description: Drive interactive terminal programs (Python REPL, IPython and pdb, gdb, bash, \
+zsh, fish, node, psql, sqlite3, git add -p) in tmux sessions that persist between commands, \
+here or on another machine. Use it when work \
 needs state kept across steps (a REPL holding data, a debugger stopped at a breakpoint), \
 a program that asks questions, or a long job the user wants to watch.
 ---
@@ -8098,8 +8105,9 @@ Every subcommand explains itself with `--help`.
    `--file PATH`. Runs on one session queue up, so parallel work needs one
    session per task.
 4. **Pick the profile.** `create -n NAME --kind KIND` with `shell` (default),
-   `python`, `gdb`, `node`, `psql`, `sqlite`; add `--cmd 'COMMAND LINE'` to run
-   your own command under it (`--kind psql --cmd 'psql -h HOST mydb'`). In a
+   `zsh`, `fish`, `python`, `ipython`, `gdb`, `node`, `psql`, `sqlite`; add
+   `--cmd 'COMMAND LINE'` to run your own command under it (`--kind psql --cmd
+   'psql -h HOST mydb'`). In a
    Python session `breakpoint()` stops `run` with 123 at `(Pdb)`: then
    `run -c 'p x'` inspects, `run -c c` continues.
 5. **Text is literal; keys go through `-k`.** `-c` text arrives byte for byte:
@@ -8133,6 +8141,10 @@ Every subcommand explains itself with `--help`.
    (a TUI or agent done spinning and streaming); `--not PATTERN` fails at once
    on an error (wait exits 3, send 6). `{tool} capture -s NAME --json` adds
    `alternate_screen`, the cursor and `current_command`.
+
+On another machine, put `--host HOST` (ssh) or `--via 'docker exec -i NAME'`
+before the subcommand: the same commands run there, with the same exit codes;
+69 means the machine could not be reached (the error says why).
 
 An MCP client can use the same operations as tools instead of this command
 line: `{tool} mcp` serves them on stdio (`{tool} mcp --help` has the setup for
