@@ -2422,7 +2422,8 @@ class PostgresServer:
                 return "running as root and there is no user %r to run postgres" % self.USER
         return None
 
-    def _run(self, *argv):
+    def _run(self, *argv, **env):
+        """A PostgreSQL program, as its user when we are root."""
         preexec = None
         if os.geteuid() == 0:
             pw = pwd.getpwnam(self.USER)
@@ -2434,7 +2435,7 @@ class PostgresServer:
         subprocess.run([os.path.join(self.bindir, argv[0])] + list(argv[1:]), check=True,
                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, preexec_fn=preexec, cwd=self.dir,
-                       env=dict(os.environ, LC_ALL="C", PGTZ="UTC"), timeout=60)
+                       env=dict(os.environ, LC_ALL="C", PGTZ="UTC", **env), timeout=60)
 
     def start(self):
         self.dir = tempfile.mkdtemp(prefix="tmuxsess-pg-")
@@ -3960,14 +3961,6 @@ class PasswordPostgres(PostgresServer):
     PASSWORD = "pg-secret-42"
 
     def _run(self, *argv):
-        preexec = None
-        if os.geteuid() == 0:
-            pw = pwd.getpwnam(self.USER)
-
-            def preexec():
-                os.setgroups([])
-                os.setgid(pw.pw_gid)
-                os.setuid(pw.pw_uid)
         if argv[0] == "initdb":
             pwfile = os.path.join(self.dir, "pwfile")
             with open(pwfile, "w") as f:
@@ -3976,11 +3969,7 @@ class PasswordPostgres(PostgresServer):
                 os.chown(pwfile, pwd.getpwnam(self.USER).pw_uid, -1)
             argv = tuple(a if a != "trust" else "scram-sha-256" for a in argv) + (
                 "--pwfile", pwfile)
-        subprocess.run([os.path.join(self.bindir, argv[0])] + list(argv[1:]), check=True,
-                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, preexec_fn=preexec, cwd=self.dir,
-                       env=dict(os.environ, LC_ALL="C", PGTZ="UTC",
-                                PGPASSWORD=self.PASSWORD), timeout=60)
+        super()._run(*argv, PGPASSWORD=self.PASSWORD)
 
 
 class WaitingCase(TmuxTestCase):
