@@ -3578,7 +3578,17 @@ class FarInterruptTest(RemoteCase):
         return p
 
     def running(self, via):
-        return processes_naming(STAGE1) if via else self.server.far_processes(STAGE1)
+        """The bootstrap and the tool under it, there: sshd's children, or (via a
+        prefix, which other tests may run at the same time) those whose
+        environment names this server's places."""
+        if not via:
+            return self.server.far_processes(STAGE1)
+        mine = []
+        for pid in processes_naming(STAGE1):
+            with contextlib.suppress(OSError):
+                if self.server.dir.encode() in read_bytes("/proc/%d/environ" % pid):
+                    mine.append(pid)
+        return mine
 
     def screen(self, via, env):
         return self.far("capture", "-s", "py", via=via, env=env).stdout

@@ -8883,17 +8883,20 @@ def _command(path, source, args, me, data):
     import io, signal
     code = 1
     try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        for name in ("TMUXSESS_HOST", "TMUXSESS_VIA"):  # never a hop further
-            os.environ.pop(name, None)
-        os.environ["TMUXSESS_ME"] = me  # how the user calls it, for hints
-        null = os.open(os.devnull, os.O_RDONLY)  # our input is not the command's
-        os.dup2(null, 0)
-        sys.stdin = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
-        sys.argv = ["-c", path] + args
-        scope = {"__name__": "__main__", "sys": sys}
-        exec(compile(source[source.rindex(b"#: boot\n"):], path, "exec"), scope)
-        scope["_boot"](source)
+        try:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            for name in ("TMUXSESS_HOST", "TMUXSESS_VIA"):  # never a hop further
+                os.environ.pop(name, None)
+            os.environ["TMUXSESS_ME"] = me  # how the user calls it, for hints
+            null = os.open(os.devnull, os.O_RDONLY)  # our input is not the command's
+            os.dup2(null, 0)
+            sys.stdin = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
+            sys.argv = ["-c", path] + args
+            scope = {"__name__": "__main__", "sys": sys}
+            exec(compile(source[source.rindex(b"#: boot\n"):], path, "exec"), scope)
+            scope["_boot"](source)
+        finally:  # the command is over: a late Ctrl-C changes nothing
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
     except KeyboardInterrupt:
@@ -8923,23 +8926,24 @@ def _relayed(nonce, sha, args, me):
     pid = os.fork()
     if pid == 0:
         _command(found[0], found[1], args, me, data)
-    ended = []
+    ended, sent = [], []
 
-    def interrupt(*_):
-        for sig, grace in ((signal.SIGINT, 3.0), (signal.SIGTERM, 2.0), (signal.SIGKILL, 0)):
-            if ended:
-                return
+    def interrupt(sig):
+        """Each signal once (a Ctrl-C may come both as a byte and as a signal)."""
+        if not ended and sig not in sent:
+            sent.append(sig)
             try:
                 os.kill(pid, sig)
             except OSError:
-                return
-            time.sleep(grace)
+                pass
 
     def watch():
         i.read(1)  # a byte: Ctrl-C; nothing: we are gone
-        interrupt()
+        for sig, grace in ((signal.SIGINT, 3.0), (signal.SIGTERM, 2.0), (signal.SIGKILL, 0)):
+            interrupt(sig)
+            time.sleep(grace)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda n, f: os.kill(pid, n))
+        signal.signal(sig, lambda n, f: interrupt(n))
     threading.Thread(target=watch, daemon=True).start()
     while True:
         try:
