@@ -3423,6 +3423,30 @@ class FarSideTest(RemoteCase):
         url = "ssh://%s@far:%d" % (self.server.user, self.server.ports["far"])
         self.assertEqual(self.far("list", host=url).returncode, 0)
 
+    def test_what_is_answered_here_and_what_is_refused_before_ssh(self):
+        for args in (["--help"], ["run", "--help"], ["--version"]):  # no need to go there
+            r = self.far(*args, host="far-down")
+            self.assertEqual(r.returncode, 0, r)
+        r = subprocess.run(self.argv("--via", "false", "list"), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env=self.far_env, timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.one_error_line(r, "not both")
+
+    def test_attach_says_how_to_watch_from_here_and_a_closed_pipe_ends_quietly(self):
+        made = self.far_ok("create", "-n", "sh")
+        self.assertIn(b"To watch it:  ssh -F ", made.stderr)
+        r = self.far_ok("attach", "-s", "sh")
+        line = r.stdout.decode().strip()
+        self.assertTrue(line.startswith("ssh -F ") and " -t " in line and " far tmux -S "
+                        in line, line)
+        p = subprocess.Popen(self.argv("run", "-s", "sh", "-c", "seq 1 200000"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.far_env)
+        self.addCleanup(self._reap, p)
+        p.stdout.read(10)
+        p.stdout.close()  # as `| head -1` does
+        self.assertEqual(p.wait(30), -signal.SIGPIPE)
+        self.assertEqual(p.stderr.read(), b"")
+
     def test_no_secret_on_any_command_line(self):
         self.far_ok("create", "-n", "sh")
         secret = "SECRET-%s" % os.urandom(4).hex()
@@ -3443,9 +3467,10 @@ class FarCopyTest(RemoteCase):
         cache = self.server.far["TMUXSESS_CACHE_DIR"]
         return sorted(n for n in os.listdir(cache) if n.endswith(".py"))
 
+    NOTHING = b"No sessions registered.\n"
+
     def test_copied_once_by_sha256_private_and_checked_before_it_runs(self):
-        version = b"tmuxsess %s\n" % tmuxsess.__version__.encode()
-        self.assertEqual(self.far_ok("--version").stdout, version)
+        self.assertTrue(self.far_ok("list").stdout.startswith(self.NOTHING))
         sha = tmuxsess._sha256_hex(read_bytes(TOOL))
         self.assertEqual(self.copies(), ["tmuxsess-%s.py" % sha])
         cache = self.server.far["TMUXSESS_CACHE_DIR"]
@@ -3453,23 +3478,23 @@ class FarCopyTest(RemoteCase):
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
         self.assertEqual(stat.S_IMODE(os.stat(cache).st_mode), 0o700)
         mtime = os.stat(path).st_mtime_ns
-        self.far_ok("--version")
+        self.far_ok("list")
         self.assertEqual(os.stat(path).st_mtime_ns, mtime)  # not sent again
         # A copy changed there never runs: this version is sent again in its place.
         good = read_bytes(path)
-        write_bytes(path, good.replace(b'__version__ = "', b'__version__ = "6.6.6-bad'))
-        self.assertEqual(self.far_ok("--version").stdout, version)
+        write_bytes(path, good.replace(self.NOTHING[:-1], b"TAMPERED"))
+        self.assertTrue(self.far_ok("list").stdout.startswith(self.NOTHING))
         self.assertEqual(read_bytes(path), good)
         self.assertEqual([n for n in os.listdir(cache) if ".py." in n], [])  # no temp files
 
     def test_a_changed_local_file_reaches_the_far_side_on_its_next_call(self):
-        self.far_ok("--version")
+        self.far_ok("list")
         changed = os.path.join(self.tmp, "tmuxsess.py")
-        write_bytes(changed, read_bytes(TOOL).replace(b'__version__ = "', b'__version__ = "9.'))
+        write_bytes(changed, read_bytes(TOOL).replace(self.NOTHING[:-1], b"Nothing here."))
         os.chmod(changed, 0o755)
-        r = subprocess.run([changed, "--host", "far", "--version"], stdout=subprocess.PIPE,
+        r = subprocess.run([changed, "--host", "far", "list"], stdout=subprocess.PIPE,
                            env=self.far_env, timeout=60)
-        self.assertEqual(r.stdout, b"tmuxsess 9.%s\n" % tmuxsess.__version__.encode())
+        self.assertTrue(r.stdout.startswith(b"Nothing here.\n"), r.stdout)
         self.assertEqual(len(self.copies()), 2)
 
 
@@ -3622,6 +3647,12 @@ class FarInterruptTest(RemoteCase):
     def test_a_killed_local_side_leaves_nothing_running_there(self):
         self.ends_and_the_session_lives_on(self.long_run(), signal_=signal.SIGKILL)
 
+    def test_a_terminated_local_side_ends_as_the_tool_would(self):
+        p = self.long_run()
+        os.kill(p.pid, signal.SIGTERM)
+        self.assertEqual(p.wait(10), 128 + signal.SIGTERM)
+        wait_until(lambda: not self.running(""), 5, "nothing left running there")
+
 
 class FarMcpTest(RemoteCase):
     def server_for(self, *hosts):
@@ -3669,6 +3700,22 @@ class FarMcpTest(RemoteCase):
         self.assertLess(time.monotonic() - began, 2.5)
         self.assertFalse(client.has_response(slow))
         self.assertFalse(client.response(slow)["result"]["isError"])
+
+    def test_hosts_are_checked_when_it_starts_and_named_in_its_instructions(self):
+        for bad in ("-oProxyCommand=x", "bad host"):
+            r = subprocess.run([TOOL, "mcp", "--host", bad], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=self.far_env, timeout=30)
+            self.assertEqual(r.returncode, 1, r)
+            self.one_error_line(r, "bad host")
+        proc = subprocess.Popen([TOOL, "mcp", "--host", "far"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=self.far_env)
+        self.addCleanup(McpTestCase._stop, self, proc)
+        r = Client(proc).rpc("initialize", {"protocolVersion": "2025-06-18",
+                                            "capabilities": {}, "clientInfo": {
+                                                "name": "test", "version": "0"}})
+        self.assertIn("Every tool takes host: far", r["result"]["instructions"])
 
     def test_a_server_without_hosts_refuses_host(self):
         client = self.server_for()

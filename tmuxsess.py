@@ -7108,7 +7108,7 @@ def _mcp_create(c: "_McpCall", a: Dict[str, Any]) -> "Outcome":
     record = c.server.engine.create_session(**_mcp_engine_args(c, a))
     out = {k: getattr(record, k) for k in ("name", "socket", "target", "pane_id", "type",
                                            "kind", "pid", "registered", "created_at")}
-    out["attach"] = "tmux -S %s attach -t %s" % (_quote(record.socket), record.name)
+    out["attach"] = _attach_line(["tmux", "-S", record.socket, "attach", "-t", record.name])
     return out, None
 
 
@@ -7471,7 +7471,7 @@ class _McpCall:
         try:
             args = mcp_check_args(self.tool, self.args, self.server.allow_foreign,
                                   self.server.hosts)
-            host = args.pop("host", self.server.default_host)
+            host = args.pop("host", "")
             if host:
                 return self.elsewhere(host, args)
             structured, problem = self.tool.call(self, args)
@@ -7608,9 +7608,10 @@ class _McpServer:
                  hosts: Sequence[str] = (), finish: bool = False) -> None:
         self.engine, self.stdin, self.stdout = engine, stdin, stdout
         self.allow_foreign, self.read_only, self.page_size = allow_foreign, read_only, page_size
-        # The machines it reaches; a call names one, or goes to the first when
-        # the server was started with --host before mcp (default_host).
-        self.hosts, self.default_host = tuple(hosts), ""
+        self.hosts = tuple(hosts)  # the other machines it reaches: a call names one
+        self.instructions = MCP_INSTRUCTIONS + (
+            " Every tool takes host: %s (other machines, reached through ssh); without it, "
+            "a tool acts on this one." % ", ".join(self.hosts) if self.hosts else "")
         self.host_name = ""  # what its client calls this machine (in the calls it suggests)
         self.answer_all = finish  # at the end of input, answer what is in flight
         self.socket_dir = os.path.abspath(engine.settings.socket_dir)
@@ -7790,7 +7791,7 @@ class _McpServer:
             self.version, "" if supported else " (the client asked for %s)" % requested))
         reply(self.result(rid, {"protocolVersion": self.version,
                                 "capabilities": {"tools": {"listChanged": False}},
-                                "serverInfo": self.info, "instructions": MCP_INSTRUCTIONS}, ""))
+                                "serverInfo": self.info, "instructions": self.instructions}, ""))
 
     def ping(self, rid: Any, params: Dict[str, Any], reply: Reply) -> None:
         reply(self.result(rid, {}, self.era(params, required=False)))
@@ -7799,7 +7800,7 @@ class _McpServer:
         version = self.era(params, required=False) or MCP_MODERN_VERSIONS[-1]
         reply(self.result(rid, {"supportedVersions": list(MCP_VERSIONS),
                                 "capabilities": {"tools": {"listChanged": False}},
-                                "instructions": MCP_INSTRUCTIONS, "ttlMs": 0,
+                                "instructions": self.instructions, "ttlMs": 0,
                                 "cacheScope": "private"},
                           version if version in MCP_MODERN_VERSIONS else MCP_MODERN_VERSIONS[-1]))
 
@@ -7881,20 +7882,17 @@ class _McpServer:
 
 def serve_mcp(engine: "Engine", stdin: "IO[Any]", stdout: "IO[Any]",
               allow_foreign: bool = False, read_only: bool = False, page_size: int = 100,
-              hosts: Sequence[str] = (), default_host: str = "", finish: bool = False,
-              host_name: str = "") -> int:
+              hosts: Sequence[str] = (), finish: bool = False, host_name: str = "") -> int:
     """Serve MCP on ``stdin``/``stdout`` (binary or text streams) until end of input.
 
     Requests are answered concurrently (a thread per tools/call); replies are
     written whole, one line each. Returns 0 once input ends (with ``finish``,
     once every request is answered). ``hosts``: the other machines its tools
-    reach (``host``); ``default_host``: the one a call that names none goes to;
-    ``host_name``: what its client calls this machine.
+    reach (``host``); ``host_name``: what its client calls this machine.
     """
     server = _McpServer(engine, stdin, stdout, allow_foreign, read_only, max(1, page_size),
-                        tuple(dict.fromkeys(([default_host] if default_host else [])
-                                            + list(hosts))), finish)
-    server.default_host, server.host_name = default_host, host_name
+                        hosts, finish)
+    server.host_name = host_name
     return server.serve()
 
 
@@ -8046,6 +8044,7 @@ def _mcp_epilog() -> str:
     return """\
   tmuxsess.py mcp                     # its own registry and socket dir only
   tmuxsess.py mcp --read-only         # list, health, capture, wait only
+  tmuxsess.py mcp --host box --host ci  # tools also take host: box or ci, through ssh
   tmuxsess.py mcp --state-dir ~/.local/state/agent --socket-dir /tmp/agent-tmux
 
 tools: %(tools)s
@@ -8253,6 +8252,13 @@ def _table(rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
+def _attach_line(argv: List[str]) -> str:
+    """The command a person runs to watch a pane: tmux's, and on a far side
+    (--host, --via), with what runs a terminal program there in front of it."""
+    there = os.environ.get("TMUXSESS_THERE", "")
+    return (there + " " if there else "") + " ".join(_quote(x) for x in argv)
+
+
 def _me() -> str:
     """How the user calls the tool, for hints (on the far side: as they call it here)."""
     return os.environ.get("TMUXSESS_ME") or (
@@ -8316,7 +8322,8 @@ def cmd_create(engine: Engine, a: argparse.Namespace, args: Dict[str, Any]) -> i
         "created_at", "transcript")})
     socket = _quote(record.socket)
     how = "-s %s" % record.name if record.registered else "-S %s -t %s" % (socket, record.name)
-    print("To watch it:  tmux -S %s attach -t %s" % (socket, record.name), file=sys.stderr)
+    print("To watch it:  " + _attach_line(["tmux", "-S", record.socket, "attach", "-t",
+                                           record.name]), file=sys.stderr)
     print("To read it:   %s capture %s" % (_me(), how), file=sys.stderr)
     return 0
 
@@ -8434,6 +8441,10 @@ def cmd_repair(engine: Engine, a: argparse.Namespace, args: Dict[str, Any]) -> i
 
 def cmd_attach(engine: Engine, a: argparse.Namespace, args: Dict[str, Any]) -> int:
     argv = engine.attach_command(**args)
+    if os.environ.get("TMUXSESS_THERE"):  # run here for a person on another machine
+        print(_attach_line(argv))
+        print("tmuxsess: run the command above in a terminal to attach", file=sys.stderr)
+        return 0
     # Started with <&- (or >&-), a stream is None: not a terminal either.
     if not all(f is not None and f.isatty() for f in (sys.stdin, sys.stdout)):
         print(" ".join(_quote(x) for x in argv))
@@ -8534,8 +8545,8 @@ def cmd_mcp(engine: Engine, a: argparse.Namespace, args: Dict[str, Any]) -> int:
     sys.stdout = sys.stderr  # a stray print must never corrupt the protocol stream
     try:
         return serve_mcp(engine, sys.stdin.buffer, saved.buffer, allow_foreign=a.allow_foreign,
-                         read_only=a.read_only, hosts=a.hosts or (), default_host=a.far,
-                         finish=a.finish, host_name=a.host_name or "")
+                         read_only=a.read_only, hosts=a.hosts, finish=a.finish,
+                         host_name=a.host_name or "")
     finally:
         sys.stdout = saved
 
@@ -8699,9 +8710,17 @@ def _dispatch(a: argparse.Namespace, argv: List[str]) -> int:
                 source = f.read()
             return relay_main(argv, source, _read_file("-").encode("utf-8", "surrogateescape")
                               if reads else b"")
-        if a.via and op.name == "mcp":
-            raise UsageError("an MCP server reaches other machines by ssh host: mcp --host "
-                             "NAME", "--via runs one command there: --via PREFIX mcp --finish")
+        if op.name == "mcp":
+            if a.via:
+                raise UsageError("an MCP server reaches other machines by ssh host: mcp "
+                                 "--host NAME", "--via runs one command there: --via PREFIX "
+                                 "mcp --finish")
+            a.hosts = list(dict.fromkeys(([a.far] if a.far else []) + (a.hosts or [])))
+            for host in a.hosts:
+                try:
+                    ssh_host(host)
+                except RelayError as e:
+                    raise UsageError("--host: " + e.message, e.hint)
         return HANDLERS[op.name](Engine(), a, _engine_args(op, a))
     except TmuxsessError as e:
         _error(e, op)
@@ -8770,6 +8789,8 @@ def _restore_values(a: argparse.Namespace, held: Dict[str, str]) -> None:
     for key, value in vars(a).items():
         if isinstance(value, str) and value in held:
             setattr(a, key, held[value])
+        elif isinstance(value, list):  # a repeated option
+            setattr(a, key, [held.get(v, v) if isinstance(v, str) else v for v in value])
 
 
 def _usage_code(name: str) -> int:
@@ -8857,6 +8878,8 @@ def _cached(sha, say):
         with open(path, "rb") as f:
             source = f.read()
         if _sha(source) == sha:
+            if os.stat(path).st_mtime < __import__("time").time() - 86400:
+                os.utime(path)  # in use: the pruning below keeps it
             return path, source  # checked, and these very bytes run
     except OSError as e:
         if not isinstance(e, FileNotFoundError):
@@ -8874,11 +8897,16 @@ def _cached(sha, say):
         finally:
             os.close(fd)
         os.replace(tmp, path)
+        for name in os.listdir(cache):  # copies of other versions unused for 30 days go
+            old = os.path.join(cache, name)
+            if name.startswith("tmuxsess-") and old != path and os.lstat(
+                    old).st_mtime < __import__("time").time() - 30 * 86400:
+                os.unlink(old)
     except OSError as e:
         return say("cache %s: %s" % (cache, e.strerror))
     return path, source
 
-def _command(path, source, args, me, data):
+def _command(path, source, args, me, there, data):
     """In the forked child: the command, as ./tmuxsess.py ARGS runs it here."""
     import io, signal
     code = 1
@@ -8888,6 +8916,7 @@ def _command(path, source, args, me, data):
             for name in ("TMUXSESS_HOST", "TMUXSESS_VIA"):  # never a hop further
                 os.environ.pop(name, None)
             os.environ["TMUXSESS_ME"] = me  # how the user calls it, for hints
+            os.environ["TMUXSESS_THERE"] = there  # how they run a terminal program here
             null = os.open(os.devnull, os.O_RDONLY)  # our input is not the command's
             os.dup2(null, 0)
             sys.stdin = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
@@ -8908,7 +8937,7 @@ def _command(path, source, args, me, data):
             code = 120
     os._exit(code & 0xFF)
 
-def _relayed(nonce, sha, args, me):
+def _relayed(nonce, sha, args, me, there):
     tag = b"\0tmuxsess " + nonce.encode()
     say = lambda word: _write(1, tag + b" " + word.encode("utf-8", "replace") + b"\n")
     _write(2, tag + b"\n")  # what ssh or a login shell said came before this
@@ -8925,7 +8954,7 @@ def _relayed(nonce, sha, args, me):
     import signal, threading, time
     pid = os.fork()
     if pid == 0:
-        _command(found[0], found[1], args, me, data)
+        _command(found[0], found[1], args, me, there, data)
     ended, sent = [], []
 
     def interrupt(sig):
@@ -8975,13 +9004,27 @@ def relay_main(argv: "List[str]", source: bytes, data: bytes = b"") -> int:
     is its standard input (what ``--file -`` reads here)."""
     host, via, args = relay_options(argv)
     try:
+        if host and via:
+            raise RelayError("give --host or --via, not both", "", "usage")
         if via:
-            where, words, shell = via, _split_words(via, "--via"), False
+            words = _split_words(via, "--via")
             me = "%s --via %s" % (_word(sys.argv[0]), _word(via))
+            # How a person runs a terminal program there: the prefix (with -t, say).
+            there, check = via, "check the --via command: %s true" % via
         else:
-            where, words, shell = host, ssh_command(host), True
+            ssh = _split_words(os.environ.get("TMUXSESS_SSH") or "ssh", "TMUXSESS_SSH")
+            dest = ssh_host(host)
+            words = ssh + _sharing(ssh, dest) + ["-T"] + dest
             me = "%s --host %s" % (_word(sys.argv[0]), _word(host))
-        return _relay(where, words, shell, args, source, data, me)
+            there = " ".join(_word(w) for w in ssh + ["-t"] + dest)
+            check = "see what ssh says: %s true" % " ".join(_word(w) for w in ssh + dest)
+        relayed = _Relayed(via or host, not via, there, check)
+        return relayed.run(words, args, source, data, me)
+    except BrokenPipeError:  # our stdout closed (| head): end as the tool would
+        import _signal  # type: ignore[import-not-found,unused-ignore]
+        _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+        os.kill(os.getpid(), _signal.SIGPIPE)
+        return 141
     except RelayError as e:
         code = 1 if e.kind == "usage" else RELAY_EXIT
         sys.stderr.write("tmuxsess: error: %s\n%s" % (e.message, "hint: %s\n" % e.hint
@@ -8998,25 +9041,26 @@ def relay_main(argv: "List[str]", source: bytes, data: bytes = b"") -> int:
 def relay_options(argv: "List[str]") -> "Tuple[str, str, List[str]]":
     """The host (--host, or $TMUXSESS_HOST), the prefix (--via, or
     $TMUXSESS_VIA) and the command's own words. The options come before the
-    command; the last one given wins."""
-    host = os.environ.get("TMUXSESS_HOST", "")
-    via = "" if host else os.environ.get("TMUXSESS_VIA", "")
-    args = list(argv)
+    command and override the environment (``--host ''``: this machine)."""
+    given, args = {}, list(argv)
     while args and args[0].split("=")[0] in ("--host", "--via"):
         name, eq, value = args.pop(0).partition("=")
-        if not eq:
-            value = args.pop(0) if args else ""
-        host, via = (value, "") if name == "--host" else ("", value)
-    return host, via, args
+        given[name] = value if eq else args.pop(0) if args else ""
+    if not given:
+        given = {"--host": os.environ.get("TMUXSESS_HOST", "")}
+        given["--via"] = "" if given["--host"] else os.environ.get("TMUXSESS_VIA", "")
+    return given.get("--host", ""), given.get("--via", ""), args
 
 
 def relay_at_once(argv: "List[str]") -> bool:
     """Whether the command goes to the far side without the module loaded here:
-    every one but those whose standard input the command line's own parser
-    reads here first (``--file``, ``mcp``)."""
+    every one but those the command line's own parser answers (``--help``,
+    ``--version``) or reads the standard input for here first (``--file``,
+    ``mcp``)."""
     host, via, args = relay_options(argv)
-    return bool(host or via) and "mcp" not in args and not any(
-        w == "--file" or w.startswith("--file=") for w in args)
+    return bool(host or via) and not any(
+        w in ("mcp", "--file", "--help", "-h", "--version") or w.startswith("--file=")
+        for w in args)
 
 
 def ssh_command(host: str) -> "List[str]":
@@ -9024,6 +9068,14 @@ def ssh_command(host: str) -> "List[str]":
     (split as a shell would, like GIT_SSH_COMMAND; default ssh), options that
     share one connection across calls unless the user's config shares one
     already, and the host. The user's config, agent, keys and known hosts apply."""
+    ssh = _split_words(os.environ.get("TMUXSESS_SSH") or "ssh", "TMUXSESS_SSH")
+    dest = ssh_host(host)
+    return ssh + _sharing(ssh, dest) + ["-T"] + dest
+
+
+def ssh_host(host: str) -> "List[str]":
+    """ssh's words for ``[ssh://][USER@]HOST[:PORT]``; nothing ssh could take
+    for an option."""
     spec = host[6:].rstrip("/") if host[:6].lower() == "ssh://" else host
     user, at, spec = spec.rpartition("@")
     name, port = spec, ""
@@ -9038,9 +9090,7 @@ def ssh_command(host: str) -> "List[str]":
             or at and (not user or user[0] == "-" or not user.isprintable() or " " in user)
             or port and not (port.isdigit() and 0 < int(port) < 65536)):
         raise RelayError("bad host %r" % host, "write [ssh://][USER@]HOST[:PORT]", "usage")
-    where = (["-p", port] if port else []) + (["-l", user] if at else []) + [name]
-    words = _split_words(os.environ.get("TMUXSESS_SSH") or "ssh", "TMUXSESS_SSH")
-    return words + _sharing(words, where) + ["-T"] + where
+    return (["-p", port] if port else []) + (["-l", user] if at else []) + [name]
 
 
 def _sharing(words: "List[str]", where: "List[str]") -> "List[str]":
@@ -9079,52 +9129,56 @@ def _sharing(words: "List[str]", where: "List[str]") -> "List[str]":
     return ours
 
 
-def _relay(where: str, words: "List[str]", shell: bool, args: "List[str]", source: bytes,
-           data: bytes, me: str) -> int:
-    """Run the bootstrap through ``words``; pass the command's output on; its status."""
-    import _signal  # type: ignore[import-not-found,unused-ignore]  # signal: 5 ms of imports
-    nonce = os.urandom(16).hex()
-    stage2 = (RELAY_BOOTSTRAP + "\nsys.exit(_relayed(%s, %s, %s, %s))\n" % (
-        ascii(nonce), ascii(_sha256_hex(source)), ascii(args), ascii(me))).encode()
-    python = [os.environ.get("TMUXSESS_REMOTE_PYTHON") or "python3", "-I", "-S", "-c",
-              RELAY_STAGE1]
-    command = words + (["exec " + " ".join(_word(w) for w in python)] if shell else python)
-    relayed = _Relayed(b"\0tmuxsess " + nonce.encode(), source)
-    handlers = {s: _signal.signal(s, lambda n, f: relayed.signals.append(n))
-                for s in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)}
-    handlers[_signal.SIGPIPE] = _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    old_wake = _signal.set_wakeup_fd(wake_w)
-    pid, relayed.to_far, out, err = _spawn(command, where)
-    try:
-        relayed.send(b"%d\n%s%d\n%s" % (len(stage2), stage2, len(data), data))
-        relayed.follow(pid, out, err, wake_r)
-        code = _exit_status(os.waitpid(pid, 0)[1])
-        pid = 0
-    finally:
-        _signal.set_wakeup_fd(old_wake)
-        for sig, handler in handlers.items():
-            _signal.signal(sig, handler)
-        if pid:  # left early: nothing of ours runs on
-            os.kill(pid, _signal.SIGKILL)
-            os.waitpid(pid, 0)
-        for fd in (wake_r, wake_w, relayed.to_far, out, err):
-            os.close(fd)
-    return relayed.status_or_raise(where, shell, code)
-
-
 class _Relayed:
     """One relayed command, as its output comes: the bootstrap's word first (a
     login shell's chatter before it is dropped), then the command's output,
     passed on but for the bootstrap's last line, which says how it ended.
-    On stderr, what ssh said before the bootstrap's mark is kept for an error."""
+    On stderr, what ssh said before the bootstrap's mark is kept for an error.
+    ``there``: how a person runs a terminal program there (for attach);
+    ``check``: how to see why the far side cannot be reached."""
 
-    def __init__(self, tag: bytes, source: bytes) -> None:
-        self.tag, self.source, self.to_far = tag, source, -1
+    def __init__(self, where: str, shell: bool, there: str, check: str) -> None:
+        self.where, self.shell, self.there, self.check = where, shell, there, check
+        self.tag, self.source, self.to_far = b"", b"", -1
         self.status, self.head, self.trailer = "", b"", b""
         self.said: "Optional[bytes]" = b""  # None once the bootstrap's mark came
         self.signals: "List[int]" = []
+
+    def run(self, words: "List[str]", args: "List[str]", source: bytes, data: bytes,
+            me: str) -> int:
+        """Run the bootstrap through ``words``; pass the command's output on; its status."""
+        import _signal  # type: ignore[import-not-found,unused-ignore]  # signal: 5 ms
+        nonce = os.urandom(16).hex()
+        self.tag, self.source = b"\0tmuxsess " + nonce.encode(), source
+        stage2 = (RELAY_BOOTSTRAP + "\nsys.exit(_relayed(%s, %s, %s, %s, %s))\n" % (
+            ascii(nonce), ascii(_sha256_hex(source)), ascii(args), ascii(me),
+            ascii(self.there))).encode()
+        python = [os.environ.get("TMUXSESS_REMOTE_PYTHON") or "python3", "-I", "-S", "-c",
+                  RELAY_STAGE1]
+        command = words + (["exec " + " ".join(_word(w) for w in python)] if self.shell
+                           else python)
+        handlers = {s: _signal.signal(s, lambda n, f: self.signals.append(n))
+                    for s in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)}
+        handlers[_signal.SIGPIPE] = _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        old_wake = _signal.set_wakeup_fd(wake_w)
+        pid, self.to_far, out, err = _spawn(command, self.where, self.shell)
+        try:
+            self.send(b"%d\n%s%d\n%s" % (len(stage2), stage2, len(data), data))
+            self.follow(pid, out, err, wake_r)
+            code = _exit_status(os.waitpid(pid, 0)[1])
+            pid = 0
+        finally:
+            _signal.set_wakeup_fd(old_wake)
+            for sig, handler in handlers.items():
+                _signal.signal(sig, handler)
+            if pid:  # left early: nothing of ours runs on
+                os.kill(pid, _signal.SIGKILL)
+                os.waitpid(pid, 0)
+            for fd in (wake_r, wake_w, self.to_far, out, err):
+                os.close(fd)
+        return self.status_or_raise(code)
 
     def send(self, data: bytes) -> None:
         """To the far side; one that stopped reading has ended (its status says why)."""
@@ -9161,9 +9215,11 @@ class _Relayed:
             _write_all(2, chunk)
             return
         self.said += chunk
-        if self.tag + b"\n" in self.said:  # what came before it is ssh's: shown as is
+        if self.tag + b"\n" in self.said:  # what came before it is ssh's: shown as is,
             before, _, after = self.said.partition(self.tag + b"\n")
-            _write_all(2, before + after)
+            _write_all(2, b"".join(  # but for its note on our own shared connection
+                line for line in before.splitlines(True)
+                if b"disabling multiplexing" not in line) + after)
             self.said = None
 
     def stdout(self, chunk: bytes) -> None:
@@ -9182,44 +9238,49 @@ class _Relayed:
             if self.signals:  # a Ctrl-C before it started
                 self.send(b"I")
 
-    def status_or_raise(self, where: str, shell: bool, code: int) -> int:
-        """The command's exit status, as the far side said; else why it has none."""
+    def status_or_raise(self, code: int) -> int:
+        """The command's exit status, as the far side said; else why it has none.
+        Ended by a signal here, the tool ends as it would here: 130 for a Ctrl-C,
+        128 + N for another."""
         end = self.tag + b" exit "
+        if self.signals and self.signals[0] != 2:  # SIGTERM, SIGHUP
+            return 128 + self.signals[0]
         if self.trailer.startswith(end) and self.trailer.endswith(b"\n"):
             return int(self.trailer[len(end):-1])
         _write_all(1, self.trailer)
         if self.signals:
             return 130
+        raise self.refused(code)
+
+    def refused(self, code: int) -> RelayError:
+        """Why the far side ran nothing (or was lost), in one line."""
+        where, (word, _, rest) = self.where, self.status.partition(" ")
         last = (self.said or b"").decode(errors="replace").strip().split("\n")[-1].strip()
-        raise _refused(where, shell, self.status, code, last)
-
-
-def _refused(where: str, shell: bool, status: str, code: int, last: str) -> RelayError:
-    """Why the far side ran nothing (or was lost), in one line."""
-    word, _, rest = status.partition(" ")
-    if word == "ok":
-        return RelayError("lost the connection to %s while the command ran: it may have "
-                          "done its work" % where, last, "lost")
-    if word == "python":
-        return RelayError("%s has Python %s: tmuxsess needs python3 3.8 or newer" % (
-            where, rest), "set TMUXSESS_REMOTE_PYTHON to a newer one", "far-side")
-    if word == "notmux":
-        return RelayError("tmux not found on %s: looked for %s" % (where, rest),
-                          "install tmux 3.0 or newer there, or set TMUXSESS_TMUX there",
-                          "far-side")
-    if word in ("cache", "badcopy"):
-        return RelayError("cannot keep tmuxsess on %s: %s" % (where, rest or "the copy "
-                                                              "arrived damaged"),
-                          "set TMUXSESS_CACHE_DIR there to a private dir", "far-side")
-    if code == 127 and status == "":
-        return RelayError("python3 not found on %s (%s)" % (where, last or "exit status 127"),
-                          "install python3 (3.8 or newer) there, or set "
-                          "TMUXSESS_REMOTE_PYTHON to one", "far-side")
-    if shell and code == 255:
-        return RelayError("cannot reach %s: %s" % (where, last or "ssh failed"),
-                          "nothing was run there", "unreachable")
-    return RelayError("could not start tmuxsess on %s (exit status %d)%s" % (
-        where, code, ": " + last if last else ""), "nothing was run there", "unreachable")
+        if word == "ok":
+            return RelayError("lost the connection to %s while the command ran: it may "
+                              "have done its work" % where, self.check, "lost")
+        if word == "python":
+            return RelayError("%s has Python %s: tmuxsess needs python3 3.8 or newer" % (
+                where, rest), "set TMUXSESS_REMOTE_PYTHON to a newer one", "far-side")
+        if word == "notmux":
+            return RelayError("tmux not found on %s: looked for %s" % (where, rest),
+                              "install tmux 3.0 or newer there, or set TMUXSESS_TMUX there",
+                              "far-side")
+        if word in ("cache", "badcopy"):
+            return RelayError("cannot keep tmuxsess on %s: %s" % (
+                where, rest or "the copy arrived damaged"),
+                "set TMUXSESS_CACHE_DIR there to a private dir", "far-side")
+        if code == 127 and not word:
+            return RelayError("python3 not found on %s (%s)" % (where, last or "exit status "
+                                                                "127"),
+                              "install python3 (3.8 or newer) there, or set "
+                              "TMUXSESS_REMOTE_PYTHON to one", "far-side")
+        if self.shell and code == 255:
+            return RelayError("cannot reach %s: %s" % (where, last or "ssh failed"),
+                              "nothing was run there; " + self.check, "unreachable")
+        return RelayError("could not start tmuxsess on %s (exit status %d)%s" % (
+            where, code, ": " + last if last else ""), "nothing was run there; " + self.check,
+            "unreachable")
 
 
 def _pass_on(data: bytes, end: bytes) -> bytes:
@@ -9233,7 +9294,8 @@ def _pass_on(data: bytes, end: bytes) -> bytes:
     return data[at:]
 
 
-def _spawn(argv: "List[str]", where: str) -> "Tuple[int, int, int, int]":
+def _spawn(argv: "List[str]", where: str, shell: bool = True
+           ) -> "Tuple[int, int, int, int]":
     """Start ``argv`` on three pipes (pid, and our ends: its stdin, stdout,
     stderr), with SIGINT ignored: ssh keeps a SIGINT it finds ignored, so a
     Ctrl-C reaches the far side as a byte from us, and the command there ends
@@ -9246,8 +9308,10 @@ def _spawn(argv: "List[str]", where: str) -> "Tuple[int, int, int, int]":
             (os.POSIX_SPAWN_DUP2, pipes[0][0], 0), (os.POSIX_SPAWN_DUP2, pipes[1][1], 1),
             (os.POSIX_SPAWN_DUP2, pipes[2][1], 2)])
     except OSError as e:
-        raise RelayError("cannot run %s to reach %s: %s" % (argv[0], where, e.strerror),
-                         "set TMUXSESS_SSH to an ssh command, or check --via", "unreachable")
+        raise RelayError("cannot run %s (%s): %s" % (
+            argv[0], "for %s" % where if shell else "--via %r" % where, e.strerror),
+            "set TMUXSESS_SSH to an ssh command" if shell else "check the --via command",
+            "unreachable")
     finally:
         _signal.signal(_signal.SIGINT, previous)
         for fd in (pipes[0][0], pipes[1][1], pipes[2][1]):
@@ -9365,6 +9429,11 @@ def _compiled(source: bytes, path: str) -> "Any":
             with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
                 f.write(marshal.dumps(code))
             os.replace(tmp, cached)
+            for name in os.listdir(cache):  # other versions' files unused for 30 days
+                old = os.path.join(cache, name)
+                if name.startswith("tmuxsess-") and os.lstat(old).st_atime < (
+                        os.path.getmtime(cached) - 30 * 86400):
+                    os.unlink(old)
     except OSError:
         pass  # not cached: compiled again next time
     return code
