@@ -2494,6 +2494,18 @@ class SshServer:
         self.python3 = shutil.which("python3", path=usual) or sys.executable
         self.tmux = shutil.which("tmux", path=usual) or shutil.which("tmux") or "tmux"
 
+    @classmethod
+    def running(cls, add_cleanup):
+        """A started server that ``add_cleanup`` stops; SkipTest where there is no sshd."""
+        server = cls()
+        reason = server.skip_reason()
+        if reason:
+            raise unittest.SkipTest(reason)
+        add_cleanup(server.stop)
+        server.start()
+        server.started_in = server.dir
+        return server
+
     def skip_reason(self):
         for program in (self.sshd, "ssh", "ssh-keygen"):
             if not shutil.which(program):
@@ -3308,16 +3320,14 @@ class RemoteCase(TmuxTestCase):
 
     def setUp(self):
         super().setUp()
-        self.server = SshServer()
-        reason = self.server.skip_reason()
-        if reason:
-            self.skipTest(reason)
-        self.server.start()
-        self.addCleanup(self.nothing_left, self.server.dir)
-        self.addCleanup(self.server.stop)
+        self.addCleanup(self.nothing_left)  # last: once the server has stopped
+        self.server = SshServer.running(self.addCleanup)
         self.far_env = self.server.local_env()
 
-    def nothing_left(self, top):
+    def nothing_left(self):
+        top = self.server.started_in if hasattr(self, "server") else ""
+        if not top:
+            return
         self.assertFalse(os.path.exists(top), "temp dir left behind")
         self.assertEqual(processes_naming(top.encode()), [], "processes left behind")
 
@@ -4081,12 +4091,7 @@ class WaitingCase(TmuxTestCase):
 class RelayTest(WaitingCase):
     @classmethod
     def setUpClass(cls):
-        cls.sshd = SshServer()
-        reason = cls.sshd.skip_reason()
-        if reason:
-            raise unittest.SkipTest(reason)
-        cls.addClassCleanup(cls.sshd.stop)
-        cls.sshd.start()
+        cls.sshd = SshServer.running(cls.addClassCleanup)
 
     def login(self, name, env=None):
         """A shell session logged in to the remote shell over ssh."""
@@ -4473,12 +4478,7 @@ class NormalUserTest(NormalUserCase):
 class NormalUserSshTest(NormalUserCase):
     @classmethod
     def setUpClass(cls):
-        cls.sshd = SshServer()
-        reason = cls.sshd.skip_reason()
-        if reason:
-            raise unittest.SkipTest(reason)
-        cls.addClassCleanup(cls.sshd.stop)
-        cls.sshd.start()
+        cls.sshd = SshServer.running(cls.addClassCleanup)
 
     def test_ssh_relay_as_a_normal_user(self):
         config = self.sshd.config(self.home, owner=self.pw.pw_uid if self.preexec else None)
