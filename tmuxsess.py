@@ -6128,10 +6128,12 @@ class _Exchange:
                 return "timeout"
             now = time.monotonic()
             if now >= next_probe and pane.pid and pane.tty:
-                next_probe = now + 0.05
+                term = self.host.terminal(pane)
+                # The screen's word may cost a look at it (a tmux call): 4 a second.
+                next_probe = now + (0.05 if term.reads == "plain" else 0.25)
                 size = self.host.transcript_size(pane.transcript)
                 grown = grown if size == grown[0] else (size, now)
-                if self._asks(self.host.terminal(pane), tail, now - grown[1]):
+                if self._asks(term, tail, now - grown[1]):
                     if suspected == size:
                         return "input"
                     suspected = size
