@@ -2706,9 +2706,9 @@ class Profile(Record):
     norc_args: Tuple[str, ...] = ()   # options it adds for create --norc
     takes_line: Optional[Callable[[str], bool]] = None  # cut "file": a single line
     #                                   it takes as typed (else it goes as a file)
-    error_log: bool = False           # it logs errors to a file ({error_log} in args)
-    logged_failure: Optional[Callable[[str], bool]] = None  # what it logged in a
-    #                                   unit says the unit failed
+    # It logs errors to a file ({error_log} in its args): what it logged during
+    # a unit says whether the unit failed.
+    logged_failure: Optional[Callable[[str], bool]] = None
     failure_when: str = ""            # ``failure`` counts only in code this regex finds
 
     def argv(self, command: Optional[str], env: Dict[str, str], startup: str,
@@ -2839,7 +2839,7 @@ PROFILES: Dict[str, Profile] = {p.name: p for p in [
             env=(("INPUTRC", "{startup}"),), startup=SQLITE_INPUTRC,
             startup_name="inputrc", marked=True, status=True, cut="file",
             block=".read {path}", block_suffix=".sql", quote=_c_quoted, continuation=("c",),
-            continuation_text="   ...> ", error_log=True, logged_failure=_sqlite_failed,
+            continuation_text="   ...> ", logged_failure=_sqlite_failed,
             failure=SQLITE_DOT_ERROR, failure_when=r"^[ \t]*\."),
     Profile("command", "command", "any program (--cmd); run needs --prompt REGEX"),
 ]}
@@ -4750,7 +4750,7 @@ class Starter:
         caller = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
         # Private from the start: made before the program opens it.
         error_log = (_write_private(self.files.error_log(transcript), "")
-                     if profile.error_log else "")
+                     if profile.logged_failure else "")
         inherited = ["-e%s=%s" % kv for kv in caller.items()] if inherit == "e" else []
         # Pagers wait for a key nobody presses: agents read output, not screens.
         env = {**(caller if inherit == "env" else {}), "PAGER": "cat", "GIT_PAGER": "cat",
@@ -6160,7 +6160,8 @@ class _Exchange:
         truncated = lossy = False
         f: Optional[_Follower] = None
         reason: Ending = "done"
-        log = self.files.error_log(self.pane.transcript) if self.pane.profile.error_log else ""
+        log = (self.files.error_log(self.pane.transcript) if self.pane.profile.logged_failure
+               else "")
         since = self.host.transcript_size(log) if log else 0
         for unit in units:
             f, reason = self._one(unit, answer, typed, finishing)
@@ -9102,7 +9103,7 @@ def _sharing(words: "List[str]", where: "List[str]") -> "List[str]":
             "-o", "ControlPersist=%d" % RELAY_PERSIST]
     if os.path.exists(socket):
         return ours  # ours is up: asked before
-    status, said, _ = _spawned(words + ["-G"] + where)
+    status, said = _spawned(words + ["-G"] + where)
     config = dict(line.partition(" ")[::2] for line in said.decode(errors="replace").split("\n"))
     if status != 0 or (config.get("controlpath", "none") != "none"
                        and config.get("controlmaster") not in ("false", "no")):
@@ -9305,12 +9306,12 @@ def _spawn(argv: "List[str]", where: str, shell: bool = True
     return pid, pipes[0][1], pipes[1][0], pipes[2][0]
 
 
-def _spawned(argv: "List[str]") -> "Tuple[int, bytes, bytes]":
-    """Run ``argv`` to its end: its exit status, stdout and stderr (short ones)."""
+def _spawned(argv: "List[str]") -> "Tuple[int, bytes]":
+    """Run ``argv`` to its end: its exit status and (short) stdout."""
     try:
         pid, to, out, err = _spawn(argv, argv[0])
     except RelayError:
-        return 127, b"", b""
+        return 127, b""
     os.close(to)
     said = [b"", b""]
     for n, fd in enumerate((out, err)):
@@ -9320,7 +9321,7 @@ def _spawned(argv: "List[str]") -> "Tuple[int, bytes, bytes]":
                 break
             said[n] += chunk
         os.close(fd)
-    return _exit_status(os.waitpid(pid, 0)[1]), said[0], said[1]
+    return _exit_status(os.waitpid(pid, 0)[1]), said[0]
 
 
 def _exit_status(raw: int) -> int:
