@@ -6226,7 +6226,8 @@ class _Exchange:
     def answer(self, text: str) -> RunResult:
         """Answer a program that waits for input; the rest of its output."""
         pane = self.pane
-        at = self._prompt(self.host.transcript_tail(pane.transcript))
+        tail = self.host.transcript_tail(pane.transcript)
+        at = self._prompt(tail)
         if at is not None and at not in pane.profile.continuation:
             raise BusyError("%s is at its prompt: nothing waits for an answer; nothing was "
                             "sent" % pane.label,
@@ -6243,8 +6244,8 @@ class _Exchange:
         typed = term.canonical is False and _look_at(self.host, pane).alternate
         # No command runs (its last C mark was followed by a D): the answer ends
         # an unfinished one, whose output starts at the shell's C mark.
-        last = next((m for m in _last_marks(self.host.transcript_tail(pane.transcript),
-                                            pane.token) if m.kind in (b"C", b"D")), None)
+        last = next((m for m in _last_marks(tail, pane.token) if m.kind in (b"C", b"D")),
+                    None)
         return self.run([text], answer=term, typed=typed, code=text,
                         finishing=last is None or last.kind == b"D")
 
